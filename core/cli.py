@@ -1,0 +1,51 @@
+"""``python -m core <command>``: the lab, headless.
+
+Each command lives in ``core/commands/<name>.py`` with ``HELP``, ``add_arguments(parser)``
+and ``run(args) -> int``. A :class:`LabError` prints its message (problem and fix) and
+exits with status 2; other exceptions keep their traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from core.errors import LabError
+
+COMMANDS = {
+    "dataset": "core.commands.dataset",
+    "train-cfg": "core.commands.train_cfg",
+    "sample": "core.commands.sample",
+    "sample-sd": "core.commands.sample_sd",
+    "train-classifier": "core.commands.train_classifier",
+    "experiment": "core.commands.experiment",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core", description="Imbalance Lab: diffusion-based rebalancing experiments.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module in COMMANDS.items():
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name == module:  # command not built yet
+                continue
+            raise
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except LabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,44 @@
+"""Flags shared by every command that reads a dataset."""
+
+from __future__ import annotations
+
+import argparse
+
+from core.data.loading import DATASETS, DataConfig
+from core.data.profiles import ORDERS, PROFILES
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of integers (e.g. 500,1000,5000)")
+
+
+def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", default="digits", choices=DATASETS, help="dataset name; 'digits' is embedded and works offline")
+    g.add_argument("--data-dir", default=None, help="folder or .zip: an ImageFolder (ROOT/train/<class>/, ROOT/test/<class>/ or ROOT/<class>/), or the torchvision download root")
+    g.add_argument("--image-size", type=int, default=None, help="resize images to this many pixels square (default: native / most common size)")
+    g.add_argument("--profile", default="full", choices=PROFILES, help="imbalance profile applied to the train split")
+    g.add_argument("--ratio", type=float, default=10.0, help="imbalance ratio max/min for linear, exponential and step (>= 1)")
+    g.add_argument("--minority-fraction", type=float, default=0.5, help="share of classes that are minorities, for step")
+    g.add_argument("--counts", type=_int_list, default=None, help="per-class counts for custom (comma-separated), or one count for balanced")
+    g.add_argument("--minority-order", default="index", choices=ORDERS, help="index: class 0 is the smallest (the paper); reversed: class 0 the largest (CIFAR-10-LT); shuffled: random with --seed")
+    g.add_argument("--seed", type=int, default=0, help="seed for which images each class keeps (and the shuffled order)")
+    g.add_argument("--test-fraction", type=float, default=0.2, help="held-out share when the source has no test split")
+
+
+def data_config(args: argparse.Namespace) -> DataConfig:
+    return DataConfig(
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        image_size=args.image_size,
+        profile=args.profile,
+        ratio=args.ratio,
+        minority_fraction=args.minority_fraction,
+        counts=args.counts,
+        minority_order=args.minority_order,
+        seed=args.seed,
+        test_fraction=args.test_fraction,
+    )

@@ -1,0 +1,44 @@
+"""``python -m core dataset``: load a dataset, apply a profile, print the counts."""
+
+from __future__ import annotations
+
+import json
+
+from core.commands.common import add_data_arguments, data_config
+from core.data.loading import prepare
+
+HELP = "Load a dataset, apply an imbalance profile and print per-class counts."
+
+
+def add_arguments(p) -> None:
+    add_data_arguments(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+
+def run(args) -> int:
+    cfg = data_config(args)
+    ds, train = prepare(cfg)
+    info = {
+        "dataset": ds.name,
+        "classes": ds.classes,
+        "train_counts": train.counts(),
+        "available_counts": ds.train.counts(),
+        "test_counts": ds.test.counts(),
+        "image_size": ds.image_size,
+        "channels": ds.channels,
+        "profile": cfg.profile,
+        "skipped": [{"path": p, "reason": r} for p, r in ds.skipped],
+    }
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    print(f"{ds.name}: {len(ds.classes)} classes, {ds.image_size}x{ds.image_size}x{ds.channels}, profile={cfg.profile}")
+    width = max(len(c) for c in ds.classes)
+    print(f"{'class':<{width}}  {'train':>7}  {'of':>7}  {'test':>6}")
+    for c, name in enumerate(ds.classes):
+        print(f"{name:<{width}}  {info['train_counts'][c]:>7}  {info['available_counts'][c]:>7}  {info['test_counts'][c]:>6}")
+    if ds.skipped:
+        print(f"skipped {len(ds.skipped)} unreadable files:")
+        for p, r in ds.skipped[:20]:
+            print(f"  {p}: {r}")
+    return 0

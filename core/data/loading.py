@@ -1,0 +1,253 @@
+"""Dataset loaders: embedded digits, torchvision datasets, image folders and zips.
+
+All return a :class:`LoadedDataset` of uint8 tensors. Decoded folders are cached on
+disk (``.cache/datasets/<key>``) so the second load of CIFAR-10 is a memory-map away.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from core.data import imagefolder
+from core.data.archive import extract_zip
+from core.data.imageset import ImageSet, LoadedDataset
+from core.errors import ConfigError, DataError
+from core.paths import cache_dir
+
+# name -> (torchvision class name, download size for the error message)
+TORCHVISION = {
+    "cifar10": ("CIFAR10", "170 MB", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "cifar-10-batches-py"),
+    "cifar100": ("CIFAR100", "169 MB", "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", "cifar-100-python"),
+    "mnist": ("MNIST", "12 MB", "https://ossci-datasets.s3.amazonaws.com/mnist/", "MNIST/raw"),
+    "fashion-mnist": ("FashionMNIST", "30 MB", "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/", "FashionMNIST/raw"),
+}
+DATASETS = ["digits", *TORCHVISION, "imagefolder"]
+CACHE_VERSION = 1
+
+
+@dataclass
+class DataConfig:
+    """Which data, at what resolution, made imbalanced how. Saved with every run."""
+
+    dataset: str = "digits"  # digits | cifar10 | cifar100 | mnist | fashion-mnist | imagefolder
+    data_dir: str | None = None  # folder or .zip; for torchvision sets, the download/cache root
+    image_size: int | None = None  # pixels (square); None = native / most common size
+    profile: str = "full"  # full | paper | linear | exponential | step | custom | balanced
+    ratio: float = 10.0  # imbalance ratio max/min, for linear | exponential | step
+    minority_fraction: float = 0.5  # fraction of classes that are minorities, for step
+    counts: list[int] | None = None  # per-class counts (custom) or one count (balanced)
+    minority_order: str = "index"  # index (class 0 smallest, the paper) | reversed | shuffled
+    seed: int = 0  # selects which images each class keeps, and the shuffled order
+    test_fraction: float = 0.2  # held-out share when the source has no test split
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DataConfig":
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def _resize(images: torch.Tensor, size: int | None) -> torch.Tensor:
+    if size is None or images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    out = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return out.round().clamp(0, 255).to(torch.uint8)
+
+
+# --------------------------------------------------------------------------- digits
+def load_digits(image_size: int | None, test_fraction: float) -> LoadedDataset:
+    """scikit-learn's 1,797 handwritten digits (8x8, 0..16), upscaled to 16x16 by default."""
+    from sklearn.datasets import load_digits as sk_digits
+    from sklearn.model_selection import train_test_split
+
+    d = sk_digits()
+    images = torch.from_numpy((d.images / 16.0 * 255.0).round().astype(np.uint8)).unsqueeze(1)
+    images = _resize(images, image_size or 16)
+    labels = torch.from_numpy(d.target.astype(np.int64))
+    # The split is part of the dataset's definition, so its seed is fixed (0), not the run seed.
+    tr, te = train_test_split(np.arange(len(labels)), test_size=test_fraction, stratify=d.target, random_state=0)
+    classes = [str(i) for i in range(10)]
+    return LoadedDataset(
+        "digits",
+        ImageSet(images[tr], labels[tr], classes),
+        ImageSet(images[te], labels[te], classes),
+        source="sklearn.datasets.load_digits",
+    )
+
+
+# ---------------------------------------------------------------------- torchvision
+def _offline() -> bool:
+    return os.environ.get("IMBALANCE_LAB_OFFLINE", "") not in ("", "0")
+
+
+def load_torchvision(name: str, root: Path, image_size: int | None) -> LoadedDataset:
+    import torchvision.datasets as tvd
+
+    cls_name, size, url, marker = TORCHVISION[name]
+    cls = getattr(tvd, cls_name)
+
+    def get(train: bool):
+        try:
+            return cls(str(root), train=train, download=False)
+        except RuntimeError:
+            if _offline():
+                raise
+            return cls(str(root), train=train, download=True)
+
+    try:
+        splits = [get(True), get(False)]
+    except Exception as exc:
+        raise DataError(
+            f"{name} is not in {root} and could not be downloaded ({type(exc).__name__}: {str(exc)[:200]}).",
+            f"Download {url} ({size}) and extract it into {root} (so that {root / marker} exists), "
+            f"or pass --data-dir pointing at that folder, or at an ImageFolder copy (ROOT/train/<class>/, ROOT/test/<class>/).",
+        ) from exc
+    out = []
+    for ds in splits:
+        data = torch.as_tensor(np.asarray(ds.data))
+        images = data.permute(0, 3, 1, 2) if data.ndim == 4 else data.unsqueeze(1)
+        out.append(ImageSet(_resize(images.contiguous(), image_size), torch.as_tensor(ds.targets), list(ds.classes)))
+    return LoadedDataset(name, out[0], out[1], source=str(root))
+
+
+# ---------------------------------------------------------------------- folders/zip
+def _signature(root: Path) -> str:
+    h = hashlib.sha1()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for f in sorted(filenames):
+            st = os.stat(os.path.join(dirpath, f))
+            h.update(f"{os.path.relpath(os.path.join(dirpath, f), root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def _cache_key(root: Path, image_size: int | None, test_fraction: float) -> str:
+    spec = json.dumps([CACHE_VERSION, str(root.resolve()), image_size, test_fraction, _signature(root)])
+    return hashlib.sha1(spec.encode()).hexdigest()[:20]
+
+
+def _save_cache(path: Path, ds: LoadedDataset) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for split in ("train", "test"):
+        s: ImageSet = getattr(ds, split)
+        np.save(tmp / f"{split}_images.npy", s.images.numpy())
+        np.save(tmp / f"{split}_labels.npy", s.labels.numpy())
+    (tmp / "meta.json").write_text(json.dumps({"classes": ds.classes, "skipped": ds.skipped, "source": ds.source}))
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)
+
+
+def _load_cache(path: Path, name: str) -> LoadedDataset | None:
+    meta_path = path / "meta.json"
+    if not meta_path.exists():
+        return None
+    meta = json.loads(meta_path.read_text())
+    splits = []
+    for split in ("train", "test"):
+        images = torch.from_numpy(np.load(path / f"{split}_images.npy"))
+        labels = torch.from_numpy(np.load(path / f"{split}_labels.npy"))
+        splits.append(ImageSet(images, labels, meta["classes"]))
+    return LoadedDataset(name, splits[0], splits[1], [tuple(x) for x in meta["skipped"]], meta["source"])
+
+
+def _stratified_split(n_labels: torch.Tensor, test_fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    g = np.random.default_rng(seed)
+    tr, te = [], []
+    labels = n_labels.numpy()
+    for c in np.unique(labels):
+        idx = np.nonzero(labels == c)[0]
+        idx = idx[g.permutation(len(idx))]
+        k = int(round(len(idx) * test_fraction))
+        k = min(max(k, 1), len(idx) - 1) if len(idx) > 1 else 0
+        te.append(idx[:k])
+        tr.append(idx[k:])
+    return np.sort(np.concatenate(tr)), np.sort(np.concatenate(te))
+
+
+def load_folder(root: Path, image_size: int | None, test_fraction: float, name: str = "imagefolder") -> LoadedDataset:
+    """``ROOT/train/<class>`` + ``ROOT/test/<class>``, or ``ROOT/<class>`` split with seed 0."""
+    if not root.exists():
+        raise DataError(f"Dataset folder not found: {root}.", "Check the path, or choose another dataset.")
+    key = _cache_key(root, image_size, test_fraction)
+    cpath = cache_dir() / "datasets" / f"{name}-{key}"
+    cached = _load_cache(cpath, name)
+    if cached is not None:
+        return cached
+    size = (image_size, image_size) if image_size else None
+    if (root / "train").is_dir():
+        classes = imagefolder.find_classes(root / "train")
+        tr_img, tr_lab, skipped, size, mode = imagefolder.read_split(root / "train", classes, size, None)
+        if (root / "test").is_dir():
+            test_classes = imagefolder.find_classes(root / "test")
+            if test_classes != classes:
+                missing = sorted(set(classes) - set(test_classes))
+                raise DataError(
+                    f"The test split's classes differ from train's (missing in test: {missing or 'none'}; "
+                    f"extra: {sorted(set(test_classes) - set(classes)) or 'none'}).",
+                    "Give test/ the same class sub-folders as train/.",
+                )
+            te_img, te_lab, sk2, _, _ = imagefolder.read_split(root / "test", classes, size, mode)
+            skipped += sk2
+            train, test = ImageSet(tr_img, tr_lab, classes), ImageSet(te_img, te_lab, classes)
+        else:
+            full = ImageSet(tr_img, tr_lab, classes)
+            tr, te = _stratified_split(full.labels, test_fraction)
+            train, test = full.subset(tr), full.subset(te)
+    else:
+        classes = imagefolder.find_classes(root)
+        img, lab, skipped, size, mode = imagefolder.read_split(root, classes, size, None)
+        full = ImageSet(img, lab, classes)
+        tr, te = _stratified_split(full.labels, test_fraction)
+        train, test = full.subset(tr), full.subset(te)
+    if len(classes) < 2:
+        raise DataError(f"{root} has only one class ({classes[0]}).", "A classification dataset needs at least two class folders.")
+    ds = LoadedDataset(name, train, test, skipped, source=str(root))
+    _save_cache(cpath, ds)
+    return ds
+
+
+# ------------------------------------------------------------------------- entry
+def load_dataset(cfg: DataConfig) -> LoadedDataset:
+    """Load the balanced train/test splits named by ``cfg`` (no profile applied)."""
+    name = cfg.dataset
+    if name not in DATASETS:
+        raise ConfigError(f"Unknown dataset '{name}'.", f"Choose one of: {', '.join(DATASETS)}.")
+    if cfg.image_size is not None and not (4 <= cfg.image_size <= 1024):
+        raise ConfigError(f"image_size {cfg.image_size} is out of range.", "Use a size between 4 and 1024 pixels.")
+    if not 0.0 < cfg.test_fraction < 1.0:
+        raise ConfigError(f"test_fraction {cfg.test_fraction} must be between 0 and 1.", "Use e.g. 0.2.")
+    if name == "digits":
+        return load_digits(cfg.image_size, cfg.test_fraction)
+    data_dir = Path(cfg.data_dir).expanduser() if cfg.data_dir else None
+    if data_dir is not None and data_dir.suffix.lower() == ".zip":
+        data_dir = extract_zip(data_dir, cache_dir())
+    if name == "imagefolder":
+        if data_dir is None:
+            raise ConfigError("The imagefolder dataset needs a folder or zip.", "Pass --data-dir ROOT (ROOT/<class>/* or ROOT/train/<class>/*).")
+        return load_folder(data_dir, cfg.image_size, cfg.test_fraction)
+    # A torchvision dataset: an ImageFolder copy if data_dir looks like one, else the torchvision root.
+    if data_dir is not None and ((data_dir / "train").is_dir() or not data_dir.exists()):
+        ds = load_folder(data_dir, cfg.image_size, cfg.test_fraction, name=name)
+        return ds
+    return load_torchvision(name, data_dir or cache_dir() / "torchvision", cfg.image_size)
+
+
+def prepare(cfg: DataConfig) -> tuple[LoadedDataset, ImageSet]:
+    """The dataset plus its imbalanced train split under ``cfg``'s profile."""
+    from core.data.profiles import apply_profile
+
+    ds = load_dataset(cfg)
+    return ds, apply_profile(ds.train, cfg)
