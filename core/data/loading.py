@@ -239,9 +239,8 @@ def load_dataset(cfg: DataConfig) -> LoadedDataset:
             raise ConfigError("The imagefolder dataset needs a folder or zip.", "Pass --data-dir ROOT (ROOT/<class>/* or ROOT/train/<class>/*).")
         return load_folder(data_dir, cfg.image_size, cfg.test_fraction)
     # A torchvision dataset: an ImageFolder copy if data_dir looks like one, else the torchvision root.
-    if data_dir is not None and ((data_dir / "train").is_dir() or not data_dir.exists()):
-        ds = load_folder(data_dir, cfg.image_size, cfg.test_fraction, name=name)
-        return ds
+    if data_dir is not None and (data_dir / "train").is_dir():
+        return load_folder(data_dir, cfg.image_size, cfg.test_fraction, name=name)
     return load_torchvision(name, data_dir or cache_dir() / "torchvision", cfg.image_size)
 
 

@@ -1,0 +1,254 @@
+"""The job kinds the app can launch, each a thin adapter from a run folder to a core function.
+
+    cfg-train         core.train.cfg.train_cfg
+    classifier-train  core.train.classifier.train_classifier (optionally on a saved balanced set)
+    generate          a generator's images per class -> images/, generated.npz, params.json
+    balance           core.balance.balance -> balanced.npz (a classifier job can train on it)
+    guidance          core.generators.cfg.guidance_sweep (+ judge consistency/diversity over w)
+    study             core.experiment.run_study
+
+Heavy modules are imported inside each runner, so a piece that has not landed (or a
+missing optional dependency) fails only its own job with a clear message.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.atomic import atomic_write, atomic_write_json
+from core.data.imageset import ImageSet
+from core.errors import ConfigError, DataError
+from core.jobs import JobContext
+
+GENERATED = "generated.npz"
+BALANCED = "balanced.npz"
+SWEEP = "sweep.npy"
+
+
+# ------------------------------------------------------------------ image sets on disk
+def save_imageset(path: str | Path, s: ImageSet) -> Path:
+    """An ImageSet as one .npz (no pickles: provenance and classes are fixed-width strings)."""
+    arrays = {
+        "images": s.images.numpy(),
+        "labels": s.labels.numpy(),
+        "provenance": np.asarray(s.provenance, dtype=str),
+        "classes": np.asarray(s.classes, dtype=str),
+    }
+    if s.soft_labels is not None:
+        arrays["soft_labels"] = s.soft_labels.numpy()
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+    return atomic_write(path, write)
+
+
+def load_imageset(path: str | Path) -> ImageSet:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path} is missing.", "Re-run the job that made it; its run folder may have been removed.")
+    with np.load(path, allow_pickle=False) as z:
+        return ImageSet(
+            images=torch.from_numpy(z["images"]),
+            labels=torch.from_numpy(z["labels"]),
+            classes=[str(c) for c in z["classes"]],
+            provenance=z["provenance"].astype(object),
+            soft_labels=torch.from_numpy(z["soft_labels"]) if "soft_labels" in z else None,
+        )
+
+
+def _png(img: torch.Tensor) -> bytes:
+    from PIL import Image
+
+    arr = img.permute(1, 2, 0).numpy()
+    pil = Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
+    buf = io.BytesIO()
+    pil.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def export_zip(run_path: str | Path) -> bytes:
+    """The generated images of a generate/balance run as a zip: <class>/<i>.png + params.json."""
+    run_path = Path(run_path)
+    src = run_path / GENERATED if (run_path / GENERATED).exists() else run_path / BALANCED
+    s = load_imageset(src)
+    params = json.loads((run_path / "params.json").read_text()) if (run_path / "params.json").exists() else {}
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("params.json", json.dumps(params, indent=2, default=str))
+        counters: dict[int, int] = {}
+        for i in range(len(s)):
+            if s.provenance[i] == "real":
+                continue
+            c = int(s.labels[i])
+            j = counters.get(c, 0)
+            counters[c] = j + 1
+            zf.writestr(f"{c:02d}_{_safe(s.classes[c])}/{j:05d}.png", _png(s.images[i]))
+    return buf.getvalue()
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in name)[:40] or "class"
+
+
+# ------------------------------------------------------------------------- helpers
+def _strip(config: dict, *keys: str) -> dict:
+    return {k: v for k, v in config.items() if k not in keys}
+
+
+def _data(config: dict):
+    from core.data.loading import DataConfig, prepare
+
+    if "data" not in config:
+        raise ConfigError("This job's config has no 'data' section.", "Launch it from the app or the CLI, which fill it in.")
+    return prepare(DataConfig.from_dict(config["data"]))
+
+
+def _generator(ctx: JobContext, train: ImageSet):
+    from core.generators.base import build_generator
+
+    method = ctx.config.get("method", "mixup")
+    params = dict(ctx.config.get("params") or {})
+    if method in ("cfg", "sd") and ctx.device and not params.get("device"):
+        params["device"] = ctx.device
+    return build_generator(method, train, **params)
+
+
+def _progress2(ctx: JobContext, message: str):
+    return lambda done, total, *rest: ctx.progress(int(done), int(total), message)
+
+
+# ------------------------------------------------------------------------- runners
+def run_cfg_train(ctx: JobContext):
+    from core.train.cfg import CFGTrainConfig, train_cfg
+
+    cfg = CFGTrainConfig.from_dict(ctx.config)
+    if getattr(cfg, "device", None) in (None, "") and ctx.device:
+        cfg.device = ctx.device
+    # The manager already created the run folder (config.json), so the loop always opens it
+    # in resume mode; with no checkpoint yet it starts from step 0.
+    train_cfg(cfg, ctx.run.path, callbacks=ctx.callbacks, resume=True)
+    return None
+
+
+def run_classifier_train(ctx: JobContext):
+    from core.train.classifier import ClassifierConfig, train_classifier
+
+    config = ctx.config
+    train_set = None
+    if config.get("train_set_run"):
+        src = ctx.run.path.parent / config["train_set_run"] / BALANCED
+        train_set = load_imageset(src)
+    cfg = ClassifierConfig.from_dict(_strip(config, "train_set_run"))
+    if getattr(cfg, "device", None) in (None, "") and ctx.device:
+        cfg.device = ctx.device
+    result = train_classifier(cfg, ctx.run.path, callbacks=ctx.callbacks, resume=True, train_set=train_set)
+    return {k: result[k] for k in ("accuracy", "macro_f1", "balanced_accuracy", "minority_f1") if isinstance(result, dict) and k in result}
+
+
+def run_generate(ctx: JobContext):
+    ds, train = _data(ctx.config)
+    gen = _generator(ctx, train)
+    classes = [int(c) for c in ctx.config.get("classes") or []]
+    count, seed = int(ctx.config.get("count", 8)), int(ctx.config.get("seed", 0))
+    if not classes:
+        raise ConfigError("No classes were chosen.", "Pick at least one class to generate.")
+    total, parts = len(classes) * count, []
+    ctx.progress(0, total, f"generating with {gen.name}")
+    for k, c in enumerate(classes):
+        base = k * count
+
+        def prog(done, n, *rest, base=base, c=c):
+            ctx.progress(base + int(done), total, f"class {train.classes[c]}: {int(done)}/{count}")
+
+        parts.append(gen.generate(c, count, seed=seed, progress=prog, should_stop=ctx.should_stop))
+        ctx.progress(base + count, total, f"class {train.classes[c]} done")
+        if ctx.should_stop():
+            return None
+    out = ImageSet.concat(parts)
+    save_imageset(ctx.run.path / GENERATED, out)
+    params = {"generator": gen.describe(), "method": ctx.config.get("method"), "params": ctx.config.get("params"),
+              "classes": classes, "class_names": [train.classes[c] for c in classes], "count": count, "seed": seed,
+              "data": ctx.config.get("data")}
+    atomic_write_json(ctx.run.path / "params.json", params)
+    return {"images": len(out), "generator": gen.name}
+
+
+def run_balance(ctx: JobContext):
+    from core.balance import balance, fill_plan
+
+    ds, train = _data(ctx.config)
+    gen = _generator(ctx, train)
+    target = ctx.config.get("target")
+    seed = int(ctx.config.get("seed", 0))
+    plan = fill_plan(train.counts(), target)
+    ctx.progress(0, max(1, sum(plan)), f"balancing with {gen.name}")
+    out = balance(train, gen, target=target, seed=seed, progress=_progress2(ctx, f"balancing with {gen.name}"), should_stop=ctx.should_stop)
+    save_imageset(ctx.run.path / BALANCED, out)
+    atomic_write_json(ctx.run.path / "params.json", {"generator": gen.describe(), "method": ctx.config.get("method"),
+                                                      "params": ctx.config.get("params"), "target": target, "seed": seed,
+                                                      "data": ctx.config.get("data"), "counts": out.counts_by_provenance()})
+    return {"images": len(out), "added": int(sum(plan)), "generator": gen.name}
+
+
+def run_guidance(ctx: JobContext):
+    from core.generators.cfg import guidance_sweep
+
+    c = ctx.config
+    run_dir = Path(c["cfg_run"])
+    if not run_dir.is_absolute():
+        run_dir = ctx.run.path.parent / run_dir
+    if not run_dir.exists():
+        raise DataError(f"The CFG run {run_dir.name} no longer exists.", "Pick another trained CFG run.")
+    ws, seeds = [float(w) for w in c["ws"]], [int(s) for s in c["seeds"]]
+    if not ws or not seeds:
+        raise ConfigError("The guidance sweep needs at least one w and one seed.", "Enter e.g. w = 0, 1, 7.5 and seeds 0, 1, 2.")
+    measure = int(c.get("measure_n") or 0)
+    kw = dict(sampler=c.get("sampler", "dpm"), steps=int(c.get("steps", 25)), device=ctx.device, should_stop=ctx.should_stop)
+    grid = guidance_sweep(run_dir, int(c["class_idx"]), ws, seeds, progress=_progress2(ctx, "sampling the grid"), **kw)
+    np.save(ctx.run.path / SWEEP, grid.numpy())
+    if measure > 0 and not ctx.should_stop():
+        from core.data.loading import DataConfig
+        from core.judge import class_consistency, diversity, get_judge
+
+        big = guidance_sweep(run_dir, int(c["class_idx"]), ws, list(range(10_000, 10_000 + measure)),
+                             progress=_progress2(ctx, f"sampling {measure} images per w for the curves"), **kw)
+        ctx.progress(0, len(ws), "scoring with the judge")
+        judge = get_judge(DataConfig.from_dict(c["data"]), device=ctx.device)
+        for i, w in enumerate(ws):
+            imgs = big[i]
+            ctx.run.log_metrics({"w": w, "guidance_scale": 1 + w,
+                                 "class_consistency": class_consistency(judge, imgs, int(c["class_idx"])),
+                                 "diversity": diversity(judge, imgs), "n": len(imgs)})
+            ctx.progress(i + 1, len(ws), "scoring with the judge")
+    return {"ws": ws, "seeds": seeds}
+
+
+def run_study(ctx: JobContext):
+    from core import experiment
+
+    c = ctx.config
+    if c.get("preset"):
+        base = experiment.PRESETS[c["preset"]]
+        cfg = base() if callable(base) else base
+    else:
+        cfg = experiment.StudyConfig.from_dict(c["study"])
+    experiment.run_study(cfg, ctx.run.path, callbacks=ctx.callbacks)
+    return None
+
+
+DEFAULT_RUNNERS = {
+    "cfg-train": run_cfg_train,
+    "classifier-train": run_classifier_train,
+    "generate": run_generate,
+    "balance": run_balance,
+    "guidance": run_guidance,
+    "study": run_study,
+}

@@ -1,0 +1,421 @@
+"""The job manager: runs the lab's long work in background threads, one queue per device.
+
+Every job is a run folder (``core.runs.Run``): the manager creates it ``queued``, a
+worker thread picks it up, calls the job kind's *runner* with a :class:`JobContext`
+(config, run folder, callbacks, resume flag, device) and records the outcome in
+``status.json``. Pages only read jobs and runs; nothing here imports Streamlit.
+
+* One worker per device: a second job on a busy device waits in that device's queue.
+* Cancel is cooperative: ``cancel()`` sets a flag the runner polls via ``should_stop``;
+  the training loops save a checkpoint before they return.
+* Failures are captured: a ``LabError`` keeps its message, out-of-memory becomes a clear
+  message with the fix, anything else keeps its traceback. The server keeps serving.
+* Restart: runs found ``queued``/``running`` whose owner process is gone are marked
+  ``interrupted`` on construction; ``resume()`` queues them again with ``resume=True``.
+* Runners live in a registry (``RUNNERS``), looked up when the job starts, so tests can
+  inject an instant fake and a module that has not landed yet only fails its own job.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from core.callbacks import Callbacks
+from core.errors import ConfigError, LabError
+from core.paths import runs_dir
+from core.runs import ACTIVE, Run, list_runs
+
+# kind -> runner(ctx) -> optional result dict. Entries here override the real runners of
+# core.job_runners.DEFAULT_RUNNERS (imported lazily); tests put instant fakes here.
+RUNNERS: dict[str, Callable[["JobContext"], Any]] = {}
+FINAL = ("done", "failed", "cancelled", "interrupted")
+RESUMABLE = ("interrupted", "cancelled", "failed")
+
+_LIVE_MANAGERS: set[str] = set()  # tokens of JobManagers alive in this process
+_STATUS_EVERY_S = 1.0  # how often progress is written to status.json (seconds)
+
+
+def default_devices() -> list[str]:
+    """One worker per visible GPU, else one CPU worker."""
+    try:
+        import torch
+
+        n = torch.cuda.device_count()
+    except Exception:  # torch missing or CUDA broken: the CPU still works
+        n = 0
+    return [f"cuda:{i}" for i in range(n)] or ["cpu"]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_oom(exc: BaseException) -> bool:
+    """True for CUDA/MPS/CPU out-of-memory errors (torch raises several types)."""
+    if isinstance(exc, MemoryError):
+        return True
+    name = type(exc).__name__
+    text = str(exc).lower()
+    return name == "OutOfMemoryError" or "out of memory" in text or "can't allocate memory" in text
+
+
+@dataclass
+class JobContext:
+    """What a runner gets: the run folder, its config, callbacks wired to the job."""
+
+    run: Run
+    config: dict  # the run's config.json without "kind"/"created"
+    callbacks: Callbacks
+    resume: bool
+    device: str
+    job: "Job"
+
+    @property
+    def should_stop(self) -> Callable[[], bool]:
+        return self.job.cancel_event.is_set
+
+    def progress(self, done: int, total: int, message: str = "") -> None:
+        self.callbacks.progress(done, total, message)
+
+
+@dataclass
+class Job:
+    run: Run
+    kind: str
+    device: str
+    resume: bool = False
+    state: str = "queued"
+    step: int = 0
+    total: int = 0
+    message: str = "waiting to start"
+    submitted: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    error: str | None = None
+    traceback: str | None = None
+    result: Any = None
+    latest_metrics: dict = field(default_factory=dict)
+    latest_preview: Path | None = None
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    _rate_origin: tuple[float, int] | None = None  # (time, step) when counting started
+    _last_write: float = 0.0
+
+    @property
+    def id(self) -> str:
+        return self.run.id
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.step / self.total) if self.total else (1.0 if self.state == "done" else 0.0)
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds left, from the step rate since this (re)start; None until measurable."""
+        if self.state != "running" or not self.total or self._rate_origin is None:
+            return None
+        t0, s0 = self._rate_origin
+        done, elapsed = self.step - s0, time.time() - t0
+        if done <= 0 or elapsed <= 0:
+            return None
+        return max(0.0, (self.total - self.step) * elapsed / done)
+
+    def summary(self) -> dict:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "device": self.device,
+            "state": self.state,
+            "step": self.step,
+            "total": self.total,
+            "message": self.message,
+            "eta_s": self.eta_s,
+            "error": self.error,
+        }
+
+
+def format_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "ETA …"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"ETA {seconds}s"
+    if seconds < 3600:
+        return f"ETA {seconds // 60}m {seconds % 60:02d}s"
+    return f"ETA {seconds // 3600}h {(seconds % 3600) // 60:02d}m"
+
+
+class JobManager:
+    """Background job runner shared by every browser session of one server process."""
+
+    def __init__(
+        self,
+        root: str | os.PathLike | None = None,
+        devices: list[str] | None = None,
+        runners: dict[str, Callable[[JobContext], Any]] | None = None,
+    ):
+        self.root = Path(root) if root else runs_dir()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.devices = list(devices or default_devices())
+        self._runners = runners  # None: the module registry (RUNNERS + core.job_runners)
+        self.token = f"{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        self._lock = threading.RLock()
+        self._jobs: dict[str, Job] = {}
+        self._queues: dict[str, queue.Queue] = {d: queue.Queue() for d in self.devices}
+        self._running: dict[str, Job | None] = {d: None for d in self.devices}
+        self._closed = False
+        _LIVE_MANAGERS.add(self.token)
+        self.interrupted = self.mark_interrupted()
+        self._threads = []
+        for d in self.devices:
+            t = threading.Thread(target=self._worker, args=(d,), name=f"lab-jobs-{d}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    # -- restart ---------------------------------------------------------------------
+    def _owner_alive(self, owner: str | None) -> bool:
+        if not owner or ":" not in owner:
+            return False
+        pid_text, _ = owner.split(":", 1)
+        try:
+            pid = int(pid_text)
+        except ValueError:
+            return False
+        if pid == os.getpid():
+            return owner in _LIVE_MANAGERS
+        return _pid_alive(pid)
+
+    def mark_interrupted(self) -> list[str]:
+        """Runs left queued/running by a process (or manager) that is gone -> ``interrupted``."""
+        out = []
+        for run in list_runs(self.root):
+            st = run.status
+            if st.get("state") in ACTIVE and not self._owner_alive(st.get("owner")):
+                run.set_status("interrupted", message="the server stopped while this run was " + st.get("state", "?") + "; resume it to continue from its last checkpoint", owner=None)
+                out.append(run.id)
+        return out
+
+    # -- registry ----------------------------------------------------------------------
+    def _registry(self) -> dict[str, Callable[[JobContext], Any]]:
+        if self._runners is not None:
+            return dict(self._runners)
+        try:
+            from core.job_runners import DEFAULT_RUNNERS
+        except ImportError:  # only if the lab itself is broken; keep serving the overrides
+            DEFAULT_RUNNERS = {}
+        return {**DEFAULT_RUNNERS, **RUNNERS}
+
+    def runner_for(self, kind: str) -> Callable[[JobContext], Any] | None:
+        return self._registry().get(kind)
+
+    def kinds(self) -> list[str]:
+        return sorted(self._registry())
+
+    # -- submitting --------------------------------------------------------------------
+    def _pick_device(self, device: str | None) -> str:
+        if device is not None:
+            if device not in self._queues:
+                raise ConfigError(f"Unknown device '{device}'.", f"Choose one of: {', '.join(self.devices)}.")
+            return device
+        with self._lock:
+            load = {d: self._queues[d].qsize() + (self._running[d] is not None) for d in self.devices}
+        return min(self.devices, key=lambda d: (load[d], self.devices.index(d)))
+
+    def submit(self, kind: str, config: dict, name: str | None = None, device: str | None = None) -> Job:
+        """Create a run folder for ``kind`` and queue it. Returns at once."""
+        if self._closed:
+            raise ConfigError("The job manager has been shut down.", "Restart the app.")
+        if self.runner_for(kind) is None:
+            raise ConfigError(f"Unknown job kind '{kind}'.", f"Choose one of: {', '.join(self.kinds()) or 'none registered'}.")
+        device = self._pick_device(device)
+        run = Run.create(kind, config, root=self.root, name=name)
+        return self._enqueue(run, kind, device, resume=False)
+
+    def resume(self, run_id: str, device: str | None = None) -> Job:
+        """Queue an interrupted, cancelled or failed run again, continuing from its checkpoint."""
+        run = Run(self.root / run_id)
+        if not run.exists():
+            raise ConfigError(f"Run {run_id} no longer exists (its folder was removed).", "Pick another run from the list.")
+        state = run.status.get("state")
+        with self._lock:
+            live = self._jobs.get(run_id)
+            if live is not None and live.active:
+                raise ConfigError(f"Run {run_id} is already {live.state}.", "Wait for it to finish, or cancel it first.")
+        if state not in RESUMABLE:
+            raise ConfigError(f"Run {run_id} is '{state}' and cannot be resumed.", "Only interrupted, cancelled or failed runs can be resumed.")
+        kind = run.kind
+        if self.runner_for(kind) is None:
+            raise ConfigError(f"Runs of kind '{kind}' cannot be resumed here.", "Use the CLI for this run.")
+        return self._enqueue(run, kind, self._pick_device(device), resume=True)
+
+    def _enqueue(self, run: Run, kind: str, device: str, resume: bool) -> Job:
+        job = Job(run=run, kind=kind, device=device, resume=resume)
+        with self._lock:
+            ahead = self._queues[device].qsize() + (self._running[device] is not None)
+            job.message = f"queued on {device}" + (f" behind {ahead} job(s)" if ahead else "")
+            run.set_status("queued", message=job.message, owner=self.token, device=device, error=None, traceback=None)
+            self._jobs[run.id] = job
+            self._queues[device].put(job)
+        return job
+
+    # -- control -----------------------------------------------------------------------
+    def cancel(self, run_id: str) -> bool:
+        """Ask a job to stop. A queued job is cancelled at once; a running one at its next check."""
+        with self._lock:
+            job = self._jobs.get(run_id)
+            if job is None or not job.active:
+                return False
+            job.cancel_event.set()
+            if job.state == "queued":
+                self._finish(job, "cancelled", "cancelled before it started")
+            else:
+                job.message = "cancelling: finishing the current step and saving a checkpoint"
+        return True
+
+    def jobs(self) -> list[Job]:
+        with self._lock:
+            return sorted(self._jobs.values(), key=lambda j: j.submitted, reverse=True)
+
+    def active(self) -> list[Job]:
+        return [j for j in self.jobs() if j.active]
+
+    def get(self, run_id: str) -> Job | None:
+        with self._lock:
+            return self._jobs.get(run_id)
+
+    def wait(self, run_id: str, timeout: float = 60.0) -> Job:
+        """Block until a job leaves queued/running (tests and the CLI)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            job = self.get(run_id)
+            if job is not None and not job.active:
+                return job
+            time.sleep(0.02)
+        raise TimeoutError(f"job {run_id} still {self.get(run_id).state if self.get(run_id) else '?'} after {timeout}s")
+
+    def shutdown(self, cancel_running: bool = True, timeout: float = 10.0) -> None:
+        """Stop the workers (tests). Queued jobs are cancelled; running ones asked to stop."""
+        self._closed = True
+        for job in self.active():
+            if job.state == "queued" or cancel_running:
+                self.cancel(job.id)
+        for q in self._queues.values():
+            q.put(None)
+        for t in self._threads:
+            t.join(timeout)
+        _LIVE_MANAGERS.discard(self.token)
+
+    # -- the worker ----------------------------------------------------------------------
+    def _callbacks(self, job: Job) -> Callbacks:
+        def on_progress(done: int, total: int, message: str = "") -> None:
+            now = time.time()
+            if job._rate_origin is None or done < job._rate_origin[1]:
+                job._rate_origin = (now, done)
+            job.step, job.total = int(done), int(total)
+            if message and not job.cancel_event.is_set():
+                job.message = message
+            if now - job._last_write >= _STATUS_EVERY_S or done >= total:
+                job._last_write = now
+                job.run.set_status(step=job.step, total=job.total, message=job.message, eta_s=job.eta_s)
+
+        def on_metrics(row: dict) -> None:
+            job.latest_metrics = dict(row)
+
+        def on_preview(path: Path) -> None:
+            job.latest_preview = Path(path)
+
+        return Callbacks(on_metrics=on_metrics, on_preview=on_preview, on_progress=on_progress, should_stop=job.cancel_event.is_set)
+
+    def _finish(self, job: Job, state: str, message: str, error: str | None = None, tb: str | None = None) -> None:
+        job.state, job.message, job.error, job.traceback = state, message, error, tb
+        job.finished = time.time()
+        fields: dict[str, Any] = {"message": message, "error": error, "traceback": tb, "owner": None, "finished": job.finished}
+        if job.total:
+            fields.update(step=job.step, total=job.total)
+        if job.result is not None and isinstance(job.result, dict):
+            fields["result"] = job.result
+        job.run.set_status(state, **fields)
+
+    def _worker(self, device: str) -> None:
+        q = self._queues[device]
+        while True:
+            job = q.get()
+            if job is None:
+                return
+            if job.state != "queued":  # cancelled while waiting
+                continue
+            with self._lock:
+                self._running[device] = job
+            try:
+                self._execute(job)
+            finally:
+                with self._lock:
+                    self._running[device] = None
+
+    def _execute(self, job: Job) -> None:
+        run = job.run
+        if not run.exists():
+            self._finish(job, "failed", "the run folder was removed before the job started", error="run folder removed")
+            return
+        job.state, job.started, job.message = "running", time.time(), "starting"
+        run.set_status("running", message="starting", owner=self.token, device=job.device, started=job.started)
+        config = {k: v for k, v in run.config.items() if k not in ("kind", "created")}
+        ctx = JobContext(run=run, config=config, callbacks=self._callbacks(job), resume=job.resume, device=job.device, job=job)
+        try:
+            runner = self.runner_for(job.kind)
+            if runner is None:
+                raise ConfigError(f"No runner for job kind '{job.kind}'.", "This kind of job is not available in this version.")
+            job.result = runner(ctx)
+        except ImportError as exc:
+            msg = f"This job needs a part of the lab that is not available yet ({type(exc).__name__}: {exc})."
+            self._finish(job, "failed", msg, error=msg, tb=traceback.format_exc())
+        except LabError as exc:
+            self._finish(job, "failed", str(exc), error=str(exc), tb=traceback.format_exc())
+        except BaseException as exc:  # noqa: BLE001  a job must never take the server down
+            if type(exc).__name__ == "Cancelled":  # core.generators.base.Cancelled and friends
+                self._finish(job, "cancelled", "cancelled; the last checkpoint was kept")
+            elif is_oom(exc):
+                msg = (
+                    f"Out of memory on {job.device} ({type(exc).__name__}: {str(exc)[:200]}). "
+                    "Fix: lower the batch size or pick a smaller preset, then resume; the last checkpoint was kept and no other run was touched."
+                )
+                self._finish(job, "failed", msg, error=msg, tb=traceback.format_exc())
+            else:
+                msg = f"{type(exc).__name__}: {exc}"
+                self._finish(job, "failed", f"failed: {msg}", error=msg, tb=traceback.format_exc())
+        else:
+            if job.cancel_event.is_set():
+                self._finish(job, "cancelled", "cancelled; the last checkpoint was kept")
+            else:
+                if job.total:
+                    job.step = job.total
+                self._finish(job, "done", "done")
+        finally:
+            self._release_memory(job.device)
+
+    @staticmethod
+    def _release_memory(device: str) -> None:
+        if device.startswith("cuda"):
+            try:
+                import torch
+
+                torch.cuda.empty_cache()
+            except Exception:
+                pass

@@ -1,0 +1,210 @@
+"""Pure figure and image-grid builders for the app (plotly figures, numpy arrays; no Streamlit).
+
+Every function takes plain data (lists, tensors, DataFrames) and returns a figure or an
+array, so pages stay thin and the builders are unit-testable.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+# The paper's reported figures (Yoo, Kim, Lee 2024), shown only as a labelled reference series.
+PAPER_LABEL = "paper (Yoo et al. 2024, reported)"
+PAPER_FID = {"mixup": 39.0, "cutmix": 43.0, "cfg@w=0.1": 28.0, "cfg@w=7.5": 17.7, "sd": 6.56}
+PAPER_ACC_RESNET18 = {"mixup": 77.7, "cutmix": 80.3, "cfg@w=0.1": 79.3, "cfg@w=7.5": 81.5, "sd": 83.7}
+MINORITY_COLOR = "rgba(214, 39, 40, 0.12)"
+
+
+# ---------------------------------------------------------------------------- images
+def to_numpy_images(images) -> np.ndarray:
+    """uint8 (N, C, H, W) tensor/array -> numpy uint8 (N, C, H, W)."""
+    arr = images.numpy() if hasattr(images, "numpy") else np.asarray(images)
+    if arr.dtype != np.uint8 or arr.ndim != 4:
+        raise ValueError(f"expected uint8 (N,C,H,W), got {arr.dtype} {arr.shape}")
+    return arr
+
+
+def auto_scale(image_size: int, target: int = 64) -> int:
+    """Integer nearest-neighbour upscale so tiny images (8-32 px) are visible."""
+    return max(1, int(round(target / max(1, image_size))))
+
+
+def image_grid(images, ncol: int | None = None, pad: int = 2, scale: int | None = None, pad_value: int = 255) -> np.ndarray:
+    """Tile images row-major into one (H, W, 3) uint8 array (grayscale is repeated to RGB)."""
+    arr = to_numpy_images(images)
+    n, c, h, w = arr.shape
+    if n == 0:
+        return np.full((h or 1, w or 1, 3), pad_value, np.uint8)
+    if c == 1:
+        arr = np.repeat(arr, 3, axis=1)
+    elif c != 3:
+        arr = arr[:, :3]
+    scale = scale or auto_scale(max(h, w))
+    if scale > 1:
+        arr = arr.repeat(scale, axis=2).repeat(scale, axis=3)
+        h, w = h * scale, w * scale
+    ncol = ncol or min(n, 8)
+    nrow = math.ceil(n / ncol)
+    out = np.full((nrow * h + (nrow + 1) * pad, ncol * w + (ncol + 1) * pad, 3), pad_value, np.uint8)
+    for i in range(n):
+        r, k = divmod(i, ncol)
+        y, x = pad + r * (h + pad), pad + k * (w + pad)
+        out[y : y + h, x : x + w] = arr[i].transpose(1, 2, 0)
+    return out
+
+
+def rows_grid(rows: Sequence, pad: int = 2, scale: int | None = None) -> np.ndarray:
+    """One grid row per entry of ``rows`` (each uint8 (n_i, C, H, W)); short rows are padded."""
+    rows = [to_numpy_images(r) for r in rows]
+    ncol = max((len(r) for r in rows), default=1)
+    shape = next((r.shape[1:] for r in rows if len(r)), (3, 8, 8))
+    filled = []
+    for r in rows:
+        if len(r) < ncol:
+            r = np.concatenate([r, np.full((ncol - len(r), *shape), 255, np.uint8)])
+        filled.append(r)
+    return image_grid(np.concatenate(filled), ncol=ncol, pad=pad, scale=scale)
+
+
+# --------------------------------------------------------------------------- dataset
+def counts_figure(classes: list[str], real: list[int], added: list[int] | None = None, available: list[int] | None = None,
+                  minority: list[int] | None = None, added_label: str = "added by balancing") -> go.Figure:
+    """Per-class counts: real images kept by the profile, stacked with what balancing adds."""
+    fig = go.Figure()
+    fig.add_bar(name="real (after profile)", x=classes, y=real, marker_color="#1f77b4")
+    if added is not None:
+        fig.add_bar(name=added_label, x=classes, y=added, marker_color="#ff7f0e", marker_pattern_shape="/")
+    if available is not None and list(available) != list(real):
+        fig.add_scatter(name="available (full split)", x=classes, y=available, mode="markers", marker=dict(symbol="line-ew-open", size=22, color="#444"))
+    _highlight(fig, classes, minority)
+    fig.update_layout(barmode="stack", xaxis_title="class", yaxis_title="training images", legend=dict(orientation="h", y=1.12), margin=dict(t=40, b=40))
+    return fig
+
+
+def _highlight(fig: go.Figure, classes: list[str], minority: list[int] | None) -> None:
+    for c in minority or []:
+        fig.add_vrect(x0=c - 0.5, x1=c + 0.5, fillcolor=MINORITY_COLOR, line_width=0, layer="below")
+    if minority:
+        fig.add_annotation(text="shaded: minority classes", xref="paper", yref="paper", x=1, y=1.02, showarrow=False, font=dict(size=11, color="#d62728"), xanchor="right")
+
+
+# --------------------------------------------------------------------------- training
+def loss_figure(metrics: pd.DataFrame, x: str = "step", columns: Sequence[str] | None = None, title: str = "") -> go.Figure:
+    """Line chart of loss-like columns over steps (all numeric columns containing 'loss' by default)."""
+    fig = go.Figure()
+    if metrics is None or metrics.empty or x not in metrics:
+        fig.update_layout(title=title or "no metrics yet", xaxis_title=x)
+        return fig
+    columns = columns or [c for c in metrics.columns if "loss" in c and pd.api.types.is_numeric_dtype(metrics[c])]
+    for c in columns:
+        d = metrics[[x, c]].dropna()
+        fig.add_scatter(x=d[x], y=d[c], mode="lines", name=c)
+    fig.update_layout(title=title, xaxis_title=x, yaxis_title="loss", margin=dict(t=40 if title else 20, b=40), legend=dict(orientation="h", y=1.1))
+    return fig
+
+
+# ---------------------------------------------------------------------------- guidance
+def guidance_curves(df: pd.DataFrame) -> go.Figure:
+    """Class-consistency and diversity over w (two y-axes); x shows w, hover shows 1 + w."""
+    fig = go.Figure()
+    if df is None or df.empty or "w" not in df:
+        fig.update_layout(title="not computed yet")
+        return fig
+    d = df.sort_values("w")
+    if "class_consistency" in d:
+        fig.add_scatter(x=d["w"], y=d["class_consistency"], name="class consistency (judge accuracy)", mode="lines+markers",
+                        customdata=1 + d["w"], hovertemplate="w=%{x}<br>guidance_scale=%{customdata}<br>consistency=%{y:.3f}")
+    if "diversity" in d:
+        fig.add_scatter(x=d["w"], y=d["diversity"], name="diversity (mean pairwise judge-feature distance)", mode="lines+markers", yaxis="y2",
+                        customdata=1 + d["w"], hovertemplate="w=%{x}<br>guidance_scale=%{customdata}<br>diversity=%{y:.3f}")
+    fig.update_layout(xaxis_title="w (paper's guidance weight; guidance_scale = 1 + w)", yaxis=dict(title="class consistency", range=[0, 1.05]),
+                      yaxis2=dict(title="diversity", overlaying="y", side="right"), legend=dict(orientation="h", y=1.15), margin=dict(t=40))
+    return fig
+
+
+# ----------------------------------------------------------------------------- results
+def method_label(method: str | None, params: dict | None = None) -> str:
+    """The generator name a balance method produces ("cfg@w=7.5", "mixup", ...)."""
+    method = method or "none"
+    params = params or {}
+    if method == "cfg" and "w" in params:
+        return f"cfg@w={float(params['w']):g}"
+    if method == "sd" and "w" in params:
+        return f"sd@w={float(params['w']):g}"
+    return method
+
+
+def summarize(df: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
+    """mean, std (0 for one seed) and n of ``value`` per group."""
+    g = df.dropna(subset=[value]).groupby(by, dropna=False)[value]
+    out = g.agg(["mean", "std", "count"]).reset_index().rename(columns={"count": "n"})
+    out["std"] = out["std"].fillna(0.0)
+    return out
+
+
+def _paper_key(method: str) -> str:
+    return "sd" if method.startswith("sd") else method
+
+
+def metric_bars(df: pd.DataFrame, value: str, x: str = "method", color: str | None = "arch", scale: float = 1.0,
+                paper: dict | None = None, paper_color_value: str | None = None, title: str = "") -> go.Figure:
+    """Grouped bars of mean ``value`` per ``x`` (and ``color``) with ±1 std error bars over seeds.
+
+    ``paper`` adds a separate, clearly named series with the paper's reported numbers.
+    """
+    fig = go.Figure()
+    if df is not None and not df.empty and value in df:
+        by = [x] + ([color] if color and color in df else [])
+        s = summarize(df, by, value)
+        groups = [(None, s)] if len(by) == 1 else list(s.groupby(by[1], dropna=False))
+        for name, g in groups:
+            fig.add_bar(name=str(name) if name is not None else value, x=g[x], y=g["mean"] * scale,
+                        error_y=dict(type="data", array=g["std"] * scale, visible=True),
+                        customdata=np.stack([g["n"], g["std"] * scale], axis=-1),
+                        hovertemplate="%{x}: %{y:.3g} ± %{customdata[1]:.2g} (n=%{customdata[0]} seeds)")
+    if paper:
+        fig.add_bar(name=PAPER_LABEL + (f" — {paper_color_value}" if paper_color_value else ""), x=list(paper), y=list(paper.values()),
+                    marker=dict(color="rgba(0,0,0,0)", line=dict(color="#555", width=2)), marker_pattern_shape="x")
+    fig.update_layout(barmode="group", title=title, xaxis_title=x, yaxis_title=value, legend=dict(orientation="h", y=1.15), margin=dict(t=50 if title else 30))
+    return fig
+
+
+def per_class_f1_figure(rows: pd.DataFrame, classes: list[str], minority: list[int] | None = None) -> go.Figure:
+    """Per-class F1 across methods (the paper's Table 4), minority classes shaded.
+
+    ``rows``: columns method, class (index), f1 (one row per run and class; averaged here).
+    """
+    fig = go.Figure()
+    if rows is not None and not rows.empty:
+        s = rows.groupby(["method", "class"])["f1"].mean().reset_index()
+        for method, g in s.groupby("method"):
+            g = g.sort_values("class")
+            fig.add_bar(name=str(method), x=[classes[int(c)] if int(c) < len(classes) else str(c) for c in g["class"]], y=g["f1"])
+    _highlight(fig, classes, minority)
+    fig.update_layout(barmode="group", xaxis=dict(title="class", categoryorder="array", categoryarray=classes), yaxis=dict(title="F1", range=[0, 1]),
+                      legend=dict(orientation="h", y=1.15), margin=dict(t=40))
+    return fig
+
+
+def confusion_figure(cm, classes: list[str], normalize: bool = True) -> go.Figure:
+    """Confusion-matrix heatmap; rows = true class, columns = predicted."""
+    m = np.asarray(cm, dtype=float)
+    z = m / np.maximum(m.sum(axis=1, keepdims=True), 1) if normalize else m
+    fig = go.Figure(go.Heatmap(z=z, x=classes, y=classes, colorscale="Blues", zmin=0, zmax=1 if normalize else None,
+                               text=m.astype(int), texttemplate="%{text}", hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>"))
+    fig.update_layout(xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed", margin=dict(t=30))
+    return fig
+
+
+def paper_reference(metric: str) -> dict[str, float]:
+    """The paper's reported numbers for a metric name ('fid' or 'accuracy'), else {}."""
+    if metric.lower() == "fid":
+        return dict(PAPER_FID)
+    if metric.lower() in ("accuracy", "acc"):
+        return dict(PAPER_ACC_RESNET18)
+    return {}
