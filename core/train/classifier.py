@@ -1,0 +1,329 @@
+"""Classifier training: a plain function from a config to a run folder.
+
+    run_dir/config.json      ClassifierConfig (+ a summary of the training set)
+    run_dir/status.json      state, epoch/step, ETA
+    run_dir/metrics.jsonl    one row per epoch (loss, lr, images/s, test accuracy, macro-F1)
+    run_dir/checkpoints/latest   weights + optimizer/scheduler state, written atomically
+    run_dir/results.json     final test metrics (core.metrics.classification), written last
+
+The whole training set lives on the device as uint8 and is augmented there per batch
+(core.augment). Recipe: SGD with Nesterov momentum and weight decay, linear warm-up
+then cosine decay per step, optional label smoothing, soft-target cross-entropy,
+per-image loss weights for synthetic images, bf16 autocast on CUDA only. The same
+code runs single-process or under ``accelerate launch`` (each process takes its slice
+of every batch; the main process writes files). The final model is the one reported:
+no checkpoint is picked by test accuracy.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from core.atomic import atomic_write_json, read_json
+from core.augment import BatchAugment, BatchMix, channel_stats
+from core.callbacks import Callbacks
+from core.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from core.data.imageset import REAL, ImageSet, LoadedDataset
+from core.data.loading import DataConfig
+from core.errors import ConfigError, TrainingError
+from core.metrics.classification import check_test_classes, classification_report
+from core.nets.resnet import ARCHS, build_classifier
+from core.runs import Run
+
+KIND = "classifier"
+GLYPH_DATASETS = ("digits", "mnist")  # a mirrored digit is another glyph: no flips
+
+
+@dataclass
+class ClassifierConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    arch: str = "small"  # small | resnet18 | resnet50
+    cifar_stem: bool = True  # ResNet18/50: 3x3 stride-1 first conv, no max-pool (for small images)
+    epochs: int = 30  # passes over the (rebalanced) training set
+    batch_size: int = 128  # images per optimizer step, over all processes
+    lr: float = 0.1  # peak learning rate after warm-up
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4  # L2 coefficient (SGD weight_decay)
+    warmup_epochs: float = 1.0  # linear warm-up length, in epochs
+    label_smoothing: float = 0.0  # ε of label smoothing (0 = off)
+    synthetic_weight: float = 1.0  # loss weight of images whose provenance is not "real"
+    balance_method: str = "none"  # none | oversample | mixup | cutmix | cfg | sd (when no train_set is passed)
+    balance_params: dict = field(default_factory=dict)  # keyword arguments of the generator
+    balance_target: int | None = None  # images per class after filling (None = the largest class)
+    augment_pad: int | None = None  # random-crop padding in pixels (None = image_size // 8)
+    augment_flip: bool | None = None  # horizontal flips (None = on, except digits/mnist)
+    train_mix: str = "none"  # training-time torchvision v2 mix: none | mixup | cutmix
+    mix_alpha: float = 1.0  # Beta(α, α) of the training-time mix
+    eval_every: int = 1  # epochs between test evaluations logged to metrics.jsonl (0 = only at the end)
+    checkpoint_every: int = 1  # epochs between checkpoints
+    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 otherwise) | fp32 | bf16
+    seed: int = 0  # weights init, batch order, augmentation
+    device: str | None = None  # cpu | cuda | None (CUDA when available)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["data"] = self.data.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ClassifierConfig":
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        if isinstance(known.get("data"), dict):
+            known["data"] = DataConfig.from_dict(known["data"])
+        return cls(**known)
+
+    def validate(self) -> None:
+        if self.arch not in ARCHS:
+            raise ConfigError(f"Unknown classifier '{self.arch}'.", f"Choose one of: {', '.join(ARCHS)}.")
+        for name in ("epochs", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)} must be at least 1.", f"Set {name} to a positive integer.")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"Learning rate {self.lr} must be positive.", "Use e.g. 0.1 for SGD.")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing={self.label_smoothing} must be in [0, 1).", "Use 0 (off) or e.g. 0.1.")
+        if self.synthetic_weight < 0:
+            raise ConfigError(f"synthetic_weight={self.synthetic_weight} must be >= 0.", "Use 1.0 to weigh synthetic images like real ones.")
+        if self.train_mix not in ("none", "mixup", "cutmix"):
+            raise ConfigError(f"Unknown training-time mix '{self.train_mix}'.", "Use 'none', 'mixup' or 'cutmix'.")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ConfigError(f"Unknown precision '{self.precision}'.", "Use auto, fp32 or bf16.")
+
+
+# --------------------------------------------------------------------------- helpers
+def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
+    """Linear warm-up to ``peak`` over ``warmup`` steps, then cosine to 0:
+    lr(t) = peak·(t+1)/W for t < W;  lr(t) = peak·½(1 + cos(π·(t−W)/(T−W))) otherwise."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return peak * 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def _accelerator(cfg: ClassifierConfig):
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    cuda = cfg.device != "cpu" and torch.cuda.is_available()
+    if cfg.device and cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"Device '{cfg.device}' was requested but no CUDA GPU is visible.", "Use --device cpu, or run on a GPU machine.")
+    if cuda and cfg.device and ":" in cfg.device:
+        torch.cuda.set_device(torch.device(cfg.device))
+    mp = "bf16" if cuda and cfg.precision in ("auto", "bf16") else "no"  # bf16 autocast on CUDA only
+    try:
+        return Accelerator(cpu=not cuda, mixed_precision=mp)
+    except ValueError:
+        # AcceleratorState is a process-wide singleton; a single-process caller (job manager,
+        # tests) that switches device or precision between jobs must reset it first.
+        if AcceleratorState._shared_state and AcceleratorState().num_processes > 1:
+            raise
+        AcceleratorState._reset_state(True)
+        return Accelerator(cpu=not cuda, mixed_precision=mp)
+
+
+def _train_summary(train: ImageSet) -> dict:
+    return {"n": len(train), "counts": train.counts(), "counts_by_provenance": train.counts_by_provenance(), "soft_labels": train.soft_labels is not None}
+
+
+def _build_train_set(cfg: ClassifierConfig, ds: LoadedDataset, imbalanced: ImageSet, callbacks: Callbacks) -> ImageSet:
+    if cfg.balance_method == "none":
+        return imbalanced
+    from core.balance import balance
+    from core.generators.base import build_generator
+
+    gen = build_generator(cfg.balance_method, imbalanced, **cfg.balance_params)
+    return balance(imbalanced, gen, cfg.balance_target, seed=cfg.seed,
+                   progress=lambda d, t: callbacks.progress(d, t, f"generating {gen.name} images"), should_stop=callbacks.should_stop)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, images: torch.Tensor, aug: BatchAugment, device, batch_size: int = 1024) -> torch.Tensor:
+    was_training = model.training
+    model.eval()
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = aug.normalise(images[i : i + batch_size].to(device, non_blocking=True))
+        out.append(model(x).argmax(-1).cpu())
+    model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+
+
+def _same_config(saved: dict, cfg: ClassifierConfig) -> bool:
+    cur = cfg.to_dict()
+    return all(saved.get(k) == v for k, v in cur.items() if k != "device")
+
+
+# ---------------------------------------------------------------------------- train
+def train_classifier(cfg: ClassifierConfig, run_dir: str | Path, callbacks: Callbacks | None = None, resume: bool = False,
+                     train_set: ImageSet | None = None, dataset: LoadedDataset | None = None) -> dict:
+    """Train on ``train_set`` (default: ``cfg.data``'s imbalanced split, filled by ``cfg.balance_method``)
+    and evaluate on the dataset's balanced test split. Returns the final test metrics.
+
+    ``dataset`` may pass the already loaded balanced dataset to skip reloading it.
+    Raises TrainingError on a non-finite loss (the last checkpoint stays intact).
+    If ``callbacks.should_stop()`` turns true, saves nothing partial and returns
+    ``{"cancelled": True, ...}``; resume continues from the last epoch checkpoint.
+    """
+    from core.data.loading import load_dataset
+    from core.data.profiles import apply_profile, most_reduced_classes, target_counts
+
+    cb = callbacks or Callbacks()
+    cfg.validate()
+    run_dir = Path(run_dir)
+    acc = _accelerator(cfg)
+    main = acc.is_main_process
+    ds = dataset if dataset is not None else load_dataset(cfg.data)
+    check_test_classes(ds.test.labels, ds.test.num_classes, ds.test.classes)
+    imb_counts = target_counts(ds.train.counts(), cfg.data)
+    minority = most_reduced_classes(imb_counts, ds.train.counts())
+    if train_set is None:
+        train_set = _build_train_set(cfg, ds, apply_profile(ds.train, cfg.data), cb)
+    if train_set.classes != ds.test.classes:
+        raise ConfigError("The training set's classes differ from the test set's.", "Build the training set from the same dataset config.")
+    config = {**cfg.to_dict(), "train_set": _train_summary(train_set)}
+
+    # -- run folder -----------------------------------------------------------------
+    run = Run(run_dir)
+    saved = read_json(run_dir / "config.json")
+    if saved is not None and resume and saved.get("kind") == KIND and not _same_config(saved, cfg):
+        raise ConfigError(f"{run_dir} holds a classifier run with a different config.", "Resume with the same settings, or choose a new run folder.")
+    done = read_json(run_dir / "results.json")
+    if resume and done is not None and run.status.get("state") == "done":
+        return done  # finished before: nothing to redo
+    if main:
+        run = Run.open_or_create(run_dir, KIND, config, resume=resume)
+    acc.wait_for_everyone()
+
+    # -- data on the device -------------------------------------------------------
+    device = acc.device
+    images = train_set.images.to(device)
+    targets = train_set.soft_or_onehot().to(device)
+    weights = torch.ones(len(train_set))
+    weights[torch.from_numpy(train_set.provenance != REAL)] = float(cfg.synthetic_weight)
+    weights = weights.to(device)
+    if float(weights.sum()) <= 0:
+        raise ConfigError("Every training image has weight 0.", "Set synthetic_weight > 0 or include real images.")
+    mean, std = channel_stats(ds.train.images)
+    pad = cfg.augment_pad if cfg.augment_pad is not None else max(1, train_set.image_size // 8)
+    flip = cfg.augment_flip if cfg.augment_flip is not None else cfg.data.dataset not in GLYPH_DATASETS
+    aug = BatchAugment(mean, std, pad=pad, flip=flip)
+    mix = BatchMix(cfg.train_mix, cfg.mix_alpha) if cfg.train_mix != "none" else None
+
+    # -- model, optimizer ---------------------------------------------------------
+    torch.manual_seed(cfg.seed)
+    model = build_classifier(cfg.arch, train_set.num_classes, train_set.channels, cfg.cifar_stem)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay)
+    n, world = len(train_set), acc.num_processes
+    bs = min(cfg.batch_size, n)
+    steps_per_epoch = max(1, n // bs)  # drop the remainder: equal batches keep BatchNorm stable
+    total = cfg.epochs * steps_per_epoch
+    warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, total, warmup, cfg.lr) / cfg.lr)
+    start_epoch, step = 0, 0
+    ckpt = checkpoint_path(run.checkpoints) if resume else None
+    if ckpt is not None:
+        w, state, _ = load_checkpoint(ckpt)
+        model.load_state_dict(w)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start_epoch, step = int(state["epoch"]), int(state["step"])
+    model, opt = acc.prepare(model, opt)  # the scheduler is stepped by hand, once per optimizer step
+    core_model = acc.unwrap_model(model)
+
+    if main:
+        run.set_status("running", epoch=start_epoch, epochs=cfg.epochs, step=step, total=total, message="training")
+    t_start, steps_this_session, last_loss = time.time(), 0, float("nan")
+    model.train()
+    for epoch in range(start_epoch, cfg.epochs):
+        # One generator per epoch, seeded by (seed, epoch): a resumed run replays the same batches.
+        g = torch.Generator(device=device).manual_seed(cfg.seed * 100_003 + epoch)
+        torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout / v2 mix draws
+        perm = torch.randperm(n, device=device, generator=g)
+        loss_sum, seen, t_epoch = torch.zeros((), device=device), 0, time.time()
+        for s in range(steps_per_epoch):
+            if cb.stop_requested():
+                if main:
+                    run.set_status("cancelled", message=f"stopped in epoch {epoch + 1}; resume continues after the last saved epoch")
+                return {"cancelled": True, "epoch": epoch, "run_dir": str(run_dir)}
+            idx = perm[s * bs : (s + 1) * bs][acc.process_index :: world]
+            x = aug(images[idx], generator=g)
+            y = targets[idx]
+            if mix is not None:
+                x, y = mix(x, y)
+            with acc.autocast():
+                logits = model(x)
+            # soft-target cross-entropy: ℓ_i = −Σ_c y_ic · log softmax(z_i)_c (label smoothing applied to y)
+            per_image = F.cross_entropy(logits.float(), y, reduction="none", label_smoothing=cfg.label_smoothing)
+            w = weights[idx]
+            loss = (w * per_image).sum() / w.sum().clamp_min(1e-12)  # weighted mean over the batch
+            opt.zero_grad(set_to_none=True)
+            acc.backward(loss)
+            opt.step()
+            sched.step()
+            step += 1
+            steps_this_session += 1
+            loss_sum += loss.detach()
+            seen += len(idx) * world
+            if s % 25 == 0 or s == steps_per_epoch - 1:
+                if not torch.isfinite(loss_sum):
+                    if main:
+                        run.set_status("failed", error="non-finite loss", message=f"loss became {float(loss)} at step {step}")
+                    raise TrainingError(
+                        f"The classifier's loss became non-finite ({float(loss)}) at epoch {epoch + 1}, step {step}.",
+                        f"Lower the learning rate (now {cfg.lr}) or the batch size; resume starts from the last good checkpoint.",
+                    )
+                if main:
+                    el = time.time() - t_start
+                    eta = el / steps_this_session * (total - step)
+                    cb.progress(step, total, f"epoch {epoch + 1}/{cfg.epochs}, loss {float(loss):.3f}, ETA {eta:.0f} s")
+        dt = time.time() - t_epoch
+        last_loss = float(loss_sum) / steps_per_epoch
+        row = {"epoch": epoch + 1, "step": step, "loss": last_loss, "lr": opt.param_groups[0]["lr"], "images_per_s": seen / max(dt, 1e-9)}
+        last = epoch + 1 == cfg.epochs
+        if cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0) and not last:
+            pred = predict(core_model, ds.test.images, aug, device)
+            rep = classification_report(ds.test.labels, pred, ds.test.num_classes, minority)
+            row.update(test_accuracy=rep["accuracy"], test_macro_f1=rep["macro_f1"])
+        if main:
+            run.log_metrics(row)
+            cb.metrics(row)
+            if last or (cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0):
+                state = {"epoch": epoch + 1, "step": step, "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
+                save_checkpoint(run.checkpoints, "latest", core_model.state_dict(), state, config)
+            el = time.time() - t_start
+            run.set_status("running", epoch=epoch + 1, step=step, total=total, eta_s=el / max(steps_this_session, 1) * (total - step),
+                           message=f"epoch {epoch + 1}/{cfg.epochs}, loss {last_loss:.3f}")
+        acc.wait_for_everyone()
+
+    # -- final evaluation ---------------------------------------------------------
+    pred = predict(core_model, ds.test.images, aug, device)
+    rep = classification_report(ds.test.labels, pred, ds.test.num_classes, minority, ds.test.classes)
+    rows = run.metrics() if main else None
+    ips = rows["images_per_s"].tolist() if rows is not None and "images_per_s" in rows else []
+    result = {
+        **rep,
+        "classes": ds.test.classes,
+        "arch": cfg.arch,
+        "epochs": cfg.epochs,
+        "final_loss": last_loss,
+        "train_images": len(train_set),
+        "train_counts": train_set.counts(),
+        "imbalanced_counts": imb_counts,
+        "images_per_s": float(np.median(ips)) if ips else None,
+        "device": str(device),
+        "precision": acc.mixed_precision,
+        "run_dir": str(run_dir),
+    }
+    if main:
+        atomic_write_json(run_dir / "results.json", result)
+        run.log_metrics({"epoch": cfg.epochs, "step": step, "final": True, "test_accuracy": rep["accuracy"], "test_macro_f1": rep["macro_f1"]})
+        run.set_status("done", epoch=cfg.epochs, step=step, total=total, eta_s=0, message=f"test accuracy {rep['accuracy']:.4f}")
+    return result
+

@@ -1,0 +1,143 @@
+"""Dataset page: choose the data and the imbalance profile; see counts, samples and balancing previews."""
+
+from __future__ import annotations
+
+import hashlib
+
+import streamlit as st
+
+from core.atomic import atomic_write_bytes
+from core.balance import fill_plan
+from core.data.loading import DATASETS, DataConfig
+from core.data.profiles import ORDERS, PROFILES, most_reduced_classes
+from core.errors import ConfigError, LabError
+from core.generators.base import build_generator
+from core.paths import cache_dir
+from core import viz
+from pages._common import data_cfg, load, set_data_cfg
+
+st.title("Dataset")
+st.caption("Pick the data and make it imbalanced. The choice carries over to every other page.")
+
+cur = data_cfg()
+PROFILE_HELP = {
+    "full": "keep every training image",
+    "paper": "class i keeps (i+1)/C of its images (the paper's Table 1: 500 … 5000 on CIFAR-10)",
+    "linear": "counts fall linearly from the largest class to largest/ratio",
+    "exponential": "counts fall exponentially (CIFAR-10-LT style) to largest/ratio",
+    "step": "a fraction of the classes keep 1/ratio of their images, the rest keep all",
+    "custom": "type one count per class",
+    "balanced": "every class cut to the same count",
+}
+
+
+def _int_list(text: str) -> list[int] | None:
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise ConfigError(f"'{text}' is not a comma-separated list of whole numbers.", "Type counts like 50,100,150.")
+
+
+left, right = st.columns([1, 2])
+with left:
+    dataset = st.selectbox("Dataset", DATASETS, index=DATASETS.index(cur.dataset) if cur.dataset in DATASETS else 0, key="ds_dataset",
+                           help="digits is embedded (16×16, 10 classes) and works offline; the others need a local copy or a download.")
+    data_dir = cur.data_dir if dataset == cur.dataset else None
+    if dataset != "digits":
+        sources = ["folder path", "zip upload"] if dataset == "imagefolder" else ["default location", "folder path", "zip upload"]
+        source = st.radio("Source", sources, horizontal=True, key=f"ds_source_{dataset}")
+        if source == "folder path":
+            data_dir = st.text_input("Folder (or .zip path)", value=data_dir or "", key=f"ds_dir_{dataset}",
+                                     placeholder="ROOT with train/<class>/ and test/<class>/, or ROOT/<class>/") or None
+        elif source == "zip upload":
+            up = st.file_uploader("Dataset zip (ROOT/<class>/*.png or ROOT/train/<class>/…)", type=["zip"], key=f"ds_zip_{dataset}")
+            if up is not None:
+                data = up.getvalue()
+                path = cache_dir() / "uploads" / f"{hashlib.sha1(data).hexdigest()[:16]}.zip"
+                if not path.exists():
+                    atomic_write_bytes(path, data)
+                data_dir = str(path)
+            else:
+                data_dir = None
+                st.info("Upload a zip to continue.")
+        else:
+            data_dir = None
+    native = st.checkbox("Native image size", value=cur.image_size is None, key="ds_native")
+    image_size = None if native else int(st.number_input("Image size (pixels)", 4, 1024, value=cur.image_size or 32, key="ds_size"))
+    profile = st.selectbox("Imbalance profile", PROFILES, index=PROFILES.index(cur.profile) if cur.profile in PROFILES else 1, key="ds_profile",
+                           format_func=lambda p: f"{p}: {PROFILE_HELP[p]}")
+    ratio, minority_fraction, counts = cur.ratio, cur.minority_fraction, cur.counts
+    if profile in ("linear", "exponential", "step"):
+        ratio = float(st.number_input("Imbalance ratio (largest / smallest class, ≥ 1)", value=float(cur.ratio), step=1.0, key="ds_ratio"))
+    if profile == "step":
+        minority_fraction = float(st.slider("Share of minority classes", 0.05, 0.95, float(cur.minority_fraction), 0.05, key="ds_mfrac"))
+    order = st.selectbox("Which classes become minorities", ORDERS, index=ORDERS.index(cur.minority_order), key="ds_order",
+                         help="index: class 0 smallest (the paper); reversed: class 0 largest (CIFAR-10-LT); shuffled: random with the seed")
+    seed = int(st.number_input("Seed (which images each class keeps)", 0, 2**31 - 1, value=int(cur.seed), key="ds_seed"))
+
+ok = True
+try:
+    if profile in ("custom", "balanced"):
+        with left:
+            counts_text = st.text_input("Counts (one per class)" if profile == "custom" else "Count per class (empty: the smallest class)",
+                                        value=",".join(map(str, cur.counts or [])) if profile == cur.profile else "", key=f"ds_counts_{profile}")
+        counts = _int_list(counts_text)
+        if profile == "custom" and counts is None:
+            raise ConfigError("The custom profile needs one count per class.", "Type the counts, e.g. 50,100,150,… (one per class).")
+    if dataset == "imagefolder" and not data_dir:
+        raise ConfigError("The imagefolder dataset needs a folder path or an uploaded zip.", "Type a folder path or upload a zip on the left.")
+    cfg = DataConfig(dataset=dataset, data_dir=data_dir, image_size=image_size, profile=profile, ratio=ratio,
+                     minority_fraction=minority_fraction, counts=counts, minority_order=order, seed=seed, test_fraction=cur.test_fraction)
+    ds = load(cfg)
+    from core.data.profiles import apply_profile
+
+    train = apply_profile(ds.train, cfg)
+except LabError as exc:
+    ok = False
+    with right:
+        st.error(str(exc))
+        st.caption("Nothing was changed: the other pages keep using the last valid choice.")
+
+if ok:
+    set_data_cfg(cfg)
+    real, available = train.counts(), ds.train.counts()
+    added = fill_plan(real)
+    minority = most_reduced_classes(real, available)
+    with right:
+        st.subheader(f"{ds.name}: {len(ds.classes)} classes, {ds.image_size}×{ds.image_size}, {'RGB' if ds.channels == 3 else 'grayscale'}")
+        m = st.columns(4)
+        m[0].metric("training images (after profile)", f"{sum(real):,}")
+        m[1].metric("imbalance ratio (max/min)", f"{max(real) / max(1, min(real)):.1f}")
+        m[2].metric("balancing adds", f"{sum(added):,}")
+        m[3].metric("test images (balanced)", f"{len(ds.test):,}")
+        st.plotly_chart(viz.counts_figure(ds.classes, real, added, available, minority), key="ds_counts_fig", width="stretch")
+        if ds.skipped:
+            st.warning(f"{len(ds.skipped)} file(s) were skipped while reading the dataset (corrupt or not images). The rest loaded.")
+            with st.expander("skipped files"):
+                st.dataframe([{"file": p, "reason": r} for p, r in ds.skipped], width="stretch")
+
+    st.subheader("Real samples per class")
+    per = 10
+    for c, name in enumerate(ds.classes[:20]):
+        imgs = train.of_class(c).images[:per]
+        cols = st.columns([1, 8])
+        cols[0].markdown(f"**{name}**" + (" 🔻" if c in minority else "") + f"  \n{real[c]} imgs")
+        cols[1].image(viz.image_grid(imgs, ncol=per), clamp=True)
+    if len(ds.classes) > 20:
+        st.caption(f"showing 20 of {len(ds.classes)} classes")
+
+    st.subheader("Preview: what Mixup / CutMix balancing would add")
+    p = st.columns([1, 1, 1, 2])
+    method = p[0].selectbox("Method", ["mixup", "cutmix", "oversample"], key="ds_prev_method")
+    pc = p[1].selectbox("Class", list(range(len(ds.classes))), index=minority[0] if minority else 0, format_func=lambda c: ds.classes[c], key="ds_prev_class")
+    lam = float(p[2].slider("λ", 0.05, 0.95, 0.6, 0.05, key="ds_prev_lam", help="the paper uses λ = 0.6")) if method != "oversample" else None
+    try:
+        gen = build_generator(method, train, **({"lam": lam} if lam is not None else {}))
+        fake = gen.generate(int(pc), 10, seed=0)
+        st.image(viz.rows_grid([train.of_class(int(pc)).images[:10], fake.images]), clamp=True,
+                 caption=f"top: real '{ds.classes[pc]}' images; bottom: {method} images that balancing would add (seed 0)")
+    except LabError as exc:
+        st.error(str(exc))
