@@ -1,7 +1,7 @@
 """The job kinds the app can launch, each a thin adapter from a run folder to a core function.
 
-    cfg-train         core.train.cfg.train_cfg
-    classifier-train  core.train.classifier.train_classifier (optionally on a saved balanced set)
+    cfg               core.train.cfg.train_cfg
+    classifier        core.train.classifier.train_classifier (optionally on a saved balanced set)
     generate          a generator's images per class -> images/, generated.npz, params.json
     balance           core.balance.balance -> balanced.npz (a classifier job can train on it)
     guidance          core.generators.cfg.guidance_sweep (+ judge consistency/diversity over w)
@@ -26,6 +26,10 @@ from core.data.imageset import ImageSet
 from core.errors import ConfigError, DataError
 from core.jobs import JobContext
 
+# Job kind = the run kind its training loop writes into config.json (the loops refuse a
+# folder of another kind), so these must match core.train.cfg.KIND / core.train.classifier.KIND.
+CFG_KIND = "cfg"
+CLS_KIND = "classifier"
 GENERATED = "generated.npz"
 BALANCED = "balanced.npz"
 SWEEP = "sweep.npy"
@@ -234,19 +238,18 @@ def run_guidance(ctx: JobContext):
 def run_study(ctx: JobContext):
     from core import experiment
 
-    c = ctx.config
-    if c.get("preset"):
-        base = experiment.PRESETS[c["preset"]]
-        cfg = base() if callable(base) else base
-    else:
-        cfg = experiment.StudyConfig.from_dict(c["study"])
-    experiment.run_study(cfg, ctx.run.path, callbacks=ctx.callbacks)
-    return None
+    # The run's config.json is the StudyConfig itself, so run_study's identity check
+    # accepts this folder as the same study (and resumes it after a restart).
+    cfg = experiment.StudyConfig.from_dict(ctx.config)
+    if ctx.device and not cfg.device:
+        cfg.device = ctx.device if ctx.device != "cpu" else None
+    frame = experiment.run_study(cfg, ctx.run.path, callbacks=ctx.callbacks)
+    return {"rows": int(len(frame))}
 
 
 DEFAULT_RUNNERS = {
-    "cfg-train": run_cfg_train,
-    "classifier-train": run_classifier_train,
+    CFG_KIND: run_cfg_train,
+    CLS_KIND: run_classifier_train,
     "generate": run_generate,
     "balance": run_balance,
     "guidance": run_guidance,

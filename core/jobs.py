@@ -406,9 +406,16 @@ class JobManager:
             else:
                 if job.total:
                     job.step = job.total
-                self._finish(job, "done", "done")
+                self._finish(job, "done", self._done_message(job))
         finally:
             self._release_memory(job.device)
+
+    @staticmethod
+    def _done_message(job: Job) -> str:
+        st = job.run.status
+        if st.get("state") == "done" and st.get("message"):
+            return st["message"]  # the loop's own summary (e.g. "test accuracy 0.93")
+        return "done"
 
     @staticmethod
     def _release_memory(device: str) -> None:

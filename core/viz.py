@@ -134,8 +134,6 @@ def method_label(method: str | None, params: dict | None = None) -> str:
     params = params or {}
     if method == "cfg" and "w" in params:
         return f"cfg@w={float(params['w']):g}"
-    if method == "sd" and "w" in params:
-        return f"sd@w={float(params['w']):g}"
     return method
 
 

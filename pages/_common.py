@@ -15,6 +15,7 @@ import streamlit as st
 from core.data.imageset import LoadedDataset
 from core.data.loading import DataConfig, load_dataset
 from core.errors import LabError
+from core.job_runners import CFG_KIND, CLS_KIND
 from core.jobs import RESUMABLE, Job, JobManager, format_eta
 from core.paths import runs_dir
 from core.runs import Run, list_runs
@@ -156,7 +157,7 @@ def job_panel(run_id: str, key: str, show_curve: bool = True, show_preview: bool
         if cols[0].button("Cancel", key=f"{key}-cancel-{run_id}"):
             mgr.cancel(run_id)
             st.toast(f"Cancelling {run_id}: it saves a checkpoint at its next step.")
-    elif state in RESUMABLE and run.kind in ("cfg-train", "classifier-train"):
+    elif state in RESUMABLE and run.kind in (CFG_KIND, CLS_KIND):
         if cols[0].button("Resume", key=f"{key}-resume-{run_id}"):
             try:
                 mgr.resume(run_id)

@@ -274,15 +274,15 @@ def train_classifier(cfg: ClassifierConfig, run_dir: str | Path, callbacks: Call
             if s % 25 == 0 or s == steps_per_epoch - 1:
                 if not torch.isfinite(loss_sum):
                     if main:
-                        run.set_status("failed", error="non-finite loss", message=f"loss became {float(loss)} at step {step}")
+                        run.set_status("failed", error="non-finite loss", message=f"loss became {float(loss.detach())} at step {step}")
                     raise TrainingError(
-                        f"The classifier's loss became non-finite ({float(loss)}) at epoch {epoch + 1}, step {step}.",
+                        f"The classifier's loss became non-finite ({float(loss.detach())}) at epoch {epoch + 1}, step {step}.",
                         f"Lower the learning rate (now {cfg.lr}) or the batch size; resume starts from the last good checkpoint.",
                     )
                 if main:
                     el = time.time() - t_start
                     eta = el / steps_this_session * (total - step)
-                    cb.progress(step, total, f"epoch {epoch + 1}/{cfg.epochs}, loss {float(loss):.3f}, ETA {eta:.0f} s")
+                    cb.progress(step, total, f"epoch {epoch + 1}/{cfg.epochs}, loss {float(loss.detach()):.3f}, ETA {eta:.0f} s")
         dt = time.time() - t_epoch
         last_loss = float(loss_sum) / steps_per_epoch
         row = {"epoch": epoch + 1, "step": step, "loss": last_loss, "lr": opt.param_groups[0]["lr"], "images_per_s": seen / max(dt, 1e-9)}

@@ -1,0 +1,92 @@
+"""``python -m core train-cfg``: train the class-conditional CFG diffusion model."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from core.atomic import read_json
+from core.callbacks import Callbacks
+from core.commands.common import add_data_arguments, data_config
+from core.diffusion.samplers import BETA_SCHEDULES, SAMPLERS
+from core.nets.unet import PRESET_HELP, PRESETS
+from core.paths import runs_dir
+
+HELP = "Train a class-conditional diffusion model with classifier-free guidance (label dropout) on the imbalanced train split."
+
+
+def add_arguments(p) -> None:
+    add_data_arguments(p)
+    g = p.add_argument_group("model and training")
+    g.add_argument("--preset", default="tiny", choices=list(PRESETS), help="network size: " + "; ".join(f"{k}: {v}" for k, v in PRESET_HELP.items()))
+    g.add_argument("--steps", type=int, default=None, help="optimizer steps in total (default 3000; with --resume: the run's own count unless given)")
+    g.add_argument("--batch-size", type=int, default=64, help="images per step (per process under torchrun/accelerate)")
+    g.add_argument("--lr", type=float, default=None, help="AdamW peak learning rate (default: tiny 1e-3, small/ddpm 2e-4)")
+    g.add_argument("--p-uncond", type=float, default=0.1, help="label dropout: probability of training on the null label (the unconditional branch)")
+    g.add_argument("--beta-schedule", default="linear", choices=list(BETA_SCHEDULES), help="noise schedule β_t, T = 1000")
+    g.add_argument("--ema-decay", type=float, default=0.9995, help="largest EMA decay of the weights used for sampling")
+    g.add_argument("--warmup-steps", type=int, default=200, help="linear learning-rate warm-up, steps")
+    g.add_argument("--grad-clip", type=float, default=1.0, help="max gradient L2 norm (0 = off)")
+    g.add_argument("--uniform-classes", action="store_true", help="draw classes uniformly so minorities are seen as often as majorities")
+    g.add_argument("--preview-every", type=int, default=500, help="steps between preview grids (one row per class); 0 = only at the end")
+    g.add_argument("--preview-sampler", default="dpm", choices=list(SAMPLERS), help="sampler of the previews")
+    g.add_argument("--preview-steps", type=int, default=25, help="sampler steps of the previews")
+    g.add_argument("--preview-w", type=float, default=1.0, help="the paper's guidance w of the previews (diffusers guidance_scale = 1 + w)")
+    g.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (latest and best); 0 = only at the end")
+    g.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget; training ends (done) when it is reached")
+    g.add_argument("--train-seed", type=int, default=0, help="seed of the training randomness (init, batches, noise); --seed picks the data subset")
+    g.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA if available)")
+    p.add_argument("--out", default=None, help="run folder to create (default: a new folder under runs/)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint with its own settings")
+    p.add_argument("--quiet", action="store_true", help="print only the final line")
+
+
+def run(args) -> int:
+    from core.train.cfg import CFGTrainConfig, train_cfg
+
+    out = args.out or str(runs_dir() / time.strftime("%Y%m%d-%H%M%S-cfg"))
+    stored = read_json(f"{out}/config.json") if args.resume else None
+    if stored and stored.get("kind") == "cfg":
+        # Resume with the run's own settings; only --steps, --device and --max-minutes change.
+        cfg = CFGTrainConfig.from_dict(stored)
+        if args.steps is not None:
+            cfg.steps = args.steps
+        cfg.device = args.device or cfg.device
+        cfg.max_seconds = args.max_minutes * 60 if args.max_minutes else None
+        print(f"resuming {out} with its saved settings (steps={cfg.steps})", file=sys.stderr)
+    else:
+        cfg = CFGTrainConfig(
+            data=data_config(args),
+            preset=args.preset,
+            steps=args.steps if args.steps is not None else 3000,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            p_uncond=args.p_uncond,
+            beta_schedule=args.beta_schedule,
+            ema_decay=args.ema_decay,
+            warmup_steps=args.warmup_steps,
+            grad_clip=args.grad_clip,
+            uniform_classes=args.uniform_classes,
+            preview_every=args.preview_every,
+            preview_sampler=args.preview_sampler,
+            preview_steps=args.preview_steps,
+            preview_w=args.preview_w,
+            checkpoint_every=args.checkpoint_every,
+            max_seconds=args.max_minutes * 60 if args.max_minutes else None,
+            seed=args.train_seed,
+            device=args.device,
+        )
+    quiet = args.quiet
+
+    def on_metrics(row: dict) -> None:
+        if not quiet:
+            print(f"step {row['step']:>6}/{cfg.steps}  loss {row['loss']:.4f}  lr {row['lr']:.2e}  {row['images_per_s']:.0f} img/s", flush=True)
+
+    def on_preview(path) -> None:
+        if not quiet:
+            print(f"preview {path}", flush=True)
+
+    path = train_cfg(cfg, out, Callbacks(on_metrics=on_metrics, on_preview=on_preview), resume=args.resume)
+    status = read_json(path / "status.json", {}) or {}
+    print(f"{status.get('state', '?')}: {status.get('message', '')} -> {path}")
+    return 0

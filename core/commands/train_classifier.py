@@ -1,0 +1,71 @@
+"""``python -m core train-classifier``: train one classifier on a (rebalanced) dataset."""
+
+from __future__ import annotations
+
+import json
+
+from core.callbacks import Callbacks
+from core.commands.common import add_data_arguments, data_config
+from core.generators.base import METHODS
+from core.nets.resnet import ARCHS
+
+HELP = "Train a classifier (small ResNet / ResNet18 / ResNet50) on an imbalanced or rebalanced set and report test metrics."
+
+
+def add_arguments(p) -> None:
+    add_data_arguments(p)
+    g = p.add_argument_group("classifier")
+    g.add_argument("--arch", default="small", choices=list(ARCHS), help="network: small (CPU), resnet18, resnet50")
+    g.add_argument("--no-cifar-stem", action="store_true", help="ResNet18/50: keep ImageNet's 7x7/stride-2 conv and max-pool (default: 3x3 stride-1 stem)")
+    g.add_argument("--epochs", type=int, default=30, help="passes over the training set")
+    g.add_argument("--batch-size", type=int, default=128, help="images per optimizer step (over all processes)")
+    g.add_argument("--lr", type=float, default=0.1, help="peak SGD learning rate (after warm-up, cosine-decayed to 0)")
+    g.add_argument("--weight-decay", type=float, default=5e-4, help="SGD weight decay")
+    g.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up length in epochs")
+    g.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing ε (0 = off)")
+    g.add_argument("--synthetic-weight", type=float, default=1.0, help="loss weight of generated images (real = 1)")
+    g.add_argument("--train-mix", default="none", choices=["none", "mixup", "cutmix"], help="training-time torchvision v2 MixUp/CutMix on every batch")
+    g.add_argument("--method", default="none", choices=list(METHODS), help="how to fill minority classes before training")
+    g.add_argument("--method-params", default="{}", help='generator keyword arguments as JSON, e.g. \'{"lam": 0.6}\' or \'{"run_dir": "runs/cfg1", "w": 7.5}\'')
+    g.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when available)")
+    g.add_argument("--train-seed", type=int, default=0, help="seed for weights, batch order, augmentation and generation")
+    p.add_argument("--out", default=None, help="run folder (default: a new folder under runs/)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
+
+
+def run(args) -> int:
+    from core.errors import ConfigError
+    from core.runs import Run
+    from core.train.classifier import KIND, ClassifierConfig, train_classifier
+
+    try:
+        params = json.loads(args.method_params)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--method-params is not valid JSON ({exc}).", 'Pass e.g. \'{"lam": 0.6}\'.')
+    cfg = ClassifierConfig(
+        data=data_config(args), arch=args.arch, cifar_stem=not args.no_cifar_stem, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
+        synthetic_weight=args.synthetic_weight, train_mix=args.train_mix, balance_method=args.method, balance_params=params,
+        seed=args.train_seed, device=args.device,
+    )
+    cfg.validate()
+    out = args.out
+    if out is None:
+        run_ = Run.create(KIND, cfg.to_dict(), name=f"{args.dataset}-{args.arch}-{args.method}")
+        out = run_.path
+        (out / "config.json").unlink()  # recreated by train_classifier with the training-set summary
+    quiet = args.json
+    cb = Callbacks(
+        on_progress=None if quiet else (lambda d, t, m="": print(f"\r[{d}/{t}] {m}".ljust(80), end="", flush=True)),
+        on_metrics=None if quiet else (lambda row: print(f"\n{json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})}")),
+    )
+    res = train_classifier(cfg, out, callbacks=cb, resume=args.resume)
+    if args.json:
+        print(json.dumps(res))
+        return 0
+    print(f"\nrun folder: {out}")
+    print(f"accuracy {res['accuracy']:.4f}  balanced {res['balanced_accuracy']:.4f}  macro-F1 {res['macro_f1']:.4f}  minority-F1 {res['minority_f1']:.4f}")
+    for name, f1 in zip(res["classes"], res["per_class_f1"]):
+        print(f"  {name:>12}  F1 {f1:.3f}")
+    return 0

@@ -1,0 +1,100 @@
+"""Guidance explorer (teaching): one class, fixed seeds, one grid row per guidance weight w."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core import viz
+from core.checkpoint import checkpoint_path
+from core.data.profiles import most_reduced_classes
+from core.errors import ConfigError, LabError
+from core.job_runners import CFG_KIND, SWEEP
+from core.runs import Run
+from pages._common import POLL_S, data_cfg, dataset_caption, job_panel, manager, prepared_or_stop, runs_of
+
+DEFAULT_WS = "0, 0.1, 0.5, 1, 2, 4, 7.5"
+SAMPLERS = ["dpm", "ddim", "ddpm"]
+
+st.title("Guidance explorer")
+st.markdown(dataset_caption())
+st.markdown(
+    "Classifier-free guidance mixes the model's conditional and unconditional noise predictions "
+    "(the paper's Eq. 8). **w = 0** is plain conditional sampling; larger w pushes samples towards "
+    "what makes the class recognisable, usually at the cost of variety. diffusers calls **1 + w** the `guidance_scale`."
+)
+st.latex(r"\tilde{\epsilon}_\theta(\mathbf{z}_\lambda, \mathbf{c}) = (1 + w)\,\epsilon_\theta(\mathbf{z}_\lambda, \mathbf{c}) - w\,\epsilon_\theta(\mathbf{z}_\lambda) \qquad \text{(Eq. 8)}")
+
+cfg_data = data_cfg()
+ds, train = prepared_or_stop(cfg_data)
+mgr = manager()
+models = [r for r in runs_of(CFG_KIND, state=None)
+          if (r.config.get("data") or {}).get("dataset") == cfg_data.dataset and checkpoint_path(r.checkpoints, "latest") is not None]
+
+
+def _floats(text: str, what: str) -> list[float]:
+    try:
+        vals = [float(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise ConfigError(f"'{text}' is not a comma-separated list of numbers.", f"Type {what} like {DEFAULT_WS}.")
+    if not vals:
+        raise ConfigError(f"No {what} given.", f"Type at least one, e.g. {DEFAULT_WS}.")
+    return vals
+
+
+if not models:
+    st.info(f"No trained CFG model for **{cfg_data.dataset}** yet. Train one on the **Train** page (the tiny preset takes a few minutes on a CPU), then come back.")
+else:
+    minority = most_reduced_classes(train.counts(), ds.train.counts())
+    with st.form("guidance_form"):
+        c = st.columns(3)
+        model = c[0].selectbox("CFG model", [r.id for r in models], key="gd_model")
+        cls = c[1].selectbox("Class", list(range(len(ds.classes))), index=minority[0] if minority else 0, format_func=lambda i: ds.classes[i], key="gd_class")
+        n_seeds = c[2].number_input("Seeds (columns)", 1, 16, 6, key="gd_seeds")
+        ws_text = st.text_input("w values (rows; the paper's w, guidance_scale = 1 + w)", DEFAULT_WS, key="gd_ws")
+        c = st.columns(3)
+        sampler = c[0].selectbox("Sampler", SAMPLERS, key="gd_sampler")
+        steps = c[1].number_input("Sampling steps", 1, 1000, 25, key="gd_steps")
+        measure = c[2].number_input("Images per w for the curves (0 = grid only)", 0, 1024, 32, key="gd_measure",
+                                    help="class consistency and diversity are scored by the judge CNN trained on the real balanced data")
+        go = st.form_submit_button("Run the sweep", type="primary")
+    if go:
+        try:
+            ws = _floats(ws_text, "w values")
+            if any(w < 0 for w in ws):
+                raise ConfigError("w must be >= 0 (w = 0 is plain conditional sampling).", "Remove the negative values.")
+            job = mgr.submit("guidance", {"data": cfg_data.to_dict(), "cfg_run": model, "class_idx": int(cls), "ws": ws,
+                                          "seeds": list(range(int(n_seeds))), "sampler": sampler, "steps": int(steps), "measure_n": int(measure)},
+                             name=f"class{cls}")
+            st.session_state["gd_job"] = job.id
+        except LabError as exc:
+            st.error(str(exc))
+
+
+@st.fragment(run_every=POLL_S)
+def sweep_view() -> None:
+    rid = st.session_state.get("gd_job")
+    if not rid:
+        return
+    status = job_panel(rid, key="gd", show_curve=False, show_preview=False)
+    run = Run(Path(mgr.root) / rid)
+    f = run.path / SWEEP
+    if not f.exists():
+        return
+    grid = np.load(f)
+    c = run.config
+    st.caption(f"class **{ds.classes[c['class_idx']]}**, seeds {c['seeds']} (columns), sampler {c.get('sampler')}, {c.get('steps')} steps")
+    for w, row in zip(c["ws"], grid):
+        cols = st.columns([1, 6])
+        cols[0].markdown(f"w = **{w:g}**  \nscale {1 + w:g}")
+        cols[1].image(viz.image_grid(row, ncol=len(row)), clamp=True)
+    metrics = run.metrics()
+    if status.get("state") == "done" and not metrics.empty and "w" in metrics:
+        st.plotly_chart(viz.guidance_curves(metrics), key=f"gd_curves_{rid}", width="stretch")
+        st.dataframe(pd.DataFrame(metrics)[["w", "guidance_scale", "class_consistency", "diversity", "n"]], hide_index=True)
+
+
+sweep_view()

@@ -1,0 +1,147 @@
+"""Train page: launch CFG diffusion and classifier training as background jobs; watch, cancel, resume."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import streamlit as st
+
+from core.errors import LabError
+from core.job_runners import BALANCED, CFG_KIND, CLS_KIND
+from core.runs import list_runs
+from core.paths import runs_dir
+from pages._common import POLL_S, data_cfg, dataset_caption, job_panel, manager, optional, runs_of
+
+st.title("Train")
+st.markdown(dataset_caption())
+cfg_data = data_cfg()
+mgr = manager()
+
+SAMPLERS = ["dpm", "ddim", "ddpm"]
+
+
+def _defaults(cls) -> dict:
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            out[f.name] = f.default_factory()  # type: ignore[misc]
+    return out
+
+
+def _build(cls, **kw):
+    """The config dataclass from the form, keeping only fields it has (validated if it can)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    cfg = cls(**{k: v for k, v in kw.items() if k in names})
+    if hasattr(cfg, "validate"):
+        cfg.validate()
+    return cfg
+
+
+def _submit(kind: str, config: dict, name: str) -> None:
+    try:
+        job = mgr.submit(kind, config, name=name)
+    except LabError as exc:
+        st.error(str(exc))
+        return
+    st.session_state["train_focus"] = job.id
+    busy = len([j for j in mgr.active() if j.device == job.device]) - 1
+    st.success(f"Started {kind} job `{job.id}`" + (f" (queued behind {busy} job(s) on {job.device})" if busy > 0 else f" on {job.device}"))
+
+
+tab_cfg, tab_cls = st.tabs(["Diffusion model (CFG)", "Classifier"])
+
+with tab_cfg:
+    mod, why = optional("core.train.cfg")
+    if mod is None:
+        st.warning(f"CFG training is not available yet: {why}")
+    else:
+        d = _defaults(mod.CFGTrainConfig)
+        unet, _ = optional("core.nets.unet")
+        presets = list(getattr(unet, "PRESETS", None) or getattr(mod, "PRESET_LR", None) or ["tiny"])
+        with st.form("cfg_form"):
+            c = st.columns(3)
+            preset = c[0].selectbox("Preset (model size)", presets, index=presets.index(d.get("preset", presets[0])) if d.get("preset") in presets else 0, key="cfg_preset")
+            steps = c[1].number_input("Training steps", 1, 10_000_000, int(d.get("steps", 2000)), key="cfg_steps")
+            batch = c[2].number_input("Batch size", 1, 4096, int(d.get("batch_size", 64)), key="cfg_batch")
+            c = st.columns(3)
+            p_uncond = c[0].slider("p_uncond (label dropped, for CFG)", 0.0, 0.5, float(d.get("p_uncond", 0.1)), 0.05, key="cfg_puncond")
+            sampler = c[1].selectbox("Preview sampler", SAMPLERS, index=SAMPLERS.index(d.get("preview_sampler", "dpm")) if d.get("preview_sampler") in SAMPLERS else 0, key="cfg_sampler")
+            pv_steps = c[2].number_input("Preview sampling steps", 1, 1000, int(d.get("preview_steps", 25)), key="cfg_pv_steps")
+            c = st.columns(3)
+            preview_every = c[0].number_input("Preview every (steps)", 1, 1_000_000, int(d.get("preview_every", 500) or 500), key="cfg_pv_every")
+            lr = c[1].number_input("Learning rate (empty: the preset's)", 1e-6, 1.0, d.get("lr"), format="%.5f", key="cfg_lr")
+            seed = c[2].number_input("Seed", 0, 2**31 - 1, int(d.get("seed", 0)), key="cfg_seed")
+            uniform = st.checkbox("Sample classes uniformly (instead of by their imbalanced frequency)", bool(d.get("uniform_classes", False)), key="cfg_uniform")
+            go = st.form_submit_button("Start CFG training", type="primary")
+        if go:
+            try:
+                cfg = _build(mod.CFGTrainConfig, data=cfg_data, preset=preset, steps=int(steps), batch_size=int(batch), p_uncond=float(p_uncond),
+                             preview_sampler=sampler, preview_steps=int(pv_steps), preview_every=int(preview_every), lr=None if lr is None else float(lr),
+                             seed=int(seed), uniform_classes=uniform)
+                _submit(CFG_KIND, cfg.to_dict(), f"{cfg_data.dataset}-{preset}")
+            except LabError as exc:
+                st.error(str(exc))
+
+with tab_cls:
+    mod, why = optional("core.train.classifier")
+    if mod is None:
+        st.warning(f"Classifier training is not available yet: {why}")
+    else:
+        d = _defaults(mod.ClassifierConfig)
+        archs = list(getattr(mod, "ARCHS", ["small", "resnet18", "resnet50"]))
+        # Training-set choices: a baseline balanced on the fly, or a finished "balance" job's set.
+        sets = {"imbalanced (no balancing)": ("none", {}, None), "oversample": ("oversample", {}, None),
+                "Mixup (λ = 0.6)": ("mixup", {"lam": 0.6}, None), "CutMix (λ = 0.6)": ("cutmix", {"lam": 0.6}, None)}
+        for r in runs_of("balance"):
+            rc = r.config
+            if (rc.get("data") or {}) == cfg_data.to_dict() and (r.path / BALANCED).exists():
+                sets[f"balanced set {r.id} ({rc.get('method')})"] = (rc.get("method"), rc.get("params") or {}, r.id)
+        with st.form("cls_form"):
+            c = st.columns(3)
+            arch = c[0].selectbox("Classifier", archs, index=archs.index("small") if "small" in archs else 0, key="cls_arch")
+            epochs = c[1].number_input("Epochs", 1, 10_000, int(d.get("epochs", 30)), key="cls_epochs")
+            batch = c[2].number_input("Batch size", 1, 4096, int(d.get("batch_size", 128)), key="cls_batch")
+            c = st.columns(3)
+            choice = c[0].selectbox("Training set", list(sets), key="cls_set", help="Make more balanced sets on the Generate page (“balance the dataset”).")
+            lr = c[1].number_input("Peak learning rate", 1e-5, 10.0, float(d.get("lr", 0.1)), format="%.4f", key="cls_lr")
+            seed = c[2].number_input("Seed", 0, 2**31 - 1, int(d.get("seed", 0)), key="cls_seed")
+            go = st.form_submit_button("Start classifier training", type="primary")
+        if go:
+            method, params, set_run = sets[choice]
+            try:
+                cfg = _build(mod.ClassifierConfig, data=cfg_data, arch=arch, epochs=int(epochs), batch_size=int(batch), lr=float(lr), seed=int(seed),
+                             balance_method=method, balance_params=params)
+                config = cfg.to_dict()
+                if set_run:
+                    config["train_set_run"] = set_run
+                _submit(CLS_KIND, config, f"{arch}-{method}")
+            except LabError as exc:
+                st.error(str(exc))
+
+st.divider()
+st.subheader("Training jobs")
+
+
+@st.fragment(run_every=POLL_S)
+def training_jobs() -> None:
+    runs = [r for r in list_runs(runs_dir()) if r.kind in (CFG_KIND, CLS_KIND)]
+    if not runs:
+        st.caption("No training runs yet. Start one above; it runs in the background and keeps going if you close the tab.")
+        return
+    focus = st.session_state.get("train_focus")
+    active = [r for r in runs if r.status.get("state") in ("queued", "running")]
+    shown = list(dict.fromkeys([*(r.id for r in active), *([focus] if focus else []), runs[0].id]))[:4]
+    for rid in shown:
+        with st.container(border=True):
+            job_panel(rid, key="train")
+    others = [r.id for r in runs if r.id not in shown]
+    if others:
+        pick = st.selectbox("Older runs", ["—"] + others, key="train_older")
+        if pick != "—":
+            with st.container(border=True):
+                job_panel(pick, key="train-old")
+
+
+training_jobs()

@@ -1,0 +1,233 @@
+"""JobManager: queueing, cancel, failure capture (incl. OOM), restart -> interrupted, resume."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from core.errors import ConfigError, DataError
+from core.jobs import JobManager, format_eta, is_oom
+from core.runs import Run, list_runs
+
+
+def _steps(n=5, sleep=0.0):
+    def runner(ctx):
+        for i in range(n):
+            if ctx.should_stop():
+                return {"stopped_at": i}
+            ctx.run.log_metrics({"step": i, "loss": 1.0 / (i + 1)})
+            ctx.callbacks.metrics({"step": i, "loss": 1.0 / (i + 1)})
+            ctx.progress(i + 1, n, f"step {i + 1}")
+            time.sleep(sleep)
+        return {"resume": ctx.resume}
+
+    return runner
+
+
+@pytest.fixture()
+def make_manager(tmp_path):
+    made = []
+
+    def make(runners, devices=("cpu",)):
+        m = JobManager(root=tmp_path / "runs", devices=list(devices), runners=runners)
+        made.append(m)
+        return m
+
+    yield make
+    for m in made:
+        m.shutdown()
+
+
+def test_job_runs_to_done_and_writes_run_folder(make_manager):
+    m = make_manager({"fake": _steps(4)})
+    job = m.submit("fake", {"x": 1}, name="first")
+    job = m.wait(job.id, 10)
+    assert job.state == "done" and job.step == job.total == 4
+    assert job.result == {"resume": False}
+    run = Run(job.run.path)
+    assert run.config["kind"] == "fake" and run.config["x"] == 1
+    st = run.status
+    assert st["state"] == "done" and st["step"] == 4 and st["owner"] is None
+    assert list(run.metrics()["loss"]) == [1.0, 0.5, 1 / 3, 0.25]
+    assert job.latest_metrics["step"] == 3
+
+
+def test_second_job_queues_behind_the_first_on_one_device(make_manager):
+    gate = threading.Event()
+    order = []
+
+    def blocking(ctx):
+        order.append(("start", ctx.run.id))
+        gate.wait(10)
+        order.append(("end", ctx.run.id))
+
+    m = make_manager({"block": blocking})
+    a = m.submit("block", {})
+    b = m.submit("block", {})
+    deadline = time.time() + 5
+    while m.get(a.id).state != "running" and time.time() < deadline:
+        time.sleep(0.01)
+    assert m.get(a.id).state == "running"
+    assert m.get(b.id).state == "queued" and "behind 1" in m.get(b.id).message
+    assert Run(b.run.path).status["state"] == "queued"
+    gate.set()
+    m.wait(b.id, 10)
+    assert [e for e, _ in order] == ["start", "end", "start", "end"]
+    assert order[0][1] == a.id and order[2][1] == b.id
+
+
+def test_two_devices_run_in_parallel(make_manager):
+    started = threading.Barrier(2, timeout=5)
+
+    def both(ctx):
+        started.wait()  # deadlocks (BrokenBarrierError) unless both jobs run at once
+        return ctx.device
+
+    m = make_manager({"both": both}, devices=("cuda:0", "cuda:1"))
+    a, b = m.submit("both", {}), m.submit("both", {})
+    assert {m.wait(a.id, 10).result, m.wait(b.id, 10).result} == {"cuda:0", "cuda:1"}
+    assert m.get(a.id).state == m.get(b.id).state == "done"
+
+
+def test_cancel_running_and_queued(make_manager):
+    m = make_manager({"slow": _steps(1000, sleep=0.01)})
+    a = m.submit("slow", {})
+    b = m.submit("slow", {})
+    while m.get(a.id).step < 2:
+        time.sleep(0.01)
+    assert m.cancel(b.id)
+    assert m.get(b.id).state == "cancelled" and Run(b.run.path).status["state"] == "cancelled"
+    assert m.cancel(a.id)
+    job = m.wait(a.id, 10)
+    assert job.state == "cancelled" and job.result["stopped_at"] < 1000
+    assert Run(a.run.path).status["state"] == "cancelled"
+    assert not m.cancel(a.id)  # already finished
+
+
+def test_failures_are_captured_and_the_worker_keeps_serving(make_manager):
+    def lab_error(ctx):
+        raise DataError("Class 'cat' has no images.", "Add images.")
+
+    def bug(ctx):
+        raise ValueError("boom")
+
+    def oom(ctx):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    def missing(ctx):
+        import core.does_not_exist_yet  # noqa: F401
+
+    m = make_manager({"lab": lab_error, "bug": bug, "oom": oom, "missing": missing, "ok": _steps(2)})
+    jobs = {k: m.submit(k, {}) for k in ("lab", "bug", "oom", "missing", "ok")}
+    res = {k: m.wait(j.id, 10) for k, j in jobs.items()}
+    assert res["lab"].state == "failed" and res["lab"].error == "Class 'cat' has no images. Fix: Add images."
+    assert res["bug"].state == "failed" and "ValueError: boom" in res["bug"].error and "raise ValueError" in res["bug"].traceback
+    assert res["oom"].state == "failed" and res["oom"].error.startswith("Out of memory on cpu") and "lower the batch size" in res["oom"].error
+    assert res["missing"].state == "failed" and "not available yet" in res["missing"].error
+    assert res["ok"].state == "done"
+    st = Run(jobs["bug"].run.path).status
+    assert st["state"] == "failed" and "boom" in st["error"] and "Traceback" in st["traceback"]
+
+
+def test_is_oom_and_eta_format():
+    assert is_oom(MemoryError()) and is_oom(RuntimeError("DefaultCPUAllocator: can't allocate memory"))
+    assert not is_oom(RuntimeError("shape mismatch"))
+    assert format_eta(None) == "ETA …" and format_eta(42) == "ETA 42s" and format_eta(125) == "ETA 2m 05s" and format_eta(7260) == "ETA 2h 01m"
+
+
+def test_eta_from_step_rate(make_manager):
+    gate = threading.Event()
+
+    def half(ctx):
+        ctx.progress(0, 100)
+        time.sleep(0.2)
+        ctx.progress(50, 100)
+        gate.wait(5)
+
+    m = make_manager({"half": half})
+    job = m.submit("half", {})
+    while m.get(job.id).step < 50:
+        time.sleep(0.01)
+    eta = m.get(job.id).eta_s
+    assert eta is not None and 0.1 < eta < 2.0  # ~0.2 s for the remaining 50 steps
+    gate.set()
+    m.wait(job.id, 5)
+
+
+def test_unknown_kind_and_device_are_refused(make_manager):
+    m = make_manager({"ok": _steps(1)})
+    with pytest.raises(ConfigError, match="Unknown job kind"):
+        m.submit("nope", {})
+    with pytest.raises(ConfigError, match="Unknown device"):
+        m.submit("ok", {}, device="cuda:7")
+    assert list_runs(m.root) == []  # nothing was created
+
+
+def test_restart_marks_orphans_interrupted_and_resume_continues(tmp_path):
+    root = tmp_path / "runs"
+    gate = threading.Event()
+
+    def hang(ctx):
+        ctx.progress(3, 10)
+        gate.wait(10)
+
+    m1 = JobManager(root=root, devices=["cpu"], runners={"train": hang})
+    a = m1.submit("train", {"lr": 0.1})
+    b = m1.submit("train", {"lr": 0.2})
+    while m1.get(a.id).state != "running":
+        time.sleep(0.01)
+    # Simulate the server process dying: the manager vanishes without finishing its jobs.
+    from core import jobs as jobs_mod
+
+    jobs_mod._LIVE_MANAGERS.discard(m1.token)
+    seen = []
+
+    def record(ctx):
+        seen.append((ctx.run.id, ctx.resume, ctx.config["lr"]))
+
+    m2 = JobManager(root=root, devices=["cpu"], runners={"train": record})
+    try:
+        assert sorted(m2.interrupted) == sorted([a.id, b.id])
+        assert Run(a.run.path).status["state"] == "interrupted"
+        assert Run(b.run.path).status["state"] == "interrupted"
+        job = m2.wait(m2.resume(a.id).id, 10)
+        assert job.state == "done" and seen == [(a.id, True, 0.1)]
+        with pytest.raises(ConfigError, match="cannot be resumed"):
+            m2.resume(a.id)  # done now
+    finally:
+        gate.set()
+        m2.shutdown()
+        m1.shutdown()
+
+
+def test_live_manager_runs_are_not_marked_interrupted(tmp_path):
+    root = tmp_path / "runs"
+    gate = threading.Event()
+    m1 = JobManager(root=root, devices=["cpu"], runners={"hang": lambda ctx: gate.wait(10)})
+    a = m1.submit("hang", {})
+    m2 = JobManager(root=root, devices=["cpu"], runners={})
+    try:
+        assert m2.interrupted == []
+        assert Run(a.run.path).status["state"] in ("queued", "running")
+    finally:
+        gate.set()
+        m1.shutdown()
+        m2.shutdown()
+
+
+def test_removed_run_folder_fails_only_that_job(make_manager):
+    import shutil
+
+    gate = threading.Event()
+    m = make_manager({"hang": lambda ctx: gate.wait(10), "ok": _steps(1)})
+    a = m.submit("hang", {})
+    b = m.submit("ok", {})
+    c = m.submit("ok", {})
+    shutil.rmtree(b.run.path)
+    gate.set()
+    assert m.wait(b.id, 10).state == "failed" and "removed" in m.get(b.id).message
+    assert m.wait(c.id, 10).state == "done" and m.get(a.id).state == "done"
+    with pytest.raises(ConfigError, match="no longer exists"):
+        m.resume(b.id)
