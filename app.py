@@ -17,14 +17,14 @@ import streamlit as st  # noqa: E402
 
 from pages._common import dataset_caption, sidebar_jobs  # noqa: E402
 
-st.set_page_config(page_title="Imbalance Lab", page_icon="⚖️", layout="wide")
+st.set_page_config(page_title="Imbalance Lab", page_icon=":material/balance:", layout="wide")
 
 PAGES = [
-    st.Page("pages/dataset.py", title="Dataset", icon="🗂️", default=True),
-    st.Page("pages/train.py", title="Train", icon="🏋️"),
-    st.Page("pages/generate.py", title="Generate", icon="🎨"),
-    st.Page("pages/guidance.py", title="Guidance explorer", icon="🧭"),
-    st.Page("pages/results.py", title="Results", icon="📊"),
+    st.Page("pages/dataset.py", title="Dataset", icon=":material/database:", default=True),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("pages/generate.py", title="Generate", icon=":material/auto_awesome:"),
+    st.Page("pages/guidance.py", title="Guidance explorer", icon=":material/tune:"),
+    st.Page("pages/results.py", title="Results", icon=":material/bar_chart:"),
 ]
 
 page = st.navigation(PAGES)

@@ -173,7 +173,7 @@ PRESETS: dict[str, StudyConfig] = {
         seeds=[0, 1],
         classifier={"epochs": 30, "batch_size": 64, "lr": 0.05, "weight_decay": 5e-4, "warmup_epochs": 1.0},
         method_params={"mixup": {"lam": 0.6}, "cutmix": {"lam": 0.6}},
-        cfg_train={"preset": "tiny", "steps": 1500, "batch_size": 64},
+        cfg_train={"preset": "tiny", "steps": 500, "batch_size": 64},
         cfg_sample={"sampler": "dpm", "steps": 20},
     ),
     # The paper's study for a GPU: CIFAR-10, Table 1 counts, λ = 0.6, w ∈ {0.1, 7.5}, ResNet18/50.
@@ -187,7 +187,7 @@ PRESETS: dict[str, StudyConfig] = {
         target=5000,
         classifier={"epochs": 100, "batch_size": 256, "lr": 0.1, "weight_decay": 5e-4, "warmup_epochs": 2.0, "cifar_stem": True},
         method_params={"mixup": {"lam": 0.6}, "cutmix": {"lam": 0.6}, "sd": {"w": 6.5, "steps": 25}},
-        cfg_train={"preset": "cifar"},
+        cfg_train={"preset": "ddpm", "steps": 100_000, "batch_size": 128},
         cfg_sample={"sampler": "dpm", "steps": 25},
     ),
 }
@@ -284,7 +284,7 @@ class _Study:
             train_cfg(tc, run_dir, callbacks=cb, resume=resume)
             if self.cb.stop_requested():
                 raise Cancelled("study cancelled during CFG training")
-        return CFGGenerator(run_dir, w=w, device=self.cfg.device, **self.cfg.cfg_sample)
+        return CFGGenerator(run_dir, w=w, device=self.cfg.device, classes=self.classes, channels=self.channels, image_size=self.image_size, **self.cfg.cfg_sample)
 
     def _sd_generator(self, train: ImageSet):
         params = dict(self.cfg.method_params.get("sd", {}))
@@ -362,6 +362,7 @@ class _Study:
         ds = load_dataset(cfg.data)
         check_test_classes(ds.test.labels, ds.test.num_classes, ds.test.classes)
         imbalanced = apply_profile(ds.train, cfg.data)
+        self.classes, self.channels, self.image_size = ds.classes, ds.channels, ds.image_size
         variants = cfg.variants()
         cells = [(v, c, s) for v in variants for c in cfg.classifiers for s in cfg.seeds]
         self.total, self.done = len(cells), 0

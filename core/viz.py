@@ -82,7 +82,7 @@ def counts_figure(classes: list[str], real: list[int], added: list[int] | None =
     if available is not None and list(available) != list(real):
         fig.add_scatter(name="available (full split)", x=classes, y=available, mode="markers", marker=dict(symbol="line-ew-open", size=22, color="#444"))
     _highlight(fig, classes, minority)
-    fig.update_layout(barmode="stack", xaxis_title="class", yaxis_title="training images", legend=dict(orientation="h", y=1.12), margin=dict(t=40, b=40))
+    fig.update_layout(barmode="stack", xaxis=dict(title="class", type="category"), yaxis_title="training images", legend=dict(orientation="h", y=1.12), margin=dict(t=40, b=40))
     return fig
 
 
@@ -103,7 +103,7 @@ def loss_figure(metrics: pd.DataFrame, x: str = "step", columns: Sequence[str] |
     columns = columns or [c for c in metrics.columns if "loss" in c and pd.api.types.is_numeric_dtype(metrics[c])]
     for c in columns:
         d = metrics[[x, c]].dropna()
-        fig.add_scatter(x=d[x], y=d[c], mode="lines", name=c)
+        fig.add_scatter(x=d[x].tolist(), y=d[c].tolist(), mode="lines", name=c)
     fig.update_layout(title=title, xaxis_title=x, yaxis_title="loss", margin=dict(t=40 if title else 20, b=40), legend=dict(orientation="h", y=1.1))
     return fig
 
@@ -161,8 +161,8 @@ def metric_bars(df: pd.DataFrame, value: str, x: str = "method", color: str | No
         s = summarize(df, by, value)
         groups = [(None, s)] if len(by) == 1 else list(s.groupby(by[1], dropna=False))
         for name, g in groups:
-            fig.add_bar(name=str(name) if name is not None else value, x=g[x], y=g["mean"] * scale,
-                        error_y=dict(type="data", array=g["std"] * scale, visible=True),
+            fig.add_bar(name=str(name) if name is not None else value, x=g[x].tolist(), y=(g["mean"] * scale).tolist(),
+                        error_y=dict(type="data", array=(g["std"] * scale).tolist(), visible=True),
                         customdata=np.stack([g["n"], g["std"] * scale], axis=-1),
                         hovertemplate="%{x}: %{y:.3g} ± %{customdata[1]:.2g} (n=%{customdata[0]} seeds)")
     if paper:
@@ -182,9 +182,9 @@ def per_class_f1_figure(rows: pd.DataFrame, classes: list[str], minority: list[i
         s = rows.groupby(["method", "class"])["f1"].mean().reset_index()
         for method, g in s.groupby("method"):
             g = g.sort_values("class")
-            fig.add_bar(name=str(method), x=[classes[int(c)] if int(c) < len(classes) else str(c) for c in g["class"]], y=g["f1"])
+            fig.add_bar(name=str(method), x=[classes[int(c)] if int(c) < len(classes) else str(c) for c in g["class"]], y=g["f1"].tolist())
     _highlight(fig, classes, minority)
-    fig.update_layout(barmode="group", xaxis=dict(title="class", categoryorder="array", categoryarray=classes), yaxis=dict(title="F1", range=[0, 1]),
+    fig.update_layout(barmode="group", xaxis=dict(title="class", type="category", categoryorder="array", categoryarray=classes), yaxis=dict(title="F1", range=[0, 1]),
                       legend=dict(orientation="h", y=1.15), margin=dict(t=40))
     return fig
 
@@ -193,9 +193,9 @@ def confusion_figure(cm, classes: list[str], normalize: bool = True) -> go.Figur
     """Confusion-matrix heatmap; rows = true class, columns = predicted."""
     m = np.asarray(cm, dtype=float)
     z = m / np.maximum(m.sum(axis=1, keepdims=True), 1) if normalize else m
-    fig = go.Figure(go.Heatmap(z=z, x=classes, y=classes, colorscale="Blues", zmin=0, zmax=1 if normalize else None,
+    fig = go.Figure(go.Heatmap(z=z.tolist(), x=list(classes), y=list(classes), colorscale="Blues", zmin=0, zmax=1 if normalize else None,
                                text=m.astype(int), texttemplate="%{text}", hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>"))
-    fig.update_layout(xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed", margin=dict(t=30))
+    fig.update_layout(xaxis=dict(title="predicted", type="category"), yaxis=dict(title="true", type="category", autorange="reversed"), margin=dict(t=30))
     return fig
 
 

@@ -152,13 +152,12 @@ def job_panel(run_id: str, key: str, show_curve: bool = True, show_preview: bool
         st.warning(message or "interrupted by a server restart; resume to continue from the last checkpoint")
     elif message:
         st.caption(message)
-    cols = st.columns(4)
     if state in ("queued", "running"):
-        if cols[0].button("Cancel", key=f"{key}-cancel-{run_id}"):
+        if st.button("Cancel", key=f"{key}-cancel-{run_id}"):
             mgr.cancel(run_id)
             st.toast(f"Cancelling {run_id}: it saves a checkpoint at its next step.")
     elif state in RESUMABLE and run.kind in (CFG_KIND, CLS_KIND):
-        if cols[0].button("Resume", key=f"{key}-resume-{run_id}"):
+        if st.button("Resume", key=f"{key}-resume-{run_id}"):
             try:
                 mgr.resume(run_id)
                 st.toast(f"Resumed {run_id}")
@@ -167,15 +166,18 @@ def job_panel(run_id: str, key: str, show_curve: bool = True, show_preview: bool
     latest = (job.latest_metrics if job else None) or {}
     if latest:
         shown = {k: v for k, v in latest.items() if isinstance(v, (int, float)) and k not in ("time",)}
-        cols[1].caption(" · ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in list(shown.items())[:4]))
-    if show_curve:
-        metrics = run.metrics()
-        if not metrics.empty and "step" in metrics and any("loss" in c for c in metrics.columns):
-            st.plotly_chart(viz.loss_figure(metrics), key=f"{key}-loss-{run_id}", width="stretch")
+        st.caption("latest: " + " · ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in list(shown.items())[:6]))
+    metrics = run.metrics() if show_curve else None
+    has_curve = metrics is not None and not metrics.empty and "step" in metrics and any("loss" in c for c in metrics.columns)
+    prev = None
     if show_preview:
         prev = (job.latest_preview if job and job.latest_preview and job.latest_preview.exists() else None) or newest_preview(run)
+    if has_curve or prev is not None:
+        left, right = st.columns([3, 2]) if has_curve and prev is not None else (st.container(), st.container())
+        if has_curve:
+            left.plotly_chart(viz.loss_figure(metrics), key=f"{key}-loss-{run_id}", width="stretch")
         if prev is not None:
-            st.image(str(prev), caption=f"newest preview: {prev.name}", width=360)
+            right.image(str(prev), caption=f"newest preview: {prev.name}", width="stretch" if has_curve else 360)
     return status
 
 

@@ -109,10 +109,10 @@ if ok:
     with right:
         st.subheader(f"{ds.name}: {len(ds.classes)} classes, {ds.image_size}×{ds.image_size}, {'RGB' if ds.channels == 3 else 'grayscale'}")
         m = st.columns(4)
-        m[0].metric("training images (after profile)", f"{sum(real):,}")
-        m[1].metric("imbalance ratio (max/min)", f"{max(real) / max(1, min(real)):.1f}")
+        m[0].metric("train images", f"{sum(real):,}", help="after the profile")
+        m[1].metric("imbalance ratio", f"{max(real) / max(1, min(real)):.1f}", help="largest / smallest class")
         m[2].metric("balancing adds", f"{sum(added):,}")
-        m[3].metric("test images (balanced)", f"{len(ds.test):,}")
+        m[3].metric("test images", f"{len(ds.test):,}", help="balanced test split")
         st.plotly_chart(viz.counts_figure(ds.classes, real, added, available, minority), key="ds_counts_fig", width="stretch")
         if ds.skipped:
             st.warning(f"{len(ds.skipped)} file(s) were skipped while reading the dataset (corrupt or not images). The rest loaded.")
@@ -124,7 +124,7 @@ if ok:
     for c, name in enumerate(ds.classes[:20]):
         imgs = train.of_class(c).images[:per]
         cols = st.columns([1, 8])
-        cols[0].markdown(f"**{name}**" + (" 🔻" if c in minority else "") + f"  \n{real[c]} imgs")
+        cols[0].markdown(f"**{name}**" + f"  \n{real[c]} imgs" + ("  \n:red[minority]" if c in minority else ""))
         cols[1].image(viz.image_grid(imgs, ncol=per), clamp=True)
     if len(ds.classes) > 20:
         st.caption(f"showing 20 of {len(ds.classes)} classes")

@@ -116,7 +116,7 @@ def generated_view() -> None:
     st.caption(f"left: real training images · right: {name} (seed {run.config.get('seed')})")
     for c in sorted(set(s.labels.tolist())):
         cols = st.columns([1, 4, 4])
-        cols[0].markdown(f"**{ds.classes[c]}**" + (" 🔻" if c in minority else ""))
+        cols[0].markdown(f"**{ds.classes[c]}**" + ("  \n:red[minority]" if c in minority else ""))
         cols[1].image(viz.image_grid(train.of_class(c).images[: min(count, 16)], ncol=8), clamp=True)
         cols[2].image(viz.image_grid(s.of_class(c).images[:16], ncol=8), clamp=True)
     f = run.path / GENERATED

@@ -70,7 +70,7 @@ with tab_cfg:
             sampler = c[1].selectbox("Preview sampler", SAMPLERS, index=SAMPLERS.index(d.get("preview_sampler", "dpm")) if d.get("preview_sampler") in SAMPLERS else 0, key="cfg_sampler")
             pv_steps = c[2].number_input("Preview sampling steps", 1, 1000, int(d.get("preview_steps", 25)), key="cfg_pv_steps")
             c = st.columns(3)
-            preview_every = c[0].number_input("Preview every (steps)", 1, 1_000_000, int(d.get("preview_every", 500) or 500), key="cfg_pv_every")
+            preview_every = c[0].number_input("Preview every (steps; 0 = at the end)", 0, 1_000_000, int(d.get("preview_every", 500) or 500), key="cfg_pv_every")
             lr = c[1].number_input("Learning rate (empty: the preset's)", 1e-6, 1.0, d.get("lr"), format="%.5f", key="cfg_lr")
             seed = c[2].number_input("Seed", 0, 2**31 - 1, int(d.get("seed", 0)), key="cfg_seed")
             uniform = st.checkbox("Sample classes uniformly (instead of by their imbalanced frequency)", bool(d.get("uniform_classes", False)), key="cfg_uniform")
@@ -127,12 +127,12 @@ st.subheader("Training jobs")
 @st.fragment(run_every=POLL_S)
 def training_jobs() -> None:
     runs = [r for r in list_runs(runs_dir()) if r.kind in (CFG_KIND, CLS_KIND)]
-    if not runs:
+    focus = st.session_state.get("train_focus")  # the run this tab launched last (shown even if removed)
+    if not runs and not focus:
         st.caption("No training runs yet. Start one above; it runs in the background and keeps going if you close the tab.")
         return
-    focus = st.session_state.get("train_focus")
     active = [r for r in runs if r.status.get("state") in ("queued", "running")]
-    shown = list(dict.fromkeys([*(r.id for r in active), *([focus] if focus else []), runs[0].id]))[:4]
+    shown = list(dict.fromkeys([*(r.id for r in active), *([focus] if focus else []), *(r.id for r in runs[:1])]))[:4]
     for rid in shown:
         with st.container(border=True):
             job_panel(rid, key="train")

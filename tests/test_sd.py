@@ -194,14 +194,14 @@ def test_filter_keeps_only_images_of_the_prompted_class(tiny_sd):
 
 
 def test_filter_shortfall_reports_rejection_rate_and_keeps_accepted(tiny_sd):
-    g = gen(filter_classifier=BrightnessJudge(threshold=-1.0), max_attempts=2)  # everything is "class 1"
+    g = gen(filter_classifier=BrightnessJudge(threshold=1000.0), max_attempts=2)  # everything is "class 1"
     with pytest.raises(FilterShortfall) as info:
         g.generate(0, 3, seed=0)
     err = info.value
     assert isinstance(err, ConfigError) and "0 of 3" in str(err) and "100%" in str(err) and "'cat'" in str(err)
     assert err.stats.candidates == 6 and err.stats.rejection_rate == 1.0 and len(err.accepted) == 0
     # the same judge accepts everything of class 1
-    assert len(gen(filter_classifier=BrightnessJudge(threshold=-1.0)).generate(1, 3)) == 3
+    assert len(gen(filter_classifier=BrightnessJudge(threshold=1000.0)).generate(1, 3)) == 3
 
 
 def test_out_of_memory_halves_the_batch_without_changing_images(tiny_sd, monkeypatch):

@@ -107,6 +107,14 @@ def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
     return peak * 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
+def weighted_soft_ce(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Soft-target cross-entropy, weighted per image:
+    ℓ_i = −Σ_c ỹ_ic · log softmax(z_i)_c with ỹ = (1−ε)·y + ε/C (PyTorch's label smoothing);
+    loss = Σ_i w_i·ℓ_i / Σ_i w_i."""
+    per_image = F.cross_entropy(logits.float(), targets, reduction="none", label_smoothing=label_smoothing)
+    return (weights * per_image).sum() / weights.sum().clamp_min(1e-12)
+
+
 def _accelerator(cfg: ClassifierConfig):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
@@ -259,10 +267,7 @@ def train_classifier(cfg: ClassifierConfig, run_dir: str | Path, callbacks: Call
                 x, y = mix(x, y)
             with acc.autocast():
                 logits = model(x)
-            # soft-target cross-entropy: ℓ_i = −Σ_c y_ic · log softmax(z_i)_c (label smoothing applied to y)
-            per_image = F.cross_entropy(logits.float(), y, reduction="none", label_smoothing=cfg.label_smoothing)
-            w = weights[idx]
-            loss = (w * per_image).sum() / w.sum().clamp_min(1e-12)  # weighted mean over the batch
+            loss = weighted_soft_ce(logits, y, weights[idx], cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             acc.backward(loss)
             opt.step()

@@ -1,0 +1,404 @@
+"""AppTest for every page: renders, key widgets, jobs launched through injected instant runners.
+
+Each test gets its own runs folder (so its own JobManager via st.cache_resource keyed by
+the folder). Fake runners replace only the training loops; generation/balancing use the
+real code on the embedded digits set (instant for Mixup/CutMix).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from core import jobs
+from core.checkpoint import save_checkpoint
+from core.runs import Run, list_runs
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+TIMEOUT = 60
+
+
+@pytest.fixture()
+def app(runs_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("IMBALANCE_LAB_CACHE", str(tmp_path / "cache"))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _page(at: AppTest, page: str) -> AppTest:
+    at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _button(at: AppTest, label: str):
+    found = [b for b in at.button if b.label == label]
+    assert found, f"no button {label!r}; have {[b.label for b in at.button]}"
+    return found[0]
+
+
+def _manager():
+    from pages._common import manager
+
+    return manager()
+
+
+def _wait_all(timeout: float = 30) -> None:
+    m = _manager()
+    deadline = time.time() + timeout
+    while any(j.active for j in m.jobs()) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not any(j.active for j in m.jobs()), [j.summary() for j in m.jobs()]
+
+
+def _texts(at: AppTest) -> str:
+    parts = [e.value for e in at.markdown] + [e.value for e in at.caption] + [e.value for e in at.error] + [e.value for e in at.warning]
+    parts += [e.value for e in at.info] + [e.value for e in at.success]
+    return "\n".join(str(p) for p in parts)
+
+
+def _progress_texts(at: AppTest) -> list[str]:
+    return [p.proto.text for p in at.get("progress")]
+
+
+def fake_cfg_runner(ctx):
+    """An instant 'CFG training': metrics, a preview PNG and a checkpoint, like the real loop."""
+    from PIL import Image
+
+    total = int(ctx.config.get("steps", 10))
+    for step in range(1, total + 1):
+        ctx.run.log_metrics({"step": step, "loss": 1.0 / step})
+        ctx.callbacks.metrics({"step": step, "loss": 1.0 / step})
+        ctx.progress(step, total, f"step {step}")
+    path = ctx.run.images / f"preview_{total:06d}.png"
+    Image.fromarray(np.full((16, 16, 3), 128, np.uint8)).save(path)
+    ctx.callbacks.preview(path)
+    save_checkpoint(ctx.run.checkpoints, "latest", {"w": torch.zeros(1)}, {"step": total}, {})
+
+
+# ------------------------------------------------------------------------------ dataset
+def test_dataset_page_renders_and_profile_changes_counts(app):
+    at = app
+    assert at.selectbox(key="ds_dataset").value == "digits"
+    assert at.selectbox(key="ds_profile").value == "paper"
+    assert at.get("plotly_chart"), "per-class counts chart missing"
+    paper_total = int(at.metric[0].value.replace(",", ""))
+    counts_fig = json.loads(at.get("plotly_chart")[0].proto.spec)
+    real_paper = counts_fig["data"][0]["y"]
+    assert sum(real_paper) == paper_total and real_paper[0] < real_paper[-1]
+    at.selectbox(key="ds_profile").set_value("full").run()
+    assert not at.exception
+    full_total = int(at.metric[0].value.replace(",", ""))
+    assert full_total > paper_total and full_total == 1437  # sklearn digits, 80% train split
+    assert at.session_state["data_cfg"]["profile"] == "full"
+    real_full = json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]["y"]
+    assert real_full != real_paper and sum(real_full) == full_total
+    # the choice carries over to another page
+    _page(at, "pages/generate.py")
+    assert "profile **full**" in _texts(at)
+
+
+def test_dataset_bad_inputs_show_lab_errors(app, tmp_path):
+    at = app
+    at.selectbox(key="ds_profile").set_value("linear").run()
+    at.number_input(key="ds_ratio").set_value(0.5).run()
+    assert not at.exception and any("below 1" in e.value for e in at.error)
+    at.selectbox(key="ds_profile").set_value("custom").run()
+    at.text_input(key="ds_counts_custom").set_value(",".join(["5000"] * 10)).run()
+    assert not at.exception and any("only" in e.value and "exist" in e.value for e in at.error)
+    # the session keeps the last valid choice (linear with the default ratio 10)
+    assert at.session_state["data_cfg"]["profile"] == "linear" and at.session_state["data_cfg"]["ratio"] == 10.0
+
+    at.selectbox(key="ds_profile").set_value("full").run()
+    at.selectbox(key="ds_dataset").set_value("imagefolder").run()
+    at.text_input(key="ds_dir_imagefolder").set_value(str(tmp_path / "nowhere")).run()
+    assert not at.exception and any("not found" in e.value for e in at.error)
+
+    empty = tmp_path / "empty_class"
+    from tests.helpers import make_folder
+
+    make_folder(empty, classes=("a", "b"), per_class=4)
+    (empty / "c").mkdir()
+    at.text_input(key="ds_dir_imagefolder").set_value(str(empty)).run()
+    assert not at.exception and any("'c'" in e.value and "no images" in e.value for e in at.error)
+
+
+def test_dataset_corrupt_files_are_listed_as_skipped(app, tmp_path):
+    from tests.helpers import make_folder
+
+    root = make_folder(tmp_path / "imgs", classes=("a", "b", "c"), per_class=5)
+    (root / "a" / "broken.png").write_bytes(b"not a png")
+    at = app
+    at.selectbox(key="ds_profile").set_value("full").run()
+    at.selectbox(key="ds_dataset").set_value("imagefolder").run()
+    at.text_input(key="ds_dir_imagefolder").set_value(str(root)).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("1 file(s) were skipped" in w.value for w in at.warning)
+    assert "broken.png" in at.dataframe[0].value.to_string()
+    assert at.session_state["data_cfg"]["dataset"] == "imagefolder"
+
+
+def _zip(entries: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def test_dataset_zip_upload_good_escaping_and_corrupt(app, tmp_path):
+    from tests.helpers import write_image
+
+    png = write_image(tmp_path / "x.png").read_bytes()
+    at = app
+    at.selectbox(key="ds_profile").set_value("full").run()
+    at.selectbox(key="ds_dataset").set_value("imagefolder").run()
+    at.radio(key="ds_source_imagefolder").set_value("zip upload").run()
+    up = at.get("file_uploader")[0]
+    evil = _zip({"data/a/0.png": png, "../../escape.png": png})
+    up.upload("evil.zip", evil, "application/zip")
+    at.run()
+    assert not at.exception and any("outside the extraction folder" in e.value for e in at.error)
+    assert not (tmp_path / "escape.png").exists()
+
+    at.get("file_uploader")[0].set_value(("bad.zip", b"PK\x03\x04 truncated garbage", "application/zip"))
+    at.run()
+    assert not at.exception and any("not a valid zip" in e.value for e in at.error)
+
+    good = _zip({f"data/{c}/{i}.png": png for c in ("a", "b") for i in range(4)})
+    at.get("file_uploader")[0].set_value(("good.zip", good, "application/zip"))
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.session_state["data_cfg"]["dataset"] == "imagefolder"
+    assert at.session_state["data_cfg"]["data_dir"].endswith(".zip")
+
+
+# -------------------------------------------------------------------------------- train
+def test_train_page_launches_cfg_job_and_shows_progress_then_result(app, monkeypatch):
+    monkeypatch.setitem(jobs.RUNNERS, "cfg", fake_cfg_runner)
+    at = _page(app, "pages/train.py")
+    assert at.selectbox(key="cfg_preset").value == "tiny"
+    assert at.number_input(key="cfg_steps") and at.selectbox(key="cfg_sampler") and at.selectbox(key="cls_arch")
+    at.number_input(key="cfg_steps").set_value(7)
+    _button(at, "Start CFG training").click().run()
+    assert not at.exception and any("Started cfg job" in s.value for s in at.success)
+    runs = list_runs()
+    assert len(runs) == 1 and runs[0].kind == "cfg" and runs[0].config["steps"] == 7 and runs[0].config["data"]["dataset"] == "digits"
+    assert any(runs[0].id in t for t in _progress_texts(at))  # its panel is shown at once (queued or running)
+    _wait_all()
+    at.run()
+    texts = _progress_texts(at)
+    assert any("**done**" in t and "step 7/7" in t for t in texts), texts
+    assert at.get("plotly_chart"), "loss curve missing"
+    assert at.get("image"), "preview image missing"
+
+
+def test_train_page_shows_failure_and_oom_messages(app, monkeypatch):
+    def oom(ctx):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setitem(jobs.RUNNERS, "cfg", oom)
+    at = _page(app, "pages/train.py")
+    _button(at, "Start CFG training").click().run()
+    _wait_all()
+    at.run()
+    assert not at.exception
+    assert any("Out of memory" in e.value and "lower the batch size" in e.value for e in at.error)
+
+
+def test_train_page_classifier_job_and_second_job_queues(app, monkeypatch):
+    import threading
+
+    gate = threading.Event()
+
+    def slow(ctx):
+        ctx.progress(1, 4, "epoch 1/4")
+        gate.wait(20)
+        ctx.progress(4, 4, "epoch 4/4")
+
+    monkeypatch.setitem(jobs.RUNNERS, "classifier", slow)
+    monkeypatch.setitem(jobs.RUNNERS, "cfg", fake_cfg_runner)
+    at = _page(app, "pages/train.py")
+    _button(at, "Start classifier training").click().run()
+    _button(at, "Start CFG training").click().run()
+    assert any("queued behind 1" in s.value for s in at.success), [s.value for s in at.success]
+    states = {r.kind: r.status["state"] for r in list_runs()}
+    assert states["cfg"] == "queued"
+    gate.set()
+    _wait_all()
+    at.run()
+    assert {r.status["state"] for r in list_runs()} == {"done"}
+    cfg_run = next(r for r in list_runs() if r.kind == "classifier")
+    assert cfg_run.config["arch"] == "small" and cfg_run.config["balance_method"] == "none"
+
+
+def test_removed_run_folder_while_shown(app, monkeypatch):
+    import shutil
+
+    monkeypatch.setitem(jobs.RUNNERS, "cfg", fake_cfg_runner)
+    at = _page(app, "pages/train.py")
+    _button(at, "Start CFG training").click().run()
+    _wait_all()
+    rid = at.session_state["train_focus"]
+    shutil.rmtree(list_runs()[0].path)
+    at.run()
+    assert not at.exception
+    assert any(rid in w.value and "removed" in w.value for w in at.warning)
+
+
+def test_interrupted_run_can_be_resumed_from_the_page(app, monkeypatch, runs_root):
+    seen = []
+
+    def record(ctx):
+        seen.append(ctx.resume)
+        fake_cfg_runner(ctx)
+
+    monkeypatch.setitem(jobs.RUNNERS, "cfg", record)
+    run = Run.create("cfg", {"steps": 3, "data": {"dataset": "digits"}}, root=runs_root)
+    run.set_status("interrupted", message="the server stopped")
+    at = _page(app, "pages/train.py")
+    _button(at, "Resume").click().run()
+    _wait_all()
+    at.run()
+    assert seen == [True] and run.status["state"] == "done"
+
+
+# ----------------------------------------------------------------------------- generate
+def test_generate_page_mixup_preview_download_and_balance(app):
+    at = _page(app, "pages/generate.py")
+    labels = at.selectbox(key="gen_choice").options
+    assert any(o.startswith("Mixup") for o in labels) and any(o.startswith("CutMix") for o in labels)
+    assert not any(o.startswith("CFG model") for o in labels)
+    at.selectbox(key="gen_choice").set_value(next(o for o in labels if o.startswith("Mixup")))
+    at.number_input(key="gen_count").set_value(4)
+    at.number_input(key="gen_seed").set_value(11)
+    _button(at, "Generate preview").click().run()
+    _wait_all()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    run = next(r for r in list_runs() if r.kind == "generate")
+    assert run.status["state"] == "done" and run.config["seed"] == 11 and run.config["method"] == "mixup"
+    params = json.loads((run.path / "params.json").read_text())
+    assert params["generator"]["lam"] == 0.6 and params["count"] == 4
+    imgs = at.get("image")
+    assert len(imgs) >= 2 * len(params["classes"])  # real beside generated, per class
+    dl = [d for d in at.get("download_button")]
+    assert dl, "download button missing"
+    from core.job_runners import export_zip
+
+    with zipfile.ZipFile(io.BytesIO(export_zip(run.path))) as zf:
+        names = zf.namelist()
+        assert "params.json" in names and sum(n.endswith(".png") for n in names) == 4 * len(params["classes"])
+    # reuse last seed
+    at.number_input(key="gen_seed").set_value(99)
+    at.checkbox(key="gen_reuse").check()
+    _button(at, "Balance the dataset with this generator").click().run()
+    _wait_all()
+    at.run()
+    bal = next(r for r in list_runs() if r.kind == "balance")
+    assert bal.status["state"] == "done" and bal.config["seed"] == 11
+    from core.job_runners import BALANCED, load_imageset
+
+    s = load_imageset(bal.path / BALANCED)
+    assert len(set(s.counts())) == 1 and "mixup" in set(s.provenance)
+    assert any("Balanced set saved" in m.value for m in at.success)
+
+
+def test_generate_page_lists_trained_cfg_runs_with_w_and_scale(app, monkeypatch):
+    monkeypatch.setitem(jobs.RUNNERS, "cfg", fake_cfg_runner)
+    m = _manager()
+    job = m.submit("cfg", {"steps": 2, "data": {"dataset": "digits", "profile": "paper"}})
+    m.wait(job.id, 10)
+    at = _page(app, "pages/generate.py")
+    cfg_label = next(o for o in at.selectbox(key="gen_choice").options if o.startswith("CFG model"))
+    at.selectbox(key="gen_choice").set_value(cfg_label).run()
+    at.number_input(key="gen_w_cfg").set_value(2.0).run()
+    assert "guidance_scale = 1 + w = **3**" in _texts(at)
+    assert at.selectbox(key="gen_sampler").value == "dpm"
+
+
+# ----------------------------------------------------------------------------- guidance
+def test_guidance_page_without_model_explains_and_shows_eq8(app):
+    at = _page(app, "pages/guidance.py")
+    assert at.get("latex") and "(1 + w)" in at.get("latex")[0].proto.body
+    assert "No trained CFG model" in _texts(at)
+
+
+def test_guidance_page_runs_sweep_and_shows_grid_and_curves(app, monkeypatch):
+    monkeypatch.setitem(jobs.RUNNERS, "cfg", fake_cfg_runner)
+
+    def fake_sweep(ctx):
+        ws, seeds = ctx.config["ws"], ctx.config["seeds"]
+        grid = np.random.default_rng(0).integers(0, 255, (len(ws), len(seeds), 1, 16, 16), dtype=np.uint8)
+        np.save(ctx.run.path / "sweep.npy", grid)
+        for i, w in enumerate(ws):
+            ctx.run.log_metrics({"w": w, "guidance_scale": 1 + w, "class_consistency": min(1.0, 0.5 + 0.1 * w), "diversity": 1.0 / (1 + w), "n": 4})
+            ctx.progress(i + 1, len(ws))
+
+    monkeypatch.setitem(jobs.RUNNERS, "guidance", fake_sweep)
+    m = _manager()
+    m.wait(m.submit("cfg", {"steps": 2, "data": {"dataset": "digits", "profile": "paper"}}).id, 10)
+    at = _page(app, "pages/guidance.py")
+    assert at.text_input(key="gd_ws").value == "0, 0.1, 0.5, 1, 2, 4, 7.5"
+    at.text_input(key="gd_ws").set_value("0, 1, 7.5")
+    _button(at, "Run the sweep").click().run()
+    _wait_all()
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    run = next(r for r in list_runs() if r.kind == "guidance")
+    assert run.config["ws"] == [0.0, 1.0, 7.5] and run.config["seeds"] == list(range(6))
+    assert len(at.get("image")) >= 3  # one row per w
+    assert "w = **7.5**" in _texts(at) and "scale 8.5" in _texts(at)
+    assert at.get("plotly_chart"), "consistency/diversity curves missing"
+    at.text_input(key="gd_ws").set_value("0, -1")
+    _button(at, "Run the sweep").click().run()
+    assert any("w must be >= 0" in e.value for e in at.error)
+
+
+# ------------------------------------------------------------------------------ results
+def _fake_classifier_run(root: Path, method: str, arch: str, seed: int, acc: float) -> Run:
+    run = Run.create("classifier", {"data": {"dataset": "digits", "profile": "paper"}, "arch": arch, "seed": seed,
+                                    "balance_method": method, "balance_params": {"w": 7.5} if method == "cfg" else {}}, root=root)
+    classes = [str(i) for i in range(10)]
+    res = {"accuracy": acc, "balanced_accuracy": acc, "macro_f1": acc - 0.01, "minority_f1": acc - 0.1, "minority_classes": [0, 1, 2],
+           "per_class_f1": [acc] * 10, "classes": classes, "arch": arch, "confusion_matrix": np.eye(10, dtype=int).tolist()}
+    (run.path / "results.json").write_text(json.dumps(res))
+    run.set_status("done")
+    return run
+
+
+def test_results_page_empty_and_with_runs(app, runs_root):
+    at = _page(app, "pages/results.py")
+    assert "No runs yet" in _texts(at)
+    for seed, acc in [(0, 0.8), (1, 0.84)]:
+        _fake_classifier_run(runs_root, "mixup", "small", seed, acc)
+        _fake_classifier_run(runs_root, "cfg", "small", seed, acc + 0.05)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.dataframe) >= 2  # runs table + summary
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    acc_chart = next(c for c in charts if "accuracy" in json.dumps(c.get("layout", {}).get("title", "")))
+    trace = acc_chart["data"][0]
+    assert sorted(trace["x"]) == ["cfg@w=7.5", "mixup"]
+    ys = dict(zip(trace["x"], trace["y"]))
+    assert ys["mixup"] == pytest.approx(82.0) and ys["cfg@w=7.5"] == pytest.approx(87.0)
+    assert not any("paper" in str(t.get("name", "")) for t in acc_chart["data"])
+    at.toggle(key="res_paper").set_value(True).run()
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    acc_chart = next(c for c in charts if "accuracy" in json.dumps(c.get("layout", {}).get("title", "")))
+    paper = [t for t in acc_chart["data"] if "paper (Yoo et al. 2024, reported)" in str(t.get("name"))]
+    assert paper and dict(zip(paper[0]["x"], paper[0]["y"]))["sd"] == 83.7
+    assert at.get("download_button")
+    at.multiselect(key="res_compare").set_value([r.id for r in list_runs()][:2]).run()
+    assert not at.exception
