@@ -8,6 +8,8 @@ torchvision.transforms.v2 ``RandomCrop``/``RandomHorizontalFlip`` draw *one* cro
 offset / flip decision per call, i.e. per batch when given a batch, so per-image
 randomness would need a Python loop over images. Here each image gets its own offset
 and flip in one gather: out[n, :, i, j] = padded[n, :, oy_n + i, ox_n + (j or W−1−j)].
+On a CPU, run it with few intra-op threads: at this op size, 2 threads contending with
+other work were measured 28x slower than 1 (see bench/data_pipeline.py).
 
 Training-time MixUp/CutMix use torchvision.transforms.v2 (see :class:`BatchMix`).
 """
@@ -40,15 +42,17 @@ class BatchAugment:
         self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 (N,C,H,W) -> float32 (x/255 − mean)/std."""
-        mean, std = self.mean.to(images.device), self.std.to(images.device)
-        return (images.float().div_(255.0) - mean) / std
+        """uint8 (N,C,H,W) -> float32 (x/255 − mean)/std, computed as x·a + b in two passes."""
+        scale = (1.0 / (255.0 * self.std)).to(images.device)
+        shift = (-self.mean / self.std).to(images.device)
+        return images.float().mul_(scale).add_(shift)
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Augment a uint8 batch on its own device; returns normalised float32."""
         n, c, h, w = images.shape
         dev, p = images.device, self.pad
         x = torch.nn.functional.pad(images, (p, p, p, p)) if p else images
+        wp = w + 2 * p
         oy = torch.randint(0, 2 * p + 1, (n,), device=dev, generator=generator)
         ox = torch.randint(0, 2 * p + 1, (n,), device=dev, generator=generator)
         ar_h, ar_w = torch.arange(h, device=dev), torch.arange(w, device=dev)
@@ -56,11 +60,12 @@ class BatchAugment:
         if self.flip:
             flip = torch.rand(n, device=dev, generator=generator) < 0.5
             cols = torch.where(flip[:, None], (w - 1 - ar_w).expand(n, w), cols)
-        rows = (oy[:, None] + ar_h)[:, :, None]  # (n, h, 1)
-        cols = (ox[:, None] + cols)[:, None, :]  # (n, 1, w)
-        batch = torch.arange(n, device=dev)[:, None, None]
-        out = x[batch, :, rows, cols]  # advanced indices first: (n, h, w, c)
-        return self.normalise(out.permute(0, 3, 1, 2))
+        rows = oy[:, None] + ar_h  # (n, h) source rows
+        cols = ox[:, None] + cols  # (n, w) source columns (mirrored where flipped)
+        # one gather over the flattened padded plane: index = row·W_pad + col, shared by all channels
+        idx = (rows[:, :, None] * wp + cols[:, None, :]).reshape(n, 1, h * w).expand(n, c, h * w)
+        out = x.reshape(n, c, -1).gather(2, idx).view(n, c, h, w)
+        return self.normalise(out)
 
 
 class BatchMix:

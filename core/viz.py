@@ -117,11 +117,11 @@ def guidance_curves(df: pd.DataFrame) -> go.Figure:
         return fig
     d = df.sort_values("w")
     if "class_consistency" in d:
-        fig.add_scatter(x=d["w"], y=d["class_consistency"], name="class consistency (judge accuracy)", mode="lines+markers",
-                        customdata=1 + d["w"], hovertemplate="w=%{x}<br>guidance_scale=%{customdata}<br>consistency=%{y:.3f}")
+        fig.add_scatter(x=d["w"].tolist(), y=d["class_consistency"].tolist(), name="class consistency (judge accuracy)", mode="lines+markers", line=dict(color="#1f77b4"),
+                        customdata=(1 + d["w"]).tolist(), hovertemplate="w=%{x}<br>guidance_scale=%{customdata}<br>consistency=%{y:.3f}")
     if "diversity" in d:
-        fig.add_scatter(x=d["w"], y=d["diversity"], name="diversity (mean pairwise judge-feature distance)", mode="lines+markers", yaxis="y2",
-                        customdata=1 + d["w"], hovertemplate="w=%{x}<br>guidance_scale=%{customdata}<br>diversity=%{y:.3f}")
+        fig.add_scatter(x=d["w"].tolist(), y=d["diversity"].tolist(), name="diversity (mean pairwise judge-feature distance)", mode="lines+markers", yaxis="y2", line=dict(color="#ff7f0e", dash="dot"),
+                        customdata=(1 + d["w"]).tolist(), hovertemplate="w=%{x}<br>guidance_scale=%{customdata}<br>diversity=%{y:.3f}")
     fig.update_layout(xaxis_title="w (paper's guidance weight; guidance_scale = 1 + w)", yaxis=dict(title="class consistency", range=[0, 1.05]),
                       yaxis2=dict(title="diversity", overlaying="y", side="right"), legend=dict(orientation="h", y=1.15), margin=dict(t=40))
     return fig

@@ -46,7 +46,8 @@ with left:
     if not any(m == "cfg" for m, _ in options.values()):
         st.caption("No trained CFG model for this dataset yet: train one on the **Train** page.")
     if sd_note and not any(m == "sd" for m, _ in options.values()):
-        st.caption(f"Stable Diffusion: {sd_note}")
+        with st.expander("Stable Diffusion is not available: how to add it"):
+            st.caption(sd_note)
     method, base_params = options[label]
     params = dict(base_params)
     minority = most_reduced_classes(train.counts(), ds.train.counts())
@@ -64,16 +65,16 @@ with left:
         params["lam"] = float(st.slider("λ (share of the first image)", 0.05, 0.95, 0.6, 0.05, key="gen_lam", help="the paper uses λ = 0.6"))
     last = st.session_state.get("gen_last_seed")
     c = st.columns([2, 2])
-    if c[1].button("🎲 new seed", key="gen_new_seed"):
+    if c[1].button("New seed", icon=":material/casino:", key="gen_new_seed"):
         st.session_state["gen_seed"] = random.randrange(2**31 - 1)
     reuse = c[1].checkbox(f"reuse last seed ({last})" if last is not None else "reuse last seed", value=False, disabled=last is None, key="gen_reuse")
     st.session_state.setdefault("gen_seed", 0)
     seed = int(c[0].number_input("Seed", 0, 2**31 - 1, key="gen_seed"))
     if reuse and last is not None:
         seed = int(last)
-    b = st.columns(2)
-    go = b[0].button("Generate preview", type="primary", key="gen_go", disabled=not classes)
-    bal = b[1].button("Balance the dataset with this generator", key="gen_balance")
+    go = st.button("Generate preview", type="primary", key="gen_go", disabled=not classes, width="stretch")
+    bal = st.button("Balance the dataset with this generator", key="gen_balance", width="stretch",
+                    help="fills every class up to the largest one with this generator, as a background job")
 
 if go:
     try:
@@ -99,7 +100,9 @@ def _zip(path: str, mtime: float) -> bytes:
 
 @st.fragment(run_every=POLL_S)
 def generated_view() -> None:
-    rid = st.session_state.get("gen_job")
+    # This tab's last job, else the newest on this dataset (a reopened tab finds its result).
+    rid = st.session_state.get("gen_job") or next((r.id for r in runs_of("generate", state=None)
+                                                   if (r.config.get("data") or {}).get("dataset") == cfg_data.dataset), None)
     if not rid:
         st.info("Choose a generator and classes, then **Generate preview**. Real images are shown beside the generated ones.")
         return
@@ -113,12 +116,12 @@ def generated_view() -> None:
         st.error(f"Could not read the generated images of {rid}: {exc}")
         return
     name = s.provenance[0] if len(s) else "?"
-    st.caption(f"left: real training images · right: {name} (seed {run.config.get('seed')})")
+    st.caption(f"per class: top row real training images, bottom row {name} (seed {run.config.get('seed')})")
     for c in sorted(set(s.labels.tolist())):
-        cols = st.columns([1, 4, 4])
+        cols = st.columns([1, 8])
         cols[0].markdown(f"**{ds.classes[c]}**" + ("  \n:red[minority]" if c in minority else ""))
-        cols[1].image(viz.image_grid(train.of_class(c).images[: min(count, 16)], ncol=8), clamp=True)
-        cols[2].image(viz.image_grid(s.of_class(c).images[:16], ncol=8), clamp=True)
+        gen_c = s.of_class(c).images[:12]
+        cols[1].image(viz.rows_grid([train.of_class(c).images[: len(gen_c)], gen_c]), clamp=True)
     f = run.path / GENERATED
     st.download_button("Download images (zip with params.json)", data=_zip(str(run.path), f.stat().st_mtime), file_name=f"{rid}.zip",
                        mime="application/zip", key=f"gen_dl_{rid}")

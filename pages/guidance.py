@@ -76,7 +76,8 @@ else:
 
 @st.fragment(run_every=POLL_S)
 def sweep_view() -> None:
-    rid = st.session_state.get("gd_job")
+    rid = st.session_state.get("gd_job") or next((r.id for r in runs_of("guidance", state=None)
+                                                  if (r.config.get("data") or {}).get("dataset") == cfg_data.dataset), None)
     if not rid:
         return
     status = job_panel(rid, key="gd", show_curve=False, show_preview=False)
@@ -90,7 +91,7 @@ def sweep_view() -> None:
     for w, row in zip(c["ws"], grid):
         cols = st.columns([1, 6])
         cols[0].markdown(f"w = **{w:g}**  \nscale {1 + w:g}")
-        cols[1].image(viz.image_grid(row, ncol=len(row)), clamp=True)
+        cols[1].image(viz.image_grid(row, ncol=len(row), scale=viz.auto_scale(row.shape[-1], 96)), clamp=True)
     metrics = run.metrics()
     if status.get("state") == "done" and not metrics.empty and "w" in metrics:
         st.plotly_chart(viz.guidance_curves(metrics), key=f"gd_curves_{rid}", width="stretch")

@@ -10,6 +10,7 @@ import core.train.cfg as cfgmod
 from core.balance import balance
 from core.callbacks import Callbacks
 from core.checkpoint import checkpoint_path, load_checkpoint
+from core.data.imageset import ImageSet
 from core.data.loading import DataConfig, prepare
 from core.errors import ConfigError, TrainingError
 from core.generators.base import Cancelled, build_generator, image_seed
@@ -86,10 +87,13 @@ def test_guidance_sweep_rows_are_w_columns_are_seeds(trained):
 def test_balance_fills_minorities_with_cfg(trained):
     run_dir, _, _ = trained
     _, train = prepare(DATA)
-    gen = build_generator("cfg", train, run_dir=run_dir, w=0.1, steps=2, classes=train.classes, channels=1, image_size=16)
+    gen = build_generator("cfg", train, run_dir=run_dir, w=0.1, steps=2)
     out = balance(train, gen, target=20, seed=0)
     assert min(out.counts()) == 20 and out.counts()[0] == 20
     assert (out.provenance == "cfg@w=0.1").sum() == 20 - train.counts()[0] + max(0, 20 - train.counts()[1])
+    rgb = ImageSet(torch.zeros(2, 3, 32, 32, dtype=torch.uint8), torch.tensor([0, 1]), ["cat", "dog"])
+    with pytest.raises(ConfigError, match="another dataset.*10 classes, not 2.*1 channels, not 3.*16x16 pixels, not 32x32.*Fix: Train a CFG model on this dataset"):
+        build_generator("cfg", rgb, run_dir=run_dir)
 
 
 def test_cancel_between_batches(trained):

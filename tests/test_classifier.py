@@ -147,3 +147,18 @@ def test_bad_config_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="label_smoothing"):
         train_classifier(_cfg(label_smoothing=1.5), tmp_path / "y")
     assert not (tmp_path / "x").exists()
+
+
+def test_train_classifier_cli(tmp_path, capsys):
+    from core.cli import main
+
+    out = tmp_path / "cli-run"
+    rc = main(["train-classifier", "--profile", "exponential", "--ratio", "10", "--method", "mixup", "--method-params", '{"lam": 0.6}',
+               "--epochs", "1", "--batch-size", "64", "--device", "cpu", "--out", str(out), "--json"])
+    assert rc == 0
+    res = json.loads(capsys.readouterr().out)
+    assert len(res["per_class_f1"]) == 10 and (out / "results.json").exists()
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["balance_method"] == "mixup" and cfg["train_set"]["counts_by_provenance"]["mixup"][0] > 0
+    assert main(["train-classifier", "--method-params", "{oops", "--out", str(tmp_path / "x")]) == 2
+    assert "not valid JSON" in capsys.readouterr().err

@@ -1,7 +1,9 @@
 """The experiment pipeline: study configs, bad input, and a tiny study end to end with resume."""
 
+import importlib.util
 import json
 import os
+import sys
 
 import pytest
 
@@ -68,7 +70,12 @@ def test_tiny_study_end_to_end_then_resumes(lab_env, capsys, monkeypatch):
     assert rows["none"]["fd_judge"]["n_images"] == 137 and rows["oversample"]["fd_judge"]["n_images"] == 400
     assert rows["sd"]["skipped"] and rows["sd"]["seeds"] == [] and "Stable Diffusion" in rows["sd"]["skipped"]
     cfg_row = rows["cfg@w=0.1"]
-    assert cfg_row["skipped"] or cfg_row["seeds"] == [0, 1]  # CFG runs where its code is present, else a reasoned skip
+    if importlib.util.find_spec("core.train.cfg") and importlib.util.find_spec("core.generators.cfg"):
+        assert cfg_row["skipped"] is None and cfg_row["seeds"] == [0, 1], cfg_row["skipped"]
+        assert cfg_row["fd_judge"]["n_images"] == 400 and (out_dir / "cfg" / "seed1" / "checkpoints").is_dir()
+        assert [p["n_images"] for p in cfg_row["per_class_fd_judge"]] == [38, 37, 36, 34, 32, 30, 26, 20, 10, 0]
+    else:
+        assert "CFG generator not available" in cfg_row["skipped"]
     assert (out_dir / "results.csv").exists()
     csv = (out_dir / "results.csv").read_text().splitlines()
     assert csv[0].startswith("method,classifier,seeds") and "fd_judge_mean" in csv[0] and "fid_mean" not in csv[0] and len(csv) == 6
@@ -158,3 +165,13 @@ def test_toml_errors_and_presets(tmp_path):
         assert StudyConfig.from_toml(os.path.join(root, f"{name}.toml")).identity() == preset(name).identity()
     with pytest.raises(ConfigError, match="Unknown preset"):
         preset("huge")
+
+
+def test_missing_generator_is_a_reasoned_skip(lab_env, monkeypatch):
+    monkeypatch.setitem(sys.modules, "core.generators.cfg", None)  # import fails as if the module were absent
+    frame = run_study(_small(methods=["none", "cfg"], cfg_ws=[0.1, 7.5]), lab_env / "s")
+    assert list(frame["method"]) == ["none", "cfg@w=0.1", "cfg@w=7.5"]
+    assert frame["skipped"][0] == "" and frame["accuracy_mean"][0] > 0
+    assert all("CFG generator not available" in frame["skipped"][i] for i in (1, 2))
+    rows = json.loads((lab_env / "s" / "results.json").read_text())["rows"]
+    assert rows[1]["seeds"] == [] and rows[1]["accuracy"] == {"mean": None, "std": None}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -99,10 +100,13 @@ def test_two_processes_shard_the_seeds_and_give_the_same_images(tiny_sd, tmp_pat
     gloo) render alternate seeds; the gathered result equals one process's output."""
     common = ["--model", "someone/tiny-sd", "--class-names", "cat,dog", "--n", "5", "--steps", "2", "--batch-size", "2",
               "--image-size", "16", "--seed", "3"]
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = str(free.getsockname()[1])
     procs = []
     for rank in range(2):  # the variables torchrun/accelerate set for each process
         env = {**os.environ, "OMP_NUM_THREADS": "1", "IMBALANCE_LAB_MODELS": str(models_dir()), "WORLD_SIZE": "2",
-               "RANK": str(rank), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29517"}
+               "RANK": str(rank), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port}
         procs.append(subprocess.Popen([sys.executable, "-m", "core", "sample-sd", *common, "--out", str(tmp_path / "two")],
                                       cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     for p in procs:
@@ -110,6 +114,7 @@ def test_two_processes_shard_the_seeds_and_give_the_same_images(tiny_sd, tmp_pat
         assert p.returncode == 0, err[-3000:]
     params = json.loads((tmp_path / "two" / "params.json").read_text())
     assert params["processes"] == 2
+    assert params["rendered_by_main_process"] == 6  # seeds 0, 2, 4 of each class; rank 1 made 1, 3
     assert main(["sample-sd", *common, "--out", str(tmp_path / "one")]) == 0
     two, one = read_folder(tmp_path / "two", ["cat", "dog"]), read_folder(tmp_path / "one", ["cat", "dog"])
     for c in ("cat", "dog"):

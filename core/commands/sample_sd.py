@@ -169,6 +169,7 @@ def run(args) -> int:
         "n_per_class": args.n,
         "seed": args.seed,
         "processes": world,
+        "rendered_by_main_process": gen.rendered,
         "seconds": round(seconds, 3),
         "images_per_s": round(len(wanted) * args.n / seconds, 4) if seconds > 0 else None,
         "dataset": data_cfg.to_dict() if data_cfg else None,

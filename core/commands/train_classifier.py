@@ -36,7 +36,9 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from core.errors import ConfigError
-    from core.runs import Run
+    from datetime import datetime
+
+    from core.paths import runs_dir
     from core.train.classifier import KIND, ClassifierConfig, train_classifier
 
     try:
@@ -52,9 +54,12 @@ def run(args) -> int:
     cfg.validate()
     out = args.out
     if out is None:
-        run_ = Run.create(KIND, cfg.to_dict(), name=f"{args.dataset}-{args.arch}-{args.method}")
-        out = run_.path
-        (out / "config.json").unlink()  # recreated by train_classifier with the training-set summary
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = runs_dir() / f"{stamp}-{KIND}-{args.dataset}-{args.arch}-{args.method}"
+        i = 1
+        while out.exists():
+            i += 1
+            out = runs_dir() / f"{stamp}-{KIND}-{args.dataset}-{args.arch}-{args.method}-{i}"
     quiet = args.json
     cb = Callbacks(
         on_progress=None if quiet else (lambda d, t, m="": print(f"\r[{d}/{t}] {m}".ljust(80), end="", flush=True)),

@@ -17,8 +17,6 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
-from diffusers.utils.torch_utils import randn_tensor
 
 from core.diffusion.guidance import EpsFn, cfg_eps, check_w
 from core.errors import ConfigError
@@ -45,8 +43,10 @@ def check_beta_schedule(name: str) -> str:
     return BETA_SCHEDULES[name]
 
 
-def training_scheduler(beta_schedule: str = "linear") -> DDPMScheduler:
-    """The forward process q(x_t | x_0) used by training (T = 1000)."""
+def training_scheduler(beta_schedule: str = "linear"):
+    """The forward process q(x_t | x_0) used by training (T = 1000): a DDPMScheduler."""
+    from diffusers import DDPMScheduler  # diffusers is imported lazily so the CLI's --help stays fast
+
     return DDPMScheduler(num_train_timesteps=T_TRAIN, beta_schedule=check_beta_schedule(beta_schedule), prediction_type="epsilon")
 
 
@@ -61,6 +61,8 @@ def check_sampler(sampler: str, steps: int) -> None:
 
 def make_scheduler(sampler: str, steps: int, beta_schedule: str = "linear"):
     """A fresh diffusers scheduler for one sampling run (schedulers hold per-run state)."""
+    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+
     check_sampler(sampler, steps)
     betas = check_beta_schedule(beta_schedule)
     common = dict(num_train_timesteps=T_TRAIN, beta_schedule=betas, prediction_type="epsilon")
@@ -116,6 +118,8 @@ def sample(
     ``w`` is one number or one value per image; ``labels`` (B,) are class indices;
     ``seeds`` (B,) one per image. Raises ``Cancelled`` when ``should_stop()`` turns true.
     """
+    from diffusers.utils.torch_utils import randn_tensor
+
     from core.generators.base import Cancelled
 
     device = torch.device(device)

@@ -99,7 +99,8 @@ def build_generator(method: str, train: ImageSet, **params) -> Generator:
     if method == "cfg":
         from core.generators.cfg import CFGGenerator  # lazily: pulls in diffusers
 
-        return CFGGenerator(**params)
+        # the train split's shape is passed so a checkpoint from another dataset is refused
+        return CFGGenerator(**{"classes": train.classes, "channels": train.channels, "image_size": train.image_size, **params})
     if method == "sd":
         from core.generators.sd import SDGenerator  # lazily: pulls in transformers
 

@@ -263,10 +263,16 @@ def _dtype_kwarg() -> str:
 
 
 def _wants_safety_kwargs(src: Source) -> bool:
-    if src.kind != "folder":
-        return True
+    """Does the pipeline have a safety_checker slot (SD 1.x/2.x) to switch off?"""
+    if src.kind == "hub":
+        return True  # unknown before download; pipelines without the slot ignore the keyword
+    index = Path(src.location) / "model_index.json"
+    if src.kind == "hf-cache":
+        from huggingface_hub import try_to_load_from_cache
+
+        index = Path(str(try_to_load_from_cache(src.model, "model_index.json")))
     try:
-        return "safety_checker" in json.loads((Path(src.location) / "model_index.json").read_text())
+        return "safety_checker" in json.loads(index.read_text())
     except (OSError, ValueError):
         return False
 
@@ -348,7 +354,9 @@ def _distribution():
     from accelerate import PartialState
     from accelerate.utils import gather_object
 
-    state = PartialState()
+    # without a GPU (or with `accelerate launch --cpu`) the processes talk over gloo on the CPU
+    cpu = not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+    state = PartialState(cpu=cpu)
     return state.process_index, state.num_processes, (lambda obj: gather_object([obj])), str(state.device)
 
 
@@ -399,6 +407,7 @@ class SDGenerator(Generator):
         self.max_attempts = float(max_attempts)
         self.filter_stats: dict[int, FilterStats] = {}
         self.last_rate: float | None = None  # images/s of the last generate()
+        self.rendered = 0  # images this process rendered (its shard under accelerate)
         self._validate()
         self.source = resolve(self.model)  # fail early (offline, no weights) without loading anything
         self._loaded: LoadedPipeline | None = None
@@ -551,6 +560,7 @@ class SDGenerator(Generator):
             if mine:
                 seeds = [image_seed(seed, int(class_idx), j) for j in mine]
                 images, nsfw = self._render(loaded, int(class_idx), seeds, should_stop if world == 1 else None)
+                self.rendered += len(seeds)
                 ok = ~nsfw
                 if self.filter_classifier is not None:
                     ok &= accepts(self.filter_classifier, images, int(class_idx))

@@ -15,8 +15,6 @@ Presets (parameters counted for 10 classes):
 
 from __future__ import annotations
 
-from diffusers import UNet2DModel
-
 from core.errors import ConfigError
 
 PRESETS: dict[str, dict] = {
@@ -56,8 +54,10 @@ PRESET_HELP = {
 }
 
 
-def build_unet(preset: str, num_classes: int, channels: int, image_size: int) -> UNet2DModel:
+def build_unet(preset: str, num_classes: int, channels: int, image_size: int):
     """A UNet2DModel with ``num_classes + 1`` class embeddings (the last is the null label)."""
+    from diffusers import UNet2DModel  # imported here so the CLI's --help stays fast
+
     if preset not in PRESETS:
         raise ConfigError(f"Unknown model preset '{preset}'.", f"Choose one of: {', '.join(PRESETS)}.")
     if num_classes < 2:
@@ -80,6 +80,6 @@ def build_unet(preset: str, num_classes: int, channels: int, image_size: int) ->
     )
 
 
-def null_class(model: UNet2DModel) -> int:
+def null_class(model) -> int:
     """Index of the null (unconditional) label of a model built by :func:`build_unet`."""
     return int(model.config.num_class_embeds) - 1
