@@ -497,10 +497,15 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, callbacks: Callbacks | None
     cb = callbacks or Callbacks()
     run = open_study(cfg, out_dir)
     run.set_status("running", message="starting")
-    study = _Study(cfg, out_dir, Callbacks(
-        on_metrics=cb.on_metrics, should_stop=cb.should_stop,
-        on_progress=lambda d, t, m="": (cb.progress(d, t, m), run.set_status(step=d, total=t, message=m)),
-    ))
+    last = [0.0]
+
+    def progress(d: int, t: int, m: str = "") -> None:
+        cb.progress(d, t, m)
+        if time.time() - last[0] >= 1.0:  # status.json at most once a second
+            last[0] = time.time()
+            run.set_status(step=d, total=t, message=m)
+
+    study = _Study(cfg, out_dir, Callbacks(on_metrics=cb.on_metrics, should_stop=cb.should_stop, on_progress=progress))
     t0 = time.time()
     try:
         rows, state = study.run()

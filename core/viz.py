@@ -168,7 +168,8 @@ def metric_bars(df: pd.DataFrame, value: str, x: str = "method", color: str | No
     if paper:
         fig.add_bar(name=PAPER_LABEL + (f" — {paper_color_value}" if paper_color_value else ""), x=list(paper), y=list(paper.values()),
                     marker=dict(color="rgba(0,0,0,0)", line=dict(color="#555", width=2)), marker_pattern_shape="x")
-    fig.update_layout(barmode="group", title=title, xaxis_title=x, yaxis_title=value, legend=dict(orientation="h", y=1.15), margin=dict(t=50 if title else 30))
+    fig.update_layout(barmode="group", title=title, xaxis=dict(title=x, type="category"), yaxis_title=value, showlegend=True,
+                      legend=dict(orientation="h", y=-0.25, yanchor="top"), margin=dict(t=50 if title else 30))
     return fig
 
 

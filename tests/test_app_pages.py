@@ -48,7 +48,7 @@ def _button(at: AppTest, label: str):
 
 
 def _manager():
-    from pages._common import manager
+    from app_pages._common import manager
 
     return manager()
 
@@ -104,7 +104,7 @@ def test_dataset_page_renders_and_profile_changes_counts(app):
     real_full = json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]["y"]
     assert real_full != real_paper and sum(real_full) == full_total
     # the choice carries over to another page
-    _page(at, "pages/generate.py")
+    _page(at, "app_pages/generate.py")
     assert "profile **full**" in _texts(at)
 
 
@@ -186,7 +186,7 @@ def test_dataset_zip_upload_good_escaping_and_corrupt(app, tmp_path):
 # -------------------------------------------------------------------------------- train
 def test_train_page_launches_cfg_job_and_shows_progress_then_result(app, monkeypatch):
     monkeypatch.setitem(jobs.RUNNERS, "cfg", fake_cfg_runner)
-    at = _page(app, "pages/train.py")
+    at = _page(app, "app_pages/train.py")
     assert at.selectbox(key="cfg_preset").value == "tiny"
     assert at.number_input(key="cfg_steps") and at.selectbox(key="cfg_sampler") and at.selectbox(key="cls_arch")
     at.number_input(key="cfg_steps").set_value(7)
@@ -208,7 +208,7 @@ def test_train_page_shows_failure_and_oom_messages(app, monkeypatch):
         raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
     monkeypatch.setitem(jobs.RUNNERS, "cfg", oom)
-    at = _page(app, "pages/train.py")
+    at = _page(app, "app_pages/train.py")
     _button(at, "Start CFG training").click().run()
     _wait_all()
     at.run()
@@ -228,7 +228,7 @@ def test_train_page_classifier_job_and_second_job_queues(app, monkeypatch):
 
     monkeypatch.setitem(jobs.RUNNERS, "classifier", slow)
     monkeypatch.setitem(jobs.RUNNERS, "cfg", fake_cfg_runner)
-    at = _page(app, "pages/train.py")
+    at = _page(app, "app_pages/train.py")
     _button(at, "Start classifier training").click().run()
     _button(at, "Start CFG training").click().run()
     assert any("queued behind 1" in s.value for s in at.success), [s.value for s in at.success]
@@ -246,7 +246,7 @@ def test_removed_run_folder_while_shown(app, monkeypatch):
     import shutil
 
     monkeypatch.setitem(jobs.RUNNERS, "cfg", fake_cfg_runner)
-    at = _page(app, "pages/train.py")
+    at = _page(app, "app_pages/train.py")
     _button(at, "Start CFG training").click().run()
     _wait_all()
     rid = at.session_state["train_focus"]
@@ -266,7 +266,7 @@ def test_interrupted_run_can_be_resumed_from_the_page(app, monkeypatch, runs_roo
     monkeypatch.setitem(jobs.RUNNERS, "cfg", record)
     run = Run.create("cfg", {"steps": 3, "data": {"dataset": "digits"}}, root=runs_root)
     run.set_status("interrupted", message="the server stopped")
-    at = _page(app, "pages/train.py")
+    at = _page(app, "app_pages/train.py")
     _button(at, "Resume").click().run()
     _wait_all()
     at.run()
@@ -275,7 +275,7 @@ def test_interrupted_run_can_be_resumed_from_the_page(app, monkeypatch, runs_roo
 
 # ----------------------------------------------------------------------------- generate
 def test_generate_page_mixup_preview_download_and_balance(app):
-    at = _page(app, "pages/generate.py")
+    at = _page(app, "app_pages/generate.py")
     labels = at.selectbox(key="gen_choice").options
     assert any(o.startswith("Mixup") for o in labels) and any(o.startswith("CutMix") for o in labels)
     assert not any(o.startswith("CFG model") for o in labels)
@@ -292,7 +292,7 @@ def test_generate_page_mixup_preview_download_and_balance(app):
     params = json.loads((run.path / "params.json").read_text())
     assert params["generator"]["lam"] == 0.6 and params["count"] == 4
     imgs = at.get("image")
-    assert len(imgs) >= 2 * len(params["classes"])  # real beside generated, per class
+    assert len(imgs) == len(params["classes"])  # one real-over-generated grid per class
     dl = [d for d in at.get("download_button")]
     assert dl, "download button missing"
     from core.job_runners import export_zip
@@ -320,7 +320,7 @@ def test_generate_page_lists_trained_cfg_runs_with_w_and_scale(app, monkeypatch)
     m = _manager()
     job = m.submit("cfg", {"steps": 2, "data": {"dataset": "digits", "profile": "paper"}})
     m.wait(job.id, 10)
-    at = _page(app, "pages/generate.py")
+    at = _page(app, "app_pages/generate.py")
     cfg_label = next(o for o in at.selectbox(key="gen_choice").options if o.startswith("CFG model"))
     at.selectbox(key="gen_choice").set_value(cfg_label).run()
     at.number_input(key="gen_w_cfg").set_value(2.0).run()
@@ -330,7 +330,7 @@ def test_generate_page_lists_trained_cfg_runs_with_w_and_scale(app, monkeypatch)
 
 # ----------------------------------------------------------------------------- guidance
 def test_guidance_page_without_model_explains_and_shows_eq8(app):
-    at = _page(app, "pages/guidance.py")
+    at = _page(app, "app_pages/guidance.py")
     assert at.get("latex") and "(1 + w)" in at.get("latex")[0].proto.body
     assert "No trained CFG model" in _texts(at)
 
@@ -349,7 +349,7 @@ def test_guidance_page_runs_sweep_and_shows_grid_and_curves(app, monkeypatch):
     monkeypatch.setitem(jobs.RUNNERS, "guidance", fake_sweep)
     m = _manager()
     m.wait(m.submit("cfg", {"steps": 2, "data": {"dataset": "digits", "profile": "paper"}}).id, 10)
-    at = _page(app, "pages/guidance.py")
+    at = _page(app, "app_pages/guidance.py")
     assert at.text_input(key="gd_ws").value == "0, 0.1, 0.5, 1, 2, 4, 7.5"
     at.text_input(key="gd_ws").set_value("0, 1, 7.5")
     _button(at, "Run the sweep").click().run()
@@ -379,7 +379,7 @@ def _fake_classifier_run(root: Path, method: str, arch: str, seed: int, acc: flo
 
 
 def test_results_page_empty_and_with_runs(app, runs_root):
-    at = _page(app, "pages/results.py")
+    at = _page(app, "app_pages/results.py")
     assert "No runs yet" in _texts(at)
     for seed, acc in [(0, 0.8), (1, 0.84)]:
         _fake_classifier_run(runs_root, "mixup", "small", seed, acc)

@@ -101,13 +101,12 @@ def test_tiny_cfg_training_in_chromium(server):
         page = ctx.new_page()
         page.set_default_timeout(60_000)
 
-        # The app opens on the Dataset page with the embedded digits set.
-        page.goto(url)
-        expect(page.get_by_role("heading", name="Dataset")).to_be_visible()
-        expect(page.locator('[data-testid="stPlotlyChart"]').first).to_be_visible()
-
+        # A deep link as the server's very first request must still go through app.py
+        # (navigation + the sidebar's job list), not run the page on its own.
         page.goto(url + "/train")
         expect(page.get_by_role("heading", name="Train")).to_be_visible()
+        expect(page.locator('[data-testid="stSidebar"]').get_by_text("Jobs", exact=True)).to_be_visible()
+        expect(page.locator('[data-testid="stSidebarNav"]').get_by_text("Guidance explorer")).to_be_visible()
         page.get_by_label("Training steps").fill(str(STEPS))
         page.get_by_label("Batch size").first.fill("32")
         page.get_by_label("Preview every (steps; 0 = at the end)").fill("4")
@@ -130,6 +129,13 @@ def test_tiny_cfg_training_in_chromium(server):
         expect(page.locator('[data-testid="stPlotlyChart"]').first).to_be_visible()
         assert page.locator('[data-testid="stException"]').count() == 0
         page.screenshot(path=str(OUT / "browser-train-done.png"), full_page=True)
+
+        # The Dataset page: embedded digits by default, counts chart and sample grids.
+        page.goto(url)
+        expect(page.get_by_role("heading", name="Dataset")).to_be_visible()
+        expect(page.locator('[data-testid="stPlotlyChart"]').first).to_be_visible()
+        assert page.locator('[data-testid="stImage"] img').count() >= 10
+        page.screenshot(path=str(OUT / "browser-dataset.png"))
         browser.close()
 
     assert (run_dirs[0] / "checkpoints" / "latest").is_dir()

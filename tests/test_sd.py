@@ -275,3 +275,24 @@ def test_balance_and_build_generator_fill_minority_classes(tiny_sd):
     out = balance(train, g, seed=0)
     assert out.counts() == [4, 4, 4]
     assert out.counts_by_provenance()["sd:tiny-sd@w=6.5"] == [0, 2, 3]
+
+
+def test_safety_checker_drops_flagged_images_instead_of_keeping_black_ones(tiny_sd, monkeypatch):
+    raw = gen(image_size=32).generate(0, 10, seed=5).images.float().mean(dim=(1, 2, 3))
+    ordered = raw.sort().values
+    gaps = ordered[1:] - ordered[:-1]
+    k = int(gaps[2:-2].argmax()) + 2  # a clear gap near the middle
+    threshold = float(ordered[k] + ordered[k + 1]) / 2
+    g = gen(image_size=32, safety_checker=True)
+    pipe = g.pipeline().pipe  # its own cache entry: safety_checker is part of the key
+
+    def flag_bright(image, device, dtype):  # stands in for the NSFW classifier
+        means = ((image.float() / 2 + 0.5).clamp(0, 1) * 255).mean(dim=(1, 2, 3))
+        return image, [bool(m > threshold) for m in means]
+
+    monkeypatch.setattr(pipe, "run_safety_checker", flag_bright)
+    s = g.generate(0, 3, seed=5)
+    expected = gen(image_size=32).generate(0, 10, seed=5).images[raw <= threshold][:3]
+    assert torch.equal(s.images, expected)
+    st = g.filter_stats[0]
+    assert st.rejected_nsfw > 0 and st.rejected_class == 0 and g.describe()["filter_stats"]["cat"]["rejected_nsfw"] == st.rejected_nsfw

@@ -10,7 +10,7 @@ from core.errors import LabError
 from core.job_runners import BALANCED, CFG_KIND, CLS_KIND
 from core.runs import list_runs
 from core.paths import runs_dir
-from pages._common import POLL_S, data_cfg, dataset_caption, job_panel, manager, optional, runs_of
+from app_pages._common import POLL_S, data_cfg, dataset_caption, job_panel, manager, optional, runs_of
 
 st.title("Train")
 st.markdown(dataset_caption())

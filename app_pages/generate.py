@@ -13,7 +13,7 @@ from core.data.profiles import most_reduced_classes
 from core.errors import LabError
 from core.job_runners import BALANCED, CFG_KIND, GENERATED, export_zip, load_imageset
 from core.runs import Run
-from pages._common import POLL_S, data_cfg, dataset_caption, job_panel, manager, optional, prepared_or_stop, runs_of
+from app_pages._common import POLL_S, data_cfg, dataset_caption, job_panel, manager, optional, prepared_or_stop, runs_of
 
 st.title("Generate")
 st.markdown(dataset_caption())

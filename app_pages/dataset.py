@@ -14,7 +14,7 @@ from core.errors import ConfigError, LabError
 from core.generators.base import build_generator
 from core.paths import cache_dir
 from core import viz
-from pages._common import data_cfg, load, set_data_cfg
+from app_pages._common import data_cfg, load, set_data_cfg
 
 st.title("Dataset")
 st.caption("Pick the data and make it imbalanced. The choice carries over to every other page.")

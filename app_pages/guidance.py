@@ -14,7 +14,7 @@ from core.data.profiles import most_reduced_classes
 from core.errors import ConfigError, LabError
 from core.job_runners import CFG_KIND, SWEEP
 from core.runs import Run
-from pages._common import POLL_S, data_cfg, dataset_caption, job_panel, manager, prepared_or_stop, runs_of
+from app_pages._common import POLL_S, data_cfg, dataset_caption, job_panel, manager, prepared_or_stop, runs_of
 
 DEFAULT_WS = "0, 0.1, 0.5, 1, 2, 4, 7.5"
 SAMPLERS = ["dpm", "ddim", "ddpm"]

@@ -11,7 +11,7 @@ from core import report, viz
 from core.errors import LabError
 from core.paths import runs_dir
 from core.runs import Run, runs_table
-from pages._common import POLL_S, data_cfg, job_panel, manager, optional
+from app_pages._common import POLL_S, data_cfg, job_panel, manager, optional
 
 st.title("Results")
 root = runs_dir()
@@ -95,6 +95,8 @@ else:
                                           title="test accuracy (%) by method, ±1 std over seeds"), key="res_acc", width="stretch")
         c[1].plotly_chart(viz.metric_bars(cd, "macro_f1", x="method", color="classifier", title="macro-F1 by method, ±1 std over seeds"),
                           key="res_f1", width="stretch")
+        if paper and dataset != "cifar10":
+            c[0].caption("The paper's series is ResNet18 on CIFAR-10 (its Table 3), shown for orientation only: not comparable with results on another dataset.")
         summary = pd.concat([viz.summarize(cd, ["method", "classifier"], k).assign(metric=k) for k in ("accuracy", "macro_f1", "minority_f1")
                              if cd[k].notna().any()])
         st.dataframe(summary, hide_index=True, width="stretch")
