@@ -71,6 +71,7 @@ Study: digits (16x16 grayscale, 10 classes), exponential profile ratio 50, small
 Notes:
 {notes}
 
+Every classifier trains the same number of epochs, so `none` (the imbalanced set alone) gets fewer optimizer steps than the filled sets.
 {gen_note} `n_images` is the size of the evaluated set (imbalanced + generated); the reference is the full digits train split. KID is computed on the same features (subset size in `results.json`)."""
     update_section(RESULTS, "Quick study (--preset quick)", body)
     print(f"wrote {RESULTS}")

@@ -151,6 +151,9 @@ def run_classifier_train(ctx: JobContext):
         src = ctx.run.path.parent / config["train_set_run"] / BALANCED
         train_set = load_imageset(src)
     cfg = ClassifierConfig.from_dict(_strip(config, "train_set_run"))
+    # Store every field (defaults included): the loop refuses to resume a folder whose saved
+    # config differs from the one it is given.
+    atomic_write_json(ctx.run.path / "config.json", {**ctx.run.config, **cfg.to_dict()})
     if getattr(cfg, "device", None) in (None, "") and ctx.device:
         cfg.device = ctx.device
     result = train_classifier(cfg, ctx.run.path, callbacks=ctx.callbacks, resume=True, train_set=train_set)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -231,3 +232,44 @@ def test_removed_run_folder_fails_only_that_job(make_manager):
     assert m.wait(c.id, 10).state == "done" and m.get(a.id).state == "done"
     with pytest.raises(ConfigError, match="no longer exists"):
         m.resume(b.id)
+
+
+# ------------------------------------------------------------ the real runners, tiny
+def _digits(profile="paper"):
+    return {"dataset": "digits", "profile": profile}
+
+
+def test_real_balance_then_classifier_on_the_saved_set(make_manager):
+    from core.job_runners import BALANCED, CLS_KIND, DEFAULT_RUNNERS, load_imageset
+
+    m = make_manager(DEFAULT_RUNNERS)
+    bal = m.wait(m.submit("balance", {"data": _digits(), "method": "cutmix", "params": {"lam": 0.6}, "target": None, "seed": 2}).id, 60)
+    assert bal.state == "done", bal.error
+    s = load_imageset(bal.run.path / BALANCED)
+    assert len(set(s.counts())) == 1 and bal.result["added"] == int((s.provenance == "cutmix").sum()) > 0
+    cfg = {"data": _digits(), "arch": "small", "epochs": 1, "batch_size": 64, "lr": 0.05, "eval_every": 0, "seed": 0,
+           "balance_method": "cutmix", "balance_params": {"lam": 0.6}, "train_set_run": bal.id}
+    job = m.wait(m.submit(CLS_KIND, cfg).id, 240)
+    assert job.state == "done", (job.error, job.traceback)
+    res = json.loads((job.run.path / "results.json").read_text())
+    assert res["train_images"] == len(s) and 0.0 <= res["accuracy"] <= 1.0
+    assert job.result["accuracy"] == res["accuracy"] and Run(job.run.path).status["state"] == "done"
+
+
+def test_real_cfg_training_then_guidance_sweep(make_manager):
+    import numpy as np
+
+    from core.job_runners import CFG_KIND, DEFAULT_RUNNERS, SWEEP
+
+    m = make_manager(DEFAULT_RUNNERS)
+    cfg = {"data": _digits(), "preset": "tiny", "steps": 3, "batch_size": 16, "preview_every": 0, "preview_steps": 2, "preview_per_class": 2,
+           "checkpoint_every": 0, "log_every": 1}
+    job = m.wait(m.submit(CFG_KIND, cfg).id, 300)
+    assert job.state == "done", (job.error, job.traceback)
+    assert (job.run.path / "checkpoints" / "latest").is_dir() and job.step == 3 and job.latest_preview is not None
+    sweep = m.wait(m.submit("guidance", {"data": _digits(), "cfg_run": job.id, "class_idx": 0, "ws": [0.0, 7.5], "seeds": [0, 1],
+                                         "sampler": "ddim", "steps": 2, "measure_n": 0}).id, 300)
+    assert sweep.state == "done", (sweep.error, sweep.traceback)
+    grid = np.load(sweep.run.path / SWEEP)
+    assert grid.shape == (2, 2, 1, 16, 16) and grid.dtype == np.uint8
+    assert not np.array_equal(grid[0], grid[1])  # w changes the images from the same seeds

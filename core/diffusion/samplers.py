@@ -69,6 +69,8 @@ def make_scheduler(sampler: str, steps: int, beta_schedule: str = "linear"):
     if sampler == "ddpm":
         sched = DDPMScheduler(**common, clip_sample=True)
     elif sampler == "ddim":
+        # x̂_0 is clipped to [-1, 1] and ε re-derived from it (use_clipped_model_output below):
+        # with strong guidance the raw ε̃ would otherwise push pixels far out of range.
         sched = DDIMScheduler(**common, clip_sample=True)
     else:
         # Pixel-space guided sampling: dynamic thresholding of x̂_0 (Saharia et al. 2022),
@@ -141,7 +143,8 @@ def sample(
             raise Cancelled("sampling cancelled")
         tt = t.to(device).expand(len(labels))
         eps = cfg_eps(eps_fn, sched.scale_model_input(x, t), tt, labels, w, null_label, batched=batched)
-        x = sched.step(eps, t, x, generator=gens).prev_sample
+        extra = {"use_clipped_model_output": True} if sampler == "ddim" else {}
+        x = sched.step(eps, t, x, generator=gens, **extra).prev_sample
         if progress:
             progress(i + 1, total)
     return x.float().cpu()

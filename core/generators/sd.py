@@ -540,8 +540,16 @@ class SDGenerator(Generator):
         if should_stop and should_stop():
             raise Cancelled()
         loaded = self.pipeline()
+        stats = FilterStats()  # this call's; added to self.filter_stats[class] however the call ends
+        try:
+            return self._generate(loaded, int(class_idx), n, seed, progress, should_stop, stats)
+        finally:
+            total = self.filter_stats.setdefault(int(class_idx), FilterStats())
+            for f in ("candidates", "accepted", "rejected_class", "rejected_nsfw"):
+                setattr(total, f, getattr(total, f) + getattr(stats, f))
+
+    def _generate(self, loaded: LoadedPipeline, class_idx: int, n: int, seed: int, progress: Progress, should_stop: ShouldStop, stats: FilterStats) -> ImageSet:
         rank, world, gather, _ = _distribution()
-        stats = self.filter_stats.setdefault(int(class_idx), FilterStats())
         limit = math.ceil(self.max_attempts * n)
         screening = self.filter_classifier is not None or self.safety_checker
         kept: list[torch.Tensor] = []
