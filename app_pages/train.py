@@ -131,8 +131,9 @@ def training_jobs() -> None:
     if not runs and not focus:
         st.caption("No training runs yet. Start one above; it runs in the background and keeps going if you close the tab.")
         return
-    active = [r for r in runs if r.status.get("state") in ("queued", "running")]
-    shown = list(dict.fromkeys([*(r.id for r in active), *([focus] if focus else []), *(r.id for r in runs[:1])]))[:4]
+    # running/queued first, then runs a restart interrupted (with their Resume button), then this tab's last
+    active = [r for r in runs if r.status.get("state") in ("queued", "running", "interrupted")]
+    shown = list(dict.fromkeys([*(r.id for r in active), *([focus] if focus else []), *(r.id for r in runs[:1])]))[:6]
     for rid in shown:
         with st.container(border=True):
             job_panel(rid, key="train")
