@@ -65,8 +65,9 @@ def main() -> None:
         t0 = time.time()
         train_cfg(cfg, run_dir, Callbacks(on_metrics=lambda r: print(json.dumps(r), flush=True)))
         train_s = time.time() - t0
+        (run_dir / "bench_train.json").write_text(json.dumps({"train_s": train_s}))
     else:
-        train_s = float("nan")
+        train_s = json.loads((run_dir / "bench_train.json").read_text())["train_s"]
     status = json.loads((run_dir / "status.json").read_text())
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     steps = status["step"]
@@ -79,7 +80,7 @@ def main() -> None:
     judge_acc = judge.info.get("test_accuracy")
 
     # -- guidance sweep (DPM-Solver++ 25 steps) ------------------------------------------------
-    gen = CFGGenerator(run_dir, sampler="dpm", steps=25, batch_size=250, device="cpu")
+    gen = CFGGenerator(run_dir, sampler="dpm", steps=25, device="cpu")
     sweep = []
     for w in WS:
         imgs, labels, secs = sample_all(gen, args.n_per_class, w=w)
@@ -94,13 +95,13 @@ def main() -> None:
 
     save_png(make_grid(grid.flatten(0, 1), nrow=8, padding=1, pad_value=255), ROOT / "bench" / "results" / "cfg_digits_sweep_class0.png", upscale=3)
 
-    # -- sampler cost at the best w ------------------------------------------------------------
-    samplers = []
-    for name, n_steps in [("dpm", 20), ("dpm", 25), ("ddim", 50), ("ddpm", 1000)]:
-        g = CFGGenerator(run_dir, w=best["w"], sampler=name, steps=n_steps, batch_size=250, device="cpu")
+    # -- sampler cost at the paper's w = 0.1 (not saturated, unlike the best w) ----------------
+    samplers, w_cost = [], 0.1
+    for name, n_steps in [("dpm", 20), ("dpm", 25), ("ddim", 25), ("ddim", 50), ("ddpm", 1000)]:
+        g = CFGGenerator(run_dir, w=w_cost, sampler=name, steps=n_steps, device="cpu")
         imgs, labels, secs = sample_all(g, args.ddpm_per_class, seed=7)
         m = judge_metrics(judge, None, imgs, labels)
-        nfe = n_steps * (1 if best["w"] == 0 else 2)
+        nfe = n_steps * (1 if w_cost == 0 else 2)
         samplers.append({"sampler": name, "steps": n_steps, "nfe": nfe, "forward_calls": n_steps, "images_per_s": len(imgs) / secs, **m})
         print(json.dumps(samplers[-1]), flush=True)
 
@@ -108,15 +109,18 @@ def main() -> None:
     from core.diffusion.samplers import model_eps_fn, sample
 
     eps = model_eps_fn(gen.model, "cpu")
-    labels = torch.arange(10).repeat_interleave(25)
-    seeds = list(range(len(labels)))
-    speed = {"batched": [], "separate": []}
-    for _ in range(2):
-        for mode in ("batched", "separate"):
-            t0 = time.time()
-            sample(eps, labels, seeds, (1, 16, 16), gen.null_label, w=1.0, sampler="dpm", steps=25, device="cpu", batched=mode == "batched")
-            speed[mode].append(len(labels) / (time.time() - t0))
-    speed = {k: max(v) for k, v in speed.items()}
+    speed = []
+    for per_batch in (32, 250):
+        labels = torch.arange(10).repeat_interleave(25)[:per_batch]
+        seeds = list(range(len(labels)))
+        ips = {"batched": [], "separate": []}
+        for _ in range(2):
+            for mode in ("batched", "separate"):
+                t0 = time.time()
+                sample(eps, labels, seeds, (1, 16, 16), gen.null_label, w=1.0, sampler="dpm", steps=25, device="cpu", batched=mode == "batched")
+                ips[mode].append(len(labels) / (time.time() - t0))
+        speed.append({"images": per_batch, "batched": max(ips["batched"]), "separate": max(ips["separate"])})
+        speed[-1]["speedup"] = speed[-1]["batched"] / speed[-1]["separate"]
     total_s = time.time() - t_start
 
     result = {"steps": steps, "train_s": train_s, "judge_test_accuracy": judge_acc, "sweep": sweep, "samplers": samplers, "pass_speed": speed, "total_s": total_s}
@@ -124,6 +128,8 @@ def main() -> None:
     if args.no_write:
         return
     ddpm = next(s for s in samplers if s["sampler"] == "ddpm")
+    dpm25 = next(s for s in samplers if s["sampler"] == "dpm" and s["steps"] == 25)
+    within = abs(dpm25["consistency"] - ddpm["consistency"]) <= 0.1 * ddpm["consistency"]
     body = stamp("flock /tmp/lab-cpu.lock .venv/bin/python bench/cfg_digits.py" + (" --reuse" if args.reuse else "")) + f"""
 Training: `tiny` preset ({sum(p.numel() for p in gen.model.parameters()) / 1e6:.2f}M parameters), paper-profile digits
 (class i keeps (i+1)/10 of its images: {json.dumps(gen.config['train_counts'])}), batch {args.batch_size}, AdamW lr {args.lr:g},
@@ -138,21 +144,23 @@ Judge: SmallCNN on the real balanced digits train split (test accuracy {judge_ac
 Best class-consistency: **{best['consistency']:.3f} at w = {best['w']:g}** (target ≥ 0.95: {'met' if best['consistency'] >= 0.95 else 'MISSED'}).
 Grid for class 0 (the smallest class, {gen.config['train_counts'][0]} training images): `bench/results/cfg_digits_sweep_class0.png` (rows = w, columns = seeds).
 
-### Sampler cost at w = {best['w']:g} ({args.ddpm_per_class} images per class, same seeds)
+### Sampler cost at the paper's w = {w_cost:g} ({args.ddpm_per_class} images per class, same seeds; sampling batch {gen.batch_size})
+
+(At the best w the consistency of every sampler saturates at ~1, so the comparison is made where it can differ.)
 
 {table(samplers, [("sampler", "sampler", "s"), ("steps", "steps", "d"), ("forward_calls", "batched forward calls", "d"), ("nfe", "NFE per image (cond+uncond)", "d"), ("consistency", "class-consistency", ".3f"), ("diversity", "within-class diversity", ".3f"), ("images_per_s", "images/s", ".1f")])}
 
-DPM-Solver++ 25 vs DDPM-1000: consistency {next(s for s in samplers if s['steps'] == 25)['consistency']:.3f} vs {ddpm['consistency']:.3f}
-at {1000 // 25}× fewer network evaluations (target: within 10% at ≥ 40× fewer).
+DPM-Solver++ 25 vs DDPM-1000: consistency {dpm25['consistency']:.3f} vs {ddpm['consistency']:.3f}
+at {1000 // 25}× fewer network evaluations (target: within 10% at ≥ 40× fewer: {'met' if within else 'MISSED'}).
 
-### One batched cond+uncond pass vs two passes (DPM-Solver++ 25, w = 1, 250 images, best of 2, interleaved)
+### One batched cond+uncond pass vs two passes (DPM-Solver++ 25, w = 1, best of 2, interleaved)
 
-| forward | images/s |
-|---|---|
-| batched [x; x] with [c; ∅] | {speed['batched']:.1f} |
-| two separate passes | {speed['separate']:.1f} |
+{table(speed, [("images", "images per sampling batch", "d"), ("batched", "batched [x; x] with [c; ∅]: images/s", ".1f"), ("separate", "two separate passes: images/s", ".1f"), ("speedup", "speed-up", ".2f")])}
 
-Speed-up of batching: {speed['batched'] / speed['separate']:.2f}×. Whole benchmark: {total_s / 60:.1f} min.
+On this CPU a forward pass is compute-bound and its per-image cost grows beyond ~128 images (cache), so batching
+pays off for small sampling batches and not for large ones; the CPU default sampling batch is therefore 64
+(a 128-image batched forward). On a GPU the batched pass halves kernel launches at any size.
+Whole benchmark: {total_s / 60:.1f} min.
 """
     write_section("CFG on digits (bench/cfg_digits.py)", body)
 

@@ -24,7 +24,7 @@ def add_arguments(p) -> None:
     p.add_argument("--sampler", default="dpm", choices=list(SAMPLERS), help="; ".join(f"{k}: {v}" for k, v in SAMPLERS.items()))
     p.add_argument("--steps", type=int, default=None, help=f"sampler steps (default: {', '.join(f'{k} {v}' for k, v in DEFAULT_STEPS.items())})")
     p.add_argument("--seed", type=int, default=0, help="seed; image j of class c uses its own seed derived from (seed, c, j)")
-    p.add_argument("--batch-size", type=int, default=256, help="images per network batch (does not change the images)")
+    p.add_argument("--batch-size", type=int, default=None, help="images per sampling batch; never changes the images (default: 256 on a GPU, 64 on a CPU)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA if available)")
     p.add_argument("--out", required=True, help="output folder: <class>/<j>_seed<s>.png, samples.npz, params.json")
 

@@ -73,7 +73,7 @@ class CFGGenerator(Generator):
         w: float = 0.0,  # the paper's guidance strength; diffusers guidance_scale = 1 + w
         sampler: str = "dpm",  # ddpm | ddim | dpm
         steps: int = 25,  # sampler steps (DDPM: the paper's 1000)
-        batch_size: int = 256,  # images per sampling batch (does not change the images)
+        batch_size: int | None = None,  # images per sampling batch (never changes the images); None = 256 on CUDA, 64 on CPU
         device: str | None = None,  # cpu | cuda | cuda:N; None = CUDA if available
         checkpoint: str = "latest",  # latest | best
         classes: list[str] | None = None,  # if given: the dataset this must match (class count)
@@ -84,10 +84,14 @@ class CFGGenerator(Generator):
 
         self.w = check_w(w)
         check_sampler(sampler, steps)
+        self.device = resolve_device(device)
+        if batch_size is None:
+            # CPU convolutions run fastest on small batches (tiny preset: ~1.8k images/s per
+            # forward at 128 [cond+uncond of 64] vs ~1.0k at 512), GPUs on large ones.
+            batch_size = 256 if self.device.type == "cuda" else 64
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size={batch_size!r} must be a positive integer.", "Use e.g. 256 (lower it if memory runs out).")
         self.sampler, self.steps, self.batch_size = sampler, steps, batch_size
-        self.device = resolve_device(device)
         self.run_dir, self.checkpoint = Path(run_dir), checkpoint
         self.model, self.config, state = load_model(run_dir, checkpoint, self.device)
         self.trained_steps = int(state.get("step", 0))
