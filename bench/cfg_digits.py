@@ -160,7 +160,7 @@ at {1000 // 25}× fewer network evaluations (target: within 10% at ≥ 40× fewe
 On this CPU a forward pass is compute-bound and its per-image cost grows beyond ~128 images (cache), so batching
 pays off for small sampling batches and not for large ones; the CPU default sampling batch is therefore 64
 (a 128-image batched forward). On a GPU the batched pass halves kernel launches at any size.
-Whole benchmark: {total_s / 60:.1f} min.
+Whole benchmark: {total_s / 60:.1f} min{' of evaluation (--reuse: the training figures above are from the earlier full run of this script, kept in the run folder)' if args.reuse else ''}.
 """
     write_section("CFG on digits (bench/cfg_digits.py)", body)
 

@@ -78,7 +78,7 @@ def main() -> None:
     ap.add_argument("--budget-s", type=float, default=300, help="training wall-clock budget of each model, seconds")
     ap.add_argument("--batch-size", type=int, default=64, help="training batch of both models")
     ap.add_argument("--n-per-class", type=int, default=10, help="images per class and w, both models")
-    ap.add_argument("--sample-batch", type=int, default=100, help="sampling batch of both models")
+    ap.add_argument("--sample-batch", type=int, default=64, help="sampling batch of both models (64 is our CPU default)")
     ap.add_argument("--ours-run", default=None, help="reuse this trained CFG run instead of training ours here")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()

@@ -39,6 +39,25 @@ def one_thread():
     torch.set_num_threads(n)
 
 
+def same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Same images up to float rounding: batched kernels sum in a different order, so a batch
+    size change may move a pixel by a level or two of 255 (different seeds differ by ~25 on average)."""
+    return a.shape == b.shape and (a.int() - b.int()).abs().max() <= 3 and (a.float() - b.float()).abs().mean() < 0.1
+
+
+def different(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.shape != b.shape or (a.float() - b.float()).abs().mean() > 1.0
+
+
+def gap_threshold(values: torch.Tensor) -> float:
+    """A threshold near the median that sits in a clear gap, so rounding noise cannot flip a decision."""
+    ordered = values.sort().values
+    lo, hi = len(ordered) // 4, 3 * len(ordered) // 4
+    k = lo + int((ordered[lo + 1 : hi + 1] - ordered[lo:hi]).argmax())
+    assert ordered[k + 1] - ordered[k] > 0.05
+    return float(ordered[k] + ordered[k + 1]) / 2
+
+
 def gen(**kw) -> sd.SDGenerator:
     params = dict(classes=CLASSES, channels=3, image_size=16, model=MODEL, steps=2, batch_size=4)
     params.update(kw)
@@ -55,7 +74,7 @@ def test_local_folder_generates_uint8_at_dataset_size(tiny_sd):
         assert s.labels.tolist() == [c] * 3 and s.classes == CLASSES
         assert list(s.provenance) == ["sd:tiny-sd@w=6.5"] * 3
         assert s.images.float().std() > 1  # not a constant image
-    assert not torch.equal(cat.images, dog.images)  # class index feeds the seeds and the prompt
+    assert different(cat.images, dog.images)  # class index feeds the seeds and the prompt
     assert g.pipeline().native_resolution == 32 and g.describe()["resolution"] == 32
 
 
@@ -77,9 +96,10 @@ def test_seeds_reproducible_and_batch_size_invariant(tiny_sd):
     a = gen(batch_size=4).generate(2, 5, seed=7).images
     b = gen(batch_size=1).generate(2, 5, seed=7).images
     c = gen(batch_size=3).generate(2, 2, seed=7).images
-    assert torch.equal(a, b)
-    assert torch.equal(a[:2], c)  # image j does not depend on n either
-    assert not torch.equal(a, gen().generate(2, 5, seed=8).images)
+    assert torch.equal(a, gen(batch_size=4).generate(2, 5, seed=7).images)  # same call, same bytes
+    assert same(a, b)
+    assert same(a[:2], c)  # image j does not depend on n either
+    assert different(a, gen().generate(2, 5, seed=8).images)
     assert len({bytes(img.numpy()) for img in a}) == 5  # every image its own seed
 
 
@@ -104,9 +124,9 @@ def test_guidance_conventions_and_negative_prompt(tiny_sd):
     with pytest.raises(ConfigError, match="w >= 0"):
         gen(w=-2.0)
     base = g.generate(0, 2, seed=1).images
-    assert not torch.equal(base, off.generate(0, 2, seed=1).images)  # guidance is applied
+    assert different(base, off.generate(0, 2, seed=1).images)  # guidance is applied
     neg = gen(w=6.5, negative_prompt="blurry").generate(0, 2, seed=1).images
-    assert not torch.equal(base, neg)  # negative prompt replaces the empty unconditional prompt
+    assert different(base, neg)  # negative prompt replaces the empty unconditional prompt
     # without guidance the negative prompt has no effect (diffusers skips the unconditional pass)
     assert torch.equal(off.generate(0, 2, seed=1).images, gen(w=0.0, negative_prompt="blurry").generate(0, 2, seed=1).images)
 
@@ -117,7 +137,7 @@ def test_prompt_template_and_per_class_override(tiny_sd):
     assert gen().prompt_for(2) == "a photo of a sea lion"
     a = gen(prompt="a photo of a {class}").generate(0, 1, seed=0).images
     b = gen(prompt="a drawing of a {class}").generate(0, 1, seed=0).images
-    assert not torch.equal(a, b)  # the prompt reaches the text encoder
+    assert different(a, b)  # the prompt reaches the text encoder
     with pytest.raises(ConfigError, match="placeholder"):
         gen(prompt="a photo")
     with pytest.raises(ConfigError, match="Unknown class"):
@@ -177,7 +197,7 @@ class BrightnessJudge:
 
 def test_filter_keeps_only_images_of_the_prompted_class(tiny_sd):
     raw = gen().generate(0, 12, seed=4).images.float().mean(dim=(1, 2, 3))
-    threshold = raw.median().item()  # about half of the candidates pass
+    threshold = gap_threshold(raw)  # about half of the candidates pass
     judge = BrightnessJudge(threshold)
     g = gen(filter_classifier=judge, batch_size=3)
     s = g.generate(0, 4, seed=4)
@@ -185,12 +205,12 @@ def test_filter_keeps_only_images_of_the_prompted_class(tiny_sd):
     assert (s.images.float().mean(dim=(1, 2, 3)) > threshold).all()
     passing = raw > threshold
     expected = gen().generate(0, 12, seed=4).images[passing][:4]
-    assert torch.equal(s.images, expected)  # the first 4 accepted candidates, in seed order
+    assert same(s.images, expected)  # the first 4 accepted candidates, in seed order
     st = g.filter_stats[0]
     assert st.accepted >= 4 and st.rejected_class == st.candidates - st.accepted > 0
     assert abs(st.rejection_rate - st.rejected_class / st.candidates) < 1e-9
     assert g.describe()["filter_stats"]["cat"]["rejection_rate"] == round(st.rejection_rate, 4)
-    assert torch.equal(gen(filter_classifier=BrightnessJudge(threshold), batch_size=1).generate(0, 4, seed=4).images, s.images)
+    assert same(gen(filter_classifier=BrightnessJudge(threshold), batch_size=1).generate(0, 4, seed=4).images, s.images)
 
 
 def test_filter_shortfall_reports_rejection_rate_and_keeps_accepted(tiny_sd):
@@ -215,7 +235,7 @@ def test_out_of_memory_halves_the_batch_without_changing_images(tiny_sd, monkeyp
         return real_call(self, loaded, class_idx, seeds, stop)
 
     monkeypatch.setattr(sd.SDGenerator, "_call", small_gpu)
-    assert torch.equal(g.generate(0, 4, seed=2).images, reference)
+    assert same(g.generate(0, 4, seed=2).images, reference)
     assert g.batch_size == 1
     monkeypatch.setattr(sd.SDGenerator, "_call", lambda *a: (_ for _ in ()).throw(sd._OOM("simulated")))
     with pytest.raises(TrainingError, match="Out of GPU memory"):
@@ -279,10 +299,7 @@ def test_balance_and_build_generator_fill_minority_classes(tiny_sd):
 
 def test_safety_checker_drops_flagged_images_instead_of_keeping_black_ones(tiny_sd, monkeypatch):
     raw = gen(image_size=32).generate(0, 10, seed=5).images.float().mean(dim=(1, 2, 3))
-    ordered = raw.sort().values
-    gaps = ordered[1:] - ordered[:-1]
-    k = int(gaps[2:-2].argmax()) + 2  # a clear gap near the middle
-    threshold = float(ordered[k] + ordered[k + 1]) / 2
+    threshold = gap_threshold(raw)
     g = gen(image_size=32, safety_checker=True)
     pipe = g.pipeline().pipe  # its own cache entry: safety_checker is part of the key
 
@@ -293,6 +310,19 @@ def test_safety_checker_drops_flagged_images_instead_of_keeping_black_ones(tiny_
     monkeypatch.setattr(pipe, "run_safety_checker", flag_bright)
     s = g.generate(0, 3, seed=5)
     expected = gen(image_size=32).generate(0, 10, seed=5).images[raw <= threshold][:3]
-    assert torch.equal(s.images, expected)
+    assert same(s.images, expected)
     st = g.filter_stats[0]
     assert st.rejected_nsfw > 0 and st.rejected_class == 0 and g.describe()["filter_stats"]["cat"]["rejected_nsfw"] == st.rejected_nsfw
+
+
+def test_schedulers_are_built_from_the_models_own_config(tiny_sd):
+    """A generator's scheduler must not inherit settings from the one used before it."""
+    gen(scheduler="dpm++karras").generate(0, 1)
+    g = gen(scheduler="dpm++")
+    g.pipeline()
+    assert g._scheduler.config.use_karras_sigmas is False
+    assert type(gen(scheduler="model").pipeline().base_scheduler).__name__ == "DPMSolverMultistepScheduler"
+    m = gen(scheduler="model")
+    gen(scheduler="euler").generate(0, 1)
+    m.pipeline()
+    assert type(m._scheduler).__name__ == "DPMSolverMultistepScheduler"  # the tiny model ships DPM-Solver

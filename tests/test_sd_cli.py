@@ -37,6 +37,12 @@ def one_thread():
     torch.set_num_threads(n)
 
 
+def same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal up to float rounding (batched kernels may move a pixel by a level or two of 255)."""
+    d = np.abs(a.astype(int) - b.astype(int))
+    return a.shape == b.shape and d.max() <= 3 and d.mean() < 0.1
+
+
 def read_folder(out: Path, classes: list[str]) -> dict[str, np.ndarray]:
     return {c: np.stack([np.asarray(Image.open(p)) for p in sorted((out / c).glob("*.png"))]) for c in classes}
 
@@ -57,7 +63,7 @@ def test_cli_writes_class_folders_grid_and_params(tiny_sd, tmp_path, capsys):
     assert "w=6.5 (guidance_scale=7.5)" in err and "ETA" in err
     # the files hold exactly what the generator makes for those seeds
     g = sd.SDGenerator(["cat", "dog", "emu"], 3, 16, model="someone/tiny-sd", steps=2)
-    assert np.array_equal(imgs["emu"], g.generate(2, 3, seed=1).images.permute(0, 2, 3, 1).numpy())
+    assert same(imgs["emu"], g.generate(2, 3, seed=1).images.permute(0, 2, 3, 1).numpy())
     # nothing already saved is overwritten by accident
     rc = main(["sample-sd", "--model", "someone/tiny-sd", "--class-names", "cat,dog,emu", "--n", "1", "--steps", "1", "--out", str(out)])
     assert rc == 2 and "--overwrite" in capsys.readouterr().err
@@ -119,4 +125,5 @@ def test_two_processes_shard_the_seeds_and_give_the_same_images(tiny_sd, tmp_pat
     two, one = read_folder(tmp_path / "two", ["cat", "dog"]), read_folder(tmp_path / "one", ["cat", "dog"])
     for c in ("cat", "dog"):
         assert one[c].shape == (5, 16, 16, 3)
-        assert np.array_equal(one[c], two[c])
+        assert same(one[c], two[c])
+    assert not same(one["cat"], one["dog"])

@@ -11,7 +11,10 @@ Guidance: the lab's w everywhere, ε̃ = (1+w)·ε(x,c) − w·ε(x); diffusers'
 which is how fast distilled models (SD-Turbo: 1-4 steps) are run.
 
 Reproducibility: image j of class c uses ``image_seed(seed, c, j)`` through its own
-``torch.Generator``, so batch size, sharding and filtering order never change an image.
+``torch.Generator`` (its initial noise never depends on the batch), so batch size,
+sharding and filtering order do not change which image is made; batched kernels sum in a
+different order, so a pixel may move by a level or two of 255 between batch sizes. The
+same call with the same settings on the same machine gives the same bytes.
 """
 
 from __future__ import annotations
@@ -226,6 +229,7 @@ class LoadedPipeline:
     source: Source
     dtype: str
     device: str
+    base_scheduler: Any = None  # the scheduler the model ships with; every generator builds its own from it
     lock: threading.Lock = field(default_factory=threading.Lock)  # one generation at a time per pipeline
     slicing: bool = False
     tiling: bool = False
@@ -314,7 +318,7 @@ def load_pipeline(model: str = DEFAULT_MODEL, dtype: str = "auto", device: str |
             pipe.enable_model_cpu_offload(device=device)  # keeps only the running sub-model on the GPU
         else:
             pipe.to(device)
-        loaded = LoadedPipeline(pipe, src, dtype, device)
+        loaded = LoadedPipeline(pipe, src, dtype, device, base_scheduler=pipe.scheduler)
         _PIPELINES[key] = loaded
         return loaded
 
@@ -376,7 +380,7 @@ class SDGenerator(Generator):
         w: float = 6.5,  # lab guidance; guidance_scale = 1 + w; w <= 0 turns guidance off
         steps: int = 25,  # sampling steps (SD-Turbo: 1-4)
         scheduler: str = "dpm++",  # see SCHEDULERS; "model" keeps the model's own
-        batch_size: int = 8,  # images per pipeline call (per process); never changes the images
+        batch_size: int = 8,  # images per pipeline call (per process); does not change the images (up to rounding)
         resolution: int | None = None,  # generation size in pixels; None = the model's native size
         dtype: str = "auto",  # auto | fp32 | fp16 | bf16 (auto: fp16 on GPU, fp32 on CPU)
         device: str | None = None,  # None: cuda > mps > cpu (the process's GPU under accelerate)
@@ -457,7 +461,7 @@ class SDGenerator(Generator):
         if self._loaded is None:
             _, _, _, dist_device = _distribution()
             loaded = load_pipeline(self.model, self.dtype, self.device or dist_device, self.safety_checker, self.cpu_offload)
-            self._scheduler = make_scheduler(self.scheduler, loaded.pipe.scheduler)
+            self._scheduler = make_scheduler(self.scheduler, loaded.base_scheduler)  # not pipe.scheduler: another generator's
             self._loaded = loaded
         return self._loaded
 
