@@ -49,7 +49,7 @@ def train_peer(train, budget_s: float, batch_size: int, seed: int = 0):
         loss.backward()
         opt.step()
         step += 1
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if step % 100 == 0:
             print(json.dumps({"peer_step": step, "loss": sum(losses[-100:]) / 100}), flush=True)
     params = sum(p.numel() for p in model.parameters())

@@ -80,7 +80,7 @@ def test_cli_dataset_supplies_class_names_size_and_channels(tiny_sd, tmp_path):
     assert params["cfg_active"] is False and params["guidance_scale"] == 1.0 and params["channels"] == 1
 
 
-def test_cli_offline_without_weights_exits_nonzero_with_the_fix(tmp_path, monkeypatch, capsys):
+def test_cli_offline_without_weights_exits_nonzero_with_the_fix(tiny_sd, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("IMBALANCE_LAB_MODELS", str(tmp_path / "models"))
     monkeypatch.setattr(sd, "_in_hf_cache", lambda model: False)
     rc = main(["sample-sd", "--class-names", "cat,dog", "--n", "1", "--out", str(tmp_path / "o")])
@@ -88,7 +88,7 @@ def test_cli_offline_without_weights_exits_nonzero_with_the_fix(tmp_path, monkey
     assert rc == 2
     assert "stable-diffusion-v1-5/stable-diffusion-v1-5" in err and str(tmp_path / "models" / "stable-diffusion-v1-5") in err
     assert "hf download" in err and not (tmp_path / "o").exists()
-    assert main(["sample-sd", "--n", "1"]) == 2 and "--dataset" in capsys.readouterr().err
+    assert main(["sample-sd", "--model", str(tiny_sd), "--n", "1"]) == 2 and "--dataset" in capsys.readouterr().err
 
 
 def test_cli_help_lists_both_guidance_conventions(capsys):
@@ -127,3 +127,27 @@ def test_two_processes_shard_the_seeds_and_give_the_same_images(tiny_sd, tmp_pat
         assert one[c].shape == (5, 16, 16, 3)
         assert same(one[c], two[c])
     assert not same(one["cat"], one["dog"])
+
+
+def test_cli_filter_with_the_real_judge_keeps_only_images_it_assigns_to_the_class(tiny_sd, tmp_path, capsys):
+    from core.data.loading import DataConfig
+    from core.judge import get_judge
+
+    judge = get_judge(DataConfig(dataset="digits"))  # cached in models/judges after the first test that needs it
+    g = sd.SDGenerator([str(i) for i in range(10)], 1, 16, model="someone/tiny-sd", steps=1, w=0.0)
+    votes = torch.bincount(judge.predict(g.generate(0, 24, seed=0).images), minlength=10)
+    favourite, never = int(votes.argmax()), int(votes.argmin())
+    assert votes[favourite] >= 3  # noise looks like some digit to the judge
+    out = tmp_path / "filtered"
+    args = ["sample-sd", "--model", "someone/tiny-sd", "--dataset", "digits", "--steps", "1", "--w", "0", "--filter", "--n", "2"]
+    assert main([*args, "--classes", str(favourite), "--max-attempts", "20", "--out", str(out)]) == 0
+    kept = torch.from_numpy(read_folder(out, [str(favourite)])[str(favourite)]).unsqueeze(1)
+    assert kept.shape == (2, 1, 16, 16)
+    assert (judge.predict(kept) == favourite).all()
+    stats = json.loads((out / "params.json").read_text())["filter_stats"][str(favourite)]
+    assert stats["accepted"] >= 2 and stats["candidates"] == stats["accepted"] + stats["rejected"]
+    assert f"{favourite}: rejected {stats['rejected']} of {stats['candidates']}" in capsys.readouterr().err
+    if votes[never] == 0:
+        rc = main([*args, "--classes", str(never), "--max-attempts", "2", "--out", str(tmp_path / "none")])
+        err = capsys.readouterr().err
+        assert rc == 2 and "rejection rate" in err and "--class-prompt" in err

@@ -102,7 +102,7 @@ def _eta_printer(label: str):
 
 
 def run(args) -> int:
-    from core.generators.sd import SDGenerator, _distribution
+    from core.generators.sd import SDGenerator, _distribution, resolve
 
     if args.n <= 0:
         raise ConfigError(f"--n {args.n} must be positive.", "Ask for at least 1 image per class.")
@@ -110,6 +110,7 @@ def run(args) -> int:
         raise ConfigError(f"--image-size {args.image_size} must be positive.", "Use e.g. 32.")
     if args.filter and not args.dataset:
         raise ConfigError("--filter needs --dataset: the judge classifier is trained on that dataset's real images.", "Add --dataset (and --data-dir), or drop --filter.")
+    resolve(args.model)  # missing weights fail before a large dataset is decoded
     classes, size, channels, data_cfg = _target(args)
     wanted = [resolve_class(c.strip(), classes) for c in args.classes.split(",") if c.strip()] if args.classes else list(range(len(classes)))
     out = Path(args.out) if args.out else runs_dir() / f"sd-samples-{datetime.now():%Y%m%d-%H%M%S}"
