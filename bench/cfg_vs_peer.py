@@ -60,7 +60,9 @@ def peer_sample(diffusion, labels: torch.Tensor, w: float, batch: int) -> tuple[
     t0, out = time.time(), []
     torch.manual_seed(1)
     for lo in range(0, len(labels), batch):
-        x = diffusion.sample(classes=labels[lo : lo + batch], cond_scale=1.0 + w)  # cond_scale = 1 + w
+        # cond_scale = 1 + w. At exactly 1 the peer crashes (forward_with_cond_scale returns one
+        # tensor where model_predictions unpacks two), so w = 0 runs as cond_scale 1 + 1e-6.
+        x = diffusion.sample(classes=labels[lo : lo + batch], cond_scale=1.0 + max(w, 1e-6))
         out.append((x.clamp(0, 1) * 255).round().to(torch.uint8))
     return torch.cat(out), time.time() - t0
 
@@ -99,6 +101,9 @@ def main() -> None:
         t0 = time.time()
         train_cfg(cfg, run_dir, Callbacks(on_metrics=lambda r: print(json.dumps(r), flush=True)))
         ours_train_s = time.time() - t0
+        (run_dir / "bench_train.json").write_text(json.dumps({"train_s": ours_train_s}))
+    if (run_dir / "bench_train.json").exists():
+        ours_train_s = json.loads((run_dir / "bench_train.json").read_text())["train_s"]
     ours_steps = json.loads((run_dir / "status.json").read_text())["step"]
 
     # -- peer --------------------------------------------------------------------------
@@ -141,7 +146,7 @@ other on the same machine), same judge, {args.n_per_class} images per class per 
 | | ours (`tiny`, core.train.cfg) | peer (denoising-diffusion-pytorch, classifier_free_guidance) |
 |---|---|---|
 | parameters | {ours_params / 1e6:.2f}M | {peer_params / 1e6:.2f}M |
-| training steps in budget (batch {args.batch_size}) | {ours_steps} | {peer_steps} (final loss {peer_loss:.4f}) |
+| training steps in budget (batch {args.batch_size}) | {ours_steps} in {ours_train_s:.0f} s | {peer_steps} in {peer_train_s:.0f} s (final loss {peer_loss:.4f}) |
 | best class-consistency | **{best_o['ours_cons']:.3f}** at w = {best_o['w']:g} (DPM-Solver++ 25) | {best_p['peer_cons']:.3f} at w = {best_p['w']:g} (DDIM 25) |
 | 25-step sampling images/s, mean over w > 0 | DDIM 25: **{ips_o:.1f}**; DPM-Solver++ 25: {ips_od:.1f} | DDIM 25: {ips_p:.1f} |
 | speed ratio (ours DDIM 25 / peer DDIM 25) | **{ips_o / ips_p:.1f}×** | 1× |
@@ -151,7 +156,7 @@ Targets: lead on class-consistency ({'met' if best_o['ours_cons'] > best_p['peer
 
 {table(rows, [("w", "w", "g"), ("ours_cons", "ours consistency (DPM 25)", ".2f"), ("ours_ddim_cons", "ours consistency (DDIM 25)", ".2f"), ("peer_cons", "peer consistency (DDIM 25)", ".2f"), ("ours_div", "ours diversity", ".3f"), ("peer_div", "peer diversity", ".3f"), ("ours_fd", "ours FD (judge CNN)", ".1f"), ("peer_fd", "peer FD (judge CNN)", ".1f"), ("ours_ddim_ips", "ours DDIM img/s", ".1f"), ("ours_ips", "ours DPM img/s", ".1f"), ("peer_ips", "peer DDIM img/s", ".1f")])}
 
-Whole benchmark: {total_s / 60:.1f} min. The peer's guidance also removes the component of the guidance update parallel to ε(x,c)
+Whole benchmark: {total_s / 60:.1f} min{' (ours was trained by an earlier invocation of this script, same budget and data, reused with --ours-run)' if args.ours_run else ''}. The peer's guidance also removes the component of the guidance update parallel to ε(x,c)
 and rescales (its defaults, rescaled_phi 0.7), so its w is not numerically the paper's Eq. 8; ours is Eq. 8 exactly.
 """
     write_section("CFG vs peer: lucidrains denoising-diffusion-pytorch (bench/cfg_vs_peer.py)", body)
