@@ -22,21 +22,7 @@ MODEL = "someone/tiny-sd"  # resolves to models/tiny-sd
 CLASSES = ["cat", "dog", "sea_lion"]
 
 
-@pytest.fixture(scope="session")
-def tiny_sd():
-    folder = models_dir() / "tiny-sd"
-    if not (folder / "model_index.json").exists():
-        sd.build_tiny_pipeline(folder)
-    return folder
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # 2 shared cores: OpenMP threads spinning against other processes make tiny convs ~100x slower
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from tests.sd_fixtures import one_thread, tiny_sd  # noqa: E402,F401  (pytest fixtures)
 
 
 def same(a: torch.Tensor, b: torch.Tensor) -> bool:

@@ -21,20 +21,7 @@ from core.paths import models_dir
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="session")
-def tiny_sd():
-    folder = models_dir() / "tiny-sd"
-    if not (folder / "model_index.json").exists():
-        sd.build_tiny_pipeline(folder)
-    return folder
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from tests.sd_fixtures import one_thread, tiny_sd  # noqa: E402,F401  (pytest fixtures)
 
 
 def same(a: np.ndarray, b: np.ndarray) -> bool:
