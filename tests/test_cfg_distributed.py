@@ -36,14 +36,29 @@ RANK_SCRIPT = textwrap.dedent(
 )
 
 
-def test_two_process_gloo_run_keeps_ranks_in_sync(tmp_path):
+def _torchrun(tmp_path, timeout=300):
     script = tmp_path / "rank.py"
     script.write_text(RANK_SCRIPT.format(root=str(ROOT)))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script), str(tmp_path)],
-        capture_output=True, text=True, timeout=300, env=env, cwd=ROOT,
+        capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT,
     )
+
+
+def test_refused_run_folder_stops_every_rank(tmp_path):
+    # The folder already holds a run and --resume is not given: rank 0 refuses it, and
+    # rank 1 must stop with the same message rather than wait at the barrier forever.
+    Run.open_or_create(tmp_path / "run", "cfg", {"existing": True})
+    before = (tmp_path / "run" / "config.json").read_bytes()
+    proc = _torchrun(tmp_path, timeout=180)
+    assert proc.returncode != 0
+    assert "already holds a run" in proc.stderr and "main process refused the run folder" in proc.stderr
+    assert (tmp_path / "run" / "config.json").read_bytes() == before  # nothing overwritten
+
+
+def test_two_process_gloo_run_keeps_ranks_in_sync(tmp_path):
+    proc = _torchrun(tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     infos = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [i["world_size"] for i in infos] == [2, 2] and infos[0]["backend"] == "gloo"

@@ -36,7 +36,7 @@ from core.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from core.data.loading import DataConfig, prepare
 from core.diffusion.guidance import check_w
 from core.diffusion.samplers import T_TRAIN, check_beta_schedule, check_sampler, model_eps_fn, sample, to_uint8, training_scheduler
-from core.errors import ConfigError, TrainingError
+from core.errors import ConfigError, LabError, TrainingError
 from core.nets.unet import PRESETS, build_unet
 from core.runs import Run
 
@@ -334,13 +334,26 @@ def fit(cfg: CFGTrainConfig, run_dir: str | os.PathLike, callbacks: Callbacks | 
 
     run_dir = Path(run_dir)
     run = Run(run_dir)
+    refused: LabError | None = None
     if main:
-        if resume and (run_dir / "config.json").exists():
-            Run.open_or_create(run_dir, KIND, cfg.to_dict(), resume=True)  # refuses another kind's folder
-            _check_resume(run.config, cfg)
-            atomic_write_json(run_dir / "config.json", {**run.config, **{k: v for k, v in cfg.to_dict().items()}})
-        else:
-            run = Run.open_or_create(run_dir, KIND, cfg.to_dict(), resume=resume)
+        try:
+            if resume and (run_dir / "config.json").exists():
+                Run.open_or_create(run_dir, KIND, cfg.to_dict(), resume=True)  # refuses another kind's folder
+                _check_resume(run.config, cfg)
+                atomic_write_json(run_dir / "config.json", {**run.config, **{k: v for k, v in cfg.to_dict().items()}})
+            else:
+                run = Run.open_or_create(run_dir, KIND, cfg.to_dict(), resume=resume)
+        except LabError as exc:
+            refused = exc
+    if world > 1:
+        # Only the main process checks the run folder; tell the others, so that they stop
+        # with the same message instead of waiting at the barrier forever.
+        msg = [str(refused) if refused else None]
+        torch.distributed.broadcast_object_list(msg, src=0)
+        if msg[0] and refused is None:
+            refused = ConfigError(f"The main process refused the run folder: {msg[0]}")
+    if refused is not None:
+        raise refused
     acc.wait_for_everyone()
 
     start, best_loss = 0, float("inf")
