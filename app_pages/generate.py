@@ -34,11 +34,13 @@ if sd_mod is not None:
         ok, sd_note = sd_mod.sd_available(getattr(sd_mod, "DEFAULT_MODEL", "stable-diffusion-v1-5/stable-diffusion-v1-5"))
     except Exception as exc:  # a broken local copy must not take the page down
         ok, sd_note = False, f"{type(exc).__name__}: {exc}"
-    if ok:
-        options["Stable Diffusion (pretrained, prompted with the class name)"] = ("sd", {})
 else:
-    sd_note = sd_why
+    ok, sd_note = False, sd_why
+# Baselines before Stable Diffusion: they always work, while SD may first need a multi-GB download.
 options.update({"Mixup (two real images, λ)": ("mixup", {}), "CutMix (a box from another real image)": ("cutmix", {}), "Oversample (copies of real images)": ("oversample", {})})
+if ok:
+    downloads = sd_note and sd_note.startswith("will be downloaded")
+    options["Stable Diffusion (pretrained, prompted with the class name" + ("; downloads on first use)" if downloads else ")")] = ("sd", {})
 
 left, right = st.columns([1, 2])
 with left:
