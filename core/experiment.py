@@ -24,7 +24,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,7 @@ from core.atomic import atomic_write, atomic_write_json, read_json
 from core.callbacks import Callbacks
 from core.data.imageset import ImageSet
 from core.data.loading import DATASETS, DataConfig
+from core.jobconfig import JobConfig
 from core.errors import ConfigError, LabError
 from core.generators.base import METHODS, Cancelled
 from core.nets.resnet import ARCHS
@@ -53,7 +54,7 @@ def cfg_name(w: float) -> str:
 
 
 @dataclass
-class StudyConfig:
+class StudyConfig(JobConfig):  # its from_dict below is strict: a study file must not hide typos
     name: str = "study"  # shown in tables; part of the study's identity
     data: DataConfig = field(default_factory=DataConfig)
     methods: list[str] = field(default_factory=lambda: ["none", "oversample", "mixup", "cutmix", "cfg", "sd"])
@@ -70,11 +71,6 @@ class StudyConfig:
     extractor: str = "auto"  # auto (Inception-v3 if its weights exist, else judge CNN) | inception | judge
     sd_on_cpu: bool = False  # allow Stable Diffusion fills without a GPU (very slow)
     device: str | None = None  # cpu | cuda | None (CUDA when available); not part of the study's identity
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["data"] = self.data.to_dict()
-        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "StudyConfig":

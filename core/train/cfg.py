@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -36,6 +36,7 @@ from core.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from core.data.loading import DataConfig, prepare
 from core.diffusion.guidance import check_w
 from core.diffusion.samplers import T_TRAIN, check_beta_schedule, check_sampler, model_eps_fn, sample, to_uint8, training_scheduler
+from core.jobconfig import JobConfig
 from core.errors import ConfigError, LabError, TrainingError
 from core.nets.unet import PRESETS, build_unet
 from core.runs import Run
@@ -45,7 +46,7 @@ PRESET_LR = {"tiny": 1e-3, "small": 2e-4, "ddpm": 2e-4}  # AdamW peak learning r
 
 
 @dataclass
-class CFGTrainConfig:
+class CFGTrainConfig(JobConfig):
     data: DataConfig = field(default_factory=DataConfig)
     preset: str = "tiny"  # tiny | small | ddpm (core.nets.unet.PRESETS)
     steps: int = 3000  # optimizer steps in total (a resumed run counts the steps already done)
@@ -69,18 +70,6 @@ class CFGTrainConfig:
     max_seconds: float | None = None  # wall-clock budget of this call, s; reaching it ends the run as done
     seed: int = 0  # training randomness: init, batches, noise, timesteps, label dropout
     device: str | None = None  # cpu | cuda | cuda:N; None = CUDA if available. Under torchrun each process picks its own
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["data"] = self.data.to_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "CFGTrainConfig":
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        data = known.get("data", {})
-        known["data"] = data if isinstance(data, DataConfig) else DataConfig.from_dict(data or {})
-        return cls(**known)
 
     @property
     def peak_lr(self) -> float:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,7 @@ from core.callbacks import Callbacks
 from core.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from core.data.imageset import REAL, ImageSet, LoadedDataset
 from core.data.loading import DataConfig
+from core.jobconfig import JobConfig
 from core.errors import ConfigError, TrainingError
 from core.metrics.classification import check_test_classes, classification_report
 from core.nets.resnet import ARCHS, build_classifier
@@ -42,7 +43,7 @@ GLYPH_DATASETS = ("digits", "mnist")  # a mirrored digit is another glyph: no fl
 
 
 @dataclass
-class ClassifierConfig:
+class ClassifierConfig(JobConfig):
     data: DataConfig = field(default_factory=DataConfig)
     arch: str = "small"  # small | resnet18 | resnet50
     cifar_stem: bool = True  # ResNet18/50: 3x3 stride-1 first conv, no max-pool (for small images)
@@ -67,18 +68,6 @@ class ClassifierConfig:
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 otherwise) | fp32 | bf16
     seed: int = 0  # weights init, batch order, augmentation
     device: str | None = None  # cpu | cuda | None (CUDA when available)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["data"] = self.data.to_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ClassifierConfig":
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        if isinstance(known.get("data"), dict):
-            known["data"] = DataConfig.from_dict(known["data"])
-        return cls(**known)
 
     def validate(self) -> None:
         if self.arch not in ARCHS:
