@@ -28,3 +28,13 @@ class WeightsMissingError(LabError):
 
 class TrainingError(LabError):
     """Training stopped for a reason the user must act on (NaN loss, out of memory)."""
+
+
+class Unavailable(LabError):
+    """Work that cannot run on this machine (e.g. Stable Diffusion without its weights, a
+    GPU-only setting on a CPU). A study reports it as ``unavailable`` with this reason;
+    it is never a failure and never a silent skip."""
+
+
+class Cancelled(Exception):
+    """Raised when ``should_stop()`` turned true; the caller keeps what it saved before."""

@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 
 from core.diffusion.guidance import EpsFn, cfg_eps, check_w
-from core.errors import ConfigError
+from core.errors import Cancelled, ConfigError
 
 T_TRAIN = 1000  # diffusion steps T of training (the paper and DDPM)
 
@@ -122,7 +122,6 @@ def sample(
     """
     from diffusers.utils.torch_utils import randn_tensor
 
-    from core.generators.base import Cancelled
 
     device = torch.device(device)
     if isinstance(w, torch.Tensor):

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from core.data.imageset import ImageSet
-from core.errors import ConfigError
+from core.errors import Cancelled, ConfigError  # noqa: F401  (re-exported for callers)
 
 Progress = Callable[[int, int], None] | None
 ShouldStop = Callable[[], bool] | None
@@ -32,10 +32,6 @@ METHODS = {
     "cfg": "class-conditional DDPM with classifier-free guidance, trained on the imbalanced set",
     "sd": "pretrained Stable Diffusion prompted with the class name",
 }
-
-
-class Cancelled(Exception):
-    """Raised when ``should_stop()`` turned true; the caller keeps what it saved before."""
 
 
 class Generator(ABC):
