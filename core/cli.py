@@ -20,6 +20,7 @@ COMMANDS = {
     "sample-sd": "core.commands.sample_sd",
     "train-classifier": "core.commands.train_classifier",
     "experiment": "core.commands.experiment",
+    "novelty": "core.commands.novelty",
 }
 
 

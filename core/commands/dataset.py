@@ -13,6 +13,8 @@ HELP = "Load a dataset, apply an imbalance profile and print per-class counts."
 def add_arguments(p) -> None:
     add_data_arguments(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--export", default=None, metavar="DIR", help="also write the chosen split (after the profile) as PNGs in class sub-folders NNN_name, plus samples.npz")
+    p.add_argument("--split", default="train", choices=["train", "test"], help="which split --export writes (train: after the profile)")
 
 
 def run(args) -> int:
@@ -29,6 +31,14 @@ def run(args) -> int:
         "profile": cfg.profile,
         "skipped": [{"path": p, "reason": r} for p, r in ds.skipped],
     }
+    if args.export:
+        from core.generators.cfg import save_samples
+
+        split = train if args.split == "train" else ds.test
+        save_samples(split, args.export, {"export": args.split, "data": cfg.to_dict()})
+        info["exported"] = {"split": args.split, "images": len(split), "dir": args.export}
+        if not args.json:
+            print(f"wrote {len(split)} {args.split} images to {args.export}")
     if args.json:
         print(json.dumps(info))
         return 0

@@ -98,15 +98,27 @@ def target_counts(available: list[int], cfg) -> list[int]:
     return [max(1, k) for k in counts]
 
 
-def apply_profile(train: ImageSet, cfg) -> ImageSet:
-    """The imbalanced training split: class c keeps ``target_counts(...)[c]`` images."""
+def kept_indices(train: ImageSet, cfg) -> torch.Tensor:
+    """Sorted indices into ``train`` of the images the profile keeps."""
     counts = target_counts(train.counts(), cfg)
     keep = []
     for c, k in enumerate(counts):
         idx = torch.nonzero(train.labels == c).flatten()
         g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + c)
         keep.append(idx[torch.randperm(len(idx), generator=g)[:k]])
-    return train.subset(torch.sort(torch.cat(keep)).values)
+    return torch.sort(torch.cat(keep)).values
+
+
+def apply_profile(train: ImageSet, cfg) -> ImageSet:
+    """The imbalanced training split: class c keeps ``target_counts(...)[c]`` images."""
+    return train.subset(kept_indices(train, cfg))
+
+
+def dropped_by_profile(train: ImageSet, cfg) -> ImageSet:
+    """The real train images the profile removed: never seen by a model trained on the profile."""
+    mask = torch.ones(len(train), dtype=torch.bool)
+    mask[kept_indices(train, cfg)] = False
+    return train.subset(torch.nonzero(mask).flatten())
 
 
 def most_reduced_classes(train_counts: list[int], full_counts: list[int], fraction: float = 0.3) -> list[int]:

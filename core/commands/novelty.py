@@ -1,0 +1,77 @@
+"""``python -m core novelty``: are generated images new, or near-copies of the training images?"""
+
+from __future__ import annotations
+
+import json
+
+from core.commands.common import add_data_arguments, data_config
+
+HELP = ("Score generated images for memorisation: nearest training image of the same class, near-copy rate against a threshold "
+        "calibrated on held-out real images, and precision/recall against held-out real images.")
+
+
+def add_arguments(p) -> None:
+    add_data_arguments(p)
+    p.add_argument("--run", default=None, help="a CFG run folder: take the data settings (dataset, profile, seed) from its config instead of the data flags")
+    p.add_argument("--images", required=True, help="folder written by `sample` (class sub-folders NNN_name or class names) or its samples.npz")
+    p.add_argument("--quantile", type=float, default=0.05, help="near-copy threshold: this quantile of held-out real images' NN distances (0.05 = 5th percentile)")
+    p.add_argument("--extractor", default="auto", choices=["auto", "inception", "judge", "none"],
+                   help="features for the feature-space distances and precision/recall: auto = Inception-v3 when its weights exist, else the judge CNN; none = pixel space only")
+    p.add_argument("--k", type=int, default=3, help="neighbours k of the precision/recall manifolds (Kynkäänniemi et al. 2019)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _data_cfg(args):
+    from core.atomic import read_json
+    from core.data.loading import DataConfig
+    from core.errors import ConfigError
+
+    if not args.run:
+        return data_config(args)
+    conf = read_json(f"{args.run}/config.json")
+    if not conf or "data" not in conf:
+        raise ConfigError(f"{args.run} has no config.json with data settings.", "Pass the --out folder of `python -m core train-cfg`, or give --dataset/--profile instead of --run.")
+    return DataConfig.from_dict(conf["data"])
+
+
+def run(args) -> int:
+    from core.metrics import novelty as nv
+
+    cfg = _data_cfg(args)
+    train, held_out, source = nv.held_out_split(cfg)
+    generated = nv.load_images(args.images, train.classes, train.channels, train.image_size)
+    extractor, note = None, ""
+    if args.extractor != "none":
+        from core.metrics.generation import get_extractor
+
+        extractor, note = get_extractor(args.extractor, cfg)
+    nov = nv.novelty(generated, train, held_out, extractor, quantile=args.quantile, seed=cfg.seed)
+    out = {"near_copy_rate": nov["near_copy_rate"], "per_class": nov["per_class"], "median_nn_relative": nov["median_nn_relative"],
+           "heldout_rate": nov["heldout_rate"], "space": "pixel", "rule": nov["rule"], "held_out_source": source,
+           "n_images": len(generated)}
+    if extractor is not None:
+        pr = nv.fidelity_diversity(extractor.features(generated.images), generated.labels.numpy(), extractor.features(held_out.images),
+                                   held_out.labels.numpy(), generated.classes, k=args.k)
+        out["feature"] = nov["feature"]
+        out["precision_recall"] = {"extractor": extractor.label, **pr}
+        if note:
+            out["extractor_note"] = note
+    out = nv.clean(out)
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    print(f"{len(generated)} images; {out['rule']}")
+    print(f"near-copy rate {_fmt(out['near_copy_rate'])}, median NN distance / real-to-real {_fmt(out['median_nn_relative'])}, "
+          f"held-out check rate {_fmt(out['heldout_rate'])}")
+    if "precision_recall" in out:
+        pr = out["precision_recall"]
+        print(f"precision {_fmt(pr['precision'])}, recall {_fmt(pr['recall'])} (k={pr['k']}, {pr['extractor']}, vs held-out real images)")
+    print(f"{'class':<12} {'n':>5} {'threshold':>10} {'near-copy':>10} {'median NN':>10} {'relative':>9}")
+    for name, e in out["per_class"].items():
+        print(f"{name:<12} {e['n']:>5} {_fmt(e['threshold']):>10} {_fmt(e['near_copy_rate']):>10} {_fmt(e['median_nn_distance']):>10} {_fmt(e['median_nn_relative']):>9}"
+              + (f"  ({e['note']})" if e.get("note") else ""))
+    return 0
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.3f}"

@@ -1,0 +1,139 @@
+"""Novelty (near-copy rate), precision/recall, the novelty CLI and dataset export."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from core.data.imageset import ImageSet
+from core.data.loading import DataConfig, load_dataset
+from core.data.profiles import apply_profile, dropped_by_profile
+from core.errors import ConfigError
+from core.metrics import novelty as nv
+
+CLASSES = ["a", "b"]
+
+
+def _gauss_set(n_per_class: int, seed: int, shift: float = 0.0) -> ImageSet:
+    """Noise images around two class means (uint8, 1x8x8)."""
+    g = torch.Generator().manual_seed(seed)
+    imgs, labels = [], []
+    for c in range(2):
+        base = 60.0 + 120.0 * c + shift
+        imgs.append((base + 30.0 * torch.randn(n_per_class, 1, 8, 8, generator=g)).clamp(0, 255).round().to(torch.uint8))
+        labels.append(torch.full((n_per_class,), c))
+    return ImageSet(torch.cat(imgs), torch.cat(labels), list(CLASSES))
+
+
+class _PixelExtractor:
+    label = "pixels (test extractor)"
+
+    def features(self, images):
+        return nv.pixel_vectors(images).astype(np.float64)
+
+
+def test_exact_copies_of_training_images_are_all_near_copies():
+    train, held = _gauss_set(40, seed=1), _gauss_set(60, seed=2)
+    copies = train.subset(torch.arange(0, len(train), 2))  # 20 copies per class
+    out = nv.novelty(copies, train, held, extractor=_PixelExtractor())
+    assert out["near_copy_rate"] == 1.0
+    assert out["feature"]["near_copy_rate"] == 1.0
+    for name in CLASSES:
+        e = out["per_class"][name]
+        assert e["n"] == 20 and e["near_copy_rate"] == 1.0 and e["median_nn_distance"] == 0.0 and e["median_nn_relative"] == 0.0
+    # fresh draws from the same distribution are not copies: their rate is near the 5 % rule
+    fresh = nv.novelty(_gauss_set(200, seed=3), train, held)
+    assert fresh["near_copy_rate"] < 0.15
+    assert 0.8 < fresh["median_nn_relative"] < 1.25
+
+
+def test_held_out_half_not_used_for_calibration_scores_near_the_calibrated_rate():
+    # 1,000 held-out images per class: calibrate the 10th percentile on 500, measure on the other 500.
+    train, held = _gauss_set(100, seed=4), _gauss_set(1000, seed=5)
+    out = nv.novelty(_gauss_set(5, seed=6), train, held, quantile=0.10, seed=0)
+    # binomial s.d. of a rate near 0.10 on 500 images is 0.013; the quantile estimate adds about as much
+    assert abs(out["heldout_rate"] - 0.10) <= 0.04, out["heldout_rate"]
+    for name in CLASSES:
+        assert abs(out["per_class"][name]["heldout_rate"] - 0.10) <= 0.05
+    assert "10th percentile" in out["rule"]
+
+
+def test_precision_recall_of_a_set_against_itself_is_one_and_of_disjoint_sets_zero():
+    f = np.random.default_rng(0).normal(size=(80, 16))
+    p, r = nv.precision_recall(f, f, k=3)
+    assert p == pytest.approx(1.0) and r == pytest.approx(1.0)
+    p, r = nv.precision_recall(f + 100.0, f, k=3)  # far away: outside every real k-NN ball and vice versa
+    assert p == 0.0 and r == 0.0
+    # a collapsed generator (every image the same real point) looks real but covers nothing
+    collapsed = np.repeat(f[:1], 40, axis=0)
+    p, r = nv.precision_recall(collapsed, f, k=3)
+    assert p == 1.0 and r < 0.1
+
+
+def test_classes_with_fewer_images_than_k_get_a_clear_message():
+    with pytest.raises(ConfigError, match="at least 4 images on each side"):
+        nv.precision_recall(np.zeros((3, 4)), np.ones((10, 4)), k=3)
+    gen, real = np.random.default_rng(1).normal(size=(20, 4)), np.random.default_rng(2).normal(size=(20, 4))
+    gl, rl = np.array([0] * 17 + [1] * 3), np.array([0] * 10 + [1] * 10)
+    out = nv.fidelity_diversity(gen, gl, real, rl, CLASSES, k=3)
+    assert out["per_class"]["b"]["precision"] is None and "at least 4 images" in out["per_class"]["b"]["note"]
+    assert out["per_class"]["a"]["precision"] is not None and out["precision"] is not None
+
+
+def test_fill_scores_has_the_study_keys():
+    train, held = _gauss_set(30, seed=7), _gauss_set(30, seed=8)
+    out = nv.fill_scores(train.subset(torch.arange(10)), train, held, _PixelExtractor())
+    assert out["near_copy_rate"] == 1.0 and out["precision"] is not None and out["recall"] is not None
+    assert out["per_class"]["a"]["n"] == 10 and "b" not in out["per_class"]
+
+
+def test_nearest_training_returns_the_copied_image():
+    train, held = _gauss_set(20, seed=9), _gauss_set(20, seed=10)
+    preview = train.subset(torch.tensor([3, 25]))
+    nn = nv.nearest_training(preview, train, held)
+    assert [x["train_index"] for x in nn] == [3, 25]
+    assert all(x["distance"] == 0.0 and x["near_copy"] is True for x in nn)
+    assert torch.equal(nn[1]["image"], train.images[25])
+
+
+def test_held_out_is_what_the_profile_dropped_with_test_fallback():
+    cfg = DataConfig(dataset="digits", profile="exponential", ratio=50)
+    ds = load_dataset(cfg)
+    train, dropped = apply_profile(ds.train, cfg), dropped_by_profile(ds.train, cfg)
+    assert len(train) + len(dropped) == len(ds.train)
+    assert [a + b for a, b in zip(train.counts(), dropped.counts())] == ds.train.counts()
+    tr, held, source = nv.held_out_split(cfg)
+    assert tr.counts() == train.counts()
+    assert source["0"] == "dropped by the profile" and source["9"] == "test split"  # class 9 keeps every image
+    assert held.counts()[9] == ds.test.counts()[9] and held.counts()[0] == dropped.counts()[0]
+
+
+def test_novelty_cli_on_exported_training_images(tmp_path, capsys):
+    from core.cli import main
+
+    args = ["--dataset", "digits", "--profile", "exponential", "--ratio", "50"]
+    assert main(["dataset", *args, "--export", str(tmp_path / "train")]) == 0
+    capsys.readouterr()
+    assert (tmp_path / "train" / "000_0").is_dir()
+    assert main(["novelty", *args, "--images", str(tmp_path / "train"), "--extractor", "none", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["near_copy_rate"] == 1.0
+    assert set(out["per_class"]["0"]) >= {"n", "threshold", "near_copy_rate", "median_nn_distance"}
+    assert out["per_class"]["0"]["n"] == 2  # exponential ratio 50 keeps 2 images of class 0
+    # test-split images are new: not near-copies, apart from the few the rule allows
+    assert main(["dataset", *args, "--export", str(tmp_path / "test"), "--split", "test"]) == 0
+    capsys.readouterr()
+    assert main(["novelty", *args, "--images", str(tmp_path / "test" / "samples.npz"), "--extractor", "none", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["near_copy_rate"] < 0.2
+
+
+def test_novelty_cli_refuses_unknown_class_folders(tmp_path, capsys):
+    from core.cli import main
+
+    (tmp_path / "imgs" / "zebra").mkdir(parents=True)
+    assert main(["novelty", "--dataset", "digits", "--images", str(tmp_path / "imgs"), "--extractor", "none", "--json"]) == 2
+    assert "match no class" in capsys.readouterr().err
