@@ -21,6 +21,9 @@ def add_arguments(p) -> None:
     w = p.add_mutually_exclusive_group()
     w.add_argument("--w", type=float, default=None, help="the paper's guidance strength w (Eq. 8): 0 = plain conditional; paper: 0.1 and 7.5 (default 0)")
     w.add_argument("--guidance-scale", type=float, default=None, help="diffusers' guidance_scale = 1 + w, as an alternative to --w (>= 1)")
+    p.add_argument("--w-per-class", default=None, help="comma-separated w, one per class (tail-aware guidance; overrides --w)")
+    p.add_argument("--w-gamma", type=float, default=0.0, help="per-class w_c = w·(n_max/n_c)^γ from the run's training counts (0 = one w for every class)")
+    p.add_argument("--w-max", type=float, default=None, help="cap of the per-class w_c under --w-gamma")
     p.add_argument("--sampler", default="dpm", choices=list(SAMPLERS), help="; ".join(f"{k}: {v}" for k, v in SAMPLERS.items()))
     p.add_argument("--steps", type=int, default=None, help=f"sampler steps (default: {', '.join(f'{k} {v}' for k, v in DEFAULT_STEPS.items())})")
     p.add_argument("--seed", type=int, default=0, help="seed; image j of class c uses its own seed derived from (seed, c, j)")
@@ -39,7 +42,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         w = 0.0 if args.w is None else args.w
     steps = DEFAULT_STEPS[args.sampler] if args.steps is None else args.steps
-    gen = CFGGenerator(args.run, w=w, sampler=args.sampler, steps=steps, batch_size=args.batch_size, device=args.device, checkpoint=args.checkpoint)
+    w_per_class = None
+    if args.w_per_class:
+        try:
+            w_per_class = [float(x) for x in args.w_per_class.replace(" ", "").split(",") if x]
+        except ValueError:
+            raise ConfigError(f"--w-per-class '{args.w_per_class}' is not a comma-separated list of numbers.", "Pass e.g. --w-per-class 4,4,2,1,0,0,0,0,0,0.") from None
+    gen = CFGGenerator(args.run, w=w, sampler=args.sampler, steps=steps, batch_size=args.batch_size, device=args.device, checkpoint=args.checkpoint,
+                       w_per_class=w_per_class, w_gamma=args.w_gamma, w_max=args.w_max)
     specs = [s.strip() for s in args.classes.split(",") if s.strip()] if args.classes else [str(i) for i in range(len(gen.classes))]
     if not specs:
         raise ConfigError("--classes is empty.", "Pass e.g. --classes 0,1 or leave it out for every class.")
@@ -58,5 +68,6 @@ def run(args: argparse.Namespace) -> int:
     secs = time.time() - t0
     params = {**gen.describe(), "classes": [gen.classes[c] for c in classes], "n": args.n, "seed": args.seed, "seconds": round(secs, 2)}
     out = save_samples(images, args.out, params, seeds=seeds)
-    print(f"wrote {len(images)} images ({len(images) / max(secs, 1e-9):.1f} img/s, w={w:g}, guidance_scale={1 + w:g}) to {out}")
+    rule = f", {gen.w_rule}" if gen.w_rule else ""
+    print(f"wrote {len(images)} images ({len(images) / max(secs, 1e-9):.1f} img/s, w={w:g}, guidance_scale={1 + w:g}{rule}) to {out}")
     return 0

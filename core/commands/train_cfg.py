@@ -28,6 +28,8 @@ def add_arguments(p) -> None:
     g.add_argument("--warmup-steps", type=int, default=200, help="linear learning-rate warm-up, steps")
     g.add_argument("--grad-clip", type=float, default=1.0, help="max gradient L2 norm (0 = off)")
     g.add_argument("--uniform-classes", action="store_true", help="draw classes uniformly so minorities are seen as often as majorities")
+    g.add_argument("--cbdm-tau", type=float, default=0.0, help="CBDM regulariser strength τ (Qin et al. 2023): pulls ε(x_t, y) towards ε(x_t, y'), weight t/T·τ; 0 = off; one extra forward pass per step")
+    g.add_argument("--cbdm-target", default="train", choices=["train", "uniform"], help="distribution of CBDM's y': the training class frequencies (reference code) or uniform (its fine-tuning mode)")
     g.add_argument("--preview-every", type=int, default=500, help="steps between preview grids (one row per class); 0 = only at the end")
     g.add_argument("--preview-sampler", default="dpm", choices=list(SAMPLERS), help="sampler of the previews")
     g.add_argument("--preview-steps", type=int, default=25, help="sampler steps of the previews")
@@ -67,6 +69,8 @@ def run(args) -> int:
             warmup_steps=args.warmup_steps,
             grad_clip=args.grad_clip,
             uniform_classes=args.uniform_classes,
+            cbdm_tau=args.cbdm_tau,
+            cbdm_target=args.cbdm_target,
             preview_every=args.preview_every,
             preview_sampler=args.preview_sampler,
             preview_steps=args.preview_steps,

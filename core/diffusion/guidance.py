@@ -35,6 +35,33 @@ def check_w(w: float) -> float:
     return w
 
 
+def per_class_w(w: float, counts: list[int], w_per_class: list[float] | None = None, w_gamma: float = 0.0,
+                w_max: float | None = None) -> list[float]:
+    """One guidance strength per class, for tail-aware sampling (the paper uses one w for all).
+
+    ``w_per_class`` given: those values. Otherwise w_c = w·(n_max/n_c)^γ (γ = ``w_gamma``; γ = 0
+    is the plain w everywhere), capped at ``w_max``: the fewer training images, the stronger."""
+    C = len(counts)
+    if w_per_class is not None:
+        if len(w_per_class) != C:
+            raise ConfigError(f"w_per_class has {len(w_per_class)} values but the model has {C} classes.", f"Give exactly {C} comma-separated values, one per class.")
+        return [check_w(v) for v in w_per_class]
+    w = check_w(w)
+    try:
+        gamma = float(w_gamma)
+    except (TypeError, ValueError):
+        gamma = float("nan")
+    if not (gamma >= 0 and gamma != float("inf")):
+        raise ConfigError(f"w_gamma={w_gamma!r} must be a finite number >= 0.", "Use e.g. 0.5 (0 = the same w for every class).")
+    if w_max is not None:
+        w_max = check_w(w_max)
+    if any(int(n) < 1 for n in counts):
+        raise ConfigError("Every class needs at least one training image for w_gamma.", "Use w_per_class instead.")
+    n_max = max(int(n) for n in counts)
+    out = [w * (n_max / int(n)) ** gamma for n in counts]
+    return [min(v, w_max) if w_max is not None else v for v in out]
+
+
 def guidance_scale(w: float) -> float:
     """diffusers' guidance_scale for the paper's w."""
     return 1.0 + w

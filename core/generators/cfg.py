@@ -21,7 +21,7 @@ from diffusers import UNet2DModel
 from core.atomic import atomic_write, atomic_write_json
 from core.checkpoint import checkpoint_path, load_checkpoint
 from core.data.imageset import ImageSet
-from core.diffusion.guidance import check_w, guidance_scale
+from core.diffusion.guidance import check_w, guidance_scale, per_class_w
 from core.diffusion.samplers import check_sampler, model_eps_fn, sample, to_uint8
 from core.errors import ConfigError
 from core.generators.base import Cancelled, Generator, Progress, ShouldStop, image_seed
@@ -79,6 +79,9 @@ class CFGGenerator(Generator):
         classes: list[str] | None = None,  # if given: the dataset this must match (class count)
         channels: int | None = None,  # ... and its channels
         image_size: int | None = None,  # ... and its resolution
+        w_per_class: list[float] | None = None,  # one w per class (overrides w and w_gamma)
+        w_gamma: float = 0.0,  # per-class w_c = w·(n_max/n_c)^γ from the run's training counts; 0 = one w for all
+        w_max: float | None = None,  # cap of w_c under w_gamma
     ):
         from core.train.cfg import resolve_device
 
@@ -114,7 +117,12 @@ class CFGGenerator(Generator):
         super().__init__(classes if classes is not None else ck_classes, ck_ch, ck_size)
         self.null_label = int(self.config["null_label"])
         self.beta_schedule = self.config.get("beta_schedule", "linear")
-        self.name = f"cfg@w={self.w:g}"
+        self.class_w: list[float] | None = None  # None: the single w for every class
+        if w_per_class is not None or float(w_gamma or 0) > 0:
+            self.class_w = per_class_w(self.w, self.config["train_counts"], w_per_class, w_gamma, w_max)
+        self.w_rule = ("w_c=[" + ",".join(f"{v:g}" for v in self.class_w) + "]" if w_per_class is not None
+                       else f"w_c={self.w:g}*(n_max/n_c)^{float(w_gamma):g}" + (f"<={w_max:g}" if w_max is not None else "")) if self.class_w else None
+        self.name = f"cfg@{self.w_rule}" if self.w_rule else f"cfg@w={self.w:g}"
         self._eps = model_eps_fn(self.model, self.device)
 
     def describe(self) -> dict:
@@ -125,13 +133,18 @@ class CFGGenerator(Generator):
             "trained_steps": self.trained_steps,
             "w": self.w,
             "guidance_scale": guidance_scale(self.w),
+            "w_per_class": self.class_w,
+            "w_rule": self.w_rule,
             "sampler": self.sampler,
             "steps": self.steps,
         }
 
     def sample_batch(self, labels: torch.Tensor, seeds: list[int], w: float | torch.Tensor | None = None,
                      progress: Callable[[int, int], None] | None = None, should_stop: ShouldStop = None) -> torch.Tensor:
-        """uint8 images for explicit labels and per-image seeds (one batch)."""
+        """uint8 images for explicit labels and per-image seeds (one batch). With per-class w and
+        no explicit ``w``, each image gets its class's w (one value per image)."""
+        if w is None and self.class_w is not None:
+            w = torch.tensor(self.class_w, dtype=torch.float32)[labels.cpu()]
         x = sample(self._eps, labels, seeds, (self.channels, self.image_size, self.image_size), self.null_label,
                    w=self.w if w is None else w, sampler=self.sampler, steps=self.steps, beta_schedule=self.beta_schedule,
                    device=self.device, progress=progress, should_stop=should_stop)

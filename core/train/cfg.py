@@ -34,6 +34,7 @@ from core.atomic import atomic_write, atomic_write_json
 from core.callbacks import Callbacks
 from core.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from core.data.loading import DataConfig, prepare
+from core.diffusion.cbdm import check_cbdm, cbdm_regulariser, draw_targets
 from core.diffusion.guidance import check_w
 from core.diffusion.samplers import T_TRAIN, check_beta_schedule, check_sampler, model_eps_fn, sample, to_uint8, training_scheduler
 from core.jobconfig import JobConfig
@@ -59,6 +60,8 @@ class CFGTrainConfig(JobConfig):
     warmup_steps: int = 200  # linear learning-rate warm-up, steps
     grad_clip: float = 1.0  # max global gradient L2 norm; 0 = no clipping
     uniform_classes: bool = False  # draw a class uniformly, then an image of it (minorities seen as often as majorities)
+    cbdm_tau: float = 0.0  # CBDM regulariser strength τ (Qin et al. 2023; core.diffusion.cbdm); 0 = off. Costs one more forward pass
+    cbdm_target: str = "train"  # CBDM's y' distribution: train (class frequencies, the reference code) | uniform (its fine-tuning mode)
     hflip: bool | None = None  # random horizontal flips; None = on for RGB data, off for grayscale (digits)
     preview_every: int = 500  # steps between preview grids; 0 = only at the end
     preview_per_class: int = 8  # columns of the preview grid (fixed seeds 0..n-1), one row per class
@@ -98,6 +101,7 @@ class CFGTrainConfig(JobConfig):
         if self.max_seconds is not None and not self.max_seconds > 0:
             raise ConfigError(f"max_seconds={self.max_seconds} must be positive.", "Leave it empty for no time budget.")
         check_beta_schedule(self.beta_schedule)
+        check_cbdm(self.cbdm_tau, self.cbdm_target)
         check_sampler(self.preview_sampler, int(self.preview_steps))
         check_w(self.preview_w)
 
@@ -410,9 +414,15 @@ def fit(cfg: CFGTrainConfig, run_dir: str | os.PathLike, callbacks: Callbacks | 
             xt = noise_sched.add_noise(x0, noise, t)  # √ᾱ_t·x0 + √(1−ᾱ_t)·ε
             if cuda:
                 xt = xt.contiguous(memory_format=torch.channels_last)
+            y_bal = draw_targets(data.counts, cfg.batch_size, cfg.cbdm_target, g).to(device) if cfg.cbdm_tau > 0 else None
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-                pred = model(xt, t, class_labels=y).sample
+                if y_bal is None:
+                    pred = model(xt, t, class_labels=y).sample
+                else:  # CBDM: ε(x_t, y) and ε(x_t, y') in one batched pass
+                    pred, pred_bal = model(torch.cat([xt, xt]), torch.cat([t, t]), class_labels=torch.cat([y, y_bal])).sample.chunk(2)
             loss = F.mse_loss(pred.float(), noise)  # Eq. 7, the simple loss
+            if y_bal is not None:  # + (t/T)·τ·(‖ε(y) − sg ε(y')‖² + ¼‖sg ε(y) − ε(y')‖²), none for dropped labels
+                loss = loss + cbdm_regulariser(pred.float(), pred_bal.float(), t, T_TRAIN, cfg.cbdm_tau, keep=~drop)
             loss_all = acc.reduce(loss.detach(), reduction="mean") if world > 1 else loss.detach()
             loss_value = float(loss_all)
             if not math.isfinite(loss_value):
