@@ -59,7 +59,8 @@ else:
         sampler = c[0].selectbox("Sampler", SAMPLERS, key="gd_sampler")
         steps = c[1].number_input("Sampling steps", 1, 1000, 25, key="gd_steps")
         measure = c[2].number_input("Images per w for the curves (0 = grid only)", 0, 1024, 32, key="gd_measure",
-                                    help="class consistency and diversity are scored by the judge CNN trained on the real balanced data")
+                                    help="class consistency and diversity are scored by the judge CNN trained on the real balanced data; "
+                                         "near-copy rate and precision/recall against real images the model never saw")
         go = st.form_submit_button("Run the sweep", type="primary")
     if go:
         try:
@@ -94,8 +95,20 @@ def sweep_view() -> None:
         cols[1].image(viz.image_grid(row, ncol=len(row), scale=viz.auto_scale(row.shape[-1], 96)), clamp=True)
     metrics = run.metrics()
     if status.get("state") == "done" and not metrics.empty and "w" in metrics:
-        st.plotly_chart(viz.guidance_curves(metrics), key=f"gd_curves_{rid}", width="stretch")
-        st.dataframe(pd.DataFrame(metrics)[["w", "guidance_scale", "class_consistency", "diversity", "n"]], hide_index=True)
+        cols = st.columns(2)
+        cols[0].plotly_chart(viz.guidance_curves(metrics), key=f"gd_curves_{rid}", width="stretch")
+        cols[0].caption("**Class consistency**: share the judge CNN assigns to the class asked for. "
+                        "**Diversity**: mean pairwise distance of judge features (0 = all the same image).")
+        if "near_copy_rate" in metrics:
+            cols[1].plotly_chart(viz.novelty_curves(metrics), key=f"gd_novelty_{rid}", width="stretch")
+            feats = next((f for f in metrics.get("features", []) if isinstance(f, str)), "judge CNN features")
+            n_train = metrics["n_train"].iloc[0] if "n_train" in metrics else "?"
+            cols[1].caption(f"**Near-copy rate**: share of images closer (in pixels) to one of the class's {n_train} training images than 95% "
+                            "of real images the model never saw are — high means the model copies instead of generating. "
+                            "**Precision**: how real they look; **recall**: how much of the real variety they cover "
+                            f"(k-NN manifolds on {feats}, against held-out real images).")
+        shown = [k for k in ["w", "guidance_scale", "class_consistency", "diversity", "near_copy_rate", "median_nn_relative", "precision", "recall", "n"] if k in metrics]
+        st.dataframe(pd.DataFrame(metrics)[shown], hide_index=True)
 
 
 sweep_view()

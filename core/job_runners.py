@@ -4,7 +4,8 @@
     classifier        core.train.classifier.train_classifier (optionally on a saved balanced set)
     generate          a generator's images per class -> images/, generated.npz, params.json
     balance           core.balance.balance -> balanced.npz (a classifier job can train on it)
-    guidance          core.generators.cfg.guidance_sweep (+ judge consistency/diversity over w)
+    guidance          core.generators.cfg.guidance_sweep (+ judge consistency/diversity, near-copy rate
+                      and precision/recall vs held-out real images over w)
     study             core.experiment.run_study
 
 Heavy modules are imported inside each runner, so a piece that has not landed (or a
@@ -229,13 +230,40 @@ def run_guidance(ctx: JobContext):
                              progress=_progress2(ctx, f"sampling {measure} images per w for the curves"), **kw)
         ctx.progress(0, len(ws), "scoring with the judge")
         judge = get_judge(DataConfig.from_dict(c["data"]), device=ctx.device)
+        novelty = _novelty_scorer(run_dir, c, ctx.device)
         for i, w in enumerate(ws):
             imgs = big[i]
             ctx.run.log_metrics({"w": w, "guidance_scale": 1 + w,
                                  "class_consistency": class_consistency(judge, imgs, int(c["class_idx"])),
-                                 "diversity": diversity(judge, imgs), "n": len(imgs)})
+                                 "diversity": diversity(judge, imgs), "n": len(imgs), **novelty(imgs)})
             ctx.progress(i + 1, len(ws), "scoring with the judge")
     return {"ws": ws, "seeds": seeds}
+
+
+def _novelty_scorer(cfg_run: Path, config: dict, device):
+    """images of one class -> near-copy rate (pixel space) and precision/recall vs held-out real
+    images, against the data the CFG run was trained on (core.metrics.novelty)."""
+    from core.atomic import read_json
+    from core.data.loading import DataConfig
+    from core.metrics.generation import get_extractor
+    from core.metrics.novelty import fill_scores, held_out_split
+
+    data = (read_json(cfg_run / "config.json") or {}).get("data") or config["data"]
+    data_cfg = DataConfig.from_dict(data)
+    c = int(config["class_idx"])
+    train, held_out, _ = held_out_split(data_cfg)
+    train, held_out = train.of_class(c), held_out.of_class(c)
+    extractor, _ = get_extractor("auto", data_cfg, device)
+
+    def score(images: torch.Tensor) -> dict:
+        gen = ImageSet(images, torch.full((len(images),), c), train.classes)
+        out = fill_scores(gen, train, held_out, extractor)
+        e = out["per_class"].get(train.classes[c], {})
+        return {"near_copy_rate": out["near_copy_rate"], "precision": out["precision"], "recall": out["recall"],
+                "median_nn_relative": out["median_nn_relative"], "heldout_rate": out["heldout_rate"],
+                "n_train": e.get("n_train"), "n_held_out": e.get("n_held_out"), "features": out["extractor"]}
+
+    return score
 
 
 def run_study(ctx: JobContext):

@@ -127,6 +127,25 @@ def guidance_curves(df: pd.DataFrame) -> go.Figure:
     return fig
 
 
+def novelty_curves(df: pd.DataFrame) -> go.Figure:
+    """Near-copy rate, precision and recall over w (all shares in [0, 1]); x shows w, hover shows 1 + w."""
+    fig = go.Figure()
+    if df is None or df.empty or "w" not in df:
+        fig.update_layout(title="not computed yet")
+        return fig
+    d = df.sort_values("w")
+    series = [("near_copy_rate", "near-copy rate (closer to a training image than 95% of new real images)", "#d62728", "solid"),
+              ("precision", "precision (how real they look)", "#2ca02c", "dash"),
+              ("recall", "recall (how much of the real variety they cover)", "#9467bd", "dot")]
+    for key, name, color, dash in series:
+        if key in d and d[key].notna().any():
+            fig.add_scatter(x=d["w"].tolist(), y=d[key].tolist(), name=name, mode="lines+markers", line=dict(color=color, dash=dash),
+                            customdata=(1 + d["w"]).tolist(), hovertemplate=f"w=%{{x}}<br>guidance_scale=%{{customdata}}<br>{key}=%{{y:.3f}}")
+    fig.update_layout(xaxis_title="w (paper's guidance weight; guidance_scale = 1 + w)", yaxis=dict(title="share of images", range=[0, 1.05]),
+                      legend=dict(orientation="h", y=1.2), margin=dict(t=40))
+    return fig
+
+
 # ----------------------------------------------------------------------------- results
 def method_label(method: str | None, params: dict | None = None) -> str:
     """The generator name a balance method produces ("cfg@w=7.5", "mixup", ...)."""

@@ -343,7 +343,8 @@ def test_guidance_page_runs_sweep_and_shows_grid_and_curves(app, monkeypatch):
         grid = np.random.default_rng(0).integers(0, 255, (len(ws), len(seeds), 1, 16, 16), dtype=np.uint8)
         np.save(ctx.run.path / "sweep.npy", grid)
         for i, w in enumerate(ws):
-            ctx.run.log_metrics({"w": w, "guidance_scale": 1 + w, "class_consistency": min(1.0, 0.5 + 0.1 * w), "diversity": 1.0 / (1 + w), "n": 4})
+            ctx.run.log_metrics({"w": w, "guidance_scale": 1 + w, "class_consistency": min(1.0, 0.5 + 0.1 * w), "diversity": 1.0 / (1 + w), "n": 4,
+                                 "near_copy_rate": 0.1 * i, "precision": 0.9, "recall": 0.5 - 0.1 * i, "n_train": 2, "features": "FD (judge CNN features)"})
             ctx.progress(i + 1, len(ws))
 
     monkeypatch.setitem(jobs.RUNNERS, "guidance", fake_sweep)
@@ -360,7 +361,9 @@ def test_guidance_page_runs_sweep_and_shows_grid_and_curves(app, monkeypatch):
     assert run.config["ws"] == [0.0, 1.0, 7.5] and run.config["seeds"] == list(range(6))
     assert len(at.get("image")) >= 3  # one row per w
     assert "w = **7.5**" in _texts(at) and "scale 8.5" in _texts(at)
-    assert at.get("plotly_chart"), "consistency/diversity curves missing"
+    assert len(at.get("plotly_chart")) == 2, "consistency/diversity and near-copy/precision/recall curves"
+    captions = " ".join(c.value for c in at.caption)
+    assert "how real they look" in captions and "how much of the real variety they cover" in captions and "2 training images" in captions
     at.text_input(key="gd_ws").set_value("0, -1")
     _button(at, "Run the sweep").click().run()
     assert any("w must be >= 0" in e.value for e in at.error)

@@ -154,3 +154,27 @@ def test_per_class_w_reaches_the_sampler_one_value_per_image(tmp_path, monkeypat
     assert params["w_per_class"][0] == 4.0 and params["w_per_class"][9] == 0.5
     with np.load(tmp_path / "s" / "samples.npz") as z:
         assert z["provenance"][0].startswith("cfg@w_c=[4,0,")
+
+
+def test_guidance_runner_scores_near_copies_against_the_runs_own_data(tmp_path, monkeypatch):
+    from core import job_runners
+    from core.metrics import generation, novelty
+    from core.train.cfg import CFGTrainConfig, train_cfg
+    from core.data.loading import DataConfig
+
+    class Pixels:
+        label = "pixels (test)"
+
+        def features(self, images):
+            return novelty.pixel_vectors(images).astype(np.float64)
+
+    monkeypatch.setattr(generation, "get_extractor", lambda *a, **k: (Pixels(), ""))
+    data = DataConfig(profile="exponential", ratio=50)
+    run = train_cfg(CFGTrainConfig(data=data, steps=1, batch_size=4, preview_every=0, preview_steps=1, checkpoint_every=0), tmp_path / "run")
+    # the page's data settings differ (paper profile): the scorer must use the run's own (exponential: class 1 keeps 4 images)
+    score = job_runners._novelty_scorer(run, {"data": DataConfig(profile="paper").to_dict(), "class_idx": 1}, "cpu")
+    train, _, _ = novelty.held_out_split(data)
+    copies = train.of_class(1).images.repeat(2, 1, 1, 1)  # 8 exact copies of the 4 training images
+    out = score(copies)
+    assert out["near_copy_rate"] == 1.0 and out["n_train"] == 4 and out["precision"] is not None
+    assert out["features"] == "pixels (test)"
