@@ -36,8 +36,8 @@ from core.callbacks import Callbacks
 from core.data.imageset import ImageSet
 from core.data.loading import DATASETS, DataConfig
 from core.jobconfig import JobConfig
-from core.errors import ConfigError, LabError
-from core.generators.base import METHODS, Cancelled
+from core.errors import Cancelled, ConfigError, LabError
+from core.generators.registry import METHODS
 from core.nets.resnet import ARCHS
 from core.runs import Run
 
@@ -296,7 +296,7 @@ class _Study:
         return SDGenerator(classes=train.classes, channels=train.channels, image_size=train.image_size, device=self.cfg.device, **params)
 
     def generator(self, method: str, w: float | None, train: ImageSet, seed: int):
-        from core.generators.base import build_generator
+        from core.generators.registry import build_generator
 
         if method == "cfg":
             return self._cfg_generator(seed, w)

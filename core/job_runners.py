@@ -116,7 +116,7 @@ def _data(config: dict):
 
 
 def _generator(ctx: JobContext, train: ImageSet):
-    from core.generators.base import build_generator
+    from core.generators.registry import build_generator
 
     method = ctx.config.get("method", "mixup")
     params = dict(ctx.config.get("params") or {})

@@ -6,7 +6,7 @@ import json
 
 from core.callbacks import Callbacks
 from core.commands.common import add_data_arguments, data_config
-from core.generators.base import METHODS
+from core.generators.registry import METHODS
 from core.nets.resnet import ARCHS
 
 HELP = "Train a classifier (small ResNet / ResNet18 / ResNet50) on an imbalanced or rebalanced set and report test metrics."

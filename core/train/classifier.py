@@ -133,7 +133,7 @@ def _build_train_set(cfg: ClassifierConfig, ds: LoadedDataset, imbalanced: Image
     if cfg.balance_method == "none":
         return imbalanced
     from core.balance import balance
-    from core.generators.base import build_generator
+    from core.generators.registry import build_generator
 
     gen = build_generator(cfg.balance_method, imbalanced, **cfg.balance_params)
     return balance(imbalanced, gen, cfg.balance_target, seed=cfg.seed,
