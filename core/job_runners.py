@@ -7,8 +7,10 @@
     guidance          core.generators.cfg.guidance_sweep (+ judge consistency/diversity over w)
     study             core.experiment.run_study
 
-Heavy modules are imported inside each runner, so a piece that has not landed (or a
-missing optional dependency) fails only its own job with a clear message.
+Importing this module registers every kind with the job manager
+(:func:`core.jobs.register_runner`); whoever builds a ``JobManager`` for real work imports
+it first. Heavy modules are imported inside each runner, so a missing optional dependency
+fails only its own job with a clear message.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import torch
 from core.atomic import atomic_write, atomic_write_json
 from core.data.imageset import ImageSet
 from core.errors import ConfigError, DataError
-from core.jobs import JobContext
+from core.jobs import JobContext, register_runner
 
 # Job kind = the run kind its training loop writes into config.json (the loops refuse a
 # folder of another kind), so these must match core.train.cfg.KIND / core.train.classifier.KIND.
@@ -258,3 +260,6 @@ DEFAULT_RUNNERS = {
     "guidance": run_guidance,
     "study": run_study,
 }
+
+for _kind, _fn in DEFAULT_RUNNERS.items():
+    register_runner(_kind, _fn)
