@@ -156,7 +156,7 @@ def test_per_class_w_reaches_the_sampler_one_value_per_image(tmp_path, monkeypat
         assert z["provenance"][0].startswith("cfg@w_c=[4,0,")
 
 
-def test_guidance_runner_scores_near_copies_against_the_runs_own_data(tmp_path, monkeypatch):
+def test_guidance_runner_scores_near_copies_against_the_runs_own_data(tmp_path, monkeypatch, capsys):
     from core import job_runners
     from core.metrics import generation, novelty
     from core.train.cfg import CFGTrainConfig, train_cfg
@@ -178,3 +178,12 @@ def test_guidance_runner_scores_near_copies_against_the_runs_own_data(tmp_path, 
     out = score(copies)
     assert out["near_copy_rate"] == 1.0 and out["n_train"] == 4 and out["precision"] is not None
     assert out["features"] == "pixels (test)"
+    # the novelty CLI takes the same data settings from --run
+    from core.cli import main
+
+    assert main(["dataset", "--profile", "exponential", "--ratio", "50", "--export", str(tmp_path / "exp"), "--json"]) == 0
+    capsys.readouterr()
+    assert main(["novelty", "--run", str(run), "--images", str(tmp_path / "exp"), "--extractor", "none", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["near_copy_rate"] == 1.0 and out["per_class"]["1"]["n"] == 4
+    assert main(["novelty", "--run", str(tmp_path), "--images", str(tmp_path / "exp"), "--extractor", "none"]) == 2
