@@ -60,6 +60,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="torch threads; 1 because on a shared 2-core machine 2 threads measured 12x slower per step (oversubscription)")
     p.add_argument("--work", default=str(ROOT / "bench" / "out" / "tail_cfg"))
     p.add_argument("--no-write", action="store_true")
+    p.add_argument("--from-cache", action="store_true", help="only summarise the evaluations already in --work (e.g. of an interrupted run)")
     return p.parse_args()
 
 
@@ -85,7 +86,13 @@ def main() -> int:
     methods = {"plain CFG": ("plain", {}), "uniform_classes": ("uniform", {}), f"CBDM τ={args.tau:g}": ("cbdm", {}),
                f"per-class w (γ={args.w_gamma:g}, ≤{args.w_max:g})": ("plain", {"w_gamma": args.w_gamma, "w_max": args.w_max})}
     rows, train_seconds = [], {m: [] for m in models}
-    for seed in seeds:
+    if args.from_cache:
+        rows = [json.loads(f.read_text()) for f in sorted(work.glob("eval_*.json"))]
+        seeds = sorted({r["seed"] for r in rows})
+        for f in work.glob("*_seed*_*.trained"):
+            mname, info = f.name.split("_seed")[0], json.loads(f.read_text())
+            train_seconds[mname].append(info["seconds"] / max(1, info["steps"] - (args.short if f.name.endswith("_long.trained") else 0)))
+    for seed in [] if args.from_cache else seeds:
         for length, steps in (("short", args.short), ("long", args.long)):
             for mname, extra in models.items():
                 run = work / f"{mname}_seed{seed}"
