@@ -46,8 +46,9 @@ METRICS = [("consistency", "tail class-consistency"), ("near_copy_rate", "tail n
 def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--short", type=int, default=80, help="optimizer steps of the short training")
-    p.add_argument("--long", type=int, default=240, help="optimizer steps of the long training")
+    p.add_argument("--short", type=int, default=150, help="optimizer steps of the short training")
+    p.add_argument("--long", type=int, default=450, help="optimizer steps of the long training")
+    p.add_argument("--warmup", type=int, default=20, help="learning-rate warm-up steps (the default 200 would cover most of a short run)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--w", type=float, default=1.0, help="the paper's w for plain, uniform and CBDM, and the base of per-class w")
     p.add_argument("--w-gamma", type=float, default=0.5)
@@ -99,7 +100,8 @@ def main() -> int:
                 done = work / f"{mname}_seed{seed}_{length}.trained"
                 if not done.exists():
                     cfg = CFGTrainConfig(data=data, preset="tiny", steps=steps, batch_size=args.batch_size, seed=seed, preview_every=0,
-                                         checkpoint_every=0, log_every=50, device="cpu", **extra)
+                                         checkpoint_every=0, log_every=50, device="cpu", warmup_steps=args.warmup,
+                                         preview_per_class=1, preview_steps=1, **extra)
                     t0 = time.time()
                     train_cfg(cfg, run, resume=run.exists())
                     done.write_text(json.dumps({"seconds": time.time() - t0, "steps": steps}))
@@ -162,7 +164,7 @@ def summarise(rows, methods, seeds, train_seconds, args, train, source, extracto
     out = {"setup": {"dataset": "digits", "profile": "exponential", "ratio": 50, "train_counts": train.counts(),
                      "tail_classes": TAIL, "tail_train_counts": [train.counts()[c] for c in TAIL],
                      "held_out_source": {train.classes[c]: source[train.classes[c]] for c in TAIL}, "seeds": seeds,
-                     "short_steps": args.short, "long_steps": args.long, "batch_size": args.batch_size, "w": args.w,
+                     "short_steps": args.short, "long_steps": args.long, "warmup": args.warmup, "batch_size": args.batch_size, "w": args.w,
                      "w_gamma": args.w_gamma, "w_max": args.w_max, "cbdm_tau": args.tau, "n_tail_per_class": args.n_tail,
                      "sampler": f"dpm {args.sampler_steps} steps", "classifier": f"small CNN, {args.clf_epochs} epochs, batch 64, on the train split filled to {args.fill_target} per class "
                                    f"(same set size and steps for every method)",
@@ -202,7 +204,7 @@ def markdown(res: dict) -> str:
     s = res["setup"]
     lines = [f"Digits, exponential ratio 50 (train counts {s['train_counts']}); tail = classes {s['tail_classes']} with "
              f"{s['tail_train_counts']} training images. Seeds {s['seeds']}; tiny CFG, batch {s['batch_size']}, short = {s['short_steps']} "
-             f"steps, long = {s['long_steps']} steps; w = {s['w']:g}; CBDM τ = {s['cbdm_tau']:g} (y' from the train frequencies); "
+             f"steps, long = {s['long_steps']} steps (lr 1e-3 after {s['warmup']} warm-up steps); w = {s['w']:g}; CBDM τ = {s['cbdm_tau']:g} (y' from the train frequencies); "
              f"per-class w = w·(n_max/n_c)^{s['w_gamma']:g} ≤ {s['w_max']:g}; {s['n_tail_per_class']} images per tail class, {s['sampler']}. "
              f"Precision/recall on {s['features']}, k = 3, against held-out real images. Classifier: {s['classifier']}. "
              f"Mean ± std over seeds; paired differences vs plain CFG with their verdict (95 % t interval). Whole run {res['seconds']:.0f} s.", ""]
