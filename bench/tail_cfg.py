@@ -46,8 +46,8 @@ METRICS = [("consistency", "tail class-consistency"), ("near_copy_rate", "tail n
 def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--short", type=int, default=150, help="optimizer steps of the short training")
-    p.add_argument("--long", type=int, default=450, help="optimizer steps of the long training")
+    p.add_argument("--short", type=int, default=100, help="optimizer steps of the short training")
+    p.add_argument("--long", type=int, default=300, help="optimizer steps of the long training")
     p.add_argument("--warmup", type=int, default=20, help="learning-rate warm-up steps (the default 200 would cover most of a short run)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--w", type=float, default=1.0, help="the paper's w for plain, uniform and CBDM, and the base of per-class w")
