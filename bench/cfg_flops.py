@@ -172,6 +172,7 @@ def main() -> None:
     ap.add_argument("--name", default="cfg_flops", help="results file bench/results/<name>.json")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, i.e. every core)")
     ap.add_argument("--no-work-flops", action="store_true", help="skip the FLOP table of the paper preset's networks")
+    ap.add_argument("--out-dir", default=None, help="write <name>.json here instead of bench/results (e.g. $OUT on a lent GPU)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     if args.threads:
@@ -245,7 +246,7 @@ def main() -> None:
     print(md)
     print(json.dumps({k: v for k, v in res.items() if k != "work_flops"}, default=float))
     if not args.no_write:
-        print(write_result(args.name, res, markdown=md, device=str(device)))
+        print(write_result(args.name, res, markdown=md, device=str(device), out_dir=args.out_dir))
 
 
 if __name__ == "__main__":
