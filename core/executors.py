@@ -433,3 +433,24 @@ class RayExecutor:
     def shutdown(self) -> None:
         if self.ray.is_initialized():
             self.ray.shutdown()
+
+
+# ------------------------------------------------------------------------------ choosing one
+def executor_for(devices: str | None = None, lanes: int | None = None, ray: str | None = None,
+                 ray_num_cpus: int | None = None, wide: dict[str, int] | None = None):
+    """The executor the CLI options ask for, or None for the in-process serial one.
+
+    ``--devices cpu,cpu`` / ``cuda:0,cuda:1`` / ``cuda`` (every GPU): a ``LocalExecutor`` over those lanes;
+    ``--lanes N``: N CPU lanes, the cores split between them; ``--ray [ADDRESS]``: a ``RayExecutor``
+    (``ray`` = "local" or "" starts a local instance)."""
+    chosen = [name for name, v in (("--devices", devices), ("--lanes", lanes), ("--ray", ray)) if v not in (None, False)]
+    if len(chosen) > 1:
+        raise ConfigError(f"{' and '.join(chosen)} were both given; they choose the executor in different ways.",
+                          "Pass one of --devices, --lanes or --ray.")
+    if ray is not None:
+        return RayExecutor(address=None if ray in ("", "local") else ray, num_cpus=ray_num_cpus)
+    if devices:
+        return LocalExecutor(parse_devices(devices), wide=wide)
+    if lanes is not None:
+        return LocalExecutor(cpu_lanes(lanes), wide=wide)
+    return None

@@ -176,3 +176,17 @@ def test_ray_executor_matches_the_serial_executor(tmp_path, ray_local):
     starts = {cid: dev for cid, ev, dev in events if ev == "start"}
     assert set(starts) == {"a", "b", "c", "bad", "sd"} and "cpu[pid" in starts["a"]
     assert out["a"].device == starts["a"]
+
+
+def test_executor_for_the_cli_options(monkeypatch):
+    from core.executors import executor_for
+
+    assert executor_for() is None  # no option: the study's in-process serial executor
+    ex = executor_for(lanes=2)
+    assert isinstance(ex, LocalExecutor) and ex.device == "cpu:0,cpu:1"
+    assert executor_for(devices="cpu,cpu").device == "cpu:0,cpu:1"
+    with pytest.raises(ConfigError, match="--devices and --lanes were both given"):
+        executor_for(devices="cpu", lanes=2)
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ConfigError, match="--ray needs the optional package 'ray'"):
+        executor_for(ray="local")
