@@ -119,17 +119,18 @@ def _gpu_count() -> int:
 def accelerate_launch_command(devices: str, module_args: list[str]) -> tuple[list[str], dict[str, str]]:
     """(argv, extra env) that run ``python -m <module_args>`` as one process per device of a wide cell.
 
-    ``devices`` is what a wide cell is given, e.g. ``"cuda:0,cuda:1"`` or ``"cpu:0,cpu:1"``.
-    Uses ``accelerate launch`` (Accelerate chooses DDP over NCCL on GPUs, gloo on CPU)."""
+    ``devices`` is what a wide cell is given, e.g. ``"cuda:0,cuda:1"`` or ``"cpu:0,cpu:1"``. GPUs:
+    ``accelerate launch --multi_gpu`` (DDP over NCCL) on exactly those GPUs. CPU lanes: ``torchrun
+    --standalone`` (gloo), because ``accelerate launch --cpu`` starts a single process."""
     labels = [d for d in devices.split(",") if d]
-    argv = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(len(labels)),
-            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    k = str(len(labels))
     env = {"PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    if all(l.startswith("cuda:") for l in labels):
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(l[5:] for l in labels)
-        argv += ["--multi_gpu"] if len(labels) > 1 else []
+    if all(lab.startswith("cuda:") for lab in labels):
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(lab[5:] for lab in labels)
+        argv = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", k, "--num_machines", "1",
+                "--mixed_precision", "no", "--dynamo_backend", "no", *(["--multi_gpu"] if len(labels) > 1 else [])]
     else:
-        argv += ["--cpu"] + (["--multi_gpu"] if len(labels) > 1 else [])
+        argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", k]
     return argv + ["-m", *module_args], env
 
 

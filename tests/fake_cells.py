@@ -49,3 +49,16 @@ def record(payload, cell, device, callbacks):
     Path(payload["dir"], f"{cell.id}.json").write_text(json.dumps(rec))
     callbacks.metrics({"step": 1, "loss": 0.5})
     return rec
+
+
+def wide_ddp(payload, cell, device, callbacks):
+    """A wide cell: one process per lane it was given, started the way a CFG training would be."""
+    import subprocess
+
+    from core.executors import accelerate_launch_command
+
+    argv, env = accelerate_launch_command(device, ["tests.ddp_probe", payload["dir"]])
+    r = subprocess.run(argv, env={**os.environ, **env}, capture_output=True, text=True, timeout=240)
+    if r.returncode:
+        raise RuntimeError(f"launch failed ({r.returncode}): {r.stderr[-2000:]}")
+    return {"device": device, "ranks": sorted(json.loads(p.read_text())["rank"] for p in Path(payload["dir"]).glob("rank*.json"))}

@@ -140,7 +140,8 @@ def test_accelerate_launch_command_for_a_wide_cell():
     assert argv[argv.index("--num_processes") + 1] == "2" and "--multi_gpu" in argv
     assert argv[-5:] == ["-m", "core", "train-cfg", "--out", "x"]
     argv, env = accelerate_launch_command("cpu:0,cpu:1", ["core", "train-cfg"])
-    assert "--cpu" in argv and "CUDA_VISIBLE_DEVICES" not in env
+    assert argv[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    assert "CUDA_VISIBLE_DEVICES" not in env
 
 
 def test_ray_missing_is_a_clear_error(monkeypatch):
@@ -190,3 +191,12 @@ def test_executor_for_the_cli_options(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ConfigError, match="--ray needs the optional package 'ray'"):
         executor_for(ray="local")
+
+
+@pytest.mark.timeout(300)
+def test_a_wide_cell_launches_one_process_per_lane(tmp_path):
+    out = LocalExecutor(cpu_lanes(2, threads=1), wide={"cfg-train": 0}).run(
+        [Cell("train", "cfg-train")], CellTask("tests.fake_cells:wide_ddp", {"dir": str(tmp_path)}))
+    assert out["train"].state == OK, out["train"].error
+    assert out["train"].result["ranks"] == [0, 1]
+    assert [json.loads((tmp_path / f"rank{r}.json").read_text())["sum"] for r in (0, 1)] == [3.0, 3.0]  # 1 + 2
