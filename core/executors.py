@@ -307,12 +307,14 @@ def _import_ray():
     return ray
 
 
-def _ray_cell(task: CellTask, cell: Cell, threads: int | None, events) -> dict:
-    """Body of one Ray task: pin threads, say where it runs, run the cell like ``execute`` does."""
+def _ray_cell(task: CellTask, cell: Cell, threads: int | None, events, cwd: str) -> dict:
+    """Body of one Ray task: pin threads, work in the driver's folder, say where it runs, run the cell."""
     import socket
 
     import ray
 
+    if os.path.isdir(cwd):  # relative paths in the payload (--out, --data-dir) mean what they meant to the driver
+        os.chdir(cwd)
     if threads:
         for v in THREAD_VARS:
             os.environ[v] = str(threads)
@@ -411,7 +413,7 @@ class RayExecutor:
                             continue
                         opts = {"num_cpus": self.cpus_per_cell, "num_gpus": 1 if (cell.gpu and has_gpu) else 0,
                                 "max_retries": 0}
-                        inflight[remote.options(**opts).remote(task, cell, self.threads, events)] = cell
+                        inflight[remote.options(**opts).remote(task, cell, self.threads, events, os.getcwd())] = cell
                 if not inflight:
                     continue
                 ready, _ = ray.wait(list(inflight), num_returns=1, timeout=self.poll_s)

@@ -41,7 +41,7 @@ def record(payload, cell, device, callbacks):
     if cell.id in payload.get("fail", []):
         raise RuntimeError(f"boom in {cell.id}")
     rec = {"id": cell.id, "pid": os.getpid(), "device": device, "start": start, "end": time.time(),
-           "omp": os.environ.get("OMP_NUM_THREADS")}
+           "omp": os.environ.get("OMP_NUM_THREADS"), "cwd": os.getcwd()}
     if payload.get("threads"):
         import torch
 

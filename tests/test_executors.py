@@ -174,6 +174,7 @@ def test_ray_executor_matches_the_serial_executor(tmp_path, ray_local):
     a, b = rec(tmp_path, "a"), rec(tmp_path, "b")
     assert a["start"] < b["end"] and b["start"] < a["end"]  # 2 CPUs: they met, so both ran at once
     assert a["torch_threads"] == 1 and a["device"] == "cpu"
+    assert a["cwd"] == os.getcwd()  # relative paths in a payload mean the same in a Ray task
     starts = {cid: dev for cid, ev, dev in events if ev == "start"}
     assert set(starts) == {"a", "b", "c", "bad", "sd"} and "cpu[pid" in starts["a"]
     assert out["a"].device == starts["a"]
