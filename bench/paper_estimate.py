@@ -37,8 +37,9 @@ ARCHS = ("resnet18", "resnet50")
 TEST_IMAGES = 10_000
 
 
-def cells(work: dict, rate: float) -> list[dict]:
-    """The paper study's cells with their seconds at `rate` FLOP/s."""
+def cells(work: dict, rate: float, budget: str = "steps") -> list[dict]:
+    """The paper study's cells with their seconds at `rate` FLOP/s. Budget "steps" (the lab's default):
+    every classifier sees as many images as the largest set in 100 epochs; "epochs": its own set's."""
     fill = sum(TARGET - c for c in COUNTS)  # 22,500 generated images per w and seed
     real = sum(COUNTS)  # 27,500
     out = []
@@ -49,7 +50,7 @@ def cells(work: dict, rate: float) -> list[dict]:
             out.append({"id": f"fill w{w:g} s{s}", "kind": "fill", "deps": [f"cfg-train s{s}"],
                         "flops": work["cfg_ddpm_sample_step_per_image"] * SAMPLER_STEPS * fill})
         for m in METHODS:
-            n = real if m == "none" else real + fill
+            n = real if (m == "none" and budget == "epochs") else real + fill
             for a in ARCHS:
                 dep = [f"fill w{m.split('=')[1]} s{s}"] if m.startswith("cfg") else []
                 out.append({"id": f"{m} {a} s{s}", "kind": "classifier", "deps": dep,
@@ -97,13 +98,14 @@ def main() -> None:
     ap.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak of the GPU, TFLOP/s")
     ap.add_argument("--fraction", type=float, default=0.10, help="assumed achieved fraction of that peak")
     ap.add_argument("--ddp-eff", type=float, default=0.9, help="per-GPU efficiency of a CFG training spread over k GPUs")
+    ap.add_argument("--budget", choices=["steps", "epochs"], default="steps", help="the study's classifier budget (the paper preset: steps)")
     ap.add_argument("--flops", default=str(RESULTS / "cfg_flops.json"), help="the cfg_flops results file")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     src = json.loads(Path(args.flops).read_text())
     work = src["results"]["work_flops"]
     rate = args.peak_tflops * 1e12 * args.fraction
-    cs = cells(work, rate)
+    cs = cells(work, rate, args.budget)
     by_kind = {}
     for c in cs:
         by_kind[c["kind"]] = by_kind.get(c["kind"], 0.0) + c["s"]
@@ -120,7 +122,7 @@ def main() -> None:
            "sensitivity_gpu_hours": {f: total * args.fraction / f / 3600 for f in (0.05, 0.1, 0.2)}}
     md = [f"**Estimate, not a measurement.** GPU: {args.gpu}, {args.peak_tflops:g} TFLOP/s dense bf16, assumed "
           f"{args.fraction:.0%} achieved ({rate / 1e12:.0f} TFLOP/s). Work: {res['flops_total'] / 1e18:.2f} EFLOP in "
-          f"{len(cs)} cells (SD cells left out).", "",
+          f"{len(cs)} cells (SD cells left out), classifier budget \"{args.budget}\".", "",
           "| part | GPU-hours |", "|---|---|"]
     md += [f"| {k} ({sum(1 for c in cs if c['kind'] == k)} cells) | {v / 3600:.1f} |" for k, v in by_kind.items()]
     md += [f"| **total on one GPU** | **{total / 3600:.1f}** (at 5 % / 10 % / 20 % of peak: "
