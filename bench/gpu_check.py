@@ -13,7 +13,9 @@ rewritten, so a timeout or a crash keeps what was measured before it):
   3. ``paper_smoke``: ``python -m core experiment --preset paper-smoke --device cuda`` unchanged;
      wall time, states and rows.
 
-The card's name (``nvidia-smi``/torch) is recorded first. Budget: the device tool gives 600 s per
+The card's name (``nvidia-smi``/torch) is recorded first. Afterwards, on the workstation:
+``python bench/gpu_check.py --record FETCHED/gpu_check.json`` writes bench/results/gpu_check.json,
+which BENCHMARKS.md shows through bench/templates/gpu_check.md. Budget: the device tool gives 600 s per
 command, so the default caps sum to 540 s (150 + 120 + 240, plus a few seconds of overhead).
 """
 
@@ -53,6 +55,39 @@ def resnet18_part(data_dir: str, batches: int, batch_size: int, device: str) -> 
             "card": torch.cuda.get_device_name(0) if dev.type == "cuda" else "CPU"}
 
 
+def record(path: str) -> int:
+    """Turn a fetched ``gpu_check.json`` into bench/results/gpu_check.json (markdown with the card's name)."""
+    sys.path.insert(0, str(ROOT))
+    from bench.record import write_result
+
+    rep = json.loads(Path(path).read_text())
+    parts = rep["parts"]
+    card = rep.get("nvidia_smi") or "?"
+    lines = [f"Card: **{card}** (nvidia-smi), run {rep.get('started')}.", "", "| part | figure | state |", "|---|---|---|"]
+    c = (parts.get("cfg_small") or {}).get("result") or {}
+    if c:
+        lines.append(f"| `small` CFG, CIFAR-10, bf16, batch {c['batch_size']} | {c['loop']['steps_per_s']:.2f} steps/s, "
+                     f"{c['loop']['images_per_s']:.0f} images/s; {c['flops_per_step'] / 1e9:.0f} GFLOP/step = "
+                     f"{c['achieved_fraction_loop']:.1%} of a {c['matmul_peak_flops_per_s'] / 1e12:.0f} TFLOP/s bf16 matmul peak "
+                     f"measured in the same run | rc {parts['cfg_small']['rc']} |")
+    r = (parts.get("resnet18") or {}).get("result") or {}
+    if r:
+        lines.append(f"| ResNet18 (CIFAR stem) training, batch {r['batch_size']}, {r['dtype']} | {r['images_per_s']:.0f} images/s "
+                     f"({r['data']}) | rc {parts['resnet18']['rc']} |")
+    sm = parts.get("paper_smoke") or {}
+    if sm:
+        res = sm.get("result") or {}
+        lines.append(f"| `--preset paper-smoke --device cuda` | {sm['wall_s']:.0f} s wall; cells {res.get('cells')} | "
+                     f"rc {sm['rc']}, state {res.get('state')} |")
+    for name, e in parts.items():
+        if e.get("rc") not in (0, None):
+            lines.append(f"\n{name} did not finish (rc {e['rc']}): `{(e.get('stderr_tail') or '')[-300:]}`")
+    out = write_result("gpu_check", rep, markdown="\n".join(lines), device="cuda", command="bench/gpu_check.py --out $OUT")
+    print("\n".join(lines))
+    print(out)
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.environ.get("OUT", str(ROOT / ".cache" / "bench" / "gpu_check")))
@@ -62,8 +97,12 @@ def main() -> int:
     ap.add_argument("--smoke-s", type=int, default=240)
     ap.add_argument("--device", default="cuda", help="cuda (the check); cpu only to test this script's plumbing")
     ap.add_argument("--only", default="cfg_small,resnet18,paper_smoke", help="comma-separated parts to run")
+    ap.add_argument("--record", default=None, metavar="GPU_CHECK_JSON",
+                    help="write a fetched gpu_check.json into bench/results/gpu_check.json (for BENCHMARKS.md) and stop")
     ap.add_argument("--_resnet18", action="store_true", help=argparse.SUPPRESS)  # the part's own process
     args = ap.parse_args()
+    if args.record:
+        return record(args.record)
     if args._resnet18:
         gpu = args.device.startswith("cuda")
         print(json.dumps(resnet18_part(args.data_dir, 40 if gpu else 2, 256 if gpu else 16, args.device)))
