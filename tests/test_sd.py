@@ -232,7 +232,7 @@ def test_offline_without_weights_names_model_size_and_folder(tmp_path, monkeypat
     monkeypatch.setenv("IMBALANCE_LAB_MODELS", str(tmp_path / "models"))
     monkeypatch.delenv("IMBALANCE_LAB_OFFLINE", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the hub's own flag is enough
-    monkeypatch.setattr(sd, "_in_hf_cache", lambda model: False)  # ignore the machine's real HF cache
+    monkeypatch.setattr(sd.weights, "_in_hf_cache", lambda model: False)  # ignore the machine's real HF cache
     with pytest.raises(WeightsMissingError) as info:
         sd.SDGenerator(CLASSES, 3, 32)  # the default model
     msg = str(info.value)
@@ -269,7 +269,7 @@ def test_fp16_only_folder_loads_on_cpu(tiny_sd, tmp_path):
     pipe.save_pretrained(tmp_path / "half", variant="fp16")
     assert list((tmp_path / "half").glob("unet/*.fp16.safetensors")) and not list((tmp_path / "half").glob("unet/diffusion_pytorch_model.safetensors"))
     src = sd.resolve(str(tmp_path / "half"))
-    assert sd._variant(src, "fp32") == "fp16"
+    assert sd.pipeline._variant(src, "fp32") == "fp16"
     s = sd.SDGenerator(CLASSES, 3, 16, model=str(tmp_path / "half"), steps=2).generate(0, 2, seed=1)
     assert s.images.shape == (2, 3, 16, 16)
 

@@ -69,7 +69,7 @@ def test_cli_dataset_supplies_class_names_size_and_channels(tiny_sd, tmp_path):
 
 def test_cli_offline_without_weights_exits_nonzero_with_the_fix(tiny_sd, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("IMBALANCE_LAB_MODELS", str(tmp_path / "models"))
-    monkeypatch.setattr(sd, "_in_hf_cache", lambda model: False)
+    monkeypatch.setattr(sd.weights, "_in_hf_cache", lambda model: False)
     rc = main(["sample-sd", "--class-names", "cat,dog", "--n", "1", "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert rc == 2
