@@ -1,5 +1,5 @@
 """Runs the quick study preset (digits, exponential profile ratio 50, small ResNet, 2 seeds)
-and writes its table to bench/results/classifier.md as measured.
+and writes its table to bench/results/quick_study.json (bench/record.py) as measured.
 
     flock /tmp/lab-cpu.lock .venv/bin/python bench/quick_study.py [--out bench/out/quick] [--resume]
 
@@ -9,7 +9,6 @@ The preset is not tuned to favour any method; the figures are what this run meas
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import shutil
 import sys
@@ -18,9 +17,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
-from data_pipeline import RESULTS, machine, update_section  # noqa: E402
+from bench.record import write_result  # noqa: E402
 
 
 def main() -> int:
@@ -62,8 +60,7 @@ def main() -> int:
     fid = any(r.get("fid") for r in res["rows"])
     gen_note = ("The generation metric is FID on Inception-v3 (torch-fidelity weights)." if fid else
                 'The generation metric is the Fréchet distance on the judge CNN\'s features ("FD (judge CNN features)"), not FID: no Inception-v3 weights were available offline.')
-    body = f"""Command: `flock /tmp/lab-cpu.lock .venv/bin/python bench/quick_study.py` (= `python -m core experiment --preset quick --out bench/out/quick`), {datetime.date.today().isoformat()}, machine: {machine()}.
-Study: digits (16x16 grayscale, 10 classes), exponential profile ratio 50, small ResNet ({cfg.classifier['epochs']} epochs, batch {cfg.classifier['batch_size']}, SGD Nesterov lr {cfg.classifier['lr']}), seeds {cfg.seeds}, every class filled to the largest; CFG: tiny UNet, {cfg.cfg_train['steps']} steps per seed, {cfg.cfg_sample['sampler']} sampler {cfg.cfg_sample['steps']} steps. Mean ± std (ddof 1) over seeds; accuracy and F1 in %, on the balanced test split (360 images).
+    body = f"""Study: digits (16x16 grayscale, 10 classes), exponential profile ratio 50, small ResNet ({cfg.classifier['epochs']} epochs, batch {cfg.classifier['batch_size']}, SGD Nesterov lr {cfg.classifier['lr']}), seeds {cfg.seeds}, every class filled to the largest; CFG: tiny UNet, {cfg.cfg_train['steps']} steps per seed, {cfg.cfg_sample['sampler']} sampler {cfg.cfg_sample['steps']} steps. Mean ± std (ddof 1) over seeds; accuracy and F1 in %, on the balanced test split (360 images).
 **Wall time: {wall / 60:.1f} min** (target ≤ 10 min on 2 cores{': met' if wall <= 600 else ': MISSED'}). CFG model state per seed: {cfg_status}.
 
 {table}
@@ -73,8 +70,7 @@ Notes:
 
 Every classifier trains the same number of epochs, so `none` (the imbalanced set alone) gets fewer optimizer steps than the filled sets.
 {gen_note} `n_images` is the size of the evaluated set (imbalanced + generated); the reference is the full digits train split. KID is computed on the same features (subset size in `results.json`)."""
-    update_section(RESULTS, "Quick study (--preset quick)", body)
-    print(f"wrote {RESULTS}")
+    print(f"wrote {write_result('quick_study', {'minutes': wall / 60, 'rows': res['rows']}, markdown=body)}")
     return 0
 
 
