@@ -15,8 +15,9 @@ rewritten, so a timeout or a crash keeps what was measured before it):
 
 The card's name (``nvidia-smi``/torch) is recorded first. Afterwards, on the workstation:
 ``python bench/gpu_check.py --record FETCHED/gpu_check.json`` writes bench/results/gpu_check.json,
-which BENCHMARKS.md shows as its own section (bench/templates/gpu_check_plan.md says what is pending). Budget: the device tool gives 600 s per
-command, so the default caps sum to 540 s (150 + 120 + 240, plus a few seconds of overhead).
+which BENCHMARKS.md shows as its own section (bench/templates/gpu_check_plan.md says what is
+pending). Budget: the device tool gives 600 s per command, so the default caps sum to 540 s
+(150 + 120 + 240, plus a few seconds of overhead).
 """
 
 from __future__ import annotations
