@@ -65,7 +65,7 @@ def _generation(cfg, v, outcomes) -> dict:
 
     if v.partial:
         return {}
-    gs = [o.result["generation"] for s in cfg.seeds
+    gs = [{**o.result["generation"], "seed": s} for s in cfg.seeds
           if (o := outcomes.get(cell_id("fill", v.fill_name, seed=s))) is not None and o.state == OK and o.result.get("generation")]
     if not gs:
         return {}

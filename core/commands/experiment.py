@@ -87,7 +87,8 @@ def render_table(rows: list[dict]) -> str:
     Student-t 95 % CI, the paired verdicts against every reference, steps and images seen."""
     gen_key = next((k for r in rows for k in ("fid", "fd_judge") if r.get(k)), None)
     labels = {"fid": "FID", "fd_judge": "FD (judge CNN features)"}
-    refs = list(dict.fromkeys(ref for r in rows for ref in r.get("vs", {})))
+    order = [r["method"] for r in rows]
+    refs = sorted({ref for r in rows for ref in r.get("vs", {})}, key=order.index)
     head = ["method", "classifier", "state", "seeds", "steps", "images seen", "train size", "accuracy", "acc. 95% CI", "± test (binomial)",
             "macro-F1", "minority-F1"] + [f"vs {ref} (Δacc, verdict)" for ref in refs]
     if gen_key:
