@@ -111,9 +111,9 @@ with tab_cls:
         if go:
             method, params, set_run = sets[choice]
             try:
-                cfg = _build(mod.ClassifierConfig, data=cfg_data, arch=arch, epochs=int(epochs), batch_size=int(batch), lr=float(lr), seed=int(seed),
-                             balance_method=method, balance_params=params)
-                config = cfg.to_dict()
+                cfg = _build(mod.ClassifierConfig, data=cfg_data, arch=arch, epochs=int(epochs), batch_size=int(batch), lr=float(lr), seed=int(seed))
+                # how the training set is made: the classifier job fills it before training (core.balance)
+                config = {**cfg.to_dict(), "balance_method": method, "balance_params": params}
                 if set_run:
                     config["train_set_run"] = set_run
                 _submit(CLS_KIND, config, f"{arch}-{method}")

@@ -55,7 +55,7 @@ from core.data.imageset import ImageSet
 from core.data.loading import DATASETS, DataConfig
 from core.jobconfig import JobConfig
 from core.errors import Cancelled, ConfigError, LabError, Unavailable
-from core.generators.base import METHODS
+from core.generators.registry import METHODS
 from core.nets.resnet import ARCHS
 from core.runs import Run
 
@@ -203,7 +203,7 @@ class StudyConfig(JobConfig):  # its from_dict below is strict: a study file mus
             raise ConfigError(f"Unknown extractor '{self.extractor}'.", f"Choose one of: {', '.join(EXTRACTORS)}.")
         from core.train.classifier import ClassifierConfig
 
-        known = set(ClassifierConfig.__dataclass_fields__) - {"data", "arch", "seed", "device", "balance_method", "balance_params", "balance_target", "loss"}
+        known = set(ClassifierConfig.__dataclass_fields__) - {"data", "arch", "seed", "device", "loss"}
         for where, over in [("classifier", self.classifier), *[(f"classifier_overrides.{k}", v) for k, v in self.classifier_overrides.items()]]:
             bad = sorted(set(over) - known)
             if bad:
@@ -515,7 +515,7 @@ def _generator(ctx: _Context, fill: str, w: float | None, train: ImageSet, seed:
         if not str(device).startswith("cuda") and not ctx.cfg.sd_on_cpu:
             raise Unavailable("Stable Diffusion needs a GPU here (512 px sampling takes minutes per image on CPU).", "Run on a GPU, or set sd_on_cpu = true to force it.")
         return SDGenerator(classes=train.classes, channels=train.channels, image_size=train.image_size, device=device, **params)
-    from core.generators.base import build_generator
+    from core.generators.registry import build_generator
 
     return build_generator(fill, train, **params)
 
@@ -569,17 +569,17 @@ def _train_set(ctx: _Context, spec: dict) -> ImageSet:
 
 
 def _classifier_cell(ctx: _Context, spec: dict, device: str, cb: Callbacks) -> dict:
+    from core.balance import train_set_info
     from core.train.classifier import ClassifierConfig, train_classifier
 
-    cfg, seed = ctx.cfg, spec["seed"]
-    w = spec["w"]
+    cfg, seed, w = ctx.cfg, spec["seed"], spec["w"]
     over = {**classifier_overrides(cfg, spec["classifier"]), **spec["budget"]}  # budget "steps": the study's steps and warm-up
     ccfg = ClassifierConfig.from_dict({**over, "data": cfg.data_for_seed(seed).to_dict(), "arch": spec["classifier"], "seed": seed,
-                                       "device": device, "loss": "ce" if spec["loss"] == POSTHOC else spec["loss"],
-                                       "balance_method": spec["fill"], "balance_params": {"w": w} if w is not None else dict(cfg.method_params.get(spec["fill"], {}))})
-    train = _train_set(ctx, spec)
+                                       "device": device, "loss": spec["loss"]})
+    info = train_set_info(spec["fill"], {"w": w} if w is not None else dict(cfg.method_params.get(spec["fill"], {})), cfg.target)
+    info.update(study_method=spec["variant"], partial_fill=cfg.partial_fill if spec["partial"] else None)
     res = train_classifier(ccfg, cell_dir(ctx.root, cell_id("clf", spec["variant"], spec["classifier"], seed)), callbacks=cb, resume=True,
-                           train_set=train, dataset=ctx.ds)
+                           train_set=_train_set(ctx, spec), dataset=ctx.ds, train_set_info=info)
     if res.get("cancelled"):
         raise Cancelled("study cancelled during classifier training")
     return res
