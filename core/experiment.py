@@ -355,6 +355,15 @@ class StudyPlan:
     budget: dict[str, dict]  # classifier -> {"steps", "warmup_steps"} under budget "steps"; {} under "epochs"
     cells: list[Cell]
     specs: dict[str, dict]  # cell id -> its parameters (JSON), the executor's payload
+    planned: dict[str, dict] = field(default_factory=dict)  # "variant|classifier" -> planned steps, images_seen, train_size, batch_size
+
+    @staticmethod
+    def clf_id(variant: str, clf: str, seed: int) -> str:
+        return cell_id("clf", variant, clf, seed)
+
+    @staticmethod
+    def fill_id(fill_name: str, seed: int) -> str:
+        return cell_id("fill", fill_name, seed=seed)
 
 
 def classifier_overrides(cfg: StudyConfig, clf: str) -> dict:
@@ -373,6 +382,16 @@ def step_budget(cfg: StudyConfig, clf: str, train_sizes: dict[str, int]) -> dict
     steps = int(c.steps) if c.steps is not None else c.epochs * spe
     warm = int(c.warmup_steps) if c.warmup_steps is not None else int(round(c.warmup_epochs * spe))
     return {"steps": steps, "warmup_steps": warm}
+
+
+def planned_run(cfg: StudyConfig, clf: str, n: int, budget: dict) -> dict:
+    """The steps a classifier on n images will run: the study's budget, or epochs × ⌊n/b⌋."""
+    from core.train.classifier import ClassifierConfig
+
+    c = ClassifierConfig.from_dict(classifier_overrides(cfg, clf))
+    bs = min(c.batch_size, n)
+    steps = budget["steps"] if budget else (int(c.steps) if c.steps is not None else c.epochs * max(1, n // bs))
+    return {"steps": int(steps), "images_seen": int(steps * bs), "train_size": int(n), "batch_size": int(bs)}
 
 
 def cell_id(kind: str, name: str | None = None, clf: str | None = None, seed: int = 0) -> str:
@@ -411,7 +430,8 @@ def plan_study(cfg: StudyConfig, counts: list[int]) -> StudyPlan:
                 add(Cell(cid, "classifier", deps, gpu=True, label=f"{v.name} × {clf}, seed {seed}"),
                     variant=v.name, fill=v.fill, fill_name=v.fill_name, w=v.w, loss=v.loss, partial=v.partial, classifier=clf, seed=seed,
                     sizes=fill_sizes(cfg, counts, v), budget=budget.get(clf, {}))
-    return StudyPlan(counts, sizes, budget, cells, specs)
+    planned = {f"{v.name}|{c}": planned_run(cfg, c, sizes[v.name], budget.get(c, {})) for v in variants for c in cfg.classifiers}
+    return StudyPlan(counts, sizes, budget, cells, specs, planned)
 
 
 # ---------------------------------------------------------------------- the cells

@@ -37,10 +37,8 @@ def _msc(values: list) -> dict:
     return {"mean": s["mean"], "std": s["std"], "ci95": s["ci95"]}
 
 
-def _seed_outcomes(cfg, v, clf, outcomes) -> dict:
-    from core.experiment import cell_id
-
-    return {s: outcomes.get(cell_id("clf", v.name, clf, s)) for s in cfg.seeds}
+def _seed_outcomes(cfg, plan, v, clf, outcomes) -> dict:
+    return {s: outcomes.get(plan.clf_id(v.name, clf, s)) for s in cfg.seeds}
 
 
 def _row_state(per_seed: dict) -> tuple[str, dict, str | None]:
@@ -58,15 +56,13 @@ def _row_state(per_seed: dict) -> tuple[str, dict, str | None]:
     return OK, {}, reasons[0] if reasons else None
 
 
-def _generation(cfg, v, outcomes) -> dict:
+def _generation(cfg, plan, v, outcomes) -> dict:
     """The generation metric of the set this row trained on: its fill's (full fills; the losses
     and posthoc-adjust train on the imbalanced set, i.e. `none`'s); partial fills are not measured."""
-    from core.experiment import cell_id
-
     if v.partial:
         return {}
     gs = [{**o.result["generation"], "seed": s} for s in cfg.seeds
-          if (o := outcomes.get(cell_id("fill", v.fill_name, seed=s))) is not None and o.state == OK and o.result.get("generation")]
+          if (o := outcomes.get(plan.fill_id(v.fill_name, s))) is not None and o.state == OK and o.result.get("generation")]
     if not gs:
         return {}
     key = gs[0]["key"]
@@ -92,19 +88,11 @@ def _budget_fields(cfg, plan, v, clf, rs: list[dict]) -> dict:
     """steps / images_seen / train_size: what the runs did, or (no run finished) what was planned."""
     if rs:
         return {k: int(rs[0][k]) for k in ("steps", "images_seen", "train_size", "batch_size")}
-    from core.train.classifier import ClassifierConfig
-
-    from core.experiment import classifier_overrides
-
-    n = plan.train_sizes[v.name]
-    c = ClassifierConfig.from_dict(classifier_overrides(cfg, clf))
-    bs = min(c.batch_size, n)
-    steps = plan.budget[clf]["steps"] if plan.budget else c.epochs * max(1, n // bs)
-    return {"steps": int(steps), "images_seen": int(steps * bs), "train_size": int(n), "batch_size": int(bs)}
+    return dict(plan.planned[f"{v.name}|{clf}"])
 
 
 def make_row(cfg, plan, v, clf, outcomes, test_size: int) -> dict:
-    per_seed = _seed_outcomes(cfg, v, clf, outcomes)
+    per_seed = _seed_outcomes(cfg, plan, v, clf, outcomes)
     state, errors, reason = _row_state(per_seed)
     seeds = [s for s, o in per_seed.items() if o is not None and o.state == OK]
     rs = [per_seed[s].result for s in seeds]
@@ -120,7 +108,7 @@ def make_row(cfg, plan, v, clf, outcomes, test_size: int) -> dict:
     row["minority_classes"] = rs[0].get("minority_classes") if rs else None
     row["train_images"] = rs[0].get("train_images") if rs else None
     row["kid"] = None
-    row.update(_generation(cfg, v, outcomes))
+    row.update(_generation(cfg, plan, v, outcomes))
     row["_acc"] = {s: r["accuracy"] for s, r in zip(seeds, rs)}  # per-seed accuracy for the paired comparisons (dropped below)
     return row
 

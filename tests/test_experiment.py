@@ -236,13 +236,10 @@ def test_step_budget_is_equal_across_methods_and_epochs_is_not():
     # budget "epochs": each run takes its own epochs (none: 3·⌊137/64⌋ = 6 steps against 18)
     cfg.classifier.pop("steps")
     cfg.budget = "epochs"
-    from core.study_rows import _budget_fields
-
     plan = plan_study(cfg, counts)
     assert all(s["budget"] == {} for s in plan.specs.values() if "budget" in s)
-    v = {x.name: x for x in cfg.variants()}
-    assert _budget_fields(cfg, plan, v["none"], "small", [])["steps"] == 6
-    assert _budget_fields(cfg, plan, v["oversample"], "small", [])["steps"] == 18
+    assert plan.planned["none|small"] == {"steps": 6, "images_seen": 384, "train_size": 137, "batch_size": 64}
+    assert plan.planned["oversample|small"]["steps"] == 18
 
 
 def test_partial_fill_is_half_way_in_log_scale():
