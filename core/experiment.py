@@ -240,29 +240,40 @@ class StudyConfig(JobConfig):  # its from_dict below is strict: a study file mus
 
 PAPER_COUNTS = [500 * (i + 1) for i in range(10)]  # the paper's Table 1: airplane 500 ... truck 5000
 
+QUICK_METHODS = ["none", "oversample", "mixup", "cutmix", "cfg", "sd", "reweight", "logit-adjust", "posthoc-adjust", "cfg+logit-adjust"]
+
 PRESETS: dict[str, StudyConfig] = {
-    # Digits on 2 CPU cores in ~10 minutes. Exponential profile, ratio 50: counts 2 ... 144.
+    # Digits on 2 CPU cores, ≤ 15 minutes from a fresh clone (judge training included).
+    # Exponential profile, ratio 50: counts 2 ... 144 (394 images), filled sets 1440.
+    # 3 seeds × 10 trained classifiers (posthoc-adjust and sd train none) = 30 classifier runs.
+    # Sized from the quiet-machine rates of BENCHMARKS.md (small ResNet ~40 steps/s at batch 64,
+    # tiny CFG ~8 steps/s, DPM sampling ~70 images/s at 12 steps): 30 × 220 classifier steps
+    # (10 epochs of the largest set; under budget "steps" every method runs these 220) ≈ 165 s,
+    # 3 × 400 CFG steps ≈ 150 s, 6 CFG fills × 1046 images ≈ 90 s, generation metrics ≈ 20 s.
     "quick": StudyConfig(
         name="quick",
         data=DataConfig(dataset="digits", profile="exponential", ratio=50.0),
-        methods=["none", "oversample", "mixup", "cutmix", "cfg", "sd"],
+        methods=list(QUICK_METHODS),
         cfg_ws=[0.1, 7.5],
         classifiers=["small"],
-        seeds=[0, 1],
-        classifier={"epochs": 30, "batch_size": 64, "lr": 0.05, "weight_decay": 5e-4, "warmup_epochs": 1.0},
+        seeds=[0, 1, 2],
+        budget="steps",
+        classifier={"epochs": 10, "batch_size": 64, "lr": 0.05, "weight_decay": 5e-4, "warmup_epochs": 1.0, "eval_every": 0},
         method_params={"mixup": {"lam": 0.6}, "cutmix": {"lam": 0.6}},
-        cfg_train={"preset": "tiny", "steps": 500, "batch_size": 64},
-        cfg_sample={"sampler": "dpm", "steps": 20},
+        cfg_train={"preset": "tiny", "steps": 400, "batch_size": 64},
+        cfg_sample={"sampler": "dpm", "steps": 12},
     ),
-    # The paper's study for a GPU: CIFAR-10, Table 1 counts, λ = 0.6, w ∈ {0.1, 7.5}, ResNet18/50.
+    # The paper's study for a GPU: CIFAR-10, Table 1 counts, λ = 0.6, w ∈ {0.1, 7.5}, ResNet18/50,
+    # plus the long-tail baselines; budget "steps": 100 epochs of the largest (filled) set for every method.
     "paper": StudyConfig(
         name="paper",
         data=DataConfig(dataset="cifar10", profile="custom", counts=PAPER_COUNTS),
-        methods=["none", "oversample", "mixup", "cutmix", "cfg", "sd"],
+        methods=list(QUICK_METHODS),
         cfg_ws=[0.1, 7.5],
         classifiers=["resnet18", "resnet50"],
         seeds=[0, 1, 2],
         target=5000,
+        budget="steps",
         classifier={"epochs": 100, "batch_size": 256, "lr": 0.1, "weight_decay": 5e-4, "warmup_epochs": 2.0, "cifar_stem": True},
         method_params={"mixup": {"lam": 0.6}, "cutmix": {"lam": 0.6}, "sd": {"w": 6.5, "steps": 25}},
         cfg_train={"preset": "ddpm", "steps": 100_000, "batch_size": 128},

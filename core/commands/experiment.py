@@ -10,7 +10,7 @@ HELP = "Run a study (methods × classifiers × seeds) from --preset or --config 
 
 def add_arguments(p) -> None:
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--preset", choices=["quick", "paper"], help="quick: digits on CPU (~10 min on 2 cores); paper: CIFAR-10, ResNet18/50, for a GPU")
+    src.add_argument("--preset", choices=["quick", "paper"], help="quick: digits on CPU (≤ 15 min on 2 cores, 3 seeds); paper: CIFAR-10, ResNet18/50, for a GPU")
     src.add_argument("--config", help="a study TOML file (see studies/quick.toml)")
     p.add_argument("--out", required=True, help="study folder; rerunning on the same folder resumes it (finished cells are skipped)")
     p.add_argument("--data-dir", default=None, help="override [data] data_dir (e.g. an ImageFolder copy of CIFAR-10)")
