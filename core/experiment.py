@@ -385,24 +385,18 @@ def step_budget(cfg: StudyConfig, clf: str, train_sizes: dict[str, int]) -> dict
     """Under budget "steps": S = classifier.steps if given, else epochs × ⌊n_max / b⌋ for the
     largest training set n_max at batch b; warm-up W = warmup_steps, else warmup_epochs × ⌊n_max / b⌋.
     Every method of the study then runs S steps at batch b (the same images seen)."""
-    from core.train.classifier import ClassifierConfig
+    from core.train.classifier import ClassifierConfig, schedule
 
-    c = ClassifierConfig.from_dict(classifier_overrides(cfg, clf))
-    n_max = max(train_sizes.values())
-    spe = max(1, n_max // min(c.batch_size, n_max))
-    steps = int(c.steps) if c.steps is not None else c.epochs * spe
-    warm = int(c.warmup_steps) if c.warmup_steps is not None else int(round(c.warmup_epochs * spe))
-    return {"steps": steps, "warmup_steps": warm}
+    s = schedule(ClassifierConfig.from_dict(classifier_overrides(cfg, clf)), max(train_sizes.values()))
+    return {"steps": s["steps"], "warmup_steps": s["warmup_steps"]}
 
 
 def planned_run(cfg: StudyConfig, clf: str, n: int, budget: dict) -> dict:
     """The steps a classifier on n images will run: the study's budget, or epochs × ⌊n/b⌋."""
-    from core.train.classifier import ClassifierConfig
+    from core.train.classifier import ClassifierConfig, schedule
 
-    c = ClassifierConfig.from_dict(classifier_overrides(cfg, clf))
-    bs = min(c.batch_size, n)
-    steps = budget["steps"] if budget else (int(c.steps) if c.steps is not None else c.epochs * max(1, n // bs))
-    return {"steps": int(steps), "images_seen": int(steps * bs), "train_size": int(n), "batch_size": int(bs)}
+    s = schedule(ClassifierConfig.from_dict({**classifier_overrides(cfg, clf), **budget}), n)
+    return {k: int(s[k]) for k in ("steps", "images_seen", "train_size", "batch_size")}
 
 
 def cell_id(kind: str, name: str | None = None, clf: str | None = None, seed: int = 0) -> str:

@@ -115,9 +115,8 @@ def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
 def weighted_soft_ce(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
     """Soft-target cross-entropy, weighted per image:
     ℓ_i = −Σ_c ỹ_ic · log softmax(z_i)_c with ỹ = (1−ε)·y + ε/C (PyTorch's label smoothing);
-    loss = Σ_i w_i·ℓ_i / Σ_i w_i."""
-    per_image = F.cross_entropy(logits.float(), targets, reduction="none", label_smoothing=label_smoothing)
-    return (weights * per_image).sum() / weights.sum().clamp_min(1e-12)
+    loss = Σ_i w_i·ℓ_i / Σ_i w_i (core.train.losses' "ce")."""
+    return ClassifierLoss("ce", [], label_smoothing=label_smoothing)(logits, targets, weights)
 
 
 def _accelerator(cfg: ClassifierConfig):
@@ -139,6 +138,17 @@ def _accelerator(cfg: ClassifierConfig):
             raise
         AcceleratorState._reset_state(True)
         return Accelerator(cpu=not cuda, mixed_precision=mp)
+
+
+def schedule(cfg: ClassifierConfig, n: int) -> dict:
+    """The steps a run on n images takes: batch b = min(batch_size, n), ⌊n/b⌋ steps an epoch (the
+    remainder is dropped: equal batches keep BatchNorm stable), T = steps or epochs·⌊n/b⌋ in all,
+    warm-up W = warmup_steps or round(warmup_epochs·⌊n/b⌋); the LR schedule spans exactly T."""
+    bs = min(cfg.batch_size, n)
+    spe = max(1, n // bs)
+    total = int(cfg.steps) if cfg.steps is not None else cfg.epochs * spe
+    warmup = int(cfg.warmup_steps) if cfg.warmup_steps is not None else int(round(cfg.warmup_epochs * spe))
+    return {"steps": total, "batch_size": bs, "steps_per_epoch": spe, "warmup_steps": warmup, "images_seen": total * bs, "train_size": n}
 
 
 def _train_summary(train: ImageSet) -> dict:
@@ -220,7 +230,8 @@ def train_classifier(cfg: ClassifierConfig, run_dir: str | Path, callbacks: Call
         train_set = apply_profile(ds.train, cfg.data)
     if train_set.classes != ds.test.classes:
         raise ConfigError("The training set's classes differ from the test set's.", "Build the training set from the same dataset config.")
-    config = {**cfg.to_dict(), **train_set_info, "train_set": _train_summary(train_set)}
+    plan = schedule(cfg, len(train_set))
+    config = {**cfg.to_dict(), **train_set_info, "train_set": _train_summary(train_set), "schedule": plan}
 
     # -- run folder -----------------------------------------------------------------
     run = Run(run_dir)
@@ -256,11 +267,8 @@ def train_classifier(cfg: ClassifierConfig, run_dir: str | Path, callbacks: Call
     model = build_classifier(cfg.arch, train_set.num_classes, train_set.channels, cfg.cifar_stem)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay)
     n, world = len(train_set), acc.num_processes
-    bs = min(cfg.batch_size, n)
-    steps_per_epoch = max(1, n // bs)  # drop the remainder: equal batches keep BatchNorm stable
-    total = int(cfg.steps) if cfg.steps is not None else cfg.epochs * steps_per_epoch  # the LR schedule spans exactly these steps
+    bs, steps_per_epoch, total, warmup = (plan[k] for k in ("batch_size", "steps_per_epoch", "steps", "warmup_steps"))
     n_epochs = math.ceil(total / steps_per_epoch)  # the last one may be partial
-    warmup = int(cfg.warmup_steps) if cfg.warmup_steps is not None else int(round(cfg.warmup_epochs * steps_per_epoch))
     eval_idx = eval_subsample(len(ds.test), cfg.eval_subsample)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, total, warmup, cfg.lr) / cfg.lr)
     start_epoch, step = 0, 0
