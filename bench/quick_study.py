@@ -91,7 +91,8 @@ def _vs(r: dict, ref: str) -> str:
 def table(runs: dict[str, dict]) -> str:
     """Rows = methods; for each budget: steps, images seen, accuracy mean [95 % CI] and the verdicts."""
     budgets = list(runs)
-    refs = list(dict.fromkeys(ref for b in budgets for r in runs[b]["rows"] for ref in r["vs"]))
+    order = [r["method"] for r in runs[budgets[0]]["rows"]]
+    refs = sorted({ref for b in budgets for r in runs[b]["rows"] for ref in r["vs"]}, key=lambda m: order.index(m) if m in order else len(order))
     head = ["method"]
     for b in budgets:
         head += [f"{b}: steps", f"{b}: images seen", f"{b}: accuracy % [95% CI]"] + [f"{b}: vs {ref}" for ref in refs]

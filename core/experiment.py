@@ -337,8 +337,6 @@ def _load_generated(path: Path) -> ImageSet | None:
         return None
 
 
-
-
 # ------------------------------------------------------------------------ planning
 def partial_counts(counts: list[int], target: int, fraction: float) -> list[int]:
     """Per-class sizes of a partial fill: k_c = n_c^(1−f)·T^f (a fraction f of the way from n_c
