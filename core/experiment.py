@@ -505,6 +505,7 @@ def _cfg_run_dir(root: Path, seed: int) -> Path:
 
 def _cfg_train_cell(ctx: _Context, spec: dict, device: str, cb: Callbacks) -> dict:
     try:
+        import core.generators.cfg  # noqa: F401  (a CFG model is trained only if it can be sampled here)
         from core.train.cfg import CFGTrainConfig, train_cfg
     except ImportError as exc:
         raise Unavailable(f"CFG generator not available ({type(exc).__name__}: {exc}).", "Install the lab's requirements (diffusers).")

@@ -207,7 +207,7 @@ def test_toml_errors_and_presets(tmp_path):
 
 def test_missing_generator_is_unavailable_with_its_reason(lab_env, monkeypatch):
     monkeypatch.setitem(sys.modules, "core.generators.cfg", None)  # import fails as if the module were absent
-    frame = run_study(_small(methods=["none", "cfg"], cfg_ws=[0.1, 7.5]), lab_env / "s")
+    frame = run_study(_small(methods=["none", "cfg"], cfg_ws=[0.1, 7.5], cfg_train={"steps": 2, "batch_size": 8}), lab_env / "s")
     assert list(frame["method"]) == ["none", "cfg@w=0.1", "cfg@w=7.5"]
     assert list(frame["state"]) == ["ok", "unavailable", "unavailable"] and frame["accuracy_mean"][0] > 0
     assert all("CFG generator not available" in frame["reason"][i] for i in (1, 2))
@@ -273,7 +273,7 @@ def test_a_failing_cell_fails_its_row_and_the_exit_status_then_resume_reruns_it(
         def generate(self, *a, **k):
             raise RuntimeError("generator exploded")
 
-    cfg = _small(methods=["none", "oversample", "mixup"], seeds=[0, 1])
+    cfg = _small(methods=["none", "oversample", "mixup"], seeds=[0, 1], data={"dataset": "digits", "profile": "custom", "counts": TINY_COUNTS})
     path = lab_env / "f.toml"
     path.write_text(_toml(cfg))
     monkeypatch.setitem(baselines.BASELINES, "oversample", Broken)
@@ -286,7 +286,8 @@ def test_a_failing_cell_fails_its_row_and_the_exit_status_then_resume_reruns_it(
     assert bad["state"] == "failed" and bad["n_seeds"] == 0 and set(bad["errors"]) == {"0", "1"}
     assert "generator exploded" in bad["errors"]["0"] and bad["accuracy"]["mean"] is None
     assert rows["none"]["state"] == rows["mixup"]["state"] == "ok" and rows["mixup"]["n_seeds"] == 2
-    assert "oversample" not in rows["mixup"]["vs"] and "none" in rows["mixup"]["vs"]
+    assert rows["mixup"]["vs"]["oversample"] == {"metric": "accuracy", "diff_mean": None, "ci95": None, "verdict": "n/a"}  # no seed to pair
+    assert rows["mixup"]["vs"]["none"]["diff_mean"] is not None
     status = json.loads((lab_env / "f" / "status.json").read_text())
     assert status["state"] == "failed" and status["cells"]["fill__oversample__seed0"]["state"] == "failed"
     assert "generator exploded" in status["cells"]["fill__oversample__seed0"]["error"]
@@ -307,7 +308,7 @@ def test_a_failing_cell_fails_its_row_and_the_exit_status_then_resume_reruns_it(
 def _toml(cfg: StudyConfig) -> str:
     """A study TOML for the few keys _small sets (tomli_w is not a dependency)."""
     d = cfg.to_dict()
-    data = "\n".join(f"{k} = {json.dumps(d['data'][k])}" for k in ("dataset", "profile", "ratio"))
+    data = "\n".join(f"{k} = {json.dumps(d['data'][k])}" for k in ("dataset", "profile", "ratio", "counts") if d["data"][k] is not None)
     clf = "\n".join(f"{k} = {json.dumps(v)}" for k, v in d["classifier"].items())
     return (f"name = {json.dumps(d['name'])}\nmethods = {json.dumps(d['methods'])}\nseeds = {json.dumps(d['seeds'])}\n"
             f"generation_metrics = false\n[data]\n{data}\n[classifier]\n{clf}\n")
