@@ -627,7 +627,7 @@ def _posthoc_cell(ctx: _Context, spec: dict, device: str, cb: Callbacks) -> dict
     rep = classification_report(t["labels"], pred, ctx.ds.test.num_classes, base.get("minority_classes"), ctx.ds.test.classes)
     keep = ("classes", "arch", "epochs", "steps", "batch_size", "images_seen", "train_size", "epochs_run", "test_size", "train_images",
             "train_counts", "imbalanced_counts", "device", "precision")
-    return {**{k: base.get(k) for k in keep}, **rep, "loss": POSTHOC, "la_tau": tau, "adjusted_run": str(src)}
+    return {**{k: base.get(k) for k in keep}, **rep, "loss": POSTHOC, "study_method": POSTHOC, "la_tau": tau, "adjusted_run": str(src)}
 
 
 # ------------------------------------------------------------------------- the run

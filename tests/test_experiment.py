@@ -111,6 +111,16 @@ def test_tiny_study_end_to_end_then_resumes(lab_env, capsys, monkeypatch):
     assert csv[0].startswith("method,fill,loss,w,classifier,state,budget,steps,images_seen,train_size,n_seeds") and "fd_judge_mean" in csv[0]
     assert "vs_none_verdict" in csv[0] and "accuracy_ci95_lo" in csv[0] and len(csv) == 9
     results_before = (out_dir / "results.json").read_text()
+    # the report (Results page) names every cell by its study method, with its steps and loss
+    from core import report
+
+    df = report.classifier_results(lab_env)
+    assert len(df) == 2 * len(ok)
+    ph = df[df["method"] == "posthoc-adjust"]
+    assert len(ph) == 2 and set(ph["loss"]) == {"posthoc-adjust"} and set(ph["steps"]) == {6}
+    assert set(df[df["method"] == "reweight"]["loss"]) == {"reweight"} and set(df[df["method"] == "none"]["loss"]) == {"ce"}
+    g = report.generation_results(lab_env)
+    assert {"none", "oversample"} <= set(g["method"]) and set(g["seed"]) == {0, 1}
 
     # resume: nothing finished is retrained
     import core.train.classifier as clf
