@@ -46,7 +46,8 @@ class DataConfig:
     minority_fraction: float = 0.5  # fraction of classes that are minorities, for step
     counts: list[int] | None = None  # per-class counts (custom) or one count (balanced)
     minority_order: str = "index"  # index (class 0 smallest, the paper) | reversed | shuffled
-    seed: int = 0  # selects which images each class keeps, and the shuffled order
+    seed: int = 0  # the shuffled minority order, and which images each class keeps unless subset_seed is set
+    subset_seed: int | None = None  # which images each class keeps (None = seed); a study sets it per seed, the minority classes stay seed's
     test_fraction: float = 0.2  # held-out share when the source has no test split
 
     def to_dict(self) -> dict:
