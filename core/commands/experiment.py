@@ -10,7 +10,9 @@ HELP = "Run a study (methods × classifiers × seeds) from --preset or --config 
 
 def add_arguments(p) -> None:
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--preset", choices=["quick", "paper"], help="quick: digits on CPU (≤ 15 min on 2 cores, 3 seeds); paper: CIFAR-10, ResNet18/50, for a GPU")
+    src.add_argument("--preset", choices=["quick", "paper", "paper-smoke"],
+                     help="quick: digits on CPU (≤ 15 min on 2 cores, 3 seeds); paper: CIFAR-10, ResNet18/50, for a GPU; "
+                          "paper-smoke: the paper's code path on CIFAR-10 with small numbers (~3 min on 2 cores)")
     src.add_argument("--config", help="a study TOML file (see studies/quick.toml)")
     p.add_argument("--out", required=True, help="study folder; rerunning on the same folder resumes it (finished cells are skipped)")
     p.add_argument("--data-dir", default=None, help="override [data] data_dir (e.g. an ImageFolder copy of CIFAR-10)")
@@ -21,6 +23,12 @@ def add_arguments(p) -> None:
                    help="steps: every method gets the same optimizer steps (default); epochs: the same epochs (the paper's protocol)")
     p.add_argument("--methods", default=None, help="override the methods, comma-separated (none,oversample,mixup,cutmix,cfg,sd,reweight,logit-adjust,posthoc-adjust,cfg+logit-adjust,...)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when available)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--devices", default=None,
+                       help="run cells in parallel, one worker process per device: cuda (every GPU), cuda:0,cuda:1, or cpu,cpu (CPU lanes)")
+    where.add_argument("--lanes", type=int, default=None, help="run cells in parallel on N CPU lanes, the cores split between them")
+    where.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                       help="run cells as Ray tasks: a local instance, or the cluster at ADDRESS (needs `pip install ray`)")
     p.add_argument("--json", action="store_true", help='print {"rows": [...]} as one JSON object on stdout (progress goes to stderr)')
 
 
@@ -53,7 +61,16 @@ def run(args) -> int:
     def progress(done, total, msg=""):
         print(f"[{done}/{total} cells] {msg}", file=sys.stderr, flush=True)
 
-    run_study(cfg, args.out, Callbacks(on_progress=progress))
+    from core.executors import executor_for
+
+    executor = executor_for(args.devices, args.lanes, args.ray)
+    if executor is not None:
+        print(f"cells run on: {executor.device}", file=sys.stderr, flush=True)
+    try:
+        run_study(cfg, args.out, Callbacks(on_progress=progress), executor=executor)
+    finally:
+        if hasattr(executor, "shutdown"):
+            executor.shutdown()
     res = load_results(args.out)
     # every row is written before the exit status says the study had failed (or cancelled) cells
     code = 0 if res["state"] == "done" else 1
