@@ -1,10 +1,7 @@
-"""Shared helpers of the CFG benchmarks: timing, judge metrics, writing result sections."""
+"""Shared helpers of the CFG benchmarks: judge metrics and markdown tables (results go through bench/record.py)."""
 
 from __future__ import annotations
 
-import datetime as dt
-import platform
-import re
 import sys
 from pathlib import Path
 
@@ -13,8 +10,6 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-RESULTS = ROOT / "bench" / "results" / "cfg.md"
-MACHINE = f"2-core CPU, no GPU ({platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads)"
 
 
 def judge_metrics(judge, real_feats: np.ndarray | None, images: torch.Tensor, labels: torch.Tensor) -> dict:
@@ -29,20 +24,6 @@ def judge_metrics(judge, real_feats: np.ndarray | None, images: torch.Tensor, la
         f = judge.features(images).numpy().astype(np.float64)
         out["fd_judge"] = frechet_distance(*feature_stats(f), *feature_stats(real_feats))
     return out
-
-
-def write_section(title: str, body: str, path: Path = RESULTS) -> None:
-    """Replace (or append) the '## title' section of the results file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = path.read_text() if path.exists() else "# CFG generator: benchmark results\n"
-    block = f"## {title}\n\n{body.strip()}\n"
-    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(lambda m: block + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + block
-    path.write_text(text)
-
-
-def stamp(cmd: str) -> str:
-    return f"Command: `{cmd}`  \nMachine: {MACHINE}  \nDate: {dt.date.today().isoformat()}\n"
 
 
 def table(rows: list[dict], cols: list[tuple[str, str, str]]) -> str:

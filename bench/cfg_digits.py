@@ -17,7 +17,9 @@ from pathlib import Path
 
 import torch
 
-from cfg_common import ROOT, judge_metrics, stamp, table, write_section
+from cfg_common import ROOT, judge_metrics, table
+
+from bench.record import write_result
 
 from core.callbacks import Callbacks
 from core.data.loading import DataConfig, load_dataset
@@ -49,7 +51,7 @@ def main() -> None:
     ap.add_argument("--ddpm-per-class", type=int, default=10, help="images per class for the DDPM-1000 vs DPM comparison")
     ap.add_argument("--run-dir", default=str(ROOT / ".cache" / "bench" / "cfg_digits_run"))
     ap.add_argument("--reuse", action="store_true", help="evaluate an existing --run-dir instead of training")
-    ap.add_argument("--no-write", action="store_true", help="print only; do not update bench/results/cfg.md")
+    ap.add_argument("--no-write", action="store_true", help="print only; do not write bench/results/cfg_digits.json")
     args = ap.parse_args()
     torch.manual_seed(0)
     data = DataConfig(dataset="digits", profile="paper")
@@ -131,8 +133,7 @@ def main() -> None:
     ddpm = next(s for s in samplers if s["sampler"] == "ddpm")
     dpm25 = next(s for s in samplers if s["sampler"] == "dpm" and s["steps"] == 25)
     within = abs(dpm25["consistency"] - ddpm["consistency"]) <= 0.1 * ddpm["consistency"]
-    body = stamp("flock /tmp/lab-cpu.lock .venv/bin/python bench/cfg_digits.py" + (" --reuse" if args.reuse else "")) + f"""
-Training: `tiny` preset ({sum(p.numel() for p in gen.model.parameters()) / 1e6:.2f}M parameters), paper-profile digits
+    body = f"""Training: `tiny` preset ({sum(p.numel() for p in gen.model.parameters()) / 1e6:.2f}M parameters), paper-profile digits
 (class i keeps (i+1)/10 of its images: {json.dumps(gen.config['train_counts'])}), batch {args.batch_size}, AdamW lr {args.lr:g},
 p_uncond 0.1, EMA; wall budget {args.budget_s:g} s -> **{steps} steps in {train_s:.0f} s**
 (final logged loss {metrics[-1]['loss']:.4f}, {metrics[-1]['images_per_s']:.0f} images/s at the end).
@@ -163,7 +164,9 @@ pays off for small sampling batches and not for large ones; the CPU default samp
 (a 128-image batched forward). On a GPU the batched pass halves kernel launches at any size.
 Whole benchmark: {total_s / 60:.1f} min{' of evaluation (--reuse: the training figures above are from the earlier full run of this script, kept in the run folder)' if args.reuse else ''}.
 """
-    write_section("CFG on digits (bench/cfg_digits.py)", body)
+    result.update(best={"consistency": best["consistency"], "w": best["w"]},
+                  dpm25_vs_ddpm1000={"dpm25": dpm25["consistency"], "ddpm1000": ddpm["consistency"], "nfe_ratio": 1000 // 25})
+    print(f"wrote {write_result('cfg_digits', result, markdown=body.strip(), device='cpu')}")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,9 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # the peer's sampling loop prints a 
 
 import torch
 
-from cfg_common import ROOT, judge_metrics, stamp, table, write_section
+from cfg_common import ROOT, judge_metrics, table
+
+from bench.record import write_result
 
 from core.callbacks import Callbacks
 from core.data.loading import DataConfig, load_dataset, prepare
@@ -139,8 +141,7 @@ def main() -> None:
     print(json.dumps(result, indent=1))
     if args.no_write:
         return
-    body = stamp("flock /tmp/lab-cpu.lock .venv/bin/python bench/cfg_vs_peer.py" + (f" --ours-run {args.ours_run}" if args.ours_run else "")) + f"""
-Same data (paper-profile digits, {len(train)} training images), same wall-clock training budget ({args.budget_s:g} s each, one after the
+    body = f"""Same data (paper-profile digits, {len(train)} training images), same wall-clock training budget ({args.budget_s:g} s each, one after the
 other on the same machine), same judge, {args.n_per_class} images per class per w, sampling batch {args.sample_batch}.
 
 | | ours (`tiny`, core.train.cfg) | peer (denoising-diffusion-pytorch, classifier_free_guidance) |
@@ -159,7 +160,12 @@ Targets: lead on class-consistency ({'met' if best_o['ours_cons'] > best_p['peer
 Whole benchmark: {total_s / 60:.1f} min{' (ours was trained by an earlier invocation of this script, same budget and data, reused with --ours-run)' if args.ours_run else ''}. The peer's guidance also removes the component of the guidance update parallel to ε(x,c)
 and rescales (its defaults, rescaled_phi 0.7), so its w is not numerically the paper's Eq. 8; ours is Eq. 8 exactly.
 """
-    write_section("CFG vs peer: lucidrains denoising-diffusion-pytorch (bench/cfg_vs_peer.py)", body)
+    result.update(ours={"params_m": ours_params / 1e6, "steps": ours_steps, "best_consistency": best_o["ours_cons"], "best_w": best_o["w"],
+                        "ddim25_images_per_s": ips_o, "dpm25_images_per_s": ips_od},
+                  peer={"params_m": peer_params / 1e6, "steps": peer_steps, "best_consistency": best_p["peer_cons"], "best_w": best_p["w"],
+                        "ddim25_images_per_s": ips_p},
+                  speed_ratio=ips_o / ips_p, budget_s=args.budget_s, total_min=total_s / 60)
+    print(f"wrote {write_result('cfg_vs_peer', result, markdown=body.strip(), device='cpu')}")
 
 
 if __name__ == "__main__":

@@ -16,9 +16,6 @@ Optionally also times a few ResNet18 (CIFAR stem) training steps on this machine
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -28,27 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results" / "classifier.md"
-
-
-def update_section(path: Path, title: str, body: str) -> None:
-    """Replace (or append) the markdown section '## title' in path."""
-    text = path.read_text() if path.exists() else "# Classifier, data pipeline and experiment benchmarks\n"
-    start = text.find(f"\n## {title}\n")
-    section = f"\n## {title}\n\n{body.strip()}\n"
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end:] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n" + section
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
-def machine() -> str:
-    dev = f"GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "no GPU"
-    return f"{os.cpu_count()}-core CPU, {dev}, torch {torch.__version__}, {platform.python_version()}"
-
+from bench.record import write_result  # noqa: E402
 
 def bench_ours(images: torch.Tensor, batch_size: int, epochs: int, device: torch.device) -> float:
     from core.augment import BatchAugment, channel_stats
@@ -129,7 +106,7 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--epochs", type=int, default=2, help="epochs of the in-memory pipeline")
     p.add_argument("--resnet18-batches", type=int, default=3, help="ResNet18 training steps to time (0 = skip)")
-    p.add_argument("--no-write", action="store_true", help="print only; do not update bench/results/classifier.md")
+    p.add_argument("--no-write", action="store_true", help="print only; do not write bench/results/data_pipeline.json")
     args = p.parse_args()
 
     from core.data.loading import DataConfig, load_dataset
@@ -158,12 +135,12 @@ def main() -> int:
         print(f"ResNet18 training ({device.type}): {r18:,.1f} images/s")
     if args.no_write:
         return 0
-    date = datetime.date.today().isoformat()
     thread_note = ("On these 2 shared cores, 2 torch threads were faster in this run; while other processes loaded the machine, "
                    "the same small tensor ops were seen up to 28x slower with 2 threads than with 1, so both are reported."
                    if ours_default >= ours else
                    "One torch thread was faster than several in this run: on 2 shared cores, intra-op threads contend with other processes for ops this small.")
-    body = f"""Command: `flock /tmp/lab-cpu.lock .venv/bin/python bench/data_pipeline.py` ({date}; machine: {machine()}; torch threads {torch.get_num_threads()}).
+    body = f"""### Data pipeline: in-memory on-device augmentation vs PIL DataLoader
+
 Data: CIFAR-10 JPEG ImageFolder `{args.data_dir}/train` (50,000 images); batch {args.batch_size}; random crop 32 with padding 4 + horizontal flip + normalise on both sides.
 
 | pipeline | images/s |
@@ -175,14 +152,17 @@ Data: CIFAR-10 JPEG ImageFolder `{args.data_dir}/train` (50,000 images); batch {
 
 {thread_note}
 The one-time decode of the JPEG folder into the uint8 cache is not counted (it took {load_s:.1f} s in this run{"; the cache already existed" if load_s < 5 else ""})."""
-    update_section(RESULTS, "Data pipeline: in-memory on-device augmentation vs PIL DataLoader", body)
     if r18 is not None:
-        body = f"""Command: as above (`--resnet18-batches {args.resnet18_batches}`), {date}, {machine()}.
+        body += f"""
+
+### ResNet18 training throughput ({device.type})
+
 ResNet18 (CIFAR stem, 11.2 M params), batch 128 of 32x32 images, SGD Nesterov step including augmentation, {args.resnet18_batches} timed steps after one warm-up step:
 **{r18:,.1f} images/s on {device.type}**{" (fp32)" if device.type == "cpu" else " (bf16 autocast)"}. One CIFAR-10 epoch would take {50000 / r18 / 60:,.1f} min here, which is why ResNet18/50 runs belong to a GPU and the CPU presets use the small ResNet.
 No GPU was lent to this task, so end-to-end GPU images/s for ResNet18 is not recorded yet; `bench/data_pipeline.py` records it when run on a GPU."""
-        update_section(RESULTS, f"ResNet18 training throughput ({device.type})", body)
-    print(f"wrote {RESULTS}")
+    results = {"ours_1_thread": ours, f"ours_{threads}_threads": ours_default, "pil": pil, "ratio": ratio, "load_s": load_s,
+               f"resnet18_{device.type}_images_per_s": r18, "batch_size": args.batch_size, "pil_images": args.pil_images}
+    print(f"wrote {write_result('data_pipeline', results, markdown=body, device=device.type)}")
     return 0
 
 

@@ -7,7 +7,8 @@ and class-consistency from the CIFAR-10 judge, and saves a sample grid (rows = c
     .venv/bin/python bench/gpu_cfg_cifar.py --budget-s 360 --out $OUT          # on a lent GPU
     .venv/bin/python bench/gpu_cfg_cifar.py --device cpu --steps 10 --out /tmp/x  # CPU smoke check
 
-Prints one JSON object (card name included) and writes <out>/gpu_cfg_cifar.json + grid PNGs.
+Prints one JSON object (card name included), writes <out>/gpu_cfg_cifar.json + grid PNGs, and (with
+--record, for a real run) bench/results/gpu_cfg_cifar.json through bench/record.py.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def main() -> None:
     ap.add_argument("--n-sample", type=int, default=1000, help="images for the sampling-speed and consistency measurement")
     ap.add_argument("--no-judge", action="store_true", help="skip class-consistency (the CIFAR judge trains once, ~1 min on a GPU)")
     ap.add_argument("--out", default=str(ROOT / ".cache" / "bench" / "gpu_cfg_cifar"))
+    ap.add_argument("--record", action="store_true", help="also write bench/results/gpu_cfg_cifar.json (not for smoke checks)")
     args = ap.parse_args()
 
     from torchvision.utils import make_grid
@@ -105,6 +107,10 @@ def main() -> None:
             res["judge_test_accuracy"] = judge.info.get("test_accuracy")
     (out / "gpu_cfg_cifar.json").write_text(json.dumps(res, indent=1))
     print(json.dumps(res, indent=1))
+    if args.record:
+        from bench.record import write_result
+
+        print(f"wrote {write_result('gpu_cfg_cifar', res, device=str(device))}")
 
 
 if __name__ == "__main__":

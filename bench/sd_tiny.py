@@ -6,8 +6,8 @@ Real weights cannot be fetched in the lab's workplace (no internet), so this mea
 lab's own overhead around a diffusers pipeline (prompt encoding, per-image generators,
 scheduler, VAE decode, antialiased resize, uint8 conversion) on a ~1 MB model, plus the
 512 -> 32 resize on its own, which is the part that carries over to real SD 1.5 unchanged.
-It is not an estimate of real SD speed. ``--write`` replaces the "tiny pipeline" section of
-bench/results/sd.md.
+It is not an estimate of real SD speed. ``--write`` writes bench/results/sd_tiny.json
+(bench/record.py); its prose is bench/templates/sd_tiny.md.
 """
 
 from __future__ import annotations
@@ -15,11 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +27,7 @@ os.environ.setdefault("IMBALANCE_LAB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
+from bench.record import write_result  # noqa: E402
 from core.generators import sd  # noqa: E402
 
 
@@ -47,7 +46,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--n", type=int, default=32, help="images per timed run")
-    ap.add_argument("--write", action="store_true", help="write bench/results/sd.md")
+    ap.add_argument("--write", action="store_true", help="write bench/results/sd_tiny.json")
     args = ap.parse_args()
 
     rows = []
@@ -84,45 +83,21 @@ def main() -> int:
     result = {"device": args.device, "load_s": round(load_s, 2), "cached_load_s": round(cached_s, 5), "resize_512_to_32_images_per_s": round(resize_rate, 1), "rows": rows}
     print(json.dumps({k: v for k, v in result.items() if k != "rows"}))
     if args.write:
-        write_markdown(result)
+        print(f"wrote {write_result('sd_tiny', result, markdown=markdown(result), device=args.device)}")
     return 0
 
 
-def write_markdown(result: dict) -> None:
-    path = ROOT / "bench" / "results" / "sd.md"
-    machine = "2-core CPU, no GPU" if result["device"] == "cpu" else result["device"]
-    lines = [
-        "## Stable Diffusion generator: miniature pipeline throughput",
-        "",
-        f"Command: `flock /tmp/lab-cpu.lock .venv/bin/python bench/sd_tiny.py --write` · machine: {machine} "
-        f"({platform.processor() or platform.machine()}), torch {torch.__version__} · date: {date.today().isoformat()}",
-        "",
-        "Model: the randomly initialised miniature SD pipeline (`core.generators.sd.build_tiny_pipeline`: UNet 16/32 channels, "
-        "2-layer CLIP text encoder, 2-block VAE, ~1 MB, native 32 px) saved to a temp folder and loaded back through the "
-        "user's local-folder path. It makes noise; the numbers measure the lab's generation loop around a diffusers pipeline, "
-        "**not** real SD speed. Output 32x32x3 uint8 per image; best of 2 timed runs of 32 images after a warm-up.",
-        "",
-        "| torch threads | settings | batch size | images/s |",
-        "|---:|---|---:|---:|",
-    ]
+def markdown(result: dict) -> str:
+    """The table and the load/resize figures; the model description is in bench/templates/sd_tiny.md."""
+    lines = ["| torch threads | settings | batch size | images/s |", "|---:|---|---:|---:|"]
     lines += [f"| {r['threads']} | {r['settings']} | {r['batch_size']} | {r['images_per_s']} |" for r in result["rows"]]
     lines += [
         "",
         f"- Loading the folder the first time: {result['load_s']} s; a second `load_pipeline` call (process cache hit): {result['cached_load_s'] * 1000:.2f} ms.",
         f"- Antialiased bicubic resize 512 -> 32 with uint8 conversion, batches of 8: {result['resize_512_to_32_images_per_s']} images/s "
         "(this step is the same for real SD 1.5 output).",
-        "",
     ]
-    text = path.read_text() if path.exists() else ""
-    marker = "## Stable Diffusion generator: miniature pipeline throughput"
-    if marker in text:  # replace our section, keep anything else in the file
-        head, _, rest = text.partition(marker)
-        nxt = rest.find("\n## ")
-        text = head + "\n".join(lines) + (rest[nxt:] if nxt >= 0 else "")
-    else:
-        text = text + ("\n" if text else "") + "\n".join(lines)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

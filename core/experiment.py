@@ -1,21 +1,38 @@
 """The experiment pipeline: one TOML study config -> the paper's tables.
 
-For every method × classifier × seed ("cell") it builds the rebalanced training set,
-trains the classifier, evaluates it on the balanced test split and saves the cell's
-result as soon as it finishes. Per method × seed it also measures the generation
-metric (FID on Inception-v3, or the labelled judge-feature substitute) of
-(imbalanced + generated) against the original full train split, and KID.
+A study is a list of cells (core.cells) run by an executor:
+
+    cfg-train__seed<k>                         the CFG diffusion model of seed k (trained once, sampled per w)
+    fill__<fill>__seed<k>                      the seed's generated images + their generation metric
+                                               (FID on Inception-v3, or the labelled judge substitute; KID)
+    clf__<method>__<classifier>__seed<k>       one classifier trained on the (partly) filled set
+    clf__posthoc-adjust__<classifier>__seed<k> the `none` model's test logits, shifted by −τ·log π
+
+Every cell's work is ``run_cell`` (importable, JSON payload), so another executor can run
+the same cells in other processes or on a cluster. Methods: the fills (none, oversample,
+mixup, cutmix, cfg, sd), the long-tail losses (reweight, logit-adjust), the post-hoc
+adjustment (posthoc-adjust) and combinations ``fill+loss`` (e.g. ``cfg+logit-adjust``),
+which fill each class only ``partial_fill`` of the way (in log scale) and let the loss
+correct the rest, reusing that seed's generated images.
+
+Fairness: under ``budget = "steps"`` (the default) every classifier of a study runs the
+same number of optimizer steps at the same batch size (``classifier.steps``, or what the
+largest training set needs for ``classifier.epochs`` epochs), with the same warm-up in
+steps; ``budget = "epochs"`` is the paper's protocol (smaller sets get fewer steps). Each
+seed draws its own imbalanced subset (the minority classes stay fixed) unless
+``fixed_subset = true``. Rows report mean, std and a Student-t 95 % CI over seeds, and a
+paired comparison against every method in ``compare_to`` (core.stats).
 
     STUDY/config.json        kind "study" + the StudyConfig (a folder holds one study)
-    STUDY/status.json        progress over cells
-    STUDY/cells/<method>__<classifier>__seed<k>/   a classifier run (results.json when done)
-    STUDY/sets/<method>__seed<k>.safetensors       the generated images (not the real ones)
-    STUDY/generation/<method>__seed<k>.json        generation metrics
-    STUDY/cfg/seed<k>/       the CFG diffusion run for that seed (trained once, sampled per w)
-    STUDY/results.csv, results.json   mean ± std over seeds, one row per method × classifier
+    STUDY/status.json        progress, and every cell's state and device ("cells")
+    STUDY/cells/<cell id>/   the cell's results.json (a classifier cell is a classifier run folder)
+    STUDY/sets/<fill>__seed<k>.safetensors   the generated images (not the real ones)
+    STUDY/cfg/seed<k>/       the CFG diffusion run for that seed
+    STUDY/results.csv, results.json   one row per method × classifier (see study_rows)
 
-Running a study on its own folder again resumes it: finished cells are skipped. A
-folder holding another study (or anything else) is refused and left untouched.
+Running a study on its own folder again resumes it: finished cells return at once and
+failed or interrupted ones run again. A folder holding another study (or anything else)
+is refused and left untouched.
 """
 
 from __future__ import annotations
@@ -33,10 +50,11 @@ import torch
 
 from core.atomic import atomic_write, atomic_write_json, read_json
 from core.callbacks import Callbacks
+from core.cells import OK, Cell, CellTask, SerialExecutor
 from core.data.imageset import ImageSet
 from core.data.loading import DATASETS, DataConfig
 from core.jobconfig import JobConfig
-from core.errors import Cancelled, ConfigError, LabError
+from core.errors import Cancelled, ConfigError, LabError, Unavailable
 from core.generators.registry import METHODS
 from core.nets.resnet import ARCHS
 from core.runs import Run
@@ -53,6 +71,49 @@ def cfg_name(w: float) -> str:
     return f"cfg@w={float(w):g}"
 
 
+FILLS = [m for m in METHODS if m != "none"]  # generators that fill classes
+LOSS_METHODS = {
+    "reweight": "class-balanced loss (Cui et al. 2019): effective-number weights, β = classifier.cb_beta",
+    "logit-adjust": "logit-adjusted cross-entropy (Menon et al. 2021), τ = classifier.la_tau (= balanced softmax at τ = 1)",
+}
+POSTHOC = "posthoc-adjust"
+STUDY_METHODS = {**METHODS, **LOSS_METHODS,
+                 POSTHOC: "the `none` model's test logits shifted by −τ·log π (Menon et al. 2021 §4), no retraining",
+                 "FILL+LOSS": "fill part of the way (partial_fill), then train with the loss, e.g. cfg+logit-adjust"}
+BUDGETS = ("steps", "epochs")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the study: how the training set is filled and which loss trains on it."""
+
+    name: str  # the row's method name, e.g. "cfg@w=0.1+logit-adjust"
+    fill: str  # none | oversample | mixup | cutmix | cfg | sd
+    w: float | None  # CFG guidance (paper's w) when fill is cfg
+    loss: str  # ce | reweight | logit-adjust | posthoc-adjust
+    partial: bool  # filled only partial_fill of the way (fill+loss combinations)
+
+    @property
+    def fill_name(self) -> str:
+        """The name of the generated set it uses (one per fill, w and seed): none, cfg@w=0.1, ..."""
+        return cfg_name(self.w) if self.fill == "cfg" else self.fill
+
+
+def parse_method(method: str) -> tuple[str, str]:
+    """(fill, loss) of a study method: "cfg" -> (cfg, ce), "reweight" -> (none, reweight),
+    "cfg+logit-adjust" -> (cfg, logit-adjust), "posthoc-adjust" -> (none, posthoc-adjust)."""
+    if method in METHODS:
+        return method, "ce"
+    if method in LOSS_METHODS or method == POSTHOC:
+        return "none", method
+    fill, plus, loss = method.partition("+")
+    if plus and fill in FILLS and loss in LOSS_METHODS:
+        return fill, loss
+    raise ConfigError(f"Unknown method '{method}'.",
+                      f"Choose from: {', '.join(m for m in STUDY_METHODS if m != 'FILL+LOSS')}, or FILL+LOSS with FILL in "
+                      f"{', '.join(FILLS)} and LOSS in {', '.join(LOSS_METHODS)} (e.g. cfg+logit-adjust).")
+
+
 @dataclass
 class StudyConfig(JobConfig):  # its from_dict below is strict: a study file must not hide typos
     name: str = "study"  # shown in tables; part of the study's identity
@@ -60,8 +121,12 @@ class StudyConfig(JobConfig):  # its from_dict below is strict: a study file mus
     methods: list[str] = field(default_factory=lambda: ["none", "oversample", "mixup", "cutmix", "cfg", "sd"])
     cfg_ws: list[float] = field(default_factory=lambda: [0.1, 7.5])  # paper's w: ε̃ = (1+w)·ε(x,c) − w·ε(x)
     classifiers: list[str] = field(default_factory=lambda: ["small"])  # small | resnet18 | resnet50
-    seeds: list[int] = field(default_factory=lambda: [0, 1])  # classifier + generator seeds (the imbalanced split is data.seed's)
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # classifier + generator + subset seeds
     target: int | None = None  # images per class after filling (None = the largest class)
+    budget: str = "steps"  # steps: every method gets the same optimizer steps | epochs: the same epochs (the paper's protocol)
+    partial_fill: float = 0.5  # fill+loss: class c is filled to n_c^(1−f)·T^f, i.e. a fraction f of the way to T in log scale
+    fixed_subset: bool = False  # true: every seed uses data.seed's imbalanced subset (false: each seed draws its own)
+    compare_to: list[str] = field(default_factory=lambda: ["none", "oversample"])  # references of the paired comparisons
     classifier: dict = field(default_factory=dict)  # ClassifierConfig overrides for every classifier (epochs, lr, ...)
     classifier_overrides: dict = field(default_factory=dict)  # per-arch overrides, e.g. {"resnet50": {"batch_size": 128}}
     method_params: dict = field(default_factory=dict)  # generator kwargs per method, e.g. {"mixup": {"lam": 0.6}}
@@ -111,15 +176,26 @@ class StudyConfig(JobConfig):  # its from_dict below is strict: a study file mus
 
         if self.data.dataset not in DATASETS:
             raise ConfigError(f"Unknown dataset '{self.data.dataset}'.", f"Choose one of: {', '.join(DATASETS)}.")
-        bad = [m for m in self.methods if m not in METHODS]
-        if bad or not self.methods:
-            raise ConfigError(f"Unknown method(s) {bad or '(none given)'}.", f"Choose from: {', '.join(METHODS)}.")
+        if not self.methods:
+            raise ConfigError("No methods given.", f"Choose from: {', '.join(STUDY_METHODS)}.")
+        for m in self.methods:
+            parse_method(m)
+        if len(set(self.methods)) != len(self.methods):
+            raise ConfigError(f"Methods {self.methods} repeat a method.", "List each method once.")
+        if POSTHOC in self.methods and "none" not in self.methods:
+            raise ConfigError("posthoc-adjust adjusts the logits of the `none` model, which this study does not train.", "Add 'none' to methods.")
+        if self.budget not in BUDGETS:
+            raise ConfigError(f"Unknown budget '{self.budget}'.", "Use 'steps' (the same optimizer steps for every method) or 'epochs' (the paper's protocol).")
+        if not 0.0 < float(self.partial_fill) <= 1.0:
+            raise ConfigError(f"partial_fill={self.partial_fill} must be in (0, 1].", "Use 0.5: half-way (in log scale) towards the largest class.")
+        if not isinstance(self.compare_to, list) or not all(isinstance(r, str) for r in self.compare_to):
+            raise ConfigError(f"compare_to={self.compare_to!r} must be a list of method names.", 'Use e.g. compare_to = ["none", "oversample"].')
         bad = [c for c in self.classifiers if c not in ARCHS]
         if bad or not self.classifiers:
             raise ConfigError(f"Unknown classifier(s) {bad or '(none given)'}.", f"Choose from: {', '.join(ARCHS)}.")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"Seeds {self.seeds} must be a non-empty list without repeats.", "Use e.g. seeds = [0, 1].")
-        if "cfg" in self.methods and not self.cfg_ws:
+        if any(parse_method(m)[0] == "cfg" for m in self.methods) and not self.cfg_ws:
             raise ConfigError("Method 'cfg' needs at least one guidance weight.", "Set cfg_ws = [0.1, 7.5] (the paper's w).")
         if any(not math.isfinite(float(w)) or float(w) < 0 for w in self.cfg_ws):
             raise ConfigError(f"Guidance weights {self.cfg_ws} must be finite and >= 0.", "Use the paper's w, e.g. [0.1, 7.5] (w = 0 is plain conditional).")
@@ -127,7 +203,7 @@ class StudyConfig(JobConfig):  # its from_dict below is strict: a study file mus
             raise ConfigError(f"Unknown extractor '{self.extractor}'.", f"Choose one of: {', '.join(EXTRACTORS)}.")
         from core.train.classifier import ClassifierConfig
 
-        known = set(ClassifierConfig.__dataclass_fields__) - {"data", "arch", "seed", "device"}
+        known = set(ClassifierConfig.__dataclass_fields__) - {"data", "arch", "seed", "device", "loss"}
         for where, over in [("classifier", self.classifier), *[(f"classifier_overrides.{k}", v) for k, v in self.classifier_overrides.items()]]:
             bad = sorted(set(over) - known)
             if bad:
@@ -139,15 +215,21 @@ class StudyConfig(JobConfig):  # its from_dict below is strict: a study file mus
             if k not in METHODS:
                 raise ConfigError(f"method_params names unknown method '{k}'.", f"Choose from: {', '.join(METHODS)}.")
 
-    def variants(self) -> list[tuple[str, str, float | None]]:
-        """(row name, method, w) for every method, one per w for cfg."""
+    def variants(self) -> list[Variant]:
+        """Every row's Variant, one per w for the cfg fills."""
         out = []
         for m in self.methods:
-            if m == "cfg":
-                out += [(cfg_name(w), "cfg", float(w)) for w in self.cfg_ws]
-            else:
-                out.append((m, m, None))
+            fill, loss = parse_method(m)
+            ws = [float(w) for w in self.cfg_ws] if fill == "cfg" else [None]
+            for w in ws:
+                base = cfg_name(w) if fill == "cfg" else fill
+                name = base if loss == "ce" else (loss if fill == "none" else f"{base}+{loss}")
+                out.append(Variant(name, fill, w, loss, partial=fill != "none" and loss != "ce"))
         return out
+
+    def data_for_seed(self, seed: int) -> DataConfig:
+        """The seed's imbalanced subset: the images kept follow the seed, the minority classes data.seed."""
+        return DataConfig.from_dict({**self.data.to_dict(), "subset_seed": None if self.fixed_subset else int(seed)})
 
     def identity(self) -> dict:
         """What must match for a folder to be resumed as this study (device excluded)."""
@@ -158,33 +240,67 @@ class StudyConfig(JobConfig):  # its from_dict below is strict: a study file mus
 
 PAPER_COUNTS = [500 * (i + 1) for i in range(10)]  # the paper's Table 1: airplane 500 ... truck 5000
 
+QUICK_METHODS = ["none", "oversample", "mixup", "cutmix", "cfg", "sd", "reweight", "logit-adjust", "posthoc-adjust", "cfg+logit-adjust"]
+
 PRESETS: dict[str, StudyConfig] = {
-    # Digits on 2 CPU cores in ~10 minutes. Exponential profile, ratio 50: counts 2 ... 144.
+    # Digits on 2 CPU cores, ≤ 15 minutes from a fresh clone (judge training included).
+    # Exponential profile, ratio 50: counts 2 ... 144 (394 images), filled sets 1440.
+    # 3 seeds × 10 trained classifiers (posthoc-adjust and sd train none) = 30 classifier runs.
+    # Sized from the quiet-machine rates of BENCHMARKS.md (small ResNet ~40 steps/s at batch 64,
+    # tiny CFG ~8 steps/s, DPM sampling ~70 images/s at 12 steps): 30 × 220 classifier steps
+    # (10 epochs of the largest set; under budget "steps" every method runs these 220) ≈ 165 s,
+    # 3 × 400 CFG steps ≈ 150 s, 6 CFG fills × 1046 images ≈ 90 s, generation metrics ≈ 20 s.
     "quick": StudyConfig(
         name="quick",
         data=DataConfig(dataset="digits", profile="exponential", ratio=50.0),
-        methods=["none", "oversample", "mixup", "cutmix", "cfg", "sd"],
+        methods=list(QUICK_METHODS),
         cfg_ws=[0.1, 7.5],
         classifiers=["small"],
-        seeds=[0, 1],
-        classifier={"epochs": 30, "batch_size": 64, "lr": 0.05, "weight_decay": 5e-4, "warmup_epochs": 1.0},
+        seeds=[0, 1, 2],
+        budget="steps",
+        classifier={"epochs": 10, "batch_size": 64, "lr": 0.05, "weight_decay": 5e-4, "warmup_epochs": 1.0, "eval_every": 0},
         method_params={"mixup": {"lam": 0.6}, "cutmix": {"lam": 0.6}},
-        cfg_train={"preset": "tiny", "steps": 500, "batch_size": 64},
-        cfg_sample={"sampler": "dpm", "steps": 20},
+        cfg_train={"preset": "tiny", "steps": 400, "batch_size": 64},
+        cfg_sample={"sampler": "dpm", "steps": 12},
     ),
-    # The paper's study for a GPU: CIFAR-10, Table 1 counts, λ = 0.6, w ∈ {0.1, 7.5}, ResNet18/50.
+    # The paper's study for a GPU: CIFAR-10, Table 1 counts, λ = 0.6, w ∈ {0.1, 7.5}, ResNet18/50,
+    # plus the long-tail baselines; budget "steps": 100 epochs of the largest (filled) set for every method.
     "paper": StudyConfig(
         name="paper",
         data=DataConfig(dataset="cifar10", profile="custom", counts=PAPER_COUNTS),
-        methods=["none", "oversample", "mixup", "cutmix", "cfg", "sd"],
+        methods=list(QUICK_METHODS),
         cfg_ws=[0.1, 7.5],
         classifiers=["resnet18", "resnet50"],
         seeds=[0, 1, 2],
         target=5000,
+        budget="steps",
         classifier={"epochs": 100, "batch_size": 256, "lr": 0.1, "weight_decay": 5e-4, "warmup_epochs": 2.0, "cifar_stem": True},
         method_params={"mixup": {"lam": 0.6}, "cutmix": {"lam": 0.6}, "sd": {"w": 6.5, "steps": 25}},
         cfg_train={"preset": "ddpm", "steps": 100_000, "batch_size": 128},
         cfg_sample={"sampler": "dpm", "steps": 25},
+    ),
+    # The paper preset's code path on CIFAR-10 with small numbers, ~3 min on 2 CPU cores (issue #11):
+    # counts 5·(i+1), the 3 smallest classes filled to 20 (30 generated images per w), 20 test images per
+    # class, one seed, ResNet18 (CIFAR stem) for 4 steps of 32 (lr 0.0125: the paper preset's 0.1 at 256,
+    # scaled linearly), the `small` CFG UNet for 3 steps of 16, DPM-Solver++ 10 steps. Every method runs;
+    # SD is unavailable without a GPU (or without its weights).
+    # generation_metrics is off: the CIFAR-10 judge CNN behind "FD (judge CNN features)" trains for
+    # minutes on a CPU; the quick preset covers that code.
+    "paper-smoke": StudyConfig(
+        name="paper-smoke",
+        data=DataConfig(dataset="cifar10", profile="custom", counts=[5 * (i + 1) for i in range(10)], test_per_class=20),
+        methods=["none", "oversample", "mixup", "cutmix", "cfg", "sd"],
+        cfg_ws=[0.1, 7.5],
+        classifiers=["resnet18"],
+        seeds=[0],
+        target=20,
+        classifier={"steps": 4, "batch_size": 32, "lr": 0.0125, "weight_decay": 5e-4, "warmup_steps": 1, "cifar_stem": True,
+                    "eval_every": 0, "checkpoint_every": 0},
+        method_params={"mixup": {"lam": 0.6}, "cutmix": {"lam": 0.6}, "sd": {"w": 6.5, "steps": 25}},
+        cfg_train={"preset": "small", "steps": 3, "batch_size": 16, "warmup_steps": 1, "log_every": 1, "checkpoint_every": 0,
+                   "preview_every": 0, "preview_per_class": 1, "preview_steps": 2},
+        cfg_sample={"sampler": "dpm", "steps": 10},
+        generation_metrics=False,
     ),
 }
 
@@ -220,10 +336,6 @@ def _slug(variant: str) -> str:
     return variant.replace("@", "_").replace("=", "")
 
 
-def _cell_dir(root: Path, variant: str, clf: str, seed: int) -> Path:
-    return root / "cells" / f"{_slug(variant)}__{clf}__seed{seed}"
-
-
 def _save_generated(path: Path, part: ImageSet) -> None:
     from safetensors.torch import save_file
 
@@ -248,252 +360,345 @@ def _load_generated(path: Path) -> ImageSet | None:
         return None
 
 
-class _Skip(Exception):
-    """A method that cannot run here; the message is the row's reason."""
+# ------------------------------------------------------------------------ planning
+def partial_counts(counts: list[int], target: int, fraction: float) -> list[int]:
+    """Per-class sizes of a partial fill: k_c = n_c^(1−f)·T^f (a fraction f of the way from n_c
+    to T in log scale), rounded, never below n_c nor above T."""
+    return [min(max(n, target), max(n, int(round(math.exp((1 - fraction) * math.log(n) + fraction * math.log(target))))))
+            for n in counts]
 
 
-# ------------------------------------------------------------------------- the run
-class _Study:
-    def __init__(self, cfg: StudyConfig, out_dir: Path, callbacks: Callbacks):
-        self.cfg, self.root, self.cb = cfg, out_dir, callbacks
-        self._extractor, self._extractor_note = None, ""
-        self.notes: list[str] = []
+def fill_sizes(cfg: StudyConfig, counts: list[int], v: Variant) -> list[int]:
+    """Per-class image counts of variant v's training set (known before anything is generated)."""
+    if v.fill == "none":
+        return list(counts)
+    target = int(cfg.target) if cfg.target is not None else max(counts)
+    if v.partial:
+        return partial_counts(counts, target, float(cfg.partial_fill))
+    return [max(n, target) for n in counts]
 
-    def log(self, msg: str) -> None:
-        self.cb.progress(self.done, self.total, msg)
 
-    # -- generators ---------------------------------------------------------------
-    def _cfg_generator(self, seed: int, w: float):
+@dataclass
+class StudyPlan:
+    """What a study will run: per-seed counts, every variant's training-set size, the budget, the cells."""
+
+    counts: list[int]  # the imbalanced per-class counts (the same for every seed)
+    train_sizes: dict[str, int]  # variant name -> images in its training set
+    budget: dict[str, dict]  # classifier -> {"steps", "warmup_steps"} under budget "steps"; {} under "epochs"
+    cells: list[Cell]
+    specs: dict[str, dict]  # cell id -> its parameters (JSON), the executor's payload
+    planned: dict[str, dict] = field(default_factory=dict)  # "variant|classifier" -> planned steps, images_seen, train_size, batch_size
+
+    @staticmethod
+    def clf_id(variant: str, clf: str, seed: int) -> str:
+        return cell_id("clf", variant, clf, seed)
+
+    @staticmethod
+    def fill_id(fill_name: str, seed: int) -> str:
+        return cell_id("fill", fill_name, seed=seed)
+
+
+def classifier_overrides(cfg: StudyConfig, clf: str) -> dict:
+    return {**cfg.classifier, **cfg.classifier_overrides.get(clf, {})}
+
+
+def step_budget(cfg: StudyConfig, clf: str, train_sizes: dict[str, int]) -> dict:
+    """Under budget "steps": S = classifier.steps if given, else epochs × ⌊n_max / b⌋ for the
+    largest training set n_max at batch b; warm-up W = warmup_steps, else warmup_epochs × ⌊n_max / b⌋.
+    Every method of the study then runs S steps at batch b (the same images seen)."""
+    from core.train.classifier import ClassifierConfig, schedule
+
+    s = schedule(ClassifierConfig.from_dict(classifier_overrides(cfg, clf)), max(train_sizes.values()))
+    return {"steps": s["steps"], "warmup_steps": s["warmup_steps"]}
+
+
+def planned_run(cfg: StudyConfig, clf: str, n: int, budget: dict) -> dict:
+    """The steps a classifier on n images will run: the study's budget, or epochs × ⌊n/b⌋."""
+    from core.train.classifier import ClassifierConfig, schedule
+
+    s = schedule(ClassifierConfig.from_dict({**classifier_overrides(cfg, clf), **budget}), n)
+    return {k: int(s[k]) for k in ("steps", "images_seen", "train_size", "batch_size")}
+
+
+def cell_id(kind: str, name: str | None = None, clf: str | None = None, seed: int = 0) -> str:
+    parts = [kind] + ([_slug(name)] if name else []) + ([clf] if clf else []) + [f"seed{seed}"]
+    return "__".join(parts)
+
+
+def plan_study(cfg: StudyConfig, counts: list[int]) -> StudyPlan:
+    """The study's cells with their dependencies: cfg-train -> fill -> classifier (-> posthoc)."""
+    variants = cfg.variants()
+    sizes = {v.name: sum(fill_sizes(cfg, counts, v)) for v in variants}
+    budget = {c: step_budget(cfg, c, sizes) for c in cfg.classifiers} if cfg.budget == "steps" else {}
+    cells, specs = [], {}
+
+    def add(cell: Cell, **spec) -> None:
+        cells.append(cell)
+        specs[cell.id] = spec
+
+    for seed in cfg.seeds:
+        train_id = cell_id("cfg-train", seed=seed)
+        if any(v.fill == "cfg" for v in variants):
+            add(Cell(train_id, "cfg-train", gpu=True, label=f"CFG model, seed {seed}"), seed=seed)
+        fills = {v.fill_name: v for v in variants if v.fill != "none" or cfg.generation_metrics}
+        for name, v in fills.items():
+            deps = (train_id,) if v.fill == "cfg" else ()
+            add(Cell(cell_id("fill", name, seed=seed), "fill", deps, gpu=v.fill in ("cfg", "sd"), label=f"{name} fill, seed {seed}"),
+                fill=v.fill, name=name, w=v.w, seed=seed)
+        for v in variants:
+            for clf in cfg.classifiers:
+                cid = cell_id("clf", v.name, clf, seed)
+                if v.loss == POSTHOC:
+                    add(Cell(cid, "posthoc", (cell_id("clf", "none", clf, seed),), label=f"{v.name} × {clf}, seed {seed}"),
+                        variant=v.name, classifier=clf, seed=seed)
+                    continue
+                deps = (cell_id("fill", v.fill_name, seed=seed),) if v.fill != "none" else ()
+                add(Cell(cid, "classifier", deps, gpu=True, label=f"{v.name} × {clf}, seed {seed}"),
+                    variant=v.name, fill=v.fill, fill_name=v.fill_name, w=v.w, loss=v.loss, partial=v.partial, classifier=clf, seed=seed,
+                    sizes=fill_sizes(cfg, counts, v), budget=budget.get(clf, {}))
+    planned = {f"{v.name}|{c}": planned_run(cfg, c, sizes[v.name], budget.get(c, {})) for v in variants for c in cfg.classifiers}
+    return StudyPlan(counts, sizes, budget, cells, specs, planned)
+
+
+# ---------------------------------------------------------------------- the cells
+class _Context:
+    """What the cells of one study share in one process: the config, the dataset, the extractor."""
+
+    def __init__(self, payload: dict):
+        from core.data.loading import load_dataset
+        from core.metrics.classification import check_test_classes
+
+        self.cfg = StudyConfig.from_dict(payload["config"])
+        self.root = Path(payload["root"])
+        self.specs = payload["specs"]
+        self.ds = load_dataset(self.cfg.data)
+        check_test_classes(self.ds.test.labels, self.ds.test.num_classes, self.ds.test.classes)
+        self._imbalanced: dict[int, ImageSet] = {}
+        self.extractor, self.extractor_note = None, ""
+
+    def imbalanced(self, seed: int) -> ImageSet:
+        from core.data.profiles import apply_profile
+
+        if seed not in self._imbalanced:
+            self._imbalanced[seed] = apply_profile(self.ds.train, self.cfg.data_for_seed(seed))
+        return self._imbalanced[seed]
+
+    def get_extractor(self, device: str, cb: Callbacks):
+        if self.extractor is None:
+            from core.metrics.generation import get_extractor
+
+            self.extractor, self.extractor_note = get_extractor(self.cfg.extractor, self.cfg.data, device,
+                                                                progress=lambda d, t, m="": cb.progress(d, t, f"feature extractor: {m}"))
+        return self.extractor
+
+
+_CONTEXTS: dict[str, _Context] = {}  # one per study folder in this process (a worker keeps its dataset between cells)
+
+
+def _context(payload: dict) -> _Context:
+    key = json.dumps([payload["root"], payload["config"]], sort_keys=True, default=str)
+    if key not in _CONTEXTS:
+        _CONTEXTS.clear()
+        _CONTEXTS[key] = _Context(payload)
+    return _CONTEXTS[key]
+
+
+def cell_dir(root: Path, cid: str) -> Path:
+    return root / "cells" / cid
+
+
+def run_cell(payload: dict, cell: Cell, device: str, callbacks: Callbacks) -> dict:
+    """The work of one study cell (the core.cells contract). Its result is saved as
+    cells/<id>/results.json; a cell that finished before returns it at once."""
+    done = read_json(cell_dir(Path(payload["root"]), cell.id) / "results.json")
+    if done is not None:
+        return done
+    ctx = _context(payload)
+    spec = ctx.specs[cell.id]
+    work = {"cfg-train": _cfg_train_cell, "fill": _fill_cell, "classifier": _classifier_cell, "posthoc": _posthoc_cell}[cell.kind]
+    res = work(ctx, spec, device, callbacks)
+    if cell.kind != "classifier":  # a classifier run writes its own results.json (last, atomically)
+        atomic_write_json(cell_dir(ctx.root, cell.id) / "results.json", res)
+    return res
+
+
+def _cfg_run_dir(root: Path, seed: int) -> Path:
+    return root / "cfg" / f"seed{seed}"
+
+
+def _cfg_train_cell(ctx: _Context, spec: dict, device: str, cb: Callbacks) -> dict:
+    try:
+        import core.generators.cfg  # noqa: F401  (a CFG model is trained only if it can be sampled here)
+        from core.train.cfg import CFGTrainConfig, train_cfg
+    except ImportError as exc:
+        raise Unavailable(f"CFG generator not available ({type(exc).__name__}: {exc}).", "Install the lab's requirements (diffusers).")
+    seed, run_dir = spec["seed"], _cfg_run_dir(ctx.root, spec["seed"])
+    if (read_json(run_dir / "status.json") or {}).get("state") != "done":
+        tc = CFGTrainConfig.from_dict({**ctx.cfg.cfg_train, "data": ctx.cfg.data_for_seed(seed).to_dict(), "seed": seed, "device": device})
+        train_cfg(tc, run_dir, callbacks=cb, resume=(run_dir / "config.json").exists())
+        if cb.stop_requested():
+            raise Cancelled("study cancelled during CFG training")
+    return {"run_dir": str(run_dir), "seed": seed}
+
+
+def _generator(ctx: _Context, fill: str, w: float | None, train: ImageSet, seed: int, device: str):
+    """The generator of a fill; Unavailable when it cannot run on this machine."""
+    params = dict(ctx.cfg.method_params.get(fill, {}))
+    if fill == "cfg":
         try:
             from core.generators.cfg import CFGGenerator
-            from core.train.cfg import CFGTrainConfig, train_cfg
         except ImportError as exc:
-            raise _Skip(f"CFG generator not available ({type(exc).__name__}: {exc}).")
-        run_dir = self.root / "cfg" / f"seed{seed}"
-        results = read_json(run_dir / "status.json") or {}
-        if results.get("state") != "done":
-            tc = CFGTrainConfig.from_dict({**self.cfg.cfg_train, "data": self.cfg.data.to_dict(), "seed": seed, "device": self.cfg.device})
-            self.log(f"training the CFG model for seed {seed}")
-            resume = (run_dir / "config.json").exists()
-            cb = Callbacks(on_progress=lambda d, t, m="": self.cb.progress(self.done, self.total, f"CFG seed {seed}: {m or f'{d}/{t}'}"),
-                           should_stop=self.cb.should_stop)
-            train_cfg(tc, run_dir, callbacks=cb, resume=resume)
-            if self.cb.stop_requested():
-                raise Cancelled("study cancelled during CFG training")
-        return CFGGenerator(run_dir, w=w, device=self.cfg.device, classes=self.classes, channels=self.channels, image_size=self.image_size, **self.cfg.cfg_sample)
-
-    def _sd_generator(self, train: ImageSet):
-        params = dict(self.cfg.method_params.get("sd", {}))
+            raise Unavailable(f"CFG generator not available ({type(exc).__name__}: {exc}).", "Install the lab's requirements (diffusers).")
+        return CFGGenerator(_cfg_run_dir(ctx.root, seed), w=w, device=device, classes=train.classes, channels=train.channels,
+                            image_size=train.image_size, **ctx.cfg.cfg_sample)
+    if fill == "sd":
         try:
             from core.generators.sd import SDGenerator, sd_available
         except ImportError as exc:
-            raise _Skip(f"Stable Diffusion generator not available ({type(exc).__name__}: {exc}).")
+            raise Unavailable(f"Stable Diffusion generator not available ({type(exc).__name__}: {exc}).", "Install the lab's requirements (diffusers, transformers).")
         ok, reason = sd_available(params.get("model", "stable-diffusion-v1-5/stable-diffusion-v1-5"))
         if not ok:
-            raise _Skip(f"Stable Diffusion weights missing: {reason}")
-        if not torch.cuda.is_available() and not self.cfg.sd_on_cpu and self.cfg.device != "cuda":
-            raise _Skip("Stable Diffusion needs a GPU here (512 px sampling takes minutes per image on CPU); set sd_on_cpu = true to force it.")
-        return SDGenerator(classes=train.classes, channels=train.channels, image_size=train.image_size, device=self.cfg.device, **params)
+            raise Unavailable(f"Stable Diffusion weights missing: {reason}")
+        if not str(device).startswith("cuda") and not ctx.cfg.sd_on_cpu:
+            raise Unavailable("Stable Diffusion needs a GPU here (512 px sampling takes minutes per image on CPU).", "Run on a GPU, or set sd_on_cpu = true to force it.")
+        return SDGenerator(classes=train.classes, channels=train.channels, image_size=train.image_size, device=device, **params)
+    from core.generators.registry import build_generator
 
-    def generator(self, method: str, w: float | None, train: ImageSet, seed: int):
-        from core.generators.registry import build_generator
+    return build_generator(fill, train, **params)
 
-        if method == "cfg":
-            return self._cfg_generator(seed, w)
-        if method == "sd":
-            return self._sd_generator(train)
-        return build_generator(method, train, **self.cfg.method_params.get(method, {}))
 
-    def balanced_set(self, variant: str, method: str, w: float | None, imbalanced: ImageSet, seed: int) -> ImageSet:
-        from core.balance import balance
+def _sets_path(root: Path, fill_name: str, seed: int) -> Path:
+    return root / "sets" / f"{_slug(fill_name)}__seed{seed}.safetensors"
 
-        if method == "none":
-            return imbalanced
-        path = self.root / "sets" / f"{_slug(variant)}__seed{seed}.safetensors"
+
+def _fill_cell(ctx: _Context, spec: dict, device: str, cb: Callbacks) -> dict:
+    """Fill every class to the target with the seed's generator, save the generated images and
+    measure the filled set. The result dict is the fill's row: more generation metrics go here."""
+    from core.balance import balance
+
+    seed, name, imbalanced = spec["seed"], spec["name"], ctx.imbalanced(spec["seed"])
+    path = _sets_path(ctx.root, name, seed)
+    filled = imbalanced
+    if spec["fill"] != "none":
         part = _load_generated(path)
-        if part is not None:
-            return ImageSet.concat([imbalanced, part])
-        gen = self.generator(method, w, imbalanced, seed)
-        self.log(f"{variant}, seed {seed}: generating")
-        full = balance(imbalanced, gen, self.cfg.target, seed=seed,
-                       progress=lambda d, t: self.cb.progress(self.done, self.total, f"{variant}, seed {seed}: generated {d}/{t}"),
-                       should_stop=self.cb.should_stop)
-        if len(full) > len(imbalanced):
-            _save_generated(path, full.subset(torch.arange(len(imbalanced), len(full))))
-        return full
-
-    # -- generation metrics ---------------------------------------------------------
-    def extractor(self):
-        if self._extractor is None:
-            from core.metrics.generation import get_extractor
-
-            self._extractor, self._extractor_note = get_extractor(self.cfg.extractor, self.cfg.data, self.cfg.device,
-                                                                  progress=lambda d, t, m="": self.log(f"feature extractor: {m}"))
-            if self._extractor_note:
-                self.notes.append(self._extractor_note)
-        return self._extractor
-
-    def generation(self, variant: str, seed: int, ds, balanced: ImageSet) -> dict | None:
+        if part is None:
+            gen = _generator(ctx, spec["fill"], spec["w"], imbalanced, seed, device)
+            full = balance(imbalanced, gen, ctx.cfg.target, seed=seed, progress=lambda d, t: cb.progress(d, t, f"generated {d}/{t}"),
+                           should_stop=cb.should_stop)
+            part = full.subset(torch.arange(len(imbalanced), len(full)))
+            _save_generated(path, part)
+        filled = ImageSet.concat([imbalanced, part]) if len(part) else imbalanced
+    result = {"fill": spec["fill"], "name": name, "seed": seed, "n_generated": len(filled) - len(imbalanced), "counts": filled.counts()}
+    if ctx.cfg.generation_metrics:
         from core.metrics.generation import generation_metrics
 
-        path = self.root / "generation" / f"{_slug(variant)}__seed{seed}.json"
-        saved = read_json(path)
-        if saved is not None:
-            return saved
-        ex = self.extractor()
-        self.log(f"{variant}, seed {seed}: {ex.label}")
-        res = generation_metrics(ex, ds.train, f"{ds.name}-train", balanced, seed=seed)
-        res.update(variant=variant, seed=seed)
-        atomic_write_json(path, res)
-        return res
-
-    # -- the loop -------------------------------------------------------------------
-    def run(self) -> tuple[list[dict], str]:
-        from core.data.loading import load_dataset
-        from core.data.profiles import apply_profile
-        from core.metrics.classification import check_test_classes
-        from core.balance import train_set_info
-        from core.train.classifier import ClassifierConfig, train_classifier
-
-        cfg = self.cfg
-        ds = load_dataset(cfg.data)
-        check_test_classes(ds.test.labels, ds.test.num_classes, ds.test.classes)
-        imbalanced = apply_profile(ds.train, cfg.data)
-        self.classes, self.channels, self.image_size = ds.classes, ds.channels, ds.image_size
-        variants = cfg.variants()
-        cells = [(v, c, s) for v in variants for c in cfg.classifiers for s in cfg.seeds]
-        self.total, self.done = len(cells), 0
-        results: dict[tuple[str, str, int], dict] = {}
-        gen: dict[tuple[str, int], dict] = {}
-        skipped: dict[str, str] = {}
-        state = "done"
-        for (variant, method, w) in variants:
-            for si, seed in enumerate(cfg.seeds):
-                todo = [(c, _cell_dir(self.root, variant, c, seed)) for c in cfg.classifiers]
-                finished = {c: read_json(d / "results.json") for c, d in todo if (d / "results.json").exists()}
-                for c, r in finished.items():
-                    results[(variant, c, seed)] = r
-                gpath = self.root / "generation" / f"{_slug(variant)}__seed{seed}.json"
-                need_gen = cfg.generation_metrics and not gpath.exists()
-                if len(finished) == len(todo) and not need_gen:
-                    self.done += len(todo)
-                    if cfg.generation_metrics:
-                        gen[(variant, seed)] = read_json(gpath)
-                    continue
-                if self.cb.stop_requested():
-                    return self._rows(results, gen, skipped), "cancelled"
-                try:
-                    balanced = self.balanced_set(variant, method, w, imbalanced, seed)
-                except _Skip as exc:
-                    skipped[variant] = str(exc)
-                    self.done += len(todo) * (len(cfg.seeds) - si)
-                    self.log(f"{variant}: skipped ({exc})")
-                    break
-                except Cancelled:
-                    return self._rows(results, gen, skipped), "cancelled"
-                except LabError as exc:
-                    if method in ("cfg", "sd"):  # a generator that cannot run: a reasoned skip
-                        skipped[variant] = f"{type(exc).__name__}: {exc}"
-                        self.done += len(todo) * (len(cfg.seeds) - si)
-                        self.log(f"{variant}: skipped ({exc})")
-                        break
-                    raise
-                if need_gen:
-                    gen[(variant, seed)] = self.generation(variant, seed, ds, balanced)
-                elif cfg.generation_metrics:
-                    gen[(variant, seed)] = read_json(gpath)
-                for c, d in todo:
-                    if c in finished:
-                        self.done += 1
-                        continue
-                    over = {**cfg.classifier, **cfg.classifier_overrides.get(c, {})}
-                    ccfg = ClassifierConfig.from_dict({**over, "data": cfg.data.to_dict(), "arch": c, "seed": seed, "device": cfg.device})
-                    info = train_set_info(method, {"w": w} if w is not None else cfg.method_params.get(method, {}), cfg.target)
-                    self.log(f"{variant} × {c}, seed {seed}: training")
-                    ccb = Callbacks(on_progress=lambda d_, t_, m="": self.cb.progress(self.done, self.total, f"{variant} × {c}, seed {seed}: {m}"),
-                                    should_stop=self.cb.should_stop)
-                    res = train_classifier(ccfg, d, callbacks=ccb, resume=True, train_set=balanced, dataset=ds, train_set_info=info)
-                    if res.get("cancelled"):
-                        return self._rows(results, gen, skipped), "cancelled"
-                    results[(variant, c, seed)] = res
-                    self.done += 1
-                    self.cb.metrics({"cell": f"{variant}__{c}__seed{seed}", "accuracy": res["accuracy"], "macro_f1": res["macro_f1"]})
-                    self.log(f"{variant} × {c}, seed {seed}: accuracy {res['accuracy']:.4f}")
-        return self._rows(results, gen, skipped), state
-
-    def _rows(self, results, gen, skipped) -> list[dict]:
-        return aggregate(self.cfg, results, gen, skipped)
+        ex = ctx.get_extractor(device, cb)
+        cb.progress(0, 1, ex.label)
+        result["generation"] = {**generation_metrics(ex, ctx.ds.train, f"{ctx.ds.name}-train", filled, seed=seed), "note": ctx.extractor_note}
+    return result
 
 
-def _ms(values: list[float]) -> dict:
-    """Mean and sample standard deviation (ddof = 1; 0 for a single seed) over seeds."""
-    v = np.array([x for x in values if x is not None], dtype=float)
-    if len(v) == 0:
-        return {"mean": None, "std": None}
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
+def _train_set(ctx: _Context, spec: dict) -> ImageSet:
+    """The imbalanced subset, plus that seed's generated images: all of them, or for a partial
+    fill the first k_c − n_c of each class (the generators are deterministic per image index)."""
+    imbalanced = ctx.imbalanced(spec["seed"])
+    if spec["fill"] == "none":
+        return imbalanced
+    part = _load_generated(_sets_path(ctx.root, spec["fill_name"], spec["seed"]))
+    if part is None:
+        raise LabError(f"The generated images of {spec['fill_name']} (seed {spec['seed']}) are missing or damaged.",
+                       "Resume the study: the fill cell runs again.")
+    if spec["partial"]:
+        need = [k - n for k, n in zip(spec["sizes"], imbalanced.counts())]
+        keep = [torch.nonzero(part.labels == c).flatten()[:k] for c, k in enumerate(need)]
+        part = part.subset(torch.sort(torch.cat(keep)).values)
+    return ImageSet.concat([imbalanced, part]) if len(part) else imbalanced
 
 
-def aggregate(cfg: StudyConfig, results: dict, gen: dict, skipped: dict) -> list[dict]:
-    rows = []
-    for variant, method, w in cfg.variants():
-        for clf in cfg.classifiers:
-            seeds = [s for s in cfg.seeds if (variant, clf, s) in results]
-            row = {"method": variant, "classifier": clf, "seeds": seeds}
-            rs = [results[(variant, clf, s)] for s in seeds]
-            for k in ("accuracy", "balanced_accuracy", "macro_f1", "minority_f1"):
-                row[k] = _ms([r.get(k) for r in rs])
-            if rs:
-                pcf = np.array([r["per_class_f1"] for r in rs], dtype=float)
-                row["per_class_f1"] = {"classes": rs[0].get("classes"), "mean": pcf.mean(0).tolist(),
-                                       "std": (pcf.std(0, ddof=1) if len(rs) > 1 else np.zeros(pcf.shape[1])).tolist()}
-                row["minority_classes"] = rs[0].get("minority_classes")
-                row["train_images"] = rs[0].get("train_images")
-            else:
-                row["per_class_f1"] = None
-            gs = [gen[(variant, s)] for s in cfg.seeds if gen.get((variant, s))]
-            if gs:
-                key = gs[0]["key"]
-                row[key] = {**_ms([g[key] for g in gs]), "n_images": gs[0]["n_images"], "n_reference": gs[0]["n_reference"],
-                            "label": gs[0]["label"], "seeds": [g["seed"] for g in gs]}
-                row["kid"] = {**_ms([g["kid"] for g in gs]), "n_images": gs[0]["kid_subset_size"], "label": gs[0]["kid_label"], "extractor": gs[0]["extractor"]}
-                per = [[p["value"] for p in g["per_class"]] for g in gs]
-                row[f"per_class_{key}"] = [
-                    {"class": p["class"], "n_images": p["n_images"], **_ms([pc[i] for pc in per])} for i, p in enumerate(gs[0]["per_class"])
-                ]
-            else:
-                row["kid"] = None
-            row["skipped"] = skipped.get(variant) if not seeds else None
-            rows.append(row)
-    return rows
+def _classifier_cell(ctx: _Context, spec: dict, device: str, cb: Callbacks) -> dict:
+    from core.balance import train_set_info
+    from core.train.classifier import ClassifierConfig, train_classifier
+
+    cfg, seed, w = ctx.cfg, spec["seed"], spec["w"]
+    over = {**classifier_overrides(cfg, spec["classifier"]), **spec["budget"]}  # budget "steps": the study's steps and warm-up
+    ccfg = ClassifierConfig.from_dict({**over, "data": cfg.data_for_seed(seed).to_dict(), "arch": spec["classifier"], "seed": seed,
+                                       "device": device, "loss": spec["loss"]})
+    info = train_set_info(spec["fill"], {"w": w} if w is not None else dict(cfg.method_params.get(spec["fill"], {})), cfg.target)
+    info.update(study_method=spec["variant"], partial_fill=cfg.partial_fill if spec["partial"] else None)
+    res = train_classifier(ccfg, cell_dir(ctx.root, cell_id("clf", spec["variant"], spec["classifier"], seed)), callbacks=cb, resume=True,
+                           train_set=_train_set(ctx, spec), dataset=ctx.ds, train_set_info=info)
+    if res.get("cancelled"):
+        raise Cancelled("study cancelled during classifier training")
+    return res
 
 
-def rows_frame(rows: list[dict]) -> pd.DataFrame:
-    """One flat row per method × classifier (what results.csv holds)."""
-    flat = []
-    for r in rows:
-        f = {"method": r["method"], "classifier": r["classifier"], "seeds": ";".join(map(str, r["seeds"])), "n_seeds": len(r["seeds"])}
-        for k in ("accuracy", "balanced_accuracy", "macro_f1", "minority_f1"):
-            f[f"{k}_mean"], f[f"{k}_std"] = r[k]["mean"], r[k]["std"]
-        for key in ("fid", "fd_judge"):
-            if r.get(key):
-                f[f"{key}_mean"], f[f"{key}_std"], f[f"{key}_n_images"] = r[key]["mean"], r[key]["std"], r[key]["n_images"]
-        if r.get("kid"):
-            f["kid_extractor"], f["kid_mean"], f["kid_std"], f["kid_n_images"] = r["kid"]["extractor"], r["kid"]["mean"], r["kid"]["std"], r["kid"]["n_images"]
-        if r.get("per_class_f1"):
-            for name, m in zip(r["per_class_f1"]["classes"] or range(len(r["per_class_f1"]["mean"])), r["per_class_f1"]["mean"]):
-                f[f"f1_{name}"] = m
-        f["skipped"] = r.get("skipped") or ""
-        flat.append(f)
-    return pd.DataFrame(flat)
+def _posthoc_cell(ctx: _Context, spec: dict, device: str, cb: Callbacks) -> dict:
+    """Menon et al. 2021 §4: the `none` model's saved test logits, argmax_c (z_c − τ·log π_c)."""
+    from safetensors.torch import load_file
+
+    from core.metrics.classification import classification_report
+    from core.train.classifier import ClassifierConfig
+    from core.train.losses import posthoc_adjust
+
+    src = cell_dir(ctx.root, cell_id("clf", "none", spec["classifier"], spec["seed"]))
+    base, path = read_json(src / "results.json"), src / "test_logits.safetensors"
+    if base is None or not path.exists():
+        raise LabError(f"posthoc-adjust needs the finished `none` run in {src} with its test logits.", "Resume the study so the `none` cell runs first.")
+    t = load_file(str(path))
+    tau = ClassifierConfig.from_dict(classifier_overrides(ctx.cfg, spec["classifier"])).la_tau
+    pred = posthoc_adjust(t["logits"], base["train_counts"], tau)
+    rep = classification_report(t["labels"], pred, ctx.ds.test.num_classes, base.get("minority_classes"), ctx.ds.test.classes)
+    keep = ("classes", "arch", "epochs", "steps", "batch_size", "images_seen", "train_size", "epochs_run", "test_size", "train_images",
+            "train_counts", "imbalanced_counts", "device", "precision")
+    return {**{k: base.get(k) for k in keep}, **rep, "loss": POSTHOC, "study_method": POSTHOC, "la_tau": tau, "adjusted_run": str(src)}
 
 
-def run_study(cfg: StudyConfig, out_dir: str | Path, callbacks: Callbacks | None = None) -> pd.DataFrame:
-    """Run (or resume) a study in ``out_dir``; writes results.csv/results.json and returns the table."""
+# ------------------------------------------------------------------------- the run
+class _CellStatus:
+    """Keeps every cell's state and device in the study's status.json (the executors' on_event)."""
+
+    def __init__(self, run: Run, cells: list[Cell]):
+        self.run = run
+        self.cells = {c.id: {"kind": c.kind, "label": c.label, "state": "pending", "device": None} for c in cells}
+        run.set_status(cells=self.cells)
+
+    def on_event(self, cid: str, event: str, device: str, message: str) -> None:
+        entry = self.cells[cid]
+        entry["state"] = "running" if event == "start" else event
+        entry["device"] = device or entry["device"]
+        if message:
+            entry["error" if event != "unavailable" else "reason"] = message[:2000]
+        self.run.set_status(cells=self.cells, message=f"{entry['label'] or cid}: {entry['state']}" + (f" on {device}" if device else ""))
+
+
+def study_state(outcomes: dict) -> str:
+    """cancelled if any cell was; failed if any cell failed (the study had failures); else done."""
+    states = {o.state for o in outcomes.values()}
+    return "cancelled" if "cancelled" in states else "failed" if "failed" in states else "done"
+
+
+def default_device(cfg: StudyConfig) -> str:
+    return cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def run_study(cfg: StudyConfig, out_dir: str | Path, callbacks: Callbacks | None = None, executor=None) -> pd.DataFrame:
+    """Run (or resume) a study in ``out_dir``; writes results.csv/results.json and returns the table.
+
+    ``executor`` runs the cells (default: one after the other in this process); anything with
+    ``run(cells, task, callbacks, on_event)`` (core.cells) will do. Failed cells do not stop
+    the others; the study's state is then "failed", after every row was written."""
+    from core.data.loading import load_dataset
+    from core.data.profiles import target_counts
+    from core.study_rows import aggregate, rows_frame
+
     cfg.validate()
     out_dir = Path(out_dir)
     cb = callbacks or Callbacks()
     run = open_study(cfg, out_dir)
-    run.set_status("running", message="starting")
+    run.set_status("running", message="planning")
+    ds = load_dataset(cfg.data)
+    plan = plan_study(cfg, target_counts(ds.train.counts(), cfg.data))
+    status = _CellStatus(run, plan.cells)
     last = [0.0]
 
     def progress(d: int, t: int, m: str = "") -> None:
@@ -502,21 +707,26 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, callbacks: Callbacks | None
             last[0] = time.time()
             run.set_status(step=d, total=t, message=m)
 
-    study = _Study(cfg, out_dir, Callbacks(on_metrics=cb.on_metrics, should_stop=cb.should_stop, on_progress=progress))
+    task = CellTask("core.experiment:run_cell", {"config": cfg.to_dict(), "root": str(out_dir), "specs": plan.specs})
+    executor = executor or SerialExecutor(default_device(cfg))
     t0 = time.time()
     try:
-        rows, state = study.run()
-    except LabError as exc:
-        run.set_status("failed", error=str(exc), message="failed")
-        raise
+        outcomes = executor.run(plan.cells, task, Callbacks(on_metrics=cb.on_metrics, should_stop=cb.should_stop, on_progress=progress),
+                                status.on_event)
     except BaseException as exc:
         run.set_status("failed" if not isinstance(exc, KeyboardInterrupt) else "interrupted", error=f"{type(exc).__name__}: {exc}")
         raise
+    rows, notes = aggregate(cfg, plan, outcomes, test_size=len(ds.test))
+    state = study_state(outcomes)
     frame = rows_frame(rows)
-    payload = {"study": cfg.name, "rows": rows, "notes": study.notes, "state": state, "seconds": time.time() - t0}
+    counts = {s: sum(1 for o in outcomes.values() if o.state == s) for s in ("ok", "failed", "unavailable", "cancelled")}
+    payload = {"study": cfg.name, "budget": cfg.budget, "rows": rows, "notes": notes, "state": state, "cells": counts,
+               "test_size": len(ds.test), "seconds": time.time() - t0}
     atomic_write_json(out_dir / "results.json", payload)
     atomic_write(out_dir / "results.csv", lambda tmp: frame.to_csv(tmp, index=False))
-    run.set_status(state, step=study.done, total=study.total, message=f"{state}: {sum(1 for r in rows if r['seeds'])} rows with results")
+    msg = f"{state}: {counts['ok']} cells ok, {counts['failed']} failed, {counts['unavailable']} unavailable, {counts['cancelled']} cancelled"
+    run.set_status(state, step=len(plan.cells), total=len(plan.cells), message=msg, cell_counts=counts,
+                   error=(f"{counts['failed']} cell(s) failed; see cells in status.json" if state == "failed" else None))
     return frame
 
 

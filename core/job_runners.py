@@ -285,6 +285,13 @@ def run_study(ctx: JobContext):
     if ctx.device and not cfg.device:
         cfg.device = ctx.device if ctx.device != "cpu" else None
     frame = experiment.run_study(cfg, ctx.run.path, callbacks=ctx.callbacks)
+    res = experiment.load_results(ctx.run.path) or {}
+    if res.get("state") == "failed":  # every row is written; the job still ends failed, as the study did
+        from core.errors import TrainingError
+
+        failed = (res.get("cells") or {}).get("failed", "some")
+        raise TrainingError(f"The study finished with {failed} failed cell(s); the rows that could be computed were written.",
+                            "See each failed row's errors on the Results page, fix the cause, then resume the study to re-run only the failed cells.")
     return {"rows": int(len(frame))}
 
 

@@ -18,7 +18,8 @@ from core.runs import list_runs
 from core.viz import method_label
 
 CLS_COLUMNS = ["source", "run_id", "dataset", "profile", "method", "classifier", "seed", "accuracy", "balanced_accuracy",
-               "macro_f1", "minority_f1", "minority_classes", "classes", "per_class_f1", "confusion_matrix", "path"]
+               "macro_f1", "minority_f1", "minority_classes", "classes", "per_class_f1", "confusion_matrix", "steps", "images_seen",
+               "train_size", "loss", "path"]
 GEN_COLUMNS = ["source", "method", "seed", "metric", "label", "value", "kid", "kid_label", "n_images"]
 
 
@@ -39,11 +40,13 @@ def _classifier_row(folder: Path, source: str) -> dict | None:
         "run_id": folder.name,
         "dataset": data.get("dataset"),
         "profile": data.get("profile"),
-        "method": method_label(cfg.get("balance_method"), cfg.get("balance_params")),
+        # a study cell names its method (reweight, cfg@w=0.1+logit-adjust, posthoc-adjust, ...); else the fill's label
+        "method": cfg.get("study_method") or res.get("study_method") or method_label(cfg.get("balance_method"), cfg.get("balance_params")),
         "classifier": res.get("arch") or cfg.get("arch"),
         "seed": cfg.get("seed"),
         **{k: res.get(k) for k in ("accuracy", "balanced_accuracy", "macro_f1", "minority_f1", "minority_classes", "classes",
-                                   "per_class_f1", "confusion_matrix")},
+                                   "per_class_f1", "confusion_matrix", "steps", "images_seen", "train_size")},
+        "loss": res.get("loss") or cfg.get("loss") or "ce",
         "path": str(folder),
     }
 
@@ -66,11 +69,16 @@ def classifier_results(root: str | os.PathLike | None = None) -> pd.DataFrame:
 def generation_results(root: str | os.PathLike | None = None) -> pd.DataFrame:
     rows = []
     for run in list_runs(root):
-        folder = run.path / "generation"
-        if run.kind != "study" or not folder.is_dir():
+        if run.kind != "study":
             continue
-        for f in sorted(folder.glob("*.json")):
-            g = _safe_json(f)
+        found = []
+        for f in sorted((run.path / "generation").glob("*.json")):  # studies before the cells layout
+            found.append(_safe_json(f))
+        for f in sorted((run.path / "cells").glob("fill__*/results.json")):  # a fill cell: {"name", "seed", "generation": {...}}
+            r = _safe_json(f)
+            if r and isinstance(r.get("generation"), dict):
+                found.append({**r["generation"], "variant": r.get("name"), "seed": r.get("seed")})
+        for g in found:
             if not g or "key" not in g or g.get(g["key"]) is None:
                 continue
             rows.append({"source": run.id, "method": g.get("variant"), "seed": g.get("seed"), "metric": g["key"], "label": g.get("label", g["key"]),

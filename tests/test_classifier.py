@@ -108,7 +108,9 @@ def test_train_classifier_learns_writes_run_and_reports(tmp_path):
     status = json.loads((tmp_path / "run" / "status.json").read_text())
     assert status["state"] == "done"
     w, state, config = load_checkpoint(checkpoint_path(tmp_path / "run" / "checkpoints"))
-    assert state["epoch"] == 4 and config["arch"] == "small" and config["train_set"]["counts_by_provenance"]["oversample"][0] > 0
+    assert state["epoch"] == 4 and config["arch"] == "small"
+    imb = res["imbalanced_counts"]  # oversampling adds exactly the gap to the largest class
+    assert config["train_set"]["counts_by_provenance"] == {"real": imb, "oversample": [max(imb) - c for c in imb]}
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert (saved["balance_method"], saved["balance_params"], saved["balance_target"]) == ("oversample", {}, None)
     assert res["train_set_info"] == {"balance_method": "oversample", "balance_params": {}, "balance_target": None}
@@ -177,6 +179,7 @@ def test_train_classifier_cli(tmp_path, capsys):
     assert len(res["per_class_f1"]) == 10 and (out / "results.json").exists()
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["balance_method"] == "mixup" and cfg["balance_params"] == {"lam": 0.6}
-    assert cfg["train_set"]["counts_by_provenance"]["mixup"][0] > 0
+    real = cfg["train_set"]["counts_by_provenance"]["real"]
+    assert cfg["train_set"]["counts_by_provenance"]["mixup"] == [max(real) - c for c in real]
     assert main(["train-classifier", "--method-params", "{oops", "--out", str(tmp_path / "x")]) == 2
     assert "not valid JSON" in capsys.readouterr().err

@@ -2,18 +2,20 @@
 
 import importlib.util
 import json
+import math
 import os
 import sys
 
 import pytest
+import torch
 
 from core.cli import main
 from core.errors import ConfigError
-from core.experiment import PRESETS, StudyConfig, preset, run_study
+from core.experiment import PRESETS, StudyConfig, partial_counts, plan_study, preset, run_study
 
 TINY = """
 name = "tiny"
-methods = ["none", "oversample", "cutmix", "cfg", "sd"]
+methods = ["none", "oversample", "cfg", "sd", "reweight", "logit-adjust", "posthoc-adjust", "cfg+logit-adjust"]
 cfg_ws = [0.1]
 classifiers = ["small"]
 seeds = [0, 1]
@@ -35,8 +37,12 @@ checkpoint_every = 0
 sampler = "ddim"
 steps = 2
 """
+TINY_COUNTS = [2, 3, 4, 6, 8, 10, 14, 20, 30, 40]  # 137 images; filled to 40 each: 400
+# partial fill half-way in log scale: round(√(n·40)) = 9, 11, 13, 15, 18, 20, 24, 28, 35, 40 -> 213 images
+TINY_PARTIAL = [9, 11, 13, 15, 18, 20, 24, 28, 35, 40]
 
-ROW_KEYS = {"method", "classifier", "seeds", "accuracy", "macro_f1", "minority_f1", "per_class_f1", "kid", "skipped"}
+ROW_KEYS = {"method", "fill", "loss", "w", "classifier", "state", "errors", "reason", "steps", "images_seen", "train_size", "n_seeds",
+            "seeds", "accuracy", "macro_f1", "minority_f1", "vs", "per_class_f1", "kid", "accuracy_binomial_hw95"}
 
 
 @pytest.fixture()
@@ -57,31 +63,64 @@ def test_tiny_study_end_to_end_then_resumes(lab_env, capsys, monkeypatch):
     out_dir = lab_env / "study"
     rc, out = _run_cli(capsys, "--config", str(cfg_path), "--out", str(out_dir), "--json")
     assert rc == 0
-    rows = {r["method"]: r for r in json.loads(out)["rows"]}
-    assert set(rows) == {"none", "oversample", "cutmix", "cfg@w=0.1", "sd"}
-    for name in ("none", "oversample", "cutmix"):
-        r = rows[name]
-        assert ROW_KEYS <= set(r) and r["classifier"] == "small" and r["seeds"] == [0, 1] and r["skipped"] is None
-        assert 0.0 <= r["accuracy"]["mean"] <= 1.0 and r["accuracy"]["std"] >= 0.0
+    res = json.loads(out)
+    assert res["state"] == "done" and res["budget"] == "steps" and res["test_size"] == 360
+    rows = {r["method"]: r for r in res["rows"]}
+    assert list(rows) == ["none", "oversample", "cfg@w=0.1", "sd", "reweight", "logit-adjust", "posthoc-adjust", "cfg@w=0.1+logit-adjust"]
+    have_cfg = bool(importlib.util.find_spec("core.train.cfg") and importlib.util.find_spec("core.generators.cfg"))
+    ok = [r for r in rows.values() if r["state"] == "ok"]
+    assert len(ok) == (7 if have_cfg else 5)
+    for r in ok:
+        assert ROW_KEYS <= set(r) and r["classifier"] == "small" and r["seeds"] == [0, 1] and r["n_seeds"] == 2 and r["errors"] == {}
+        assert 0.0 <= r["accuracy"]["mean"] <= 1.0 and r["accuracy"]["std"] >= 0.0 and len(r["accuracy"]["ci95"]) == 2
+        assert r["accuracy"]["ci95"][0] <= r["accuracy"]["mean"] <= r["accuracy"]["ci95"][1]
         assert len(r["per_class_f1"]["mean"]) == 10
-        # offline: no Inception weights, so the substitute is reported under its own name
-        assert "fid" not in r and r["fd_judge"]["n_images"] > 0 and r["fd_judge"]["label"] == "FD (judge CNN features)"
-        assert r["kid"]["extractor"] == "judge" and "FID" not in r["kid"]["label"]
+        # budget "steps": every method runs ⌊400/64⌋ = 6 steps of 64 images, whatever its set's size
+        assert (r["steps"], r["images_seen"], r["batch_size"]) == (6, 384, 64)
+        # compare_to = ["none", "oversample"], except against itself
+        assert set(r["vs"]) == {"none", "oversample"} - {r["method"]}
+        assert all(v["metric"] == "accuracy" and v["verdict"] in ("better", "worse", "inconclusive") for v in r["vs"].values())
+        p = r["accuracy"]["mean"]
+        assert r["accuracy_binomial_hw95"] == pytest.approx(1.959964 * math.sqrt(p * (1 - p) / 360), rel=1e-5)
+    assert {n: rows[n]["train_size"] for n in ("none", "oversample", "reweight", "logit-adjust", "posthoc-adjust")} == \
+        {"none": 137, "oversample": 400, "reweight": 137, "logit-adjust": 137, "posthoc-adjust": 137}
+    assert (rows["reweight"]["fill"], rows["reweight"]["loss"], rows["posthoc-adjust"]["loss"]) == ("none", "reweight", "posthoc-adjust")
+    # offline: no Inception weights, so the substitute is reported under its own name
+    for name in ("none", "oversample", "reweight"):
+        assert "fid" not in rows[name] and rows[name]["fd_judge"]["label"] == "FD (judge CNN features)"
+        assert rows[name]["kid"]["extractor"] == "judge" and "FID" not in rows[name]["kid"]["label"]
     assert rows["none"]["fd_judge"]["n_images"] == 137 and rows["oversample"]["fd_judge"]["n_images"] == 400
-    assert rows["sd"]["skipped"] and rows["sd"]["seeds"] == [] and "Stable Diffusion" in rows["sd"]["skipped"]
-    cfg_row = rows["cfg@w=0.1"]
-    if importlib.util.find_spec("core.train.cfg") and importlib.util.find_spec("core.generators.cfg"):
-        assert cfg_row["skipped"] is None and cfg_row["seeds"] == [0, 1], cfg_row["skipped"]
-        assert cfg_row["fd_judge"]["n_images"] == 400 and (out_dir / "cfg" / "seed1" / "checkpoints").is_dir()
-        assert [p["n_images"] for p in cfg_row["per_class_fd_judge"]] == [38, 37, 36, 34, 32, 30, 26, 20, 10, 0]
-    else:
-        assert "CFG generator not available" in cfg_row["skipped"]
-    assert (out_dir / "results.csv").exists()
+    assert rows["reweight"]["fd_judge"] == rows["none"]["fd_judge"]  # the losses train on the imbalanced set itself
+    sd = rows["sd"]
+    assert sd["state"] == "unavailable" and sd["n_seeds"] == 0 and "Stable Diffusion" in sd["reason"] and sd["accuracy"]["mean"] is None
+    combo = rows["cfg@w=0.1+logit-adjust"]
+    assert (combo["fill"], combo["loss"], combo["w"]) == ("cfg", "logit-adjust", 0.1)
+    if have_cfg:
+        assert rows["cfg@w=0.1"]["fd_judge"]["n_images"] == 400 and (out_dir / "cfg" / "seed1" / "checkpoints").is_dir()
+        assert [p["n_images"] for p in rows["cfg@w=0.1"]["per_class_fd_judge"]] == [38, 37, 36, 34, 32, 30, 26, 20, 10, 0]
+        assert combo["train_size"] == sum(TINY_PARTIAL) == 213 and "fd_judge" not in combo
+        counts = json.loads((out_dir / "cells" / "clf__cfg_w0.1+logit-adjust__small__seed0" / "results.json").read_text())["train_counts"]
+        assert counts == TINY_PARTIAL
+    # each seed trained on its own subset
+    cfgs = [json.loads((out_dir / "cells" / f"clf__none__small__seed{s}" / "config.json").read_text()) for s in (0, 1)]
+    assert [c["data"]["subset_seed"] for c in cfgs] == [0, 1] and cfgs[0]["train_set"]["counts"] == cfgs[1]["train_set"]["counts"]
+    status = json.loads((out_dir / "status.json").read_text())
+    assert status["state"] == "done" and status["cells"]["clf__none__small__seed1"] == {**status["cells"]["clf__none__small__seed1"], "state": "ok", "device": "cpu"}
+    assert status["cells"]["fill__sd__seed0"]["state"] == "unavailable"
     csv = (out_dir / "results.csv").read_text().splitlines()
-    assert csv[0].startswith("method,classifier,seeds") and "fd_judge_mean" in csv[0] and "fid_mean" not in csv[0] and len(csv) == 6
+    assert csv[0].startswith("method,fill,loss,w,classifier,state,budget,steps,images_seen,train_size,n_seeds") and "fd_judge_mean" in csv[0]
+    assert "vs_none_verdict" in csv[0] and "accuracy_ci95_lo" in csv[0] and len(csv) == 9
     results_before = (out_dir / "results.json").read_text()
-    cells = sorted(p.name for p in (out_dir / "cells").iterdir())
-    assert "oversample__small__seed1" in cells
+    # the report (Results page) names every cell by its study method, with its steps and loss
+    from core import report
+
+    df = report.classifier_results(lab_env)
+    assert len(df) == 2 * len(ok)
+    ph = df[df["method"] == "posthoc-adjust"]
+    assert len(ph) == 2 and set(ph["loss"]) == {"posthoc-adjust"} and set(ph["steps"]) == {6}
+    assert set(df[df["method"] == "reweight"]["loss"]) == {"reweight"} and set(df[df["method"] == "none"]["loss"]) == {"ce"}
+    g = report.generation_results(lab_env)
+    assert {"none", "oversample"} <= set(g["method"]) and set(g["seed"]) == {0, 1}
 
     # resume: nothing finished is retrained
     import core.train.classifier as clf
@@ -94,9 +133,9 @@ def test_tiny_study_end_to_end_then_resumes(lab_env, capsys, monkeypatch):
     again = {r["method"]: r for r in json.loads(out)["rows"]}
     assert again["oversample"]["accuracy"] == rows["oversample"]["accuracy"]
     # an interrupted cell (no results.json yet) is the only one trained on the next call
-    (out_dir / "cells" / "cutmix__small__seed1" / "results.json").unlink()
+    (out_dir / "cells" / "clf__oversample__small__seed1" / "results.json").unlink()
     rc, out = _run_cli(capsys, "--config", str(cfg_path), "--out", str(out_dir), "--json")
-    assert rc == 0 and [p.name for p in calls] == ["cutmix__small__seed1"]
+    assert rc == 0 and [p.name for p in calls] == ["clf__oversample__small__seed1"]
     assert json.loads((out_dir / "results.json").read_text())["rows"] == json.loads(results_before)["rows"]
 
 
@@ -138,6 +177,11 @@ def test_folder_of_another_study_is_refused_untouched(lab_env, capsys):
         ({"classifier": {"epoch": 3}}, r"Unknown \[classifier\] option"),
         ({"colour": "blue"}, "Unknown study option"),
         ({"cfg_ws": [-1.0]}, "Guidance weights"),
+        ({"budget": "flops"}, "Unknown budget"),
+        ({"partial_fill": 0.0}, "partial_fill"),
+        ({"methods": ["cfg+mixup"]}, "Unknown method 'cfg\\+mixup'"),
+        ({"methods": ["posthoc-adjust"]}, "posthoc-adjust adjusts"),
+        ({"classifier": {"loss": "reweight"}}, r"Unknown \[classifier\] option"),
     ],
 )
 def test_bad_study_configs(change, message):
@@ -155,8 +199,12 @@ def test_toml_errors_and_presets(tmp_path):
     with pytest.raises(ConfigError, match="not valid TOML"):
         StudyConfig.from_toml(bad)
     q = preset("quick")
-    assert q.data.dataset == "digits" and q.data.profile == "exponential" and q.data.ratio == 50 and q.seeds == [0, 1]
-    assert q.classifiers == ["small"] and {"none", "oversample", "mixup", "cutmix", "cfg", "sd"} <= set(q.methods)
+    assert q.data.dataset == "digits" and q.data.profile == "exponential" and q.data.ratio == 50 and len(q.seeds) >= 3
+    for p in (q, preset("paper")):
+        assert p.budget == "steps" and not p.fixed_subset and p.compare_to == ["none", "oversample"]
+        assert {"none", "oversample", "mixup", "cutmix", "cfg", "sd", "reweight", "logit-adjust", "posthoc-adjust"} <= set(p.methods)
+        assert any(m.startswith("cfg+") for m in p.methods)
+    assert q.classifiers == ["small"]
     p = preset("paper")
     assert p.data.counts == [500 * (i + 1) for i in range(10)] and p.cfg_ws == [0.1, 7.5]
     assert p.classifiers == ["resnet18", "resnet50"] and p.method_params["mixup"]["lam"] == 0.6
@@ -167,11 +215,133 @@ def test_toml_errors_and_presets(tmp_path):
         preset("huge")
 
 
-def test_missing_generator_is_a_reasoned_skip(lab_env, monkeypatch):
+def test_missing_generator_is_unavailable_with_its_reason(lab_env, monkeypatch):
     monkeypatch.setitem(sys.modules, "core.generators.cfg", None)  # import fails as if the module were absent
-    frame = run_study(_small(methods=["none", "cfg"], cfg_ws=[0.1, 7.5]), lab_env / "s")
+    frame = run_study(_small(methods=["none", "cfg"], cfg_ws=[0.1, 7.5], cfg_train={"steps": 2, "batch_size": 8}), lab_env / "s")
     assert list(frame["method"]) == ["none", "cfg@w=0.1", "cfg@w=7.5"]
-    assert frame["skipped"][0] == "" and frame["accuracy_mean"][0] > 0
-    assert all("CFG generator not available" in frame["skipped"][i] for i in (1, 2))
-    rows = json.loads((lab_env / "s" / "results.json").read_text())["rows"]
-    assert rows[1]["seeds"] == [] and rows[1]["accuracy"] == {"mean": None, "std": None}
+    assert list(frame["state"]) == ["ok", "unavailable", "unavailable"] and frame["accuracy_mean"][0] > 0
+    assert all("CFG generator not available" in frame["reason"][i] for i in (1, 2))
+    res = json.loads((lab_env / "s" / "results.json").read_text())
+    assert res["state"] == "done"  # a method that cannot run here is not a failure
+    assert res["rows"][1]["seeds"] == [] and res["rows"][1]["accuracy"] == {"mean": None, "std": None, "ci95": None}
+
+
+def test_step_budget_is_equal_across_methods_and_epochs_is_not():
+    counts = [2, 3, 4, 6, 8, 10, 14, 20, 30, 40]
+    cfg = StudyConfig.from_dict({"name": "b", "methods": ["none", "oversample", "reweight", "posthoc-adjust", "oversample+logit-adjust"],
+                                 "seeds": [0, 1, 2], "classifier": {"epochs": 3, "batch_size": 64, "warmup_epochs": 0.5},
+                                 "data": {"dataset": "digits", "profile": "custom", "counts": counts}})
+    plan = plan_study(cfg, counts)
+    assert plan.train_sizes == {"none": 137, "oversample": 400, "reweight": 137, "posthoc-adjust": 137, "oversample+logit-adjust": 213}
+    clf = [spec for cid, spec in plan.specs.items() if cid.startswith("clf__") and "budget" in spec]
+    assert len(clf) == 4 * 3  # posthoc-adjust trains nothing: it reuses the none model
+    # the largest set (400) needs ⌊400/64⌋ = 6 steps an epoch: 3 epochs = 18 steps, warm-up 0.5·6 = 3 steps, for every method
+    assert {json.dumps(s["budget"]) for s in clf} == {json.dumps({"steps": 18, "warmup_steps": 3})}
+    deps = {c.id: c.deps for c in plan.cells}
+    assert deps["clf__posthoc-adjust__small__seed2"] == ("clf__none__small__seed2",)
+    assert deps["clf__oversample+logit-adjust__small__seed1"] == ("fill__oversample__seed1",)
+    # classifier.steps wins over the epochs
+    cfg.classifier["steps"] = 50
+    assert {s["budget"]["steps"] for s in plan_study(cfg, counts).specs.values() if "budget" in s} == {50}
+    # budget "epochs": each run takes its own epochs (none: 3·⌊137/64⌋ = 6 steps against 18)
+    cfg.classifier.pop("steps")
+    cfg.budget = "epochs"
+    plan = plan_study(cfg, counts)
+    assert all(s["budget"] == {} for s in plan.specs.values() if "budget" in s)
+    assert plan.planned["none|small"] == {"steps": 6, "images_seen": 384, "train_size": 137, "batch_size": 64}
+    assert plan.planned["oversample|small"]["steps"] == 18
+
+
+def test_partial_fill_is_half_way_in_log_scale():
+    assert partial_counts([1, 4, 16], 16, 0.5) == [4, 8, 16]  # √(1·16), √(4·16), 16
+    assert partial_counts([1, 4, 16], 16, 1.0) == [16, 16, 16]
+    assert partial_counts(TINY_COUNTS, 40, 0.5) == TINY_PARTIAL
+
+
+def test_each_seed_draws_its_own_subset_and_fixed_subset_gives_one():
+    from core.data.loading import load_dataset
+    from core.data.profiles import apply_profile, target_counts
+
+    base = {"name": "s", "methods": ["none"], "seeds": [0, 1, 2],
+            "data": {"dataset": "digits", "profile": "exponential", "ratio": 10, "minority_order": "shuffled", "seed": 3}}
+    cfg = StudyConfig.from_dict(base)
+    ds = load_dataset(cfg.data)
+    subsets = [apply_profile(ds.train, cfg.data_for_seed(s)) for s in cfg.seeds]
+    counts = [target_counts(ds.train.counts(), cfg.data_for_seed(s)) for s in cfg.seeds]
+    assert counts[0] == counts[1] == counts[2] == target_counts(ds.train.counts(), cfg.data)  # the minority classes stay data.seed's
+    assert [x.counts() for x in subsets] == counts
+    assert len({tuple(x.images.flatten().tolist()) for x in subsets}) == 3  # but each seed keeps other images
+    fixed = StudyConfig.from_dict({**base, "fixed_subset": True})
+    one = [apply_profile(ds.train, fixed.data_for_seed(s)) for s in fixed.seeds]
+    assert all(torch.equal(x.images, one[0].images) for x in one)
+
+
+def test_a_failing_cell_fails_its_row_and_the_exit_status_then_resume_reruns_it(lab_env, capsys, monkeypatch):
+    from core.generators import baselines
+
+    class Broken(baselines.BASELINES["oversample"]):
+        def generate(self, *a, **k):
+            raise RuntimeError("generator exploded")
+
+    cfg = _small(methods=["none", "oversample", "mixup"], seeds=[0, 1], data={"dataset": "digits", "profile": "custom", "counts": TINY_COUNTS})
+    path = lab_env / "f.toml"
+    path.write_text(_toml(cfg))
+    monkeypatch.setitem(baselines.BASELINES, "oversample", Broken)
+    rc, out = _run_cli(capsys, "--config", str(path), "--out", str(lab_env / "f"), "--json")
+    assert rc == 1  # non-zero, after every row was written
+    res = json.loads(out)
+    rows = {r["method"]: r for r in res["rows"]}
+    assert res["state"] == "failed" and res["cells"]["failed"] == 4  # 2 fills + the 2 classifiers they block
+    bad = rows["oversample"]
+    assert bad["state"] == "failed" and bad["n_seeds"] == 0 and set(bad["errors"]) == {"0", "1"}
+    assert "generator exploded" in bad["errors"]["0"] and bad["accuracy"]["mean"] is None
+    assert rows["none"]["state"] == rows["mixup"]["state"] == "ok" and rows["mixup"]["n_seeds"] == 2
+    assert rows["mixup"]["vs"]["oversample"] == {"metric": "accuracy", "diff_mean": None, "ci95": None, "verdict": "n/a"}  # no seed to pair
+    assert rows["mixup"]["vs"]["none"]["diff_mean"] is not None
+    status = json.loads((lab_env / "f" / "status.json").read_text())
+    assert status["state"] == "failed" and status["cells"]["fill__oversample__seed0"]["state"] == "failed"
+    assert "generator exploded" in status["cells"]["fill__oversample__seed0"]["error"]
+    assert main(["experiment", "--config", str(path), "--out", str(lab_env / "f")]) == 1  # the table form too
+    capsys.readouterr()
+    # resume re-runs the failed cells only
+    monkeypatch.setitem(baselines.BASELINES, "oversample", Broken.__mro__[1])
+    import core.train.classifier as clf
+
+    calls = []
+    real = clf.train_classifier
+    monkeypatch.setattr(clf, "train_classifier", lambda *a, **k: calls.append(a[1].name) or real(*a, **k))
+    rc, out = _run_cli(capsys, "--config", str(path), "--out", str(lab_env / "f"), "--json")
+    assert rc == 0 and sorted(calls) == ["clf__oversample__small__seed0", "clf__oversample__small__seed1"]
+    assert {r["method"]: r["state"] for r in json.loads(out)["rows"]} == {"none": "ok", "oversample": "ok", "mixup": "ok"}
+
+
+def _toml(cfg: StudyConfig) -> str:
+    """A study TOML for the few keys _small sets (tomli_w is not a dependency)."""
+    d = cfg.to_dict()
+    data = "\n".join(f"{k} = {json.dumps(d['data'][k])}" for k in ("dataset", "profile", "ratio", "counts") if d["data"][k] is not None)
+    clf = "\n".join(f"{k} = {json.dumps(v)}" for k, v in d["classifier"].items())
+    return (f"name = {json.dumps(d['name'])}\nmethods = {json.dumps(d['methods'])}\nseeds = {json.dumps(d['seeds'])}\n"
+            f"generation_metrics = false\n[data]\n{data}\n[classifier]\n{clf}\n")
+
+
+def test_paired_verdicts_on_constructed_numbers():
+    from core.study_rows import add_comparisons
+
+    def row(method, accs):
+        return {"method": method, "classifier": "small", "_acc": dict(enumerate(accs))}
+
+    rows = [row("none", [0.80, 0.81, 0.82]), row("a", [0.90, 0.92, 0.94]), row("b", [0.79, 0.80, 0.81]),
+            row("c", [0.85, 0.76, 0.84]), row("d", [0.95])]
+    notes = add_comparisons(rows, ["none", "oversample"])
+    vs = {r["method"]: r["vs"].get("none") for r in rows}
+    assert rows[0]["vs"] == {} and notes and "oversample" in notes[0]
+    # a − none = 0.10, 0.11, 0.12: mean 0.11, sd 0.01, t_{0.975,2} = 4.3027 -> ± 4.3027·0.01/√3 = 0.02484
+    assert vs["a"]["diff_mean"] == pytest.approx(0.11) and vs["a"]["ci95"] == pytest.approx([0.11 - 0.024841, 0.11 + 0.024841], abs=1e-5)
+    assert vs["a"]["verdict"] == "better" and vs["a"]["metric"] == "accuracy"
+    assert set(vs["a"]) == {"metric", "diff_mean", "ci95", "verdict"}
+    # b − none = −0.01 each seed: sd 0, CI [−0.01, −0.01] excludes 0
+    assert vs["b"]["verdict"] == "worse" and vs["b"]["diff_mean"] == pytest.approx(-0.01)
+    # c − none = 0.05, −0.05, 0.02: mean 0.00667, sd 0.0513 -> ± 0.1274 covers 0
+    assert vs["c"]["verdict"] == "inconclusive" and vs["c"]["ci95"][0] < 0 < vs["c"]["ci95"][1]
+    # one shared seed: no CI, no verdict
+    assert vs["d"] == {"metric": "accuracy", "diff_mean": pytest.approx(0.15), "ci95": None, "verdict": "n/a"}

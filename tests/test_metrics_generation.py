@@ -36,14 +36,22 @@ def test_frechet_distance_from_samples_approaches_closed_form():
     assert d == pytest.approx(3 * 0.25 + 3 * (1 - 2) ** 2, rel=0.03)  # 3.75
 
 
-def test_kid_is_near_zero_for_same_distribution_and_grows_with_shift():
-    g = np.random.default_rng(2)
-    same = [gm.kid(g.normal(size=(200, 16)), g.normal(size=(200, 16)), subsets=5, subset_size=100, seed=s)[0] for s in range(4)]
-    shifted, std, m = gm.kid(g.normal(size=(200, 16)), g.normal(1.0, 1.0, size=(200, 16)), subsets=5, subset_size=100)
-    assert abs(np.mean(same)) < 0.05 < shifted
-    assert m == 100 and std >= 0
-    # KID's unbiased estimator can go below zero; the biased one could not
-    assert min(same) < 0.05
+def test_kid_matches_the_population_mmd_worked_out_by_hand():
+    # Kernel k(x, y) = (x·y/d + 1)^3 (d = 16). With S = x·y a sum of d independent products,
+    # E k = E[S^3]/d^3 + 3 E[S^2]/d^2 + 3 E[S]/d + 1, from the moments of one product x_i·y_i:
+    #   X, X' ~ N(0, I):          E k = 1 + 3/d
+    #   Y, Y' ~ N(1, I):          E k = 8 + 18/d + 6/d^2
+    #   X ~ N(0, I), Y ~ N(1, I): E k = 1 + 6/d
+    # so MMD^2 = (1 + 3/d) + (8 + 18/d + 6/d^2) - 2 (1 + 6/d) = 7 + 9/d + 6/d^2 = 7.586.
+    d = 16
+    g = np.random.default_rng(2)  # fixed seed: the figures below are this draw's
+    same = [gm.kid(g.normal(size=(200, d)), g.normal(size=(200, d)), subsets=5, subset_size=100, seed=s)[0] for s in range(4)]
+    shifted, std, m = gm.kid(g.normal(size=(200, d)), g.normal(1.0, 1.0, size=(200, d)), subsets=5, subset_size=100)
+    assert m == 100
+    assert shifted == pytest.approx(7 + 9 / d + 6 / d**2, rel=0.15)  # 200 samples, cubic kernel: ±15 %
+    assert 0 < std < 0.1 * shifted
+    assert abs(np.mean(same)) < 0.02  # population value 0, against 7.6 for the shift
+    assert min(same) < 0  # the unbiased estimator goes below zero (a biased one could not)
 
 
 def _fake_extractor(calls):
@@ -89,7 +97,10 @@ def test_generation_metrics_use_the_extractor_name_and_report_counts(tmp_path, m
     fake = _set(30, seed=5)
     fake.provenance[:] = "cfg@w=0.1"
     res = gm.generation_metrics(ex, ref, "toy-train", ImageSet.concat([real, fake]), kid_subsets=3, kid_subset_size=20)
-    assert "fid" not in res and res["fd_judge"] > 0 and res["key"] == "fd_judge"
+    # the evaluated set (imbalanced + generated) against the reference, on the extractor's features
+    evaluated = ImageSet.concat([real, fake])
+    expected = gm.frechet_distance(*gm.feature_stats(ex.features(evaluated.images)), *gm.feature_stats(ex.features(ref.images)))
+    assert "fid" not in res and res["key"] == "fd_judge" and res["fd_judge"] == pytest.approx(expected, rel=1e-6) and expected > 0
     assert "FID" not in res["label"] and "FID" not in res["kid_label"]
     assert res["n_images"] == 60 and res["n_reference"] == 90 and res["kid_subset_size"] == 20
     assert [p["n_images"] for p in res["per_class"]] == [10, 10, 10]

@@ -83,8 +83,10 @@ def test_apply_profile_deterministic_nested_and_exact():
     assert torch.equal(a.images, b.images) and not torch.equal(a.images, c.images)
     # a smaller count keeps a subset of what a larger one keeps (same seed)
     small = apply_profile(train, cfg(profile="exponential", ratio=10, seed=3))
-    for k in range(3):
-        assert _ids(small.of_class(k)) <= _ids(a.of_class(k)) or small.counts()[k] > a.counts()[k]
+    assert small.counts() == [5, 15, 50]  # 50 · 10^(-(2-k)/2) = 5, 15.8, 50, rounded down: at most what `a` keeps
+    for k in (0, 1):
+        assert _ids(small.of_class(k)) < _ids(a.of_class(k))  # a strict subset of the same seed's draw
+    assert _ids(small.of_class(2)) == _ids(a.of_class(2))  # the largest class keeps all 50 in both
 
 
 def test_most_reduced_classes():

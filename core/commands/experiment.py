@@ -10,14 +10,25 @@ HELP = "Run a study (methods × classifiers × seeds) from --preset or --config 
 
 def add_arguments(p) -> None:
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--preset", choices=["quick", "paper"], help="quick: digits on CPU (~10 min on 2 cores); paper: CIFAR-10, ResNet18/50, for a GPU")
+    src.add_argument("--preset", choices=["quick", "paper", "paper-smoke"],
+                     help="quick: digits on CPU (≤ 15 min on 2 cores, 3 seeds); paper: CIFAR-10, ResNet18/50, for a GPU; "
+                          "paper-smoke: the paper's code path on CIFAR-10 with small numbers (~3 min on 2 cores)")
     src.add_argument("--config", help="a study TOML file (see studies/quick.toml)")
     p.add_argument("--out", required=True, help="study folder; rerunning on the same folder resumes it (finished cells are skipped)")
     p.add_argument("--data-dir", default=None, help="override [data] data_dir (e.g. an ImageFolder copy of CIFAR-10)")
     p.add_argument("--seeds", default=None, help="override the seeds, comma-separated (e.g. 0,1)")
     p.add_argument("--epochs", type=int, default=None, help="override the classifier epochs")
-    p.add_argument("--methods", default=None, help="override the methods, comma-separated (none,oversample,mixup,cutmix,cfg,sd)")
+    p.add_argument("--steps", type=int, default=None, help="override the classifier's optimizer steps (budget steps)")
+    p.add_argument("--budget", choices=["steps", "epochs"], default=None,
+                   help="steps: every method gets the same optimizer steps (default); epochs: the same epochs (the paper's protocol)")
+    p.add_argument("--methods", default=None, help="override the methods, comma-separated (none,oversample,mixup,cutmix,cfg,sd,reweight,logit-adjust,posthoc-adjust,cfg+logit-adjust,...)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when available)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--devices", default=None,
+                       help="run cells in parallel, one worker process per device: cuda (every GPU), cuda:0,cuda:1, or cpu,cpu (CPU lanes)")
+    where.add_argument("--lanes", type=int, default=None, help="run cells in parallel on N CPU lanes, the cores split between them")
+    where.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                       help="run cells as Ray tasks: a local instance, or the cluster at ADDRESS (needs `pip install ray`)")
     p.add_argument("--json", action="store_true", help='print {"rows": [...]} as one JSON object on stdout (progress goes to stderr)')
 
 
@@ -37,6 +48,10 @@ def run(args) -> int:
             raise ConfigError(f"--seeds '{args.seeds}' is not a comma-separated list of integers.", "Pass e.g. --seeds 0,1.")
     if args.epochs is not None:
         d["classifier"]["epochs"] = args.epochs
+    if getattr(args, "steps", None) is not None:
+        d["classifier"]["steps"] = args.steps
+    if getattr(args, "budget", None):
+        d["budget"] = args.budget
     if args.methods:
         d["methods"] = [m.strip() for m in args.methods.split(",") if m.strip()]
     if args.device:
@@ -46,38 +61,68 @@ def run(args) -> int:
     def progress(done, total, msg=""):
         print(f"[{done}/{total} cells] {msg}", file=sys.stderr, flush=True)
 
-    frame = run_study(cfg, args.out, Callbacks(on_progress=progress))
+    from core.executors import executor_for
+
+    executor = executor_for(args.devices, args.lanes, args.ray)
+    if executor is not None:
+        print(f"cells run on: {executor.device}", file=sys.stderr, flush=True)
+    try:
+        run_study(cfg, args.out, Callbacks(on_progress=progress), executor=executor)
+    finally:
+        if hasattr(executor, "shutdown"):
+            executor.shutdown()
     res = load_results(args.out)
+    # every row is written before the exit status says the study had failed (or cancelled) cells
+    code = 0 if res["state"] == "done" else 1
     if args.json:
-        print(json.dumps({"rows": res["rows"], "notes": res["notes"], "state": res["state"]}))
-        return 0
+        print(json.dumps({k: res[k] for k in ("study", "budget", "state", "cells", "test_size", "rows", "notes")}))
+        return code
     for note in res["notes"]:
         print(f"note: {note}")
     print(render_table(res["rows"]))
     print(f"\nresults: {args.out}/results.csv, {args.out}/results.json")
-    return 0 if res["state"] == "done" else 1
+    if code:
+        print(f"study {res['state']}: {res['cells']}", file=sys.stderr)
+    return code
+
+
+def _ci(x: dict | None, scale: float = 100.0) -> str:
+    if not x or x.get("ci95") is None:
+        return "–"
+    lo, hi = x["ci95"]
+    return f"[{lo * scale:.1f}, {hi * scale:.1f}]"
+
+
+def _pm(x: dict | None, scale: float = 100.0, nd: int = 1) -> str:
+    if not x or x.get("mean") is None:
+        return "–"
+    return f"{x['mean'] * scale:.{nd}f}" + (f" ± {x['std'] * scale:.{nd}f}" if x.get("std") is not None else "")
 
 
 def render_table(rows: list[dict]) -> str:
-    """A markdown table of the rows (what BENCHMARKS.md holds)."""
+    """A markdown table of the rows (what BENCHMARKS.md holds): mean ± std over seeds, the
+    Student-t 95 % CI, the paired verdicts against every reference, steps and images seen."""
     gen_key = next((k for r in rows for k in ("fid", "fd_judge") if r.get(k)), None)
     labels = {"fid": "FID", "fd_judge": "FD (judge CNN features)"}
-    kid_label = next((r["kid"]["label"] for r in rows if r.get("kid")), "KID")
-    head = ["method", "classifier", "seeds", "accuracy", "macro-F1", "minority-F1"]
+    order = [r["method"] for r in rows]
+    refs = sorted({ref for r in rows for ref in r.get("vs", {})}, key=order.index)
+    head = ["method", "classifier", "state", "seeds", "steps", "images seen", "train size", "accuracy", "acc. 95% CI", "± test (binomial)",
+            "macro-F1", "minority-F1"] + [f"vs {ref} (Δacc, verdict)" for ref in refs]
     if gen_key:
-        head += [labels[gen_key], "n_images", kid_label]
+        head += [labels[gen_key]]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-
-    def pm(x, scale=100.0, nd=1):
-        return "–" if not x or x["mean"] is None else f"{x['mean'] * scale:.{nd}f} ± {x['std'] * scale:.{nd}f}"
-
     for r in rows:
-        if r.get("skipped"):
-            out.append(f"| {r['method']} | {r['classifier']} | – | skipped: {r['skipped'][:120]} |" + " |" * (len(head) - 4))
+        if r["state"] in ("failed", "unavailable", "cancelled") and not r["n_seeds"]:
+            why = r.get("reason") or "; ".join(f"seed {s}: {e.splitlines()[0]}" for s, e in r.get("errors", {}).items())
+            out.append(f"| {r['method']} | {r['classifier']} | {r['state']}: {why[:140]} |" + " |" * (len(head) - 3))
             continue
-        cells = [r["method"], r["classifier"], ",".join(map(str, r["seeds"])), pm(r["accuracy"]), pm(r["macro_f1"]), pm(r["minority_f1"])]
+        hw = r.get("accuracy_binomial_hw95")
+        cells = [r["method"], r["classifier"], r["state"], str(r["n_seeds"]), str(r["steps"]), str(r["images_seen"]), str(r["train_size"]),
+                 _pm(r["accuracy"]), _ci(r["accuracy"]), f"± {hw * 100:.1f}" if hw is not None else "–", _pm(r["macro_f1"]), _pm(r["minority_f1"])]
+        for ref in refs:
+            c = r.get("vs", {}).get(ref)
+            cells.append("–" if not c or c["diff_mean"] is None else f"{c['diff_mean'] * 100:+.1f} {_ci({'ci95': c['ci95']})} {c['verdict']}")
         if gen_key:
-            g = r.get(gen_key)
-            cells += [pm(g, 1.0, 2), str(g["n_images"]) if g else "–", pm(r.get("kid"), 1.0, 4)]
+            cells.append(_pm(r.get(gen_key), 1.0, 2))
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)

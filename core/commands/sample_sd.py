@@ -102,7 +102,7 @@ def _eta_printer(label: str):
 
 
 def run(args) -> int:
-    from core.generators.sd import SDGenerator, _distribution, resolve
+    from core.generators.sd import SDGenerator, distribution, resolve
 
     if args.n <= 0:
         raise ConfigError(f"--n {args.n} must be positive.", "Ask for at least 1 image per class.")
@@ -132,7 +132,7 @@ def run(args) -> int:
         dtype=args.dtype, device=args.device, attention_slicing=args.attention_slicing, vae_tiling=args.vae_tiling,
         cpu_offload=args.cpu_offload, safety_checker=args.safety_checker, filter_classifier=judge, max_attempts=args.max_attempts,
     )
-    rank, world, _, _ = _distribution()
+    rank, world, _, _ = distribution()
     main = rank == 0
     if main:
         note = "" if gen.cfg_active else " (guidance off)"

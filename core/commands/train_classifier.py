@@ -18,6 +18,11 @@ def add_arguments(p) -> None:
     g.add_argument("--arch", default="small", choices=list(ARCHS), help="network: small (CPU), resnet18, resnet50")
     g.add_argument("--no-cifar-stem", action="store_true", help="ResNet18/50: keep ImageNet's 7x7/stride-2 conv and max-pool (default: 3x3 stride-1 stem)")
     g.add_argument("--epochs", type=int, default=30, help="passes over the training set")
+    g.add_argument("--steps", type=int, default=None, help="optimizer steps in all, instead of --epochs (the LR schedule spans them)")
+    g.add_argument("--loss", default="ce", choices=["ce", "reweight", "logit-adjust"],
+                   help="ce; reweight: class-balanced loss (Cui et al. 2019); logit-adjust: logit-adjusted CE (Menon et al. 2021)")
+    g.add_argument("--cb-beta", type=float, default=0.9999, help="β of the class-balanced loss (effective number)")
+    g.add_argument("--la-tau", type=float, default=1.0, help="τ of the logit adjustment")
     g.add_argument("--batch-size", type=int, default=128, help="images per optimizer step (over all processes)")
     g.add_argument("--lr", type=float, default=0.1, help="peak SGD learning rate (after warm-up, cosine-decayed to 0)")
     g.add_argument("--weight-decay", type=float, default=5e-4, help="SGD weight decay")
@@ -50,8 +55,8 @@ def run(args) -> int:
     cfg = ClassifierConfig(
         data=data_config(args), arch=args.arch, cifar_stem=not args.no_cifar_stem, epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
-        synthetic_weight=args.synthetic_weight, train_mix=args.train_mix,
-        seed=args.train_seed, device=args.device,
+        synthetic_weight=args.synthetic_weight, train_mix=args.train_mix, steps=args.steps, loss=args.loss, cb_beta=args.cb_beta,
+        la_tau=args.la_tau, seed=args.train_seed, device=args.device,
     )
     cfg.validate()
     out = args.out
@@ -77,6 +82,7 @@ def run(args) -> int:
         print(json.dumps(res))
         return 0
     print(f"\nrun folder: {out}")
+    print(f"{res['steps']} steps at batch {res['batch_size']}: {res['images_seen']} images seen, {res['train_size']} training images, loss {res['loss']}")
     print(f"accuracy {res['accuracy']:.4f}  balanced {res['balanced_accuracy']:.4f}  macro-F1 {res['macro_f1']:.4f}  minority-F1 {res['minority_f1']:.4f}")
     for name, f1 in zip(res["classes"], res["per_class_f1"]):
         print(f"  {name:>12}  F1 {f1:.3f}")

@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -46,8 +46,10 @@ class DataConfig:
     minority_fraction: float = 0.5  # fraction of classes that are minorities, for step
     counts: list[int] | None = None  # per-class counts (custom) or one count (balanced)
     minority_order: str = "index"  # index (class 0 smallest, the paper) | reversed | shuffled
-    seed: int = 0  # selects which images each class keeps, and the shuffled order
+    seed: int = 0  # the shuffled minority order, and which images each class keeps unless subset_seed is set
+    subset_seed: int | None = None  # which images each class keeps (None = seed); a study sets it per seed, the minority classes stay seed's
     test_fraction: float = 0.2  # held-out share when the source has no test split
+    test_per_class: int | None = None  # keep the first k test images of each class (None = the whole test split; smoke presets)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -221,7 +223,19 @@ def load_folder(root: Path, image_size: int | None, test_fraction: float, name: 
 
 # ------------------------------------------------------------------------- entry
 def load_dataset(cfg: DataConfig) -> LoadedDataset:
-    """Load the balanced train/test splits named by ``cfg`` (no profile applied)."""
+    """Load the balanced train/test splits named by ``cfg`` (no profile applied); with
+    ``test_per_class`` k, the test split keeps the first k images of each class (still balanced)."""
+    k = cfg.test_per_class
+    if k is not None and (int(k) != k or k < 1):
+        raise ConfigError(f"test_per_class={k} must be a positive whole number.", "Leave it empty to test on the whole test split.")
+    ds = _load_splits(cfg)
+    if k is None:
+        return ds
+    keep = torch.cat([torch.nonzero(ds.test.labels == c).flatten()[: int(k)] for c in range(ds.test.num_classes)])
+    return replace(ds, test=ds.test.subset(torch.sort(keep).values))
+
+
+def _load_splits(cfg: DataConfig) -> LoadedDataset:
     name = cfg.dataset
     if name not in DATASETS:
         raise ConfigError(f"Unknown dataset '{name}'.", f"Choose one of: {', '.join(DATASETS)}.")

@@ -15,8 +15,11 @@ With n_c the images class c has, r its rank and C the class count:
 * ``custom``      explicit per-class counts
 * ``balanced``    every class cut to min_c n_c (or the one count given)
 
-Each class keeps the first k images of a permutation fixed by (seed, class), so
-a smaller count is always a subset of a larger one under the same seed.
+Each class keeps the first k images of a permutation fixed by (subset seed, class), so
+a smaller count is always a subset of a larger one under the same seed. The subset seed
+is ``cfg.subset_seed`` when set, else ``cfg.seed``; the minority order (which classes are
+reduced, ``shuffled``) always follows ``cfg.seed``, so a study can draw a new subset per
+seed while the minority classes stay the same.
 """
 
 from __future__ import annotations
@@ -98,13 +101,19 @@ def target_counts(available: list[int], cfg) -> list[int]:
     return [max(1, k) for k in counts]
 
 
+def subset_seed(cfg) -> int:
+    """The seed that picks which images each class keeps: ``subset_seed`` if set, else ``seed``."""
+    s = getattr(cfg, "subset_seed", None)
+    return int(cfg.seed if s is None else s)
+
+
 def kept_indices(train: ImageSet, cfg) -> torch.Tensor:
     """Sorted indices into ``train`` of the images the profile keeps."""
     counts = target_counts(train.counts(), cfg)
     keep = []
     for c, k in enumerate(counts):
         idx = torch.nonzero(train.labels == c).flatten()
-        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + c)
+        g = torch.Generator().manual_seed(subset_seed(cfg) * 1_000_003 + c)
         keep.append(idx[torch.randperm(len(idx), generator=g)[:k]])
     return torch.sort(torch.cat(keep)).values
 

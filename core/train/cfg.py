@@ -290,7 +290,7 @@ def fit(cfg: CFGTrainConfig, run_dir: str | os.PathLike, callbacks: Callbacks | 
     cb = callbacks or Callbacks()
     cfg.validate()
     acc = _accelerator(cfg.device)
-    device, main, rank, world = acc.device, acc.is_main_process, acc.process_index, acc.num_processes
+    device, rank, world = acc.device, acc.process_index, acc.num_processes
 
     _, train = prepare(cfg.data)  # the imbalanced train split only
     C, ch, size = train.num_classes, train.channels, train.image_size
@@ -303,35 +303,12 @@ def fit(cfg: CFGTrainConfig, run_dir: str | os.PathLike, callbacks: Callbacks | 
     lr_sched = get_scheduler("constant_with_warmup", opt, num_warmup_steps=cfg.warmup_steps)
 
     run_dir = Path(run_dir)
-    run = Run(run_dir)
-    refused: LabError | None = None
-    if main:
-        try:
-            if resume and (run_dir / "config.json").exists():
-                Run.open_or_create(run_dir, KIND, cfg.to_dict(), resume=True)  # refuses another kind's folder
-                _check_resume(run.config, cfg)
-                atomic_write_json(run_dir / "config.json", {**run.config, **{k: v for k, v in cfg.to_dict().items()}})
-            else:
-                run = Run.open_or_create(run_dir, KIND, cfg.to_dict(), resume=resume)
-        except LabError as exc:
-            refused = exc
-    if world > 1:
-        # Only the main process checks the run folder; tell the others, so that they stop
-        # with the same message instead of waiting at the barrier forever.
-        msg = [str(refused) if refused else None]
-        torch.distributed.broadcast_object_list(msg, src=0)
-        if msg[0] and refused is None:
-            refused = ConfigError(f"The main process refused the run folder: {msg[0]}")
-    if refused is not None:
-        raise refused
-    acc.wait_for_everyone()
-
+    run = _open_run(cfg, run_dir, resume, acc)
     start, best_loss = 0, float("inf")
     ckpt = checkpoint_path(run.checkpoints, "latest") if resume else None
     if ckpt is not None:
         start, best_loss = _restore(ckpt, model, ema, opt, lr_sched, cfg, device)
 
-    ckpt_cfg = _ckpt_config(cfg, model, train.classes, ch, size, train.counts())
     hflip = cfg.hflip if cfg.hflip is not None else ch == 3
     data = _Batches(train.images, train.labels, C, cfg.uniform_classes, hflip, device)
     noise_sched = training_scheduler(cfg.beta_schedule)
@@ -340,48 +317,20 @@ def fit(cfg: CFGTrainConfig, run_dir: str | os.PathLike, callbacks: Callbacks | 
     model, opt = acc.prepare(model, opt)
     model.train()
     cuda = device.type == "cuda"
-
-    def set_status(state: str, **fields) -> None:
-        if main:
-            run.set_status(state, total=cfg.steps, world_size=world, device=str(device), **fields)
-
-    def checkpoint(step: int, window_loss: float | None) -> None:
-        nonlocal best_loss
-        if main:
-            _save(run, "latest", unwrapped, ema, opt, lr_sched, step, min(best_loss, window_loss or best_loss), ckpt_cfg)
-            if window_loss is not None and window_loss < best_loss:
-                best_loss = window_loss
-                _save(run, "best", unwrapped, ema, opt, lr_sched, step, best_loss, ckpt_cfg)
-        acc.wait_for_everyone()
-
-    def preview(step: int) -> None:
-        if main:
-            cb.preview(_preview(run, unwrapped, ema, cfg, step, (ch, size, size), C, device))
-        acc.wait_for_everyone()
+    book = _Bookkeeping(cfg, run, cb, acc, unwrapped, ema, opt, lr_sched, best_loss,
+                        _ckpt_config(cfg, unwrapped, train.classes, ch, size, train.counts()), (ch, size, size), C)
 
     step = start
-    set_status("running", step=step, message=f"{'resuming at' if start else 'starting'} step {start}", error=None)
-    t_call = time.time()
-    t_win, win_losses, win_loss_since_ckpt = time.time(), [], []
+    book.status("running", step=step, message=f"{'resuming at' if start else 'starting'} step {start}", error=None)
     try:
         if step >= cfg.steps:
-            set_status("done", step=step, message=f"already trained for {step} steps")
+            book.status("done", step=step, message=f"already trained for {step} steps")
             return run_dir, unwrapped
         while step < cfg.steps:
-            # -- stop requests and the time budget, agreed on by every process -------------
-            stop = 1.0 if (main and cb.stop_requested()) else 0.0
-            over = 1.0 if (cfg.max_seconds is not None and time.time() - t_call >= cfg.max_seconds) else 0.0
-            if world > 1:
-                flags = acc.reduce(torch.tensor([stop, over], device=device), reduction="sum")
-                stop, over = float(flags[0]), float(flags[1])
-            if stop or over:
-                checkpoint(step, _mean(win_loss_since_ckpt))
-                if stop:
-                    set_status("cancelled", step=step, message=f"cancelled at step {step}; resume to continue")
-                else:
-                    set_status("done", step=step, message=f"time budget of {cfg.max_seconds:g} s reached at step {step}")
+            if book.ends_early(step):  # a stop request or the time budget, agreed on by every process
                 return run_dir, unwrapped
 
+            # -- one optimisation step of Eq. 7 ---------------------------------------------
             g = torch.Generator().manual_seed(_step_seed(cfg.seed, step, rank))
             x0, y = data.draw(cfg.batch_size, g)
             noise = torch.randn(x0.shape, generator=g).to(device)
@@ -403,60 +352,153 @@ def fit(cfg: CFGTrainConfig, run_dir: str | os.PathLike, callbacks: Callbacks | 
             loss_all = acc.reduce(loss.detach(), reduction="mean") if world > 1 else loss.detach()
             loss_value = float(loss_all)
             if not math.isfinite(loss_value):
-                _nonfinite(run, step, loss_value, cfg, set_status)
+                _nonfinite(run, step, loss_value, cfg, book.status)
             acc.backward(loss)
             if cfg.grad_clip > 0:
                 norm = acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 if not math.isfinite(float(norm)):
-                    _nonfinite(run, step, float(norm), cfg, set_status, what="gradient norm")
+                    _nonfinite(run, step, float(norm), cfg, book.status, what="gradient norm")
             opt.step()
             lr_sched.step()
             opt.zero_grad(set_to_none=True)
             ema.step(unwrapped.parameters())
             step += 1
-            win_losses.append(loss_value)
-            win_loss_since_ckpt.append(loss_value)
 
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                elapsed = time.time() - t_win
-                row = {
-                    "step": step,
-                    "loss": _mean(win_losses),
-                    "lr": opt.param_groups[0]["lr"],
-                    "images_per_s": len(win_losses) * cfg.batch_size * world / max(elapsed, 1e-9),
-                }
-                eta = (cfg.steps - step) * elapsed / max(len(win_losses), 1)
-                if main:
-                    run.log_metrics(row)
-                    cb.metrics(row)
-                    set_status("running", step=step, eta_s=round(eta, 1), loss=row["loss"], message=f"step {step}/{cfg.steps}, loss {row['loss']:.4f}")
-                t_win, win_losses = time.time(), []
-            if main:
-                cb.progress(step, cfg.steps, f"step {step}/{cfg.steps}")
-            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
-                checkpoint(step, _mean(win_loss_since_ckpt))
-                win_loss_since_ckpt = []
-            if cfg.preview_every and step % cfg.preview_every == 0 and step < cfg.steps:
-                preview(step)
-        checkpoint(step, _mean(win_loss_since_ckpt))
-        preview(step)
-        set_status("done", step=step, eta_s=0, message=f"trained {step} steps")
+            book.after_step(step, loss_value)  # metrics row, progress, checkpoint and preview cadence
+        book.finish(step)
         return run_dir, unwrapped
     except torch.OutOfMemoryError as exc:
         err = TrainingError(
             f"The GPU ran out of memory at batch size {cfg.batch_size} (preset '{cfg.preset}'); the last checkpoint is kept.",
             f"Lower --batch-size (e.g. {max(1, cfg.batch_size // 2)}) or use a smaller --preset, then --resume.",
         )
-        set_status("failed", step=step, error=str(err), message="out of memory")
+        book.status("failed", step=step, error=str(err), message="out of memory")
         raise err from exc
     except TrainingError:
         raise
     except BaseException as exc:
-        if main and not isinstance(exc, KeyboardInterrupt):
-            set_status("failed", step=step, error=f"{type(exc).__name__}: {exc}", message="failed")
-        elif main:
-            set_status("interrupted", step=step, message="interrupted; resume to continue")
+        if not isinstance(exc, KeyboardInterrupt):
+            book.status("failed", step=step, error=f"{type(exc).__name__}: {exc}", message="failed")
+        else:
+            book.status("interrupted", step=step, message="interrupted; resume to continue")
         raise
+
+
+# ------------------------------------------------------------------------ bookkeeping
+def _open_run(cfg: CFGTrainConfig, run_dir: Path, resume: bool, acc) -> Run:
+    """Create or reopen the run folder (main process); every process gets the same refusal."""
+    run = Run(run_dir)
+    refused: LabError | None = None
+    if acc.is_main_process:
+        try:
+            if resume and (run_dir / "config.json").exists():
+                Run.open_or_create(run_dir, KIND, cfg.to_dict(), resume=True)  # refuses another kind's folder
+                _check_resume(run.config, cfg)
+                atomic_write_json(run_dir / "config.json", {**run.config, **cfg.to_dict()})
+            else:
+                run = Run.open_or_create(run_dir, KIND, cfg.to_dict(), resume=resume)
+        except LabError as exc:
+            refused = exc
+    if acc.num_processes > 1:
+        # Only the main process checks the run folder; tell the others, so that they stop
+        # with the same message instead of waiting at the barrier forever.
+        msg = [str(refused) if refused else None]
+        torch.distributed.broadcast_object_list(msg, src=0)
+        if msg[0] and refused is None:
+            refused = ConfigError(f"The main process refused the run folder: {msg[0]}")
+    if refused is not None:
+        raise refused
+    acc.wait_for_everyone()
+    return run
+
+
+class _Bookkeeping:
+    """Everything around an optimisation step: status, metrics rows, checkpoints, previews, stops.
+
+    Only the main process writes; every call that writes waits for the other processes.
+    """
+
+    def __init__(self, cfg: CFGTrainConfig, run: Run, cb: Callbacks, acc, model, ema, opt, lr_sched,
+                 best_loss: float, ckpt_cfg: dict, shape: tuple, num_classes: int):
+        self.cfg, self.run, self.cb, self.acc = cfg, run, cb, acc
+        self.model, self.ema, self.opt, self.lr_sched = model, ema, opt, lr_sched
+        self.best_loss, self.ckpt_cfg, self.shape, self.num_classes = best_loss, ckpt_cfg, shape, num_classes
+        self.main, self.world, self.device = acc.is_main_process, acc.num_processes, acc.device
+        self.t_call = self.t_row = time.time()
+        self.row_losses: list[float] = []  # since the last metrics row
+        self.ckpt_losses: list[float] = []  # since the last checkpoint ("best" compares their means)
+
+    def status(self, state: str, **fields) -> None:
+        if self.main:
+            self.run.set_status(state, total=self.cfg.steps, world_size=self.world, device=str(self.device), **fields)
+
+    def after_step(self, step: int, loss: float) -> None:
+        cfg = self.cfg
+        self.row_losses.append(loss)
+        self.ckpt_losses.append(loss)
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            self.log_row(step)
+        if self.main:
+            self.cb.progress(step, cfg.steps, f"step {step}/{cfg.steps}")
+        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
+            self.checkpoint(step)
+        if cfg.preview_every and step % cfg.preview_every == 0 and step < cfg.steps:
+            self.preview(step)
+
+    def log_row(self, step: int) -> None:
+        """One metrics.jsonl row: the mean loss and the images/s since the last row."""
+        cfg, elapsed = self.cfg, time.time() - self.t_row
+        row = {
+            "step": step,
+            "loss": _mean(self.row_losses),
+            "lr": self.opt.param_groups[0]["lr"],
+            "images_per_s": len(self.row_losses) * cfg.batch_size * self.world / max(elapsed, 1e-9),
+        }
+        eta = (cfg.steps - step) * elapsed / max(len(self.row_losses), 1)
+        if self.main:
+            self.run.log_metrics(row)
+            self.cb.metrics(row)
+            self.status("running", step=step, eta_s=round(eta, 1), loss=row["loss"], message=f"step {step}/{cfg.steps}, loss {row['loss']:.4f}")
+        self.t_row, self.row_losses = time.time(), []
+
+    def checkpoint(self, step: int) -> None:
+        """Save "latest"; also "best" when the mean loss since the last checkpoint is the lowest yet."""
+        window = _mean(self.ckpt_losses)
+        if self.main:
+            args = (self.model, self.ema, self.opt, self.lr_sched, step)
+            _save(self.run, "latest", *args, min(self.best_loss, window or self.best_loss), self.ckpt_cfg)
+            if window is not None and window < self.best_loss:
+                self.best_loss = window
+                _save(self.run, "best", *args, self.best_loss, self.ckpt_cfg)
+        self.ckpt_losses = []
+        self.acc.wait_for_everyone()
+
+    def preview(self, step: int) -> None:
+        if self.main:
+            self.cb.preview(_preview(self.run, self.model, self.ema, self.cfg, step, self.shape, self.num_classes, self.device))
+        self.acc.wait_for_everyone()
+
+    def ends_early(self, step: int) -> bool:
+        """Checkpoint and end the run on a stop request or at the time budget (every process agrees)."""
+        cfg = self.cfg
+        stop = 1.0 if (self.main and self.cb.stop_requested()) else 0.0
+        over = 1.0 if (cfg.max_seconds is not None and time.time() - self.t_call >= cfg.max_seconds) else 0.0
+        if self.world > 1:
+            flags = self.acc.reduce(torch.tensor([stop, over], device=self.device), reduction="sum")
+            stop, over = float(flags[0]), float(flags[1])
+        if not (stop or over):
+            return False
+        self.checkpoint(step)
+        if stop:
+            self.status("cancelled", step=step, message=f"cancelled at step {step}; resume to continue")
+        else:
+            self.status("done", step=step, message=f"time budget of {cfg.max_seconds:g} s reached at step {step}")
+        return True
+
+    def finish(self, step: int) -> None:
+        self.checkpoint(step)
+        self.preview(step)
+        self.status("done", step=step, eta_s=0, message=f"trained {step} steps")
 
 
 def _mean(xs: list[float]) -> float | None:

@@ -40,6 +40,7 @@ from core.jobconfig import JobConfig
 from core.errors import ConfigError, TrainingError
 from core.metrics.classification import check_test_classes, classification_report
 from core.nets.resnet import ARCHS, build_classifier
+from core.train.losses import LOSSES, REDUCTION, ClassifierLoss
 from core.runs import Run
 
 KIND = "classifier"
@@ -51,20 +52,26 @@ class ClassifierConfig(JobConfig):
     data: DataConfig = field(default_factory=DataConfig)
     arch: str = "small"  # small | resnet18 | resnet50
     cifar_stem: bool = True  # ResNet18/50: 3x3 stride-1 first conv, no max-pool (for small images)
-    epochs: int = 30  # passes over the (rebalanced) training set
+    epochs: int = 30  # passes over the (rebalanced) training set (when steps is None)
+    steps: int | None = None  # optimizer steps in all (None = epochs × steps per epoch); the LR schedule spans them
     batch_size: int = 128  # images per optimizer step, over all processes
     lr: float = 0.1  # peak learning rate after warm-up
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 5e-4  # L2 coefficient (SGD weight_decay)
-    warmup_epochs: float = 1.0  # linear warm-up length, in epochs
+    warmup_epochs: float = 1.0  # linear warm-up length, in epochs of this run's training set
+    warmup_steps: int | None = None  # linear warm-up length in steps (overrides warmup_epochs; a study sets it so every method warms up alike)
+    loss: str = "ce"  # ce | reweight (Cui et al. 2019) | logit-adjust (Menon et al. 2021); see core.train.losses
+    cb_beta: float = 0.9999  # β of the class-balanced loss (effective number (1 − β^n)/(1 − β))
+    la_tau: float = 1.0  # τ of the logit adjustment (τ = 1: balanced softmax)
     label_smoothing: float = 0.0  # ε of label smoothing (0 = off)
     synthetic_weight: float = 1.0  # loss weight of images whose provenance is not "real"
     augment_pad: int | None = None  # random-crop padding in pixels (None = image_size // 8)
     augment_flip: bool | None = None  # horizontal flips (None = on, except digits/mnist)
     train_mix: str = "none"  # training-time torchvision v2 mix: none | mixup | cutmix
     mix_alpha: float = 1.0  # Beta(α, α) of the training-time mix
-    eval_every: int = 1  # epochs between test evaluations logged to metrics.jsonl (0 = only at the end)
+    eval_every: int = 1  # epochs between in-training evaluations logged to metrics.jsonl (0 = none)
+    eval_subsample: int = 1000  # in-training evaluations use this fixed subsample of the test set; the full test set is evaluated once, at the end
     checkpoint_every: int = 1  # epochs between checkpoints
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 otherwise) | fp32 | bf16
     seed: int = 0  # weights init, batch order, augmentation
@@ -76,6 +83,14 @@ class ClassifierConfig(JobConfig):
         for name in ("epochs", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)} must be at least 1.", f"Set {name} to a positive integer.")
+        if self.steps is not None and int(self.steps) < 1:
+            raise ConfigError(f"steps={self.steps} must be at least 1.", "Set steps to a positive integer, or leave it empty to train for `epochs`.")
+        if self.loss not in LOSSES:
+            raise ConfigError(f"Unknown loss '{self.loss}'.", f"Choose one of: {', '.join(LOSSES)}.")
+        if not 0.0 <= self.cb_beta < 1.0:
+            raise ConfigError(f"cb_beta={self.cb_beta} must be in [0, 1).", "Use 0.9999 (Cui et al. 2019).")
+        if not math.isfinite(self.la_tau) or self.la_tau < 0:
+            raise ConfigError(f"la_tau={self.la_tau} must be >= 0.", "Use 1.0 (Menon et al. 2021).")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"Learning rate {self.lr} must be positive.", "Use e.g. 0.1 for SGD.")
         if not 0.0 <= self.label_smoothing < 1.0:
@@ -100,9 +115,8 @@ def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
 def weighted_soft_ce(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
     """Soft-target cross-entropy, weighted per image:
     ℓ_i = −Σ_c ỹ_ic · log softmax(z_i)_c with ỹ = (1−ε)·y + ε/C (PyTorch's label smoothing);
-    loss = Σ_i w_i·ℓ_i / Σ_i w_i."""
-    per_image = F.cross_entropy(logits.float(), targets, reduction="none", label_smoothing=label_smoothing)
-    return (weights * per_image).sum() / weights.sum().clamp_min(1e-12)
+    loss = Σ_i w_i·ℓ_i / Σ_i w_i (core.train.losses' "ce")."""
+    return ClassifierLoss("ce", [], label_smoothing=label_smoothing)(logits, targets, weights)
 
 
 def _accelerator(cfg: ClassifierConfig):
@@ -126,20 +140,52 @@ def _accelerator(cfg: ClassifierConfig):
         return Accelerator(cpu=not cuda, mixed_precision=mp)
 
 
+def schedule(cfg: ClassifierConfig, n: int) -> dict:
+    """The steps a run on n images takes: batch b = min(batch_size, n), ⌊n/b⌋ steps an epoch (the
+    remainder is dropped: equal batches keep BatchNorm stable), T = steps or epochs·⌊n/b⌋ in all,
+    warm-up W = warmup_steps or round(warmup_epochs·⌊n/b⌋); the LR schedule spans exactly T."""
+    bs = min(cfg.batch_size, n)
+    spe = max(1, n // bs)
+    total = int(cfg.steps) if cfg.steps is not None else cfg.epochs * spe
+    warmup = int(cfg.warmup_steps) if cfg.warmup_steps is not None else int(round(cfg.warmup_epochs * spe))
+    return {"steps": total, "batch_size": bs, "steps_per_epoch": spe, "warmup_steps": warmup, "images_seen": total * bs, "train_size": n}
+
+
 def _train_summary(train: ImageSet) -> dict:
     return {"n": len(train), "counts": train.counts(), "counts_by_provenance": train.counts_by_provenance(), "soft_labels": train.soft_labels is not None}
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, images: torch.Tensor, aug: BatchAugment, device, batch_size: int = 1024) -> torch.Tensor:
+def predict_logits(model: torch.nn.Module, images: torch.Tensor, aug: BatchAugment, device, batch_size: int = 1024) -> torch.Tensor:
     was_training = model.training
     model.eval()
     out = []
     for i in range(0, len(images), batch_size):
         x = aug.normalise(images[i : i + batch_size].to(device, non_blocking=True))
-        out.append(model(x).argmax(-1).cpu())
+        out.append(model(x).float().cpu())
     model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+    return torch.cat(out) if out else torch.empty(0, 0)
+
+
+def predict(model: torch.nn.Module, images: torch.Tensor, aug: BatchAugment, device, batch_size: int = 1024) -> torch.Tensor:
+    return predict_logits(model, images, aug, device, batch_size).argmax(-1)
+
+
+def eval_subsample(n_test: int, k: int) -> torch.Tensor:
+    """The fixed test images used for in-training evaluations: k of n_test, the same for every run."""
+    if k <= 0 or k >= n_test:
+        return torch.arange(n_test)
+    return torch.sort(torch.randperm(n_test, generator=torch.Generator().manual_seed(12345))[:k]).values
+
+
+def save_test_logits(run_dir: Path, logits: torch.Tensor, labels: torch.Tensor) -> None:
+    """run_dir/test_logits.safetensors: the final model's test-set logits (for the post-hoc logit adjustment)."""
+    from safetensors.torch import save_file
+
+    from core.atomic import atomic_write
+
+    tensors = {"logits": logits.float().contiguous(), "labels": labels.long().contiguous()}
+    atomic_write(run_dir / "test_logits.safetensors", lambda tmp: save_file(tensors, tmp))
 
 
 def _same_config(saved: dict, cfg: ClassifierConfig, info: dict) -> bool:
@@ -184,7 +230,8 @@ def train_classifier(cfg: ClassifierConfig, run_dir: str | Path, callbacks: Call
         train_set = apply_profile(ds.train, cfg.data)
     if train_set.classes != ds.test.classes:
         raise ConfigError("The training set's classes differ from the test set's.", "Build the training set from the same dataset config.")
-    config = {**cfg.to_dict(), **train_set_info, "train_set": _train_summary(train_set)}
+    plan = schedule(cfg, len(train_set))
+    config = {**cfg.to_dict(), **train_set_info, "train_set": _train_summary(train_set), "schedule": plan}
 
     # -- run folder -----------------------------------------------------------------
     run = Run(run_dir)
@@ -212,16 +259,17 @@ def train_classifier(cfg: ClassifierConfig, run_dir: str | Path, callbacks: Call
     flip = cfg.augment_flip if cfg.augment_flip is not None else cfg.data.dataset not in GLYPH_DATASETS
     aug = BatchAugment(mean, std, pad=pad, flip=flip)
     mix = BatchMix(cfg.train_mix, cfg.mix_alpha) if cfg.train_mix != "none" else None
+    # the loss uses the class counts of the set it trains on (after any fill)
+    loss_fn = ClassifierLoss(cfg.loss, train_set.counts(), cfg.cb_beta, cfg.la_tau, cfg.label_smoothing).to(device)
 
     # -- model, optimizer ---------------------------------------------------------
     torch.manual_seed(cfg.seed)
     model = build_classifier(cfg.arch, train_set.num_classes, train_set.channels, cfg.cifar_stem)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay)
     n, world = len(train_set), acc.num_processes
-    bs = min(cfg.batch_size, n)
-    steps_per_epoch = max(1, n // bs)  # drop the remainder: equal batches keep BatchNorm stable
-    total = cfg.epochs * steps_per_epoch
-    warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
+    bs, steps_per_epoch, total, warmup = (plan[k] for k in ("batch_size", "steps_per_epoch", "steps", "warmup_steps"))
+    n_epochs = math.ceil(total / steps_per_epoch)  # the last one may be partial
+    eval_idx = eval_subsample(len(ds.test), cfg.eval_subsample)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, total, warmup, cfg.lr) / cfg.lr)
     start_epoch, step = 0, 0
     ckpt = checkpoint_path(run.checkpoints) if resume else None
@@ -235,16 +283,17 @@ def train_classifier(cfg: ClassifierConfig, run_dir: str | Path, callbacks: Call
     core_model = acc.unwrap_model(model)
 
     if main:
-        run.set_status("running", epoch=start_epoch, epochs=cfg.epochs, step=step, total=total, message="training")
+        run.set_status("running", epoch=start_epoch, epochs=n_epochs, step=step, total=total, message="training")
     t_start, steps_this_session, last_loss = time.time(), 0, float("nan")
     model.train()
-    for epoch in range(start_epoch, cfg.epochs):
+    for epoch in range(start_epoch, n_epochs):
         # One generator per epoch, seeded by (seed, epoch): a resumed run replays the same batches.
         g = torch.Generator(device=device).manual_seed(cfg.seed * 100_003 + epoch)
         torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout / v2 mix draws
         perm = torch.randperm(n, device=device, generator=g)
         loss_sum, seen, t_epoch = torch.zeros((), device=device), 0, time.time()
-        for s in range(steps_per_epoch):
+        steps_now = min(steps_per_epoch, total - epoch * steps_per_epoch)
+        for s in range(steps_now):
             if cb.stop_requested():
                 if main:
                     run.set_status("cancelled", message=f"stopped in epoch {epoch + 1}; resume continues after the last saved epoch")
@@ -256,7 +305,7 @@ def train_classifier(cfg: ClassifierConfig, run_dir: str | Path, callbacks: Call
                 x, y = mix(x, y)
             with acc.autocast():
                 logits = model(x)
-            loss = weighted_soft_ce(logits, y, weights[idx], cfg.label_smoothing)
+            loss = loss_fn(logits, y, weights[idx])
             opt.zero_grad(set_to_none=True)
             acc.backward(loss)
             opt.step()
@@ -265,7 +314,7 @@ def train_classifier(cfg: ClassifierConfig, run_dir: str | Path, callbacks: Call
             steps_this_session += 1
             loss_sum += loss.detach()
             seen += len(idx) * world
-            if s % 25 == 0 or s == steps_per_epoch - 1:
+            if s % 25 == 0 or s == steps_now - 1:
                 if not torch.isfinite(loss_sum):
                     if main:
                         run.set_status("failed", error="non-finite loss", message=f"loss became {float(loss.detach())} at step {step}")
@@ -276,15 +325,16 @@ def train_classifier(cfg: ClassifierConfig, run_dir: str | Path, callbacks: Call
                 if main:
                     el = time.time() - t_start
                     eta = el / steps_this_session * (total - step)
-                    cb.progress(step, total, f"epoch {epoch + 1}/{cfg.epochs}, loss {float(loss.detach()):.3f}, ETA {eta:.0f} s")
+                    cb.progress(step, total, f"epoch {epoch + 1}/{n_epochs}, loss {float(loss.detach()):.3f}, ETA {eta:.0f} s")
         dt = time.time() - t_epoch
-        last_loss = float(loss_sum) / steps_per_epoch
+        last_loss = float(loss_sum) / max(steps_now, 1)
         row = {"epoch": epoch + 1, "step": step, "loss": last_loss, "lr": opt.param_groups[0]["lr"], "images_per_s": seen / max(dt, 1e-9)}
-        last = epoch + 1 == cfg.epochs
+        last = epoch + 1 == n_epochs
         if cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0) and not last:
-            pred = predict(core_model, ds.test.images, aug, device)
-            rep = classification_report(ds.test.labels, pred, ds.test.num_classes, minority)
-            row.update(test_accuracy=rep["accuracy"], test_macro_f1=rep["macro_f1"])
+            # a fixed subsample of the test set while training; the full test set once, at the end
+            pred = predict(core_model, ds.test.images[eval_idx], aug, device)
+            rep = classification_report(ds.test.labels[eval_idx], pred, ds.test.num_classes, minority)
+            row.update(test_accuracy=rep["accuracy"], test_macro_f1=rep["macro_f1"], test_images=len(eval_idx))
         if main:
             run.log_metrics(row)
             cb.metrics(row)
@@ -293,12 +343,12 @@ def train_classifier(cfg: ClassifierConfig, run_dir: str | Path, callbacks: Call
                 save_checkpoint(run.checkpoints, "latest", core_model.state_dict(), state, config)
             el = time.time() - t_start
             run.set_status("running", epoch=epoch + 1, step=step, total=total, eta_s=el / max(steps_this_session, 1) * (total - step),
-                           message=f"epoch {epoch + 1}/{cfg.epochs}, loss {last_loss:.3f}")
+                           message=f"epoch {epoch + 1}/{n_epochs}, loss {last_loss:.3f}")
         acc.wait_for_everyone()
 
     # -- final evaluation ---------------------------------------------------------
-    pred = predict(core_model, ds.test.images, aug, device)
-    rep = classification_report(ds.test.labels, pred, ds.test.num_classes, minority, ds.test.classes)
+    logits = predict_logits(core_model, ds.test.images, aug, device)
+    rep = classification_report(ds.test.labels, logits.argmax(-1), ds.test.num_classes, minority, ds.test.classes)
     rows = run.metrics() if main else None
     ips = rows["images_per_s"].tolist() if rows is not None and "images_per_s" in rows else []
     result = {
@@ -306,6 +356,14 @@ def train_classifier(cfg: ClassifierConfig, run_dir: str | Path, callbacks: Call
         "classes": ds.test.classes,
         "arch": cfg.arch,
         "epochs": cfg.epochs,
+        "steps": int(step),  # optimizer steps run
+        "batch_size": int(bs),
+        "images_seen": int(step * bs),  # images drawn for training (each step draws bs)
+        "train_size": len(train_set),
+        "epochs_run": step * bs / max(len(train_set), 1),  # images_seen / train_size
+        "loss": cfg.loss,
+        "loss_reduction": REDUCTION,
+        "test_size": len(ds.test),
         "final_loss": last_loss,
         "train_images": len(train_set),
         "train_counts": train_set.counts(),
@@ -317,8 +375,9 @@ def train_classifier(cfg: ClassifierConfig, run_dir: str | Path, callbacks: Call
         "run_dir": str(run_dir),
     }
     if main:
+        save_test_logits(run_dir, logits, ds.test.labels)
         atomic_write_json(run_dir / "results.json", result)
-        run.log_metrics({"epoch": cfg.epochs, "step": step, "final": True, "test_accuracy": rep["accuracy"], "test_macro_f1": rep["macro_f1"]})
-        run.set_status("done", epoch=cfg.epochs, step=step, total=total, eta_s=0, message=f"test accuracy {rep['accuracy']:.4f}")
+        run.log_metrics({"epoch": n_epochs, "step": step, "final": True, "test_accuracy": rep["accuracy"], "test_macro_f1": rep["macro_f1"]})
+        run.set_status("done", epoch=n_epochs, step=step, total=total, eta_s=0, message=f"test accuracy {rep['accuracy']:.4f}")
     return result
 

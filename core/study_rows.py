@@ -1,0 +1,173 @@
+"""A study's rows: its cells' outcomes summarised per method × classifier (results.json / results.csv).
+
+One row (the JSON contract of ``experiment --json``)::
+
+    method       "cfg@w=0.1+logit-adjust"; fill "cfg", loss "logit-adjust", w 0.1, partial true; classifier "small"
+    state        ok | failed | unavailable (| cancelled when the study was stopped)
+    errors       {seed: error text} of the seeds that failed; reason: why it is unavailable (or None)
+    steps, images_seen, train_size, batch_size   integers (the same for every seed); budget "steps" | "epochs"
+    n_seeds, seeds                              the seeds that succeeded
+    accuracy, balanced_accuracy, macro_f1, minority_f1   {mean, std, ci95: [lo, hi] | None}
+    accuracy_binomial_hw95                      z·√(p(1−p)/n) on the test set's n images (not in ci95)
+    vs           {reference: {metric: "accuracy", diff_mean, ci95, verdict}} per compare_to entry ≠ the row
+    per_class_f1, minority_classes, train_images, kid, fd_judge | fid, per_class_<key>   as before
+
+The CI is Student t over seeds: it covers training randomness and the choice of subset
+(each seed draws its own unless fixed_subset), not the finite test set.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from core.cells import CANCELLED, FAILED, OK, UNAVAILABLE
+from core.stats import binomial_halfwidth, paired, summary
+
+METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "minority_f1")
+CI_NOTE = ("ci95 is a Student-t 95% interval over seeds: it covers training randomness and the choice of imbalanced subset, "
+           "not the finite test set (see accuracy_binomial_hw95). 'inconclusive' means no difference was detected, not that "
+           "the methods are equal.")
+EPOCHS_NOTE = ("budget = epochs (the paper's protocol): every method trains the same number of epochs, so smaller training sets "
+               "get fewer optimizer steps; compare the steps and images_seen columns before reading a gap as the method's.")
+
+
+def _msc(values: list) -> dict:
+    s = summary(values)
+    return {"mean": s["mean"], "std": s["std"], "ci95": s["ci95"]}
+
+
+def _seed_outcomes(cfg, plan, v, clf, outcomes) -> dict:
+    return {s: outcomes.get(plan.clf_id(v.name, clf, s)) for s in cfg.seeds}
+
+
+def _row_state(per_seed: dict) -> tuple[str, dict, str | None]:
+    """(state, errors per seed, reason): failed when any seed failed, unavailable when no seed
+    could run here, cancelled when the study was stopped before any seed finished, else ok."""
+    errors = {str(s): o.error for s, o in per_seed.items() if o is not None and o.state == FAILED}
+    reasons = [o.error for o in per_seed.values() if o is not None and o.state == UNAVAILABLE]
+    ok = [s for s, o in per_seed.items() if o is not None and o.state == OK]
+    if errors:
+        return FAILED, errors, None
+    if reasons and not ok:
+        return UNAVAILABLE, {}, reasons[0]
+    if not ok and any(o is None or o.state == CANCELLED for o in per_seed.values()):
+        return CANCELLED, {}, "cancelled"
+    return OK, {}, reasons[0] if reasons else None
+
+
+def _generation(cfg, plan, v, outcomes) -> dict:
+    """The generation metric of the set this row trained on: its fill's (full fills; the losses
+    and posthoc-adjust train on the imbalanced set, i.e. `none`'s); partial fills are not measured."""
+    if v.partial:
+        return {}
+    gs = [{**o.result["generation"], "seed": s} for s in cfg.seeds
+          if (o := outcomes.get(plan.fill_id(v.fill_name, s))) is not None and o.state == OK and o.result.get("generation")]
+    if not gs:
+        return {}
+    key = gs[0]["key"]
+    ms = lambda xs: {k: x for k, x in summary(xs).items() if k in ("mean", "std")}  # noqa: E731
+    out = {key: {**ms([g[key] for g in gs]), "n_images": gs[0]["n_images"], "n_reference": gs[0]["n_reference"],
+                 "label": gs[0]["label"], "seeds": [g["seed"] for g in gs]},
+           "kid": {**ms([g["kid"] for g in gs]), "n_images": gs[0]["kid_subset_size"], "label": gs[0]["kid_label"], "extractor": gs[0]["extractor"]}}
+    per = [[p["value"] for p in g["per_class"]] for g in gs]
+    out[f"per_class_{key}"] = [{"class": p["class"], "n_images": p["n_images"], **ms([pc[i] for pc in per])}
+                               for i, p in enumerate(gs[0]["per_class"])]
+    return out
+
+
+def _per_class_f1(rs: list[dict]) -> dict | None:
+    if not rs:
+        return None
+    pcf = np.array([r["per_class_f1"] for r in rs], dtype=float)
+    return {"classes": rs[0].get("classes"), "mean": pcf.mean(0).tolist(),
+            "std": pcf.std(0, ddof=1).tolist() if len(rs) > 1 else None}
+
+
+def _budget_fields(cfg, plan, v, clf, rs: list[dict]) -> dict:
+    """steps / images_seen / train_size: what the runs did, or (no run finished) what was planned."""
+    if rs:
+        return {k: int(rs[0][k]) for k in ("steps", "images_seen", "train_size", "batch_size")}
+    return dict(plan.planned[f"{v.name}|{clf}"])
+
+
+def make_row(cfg, plan, v, clf, outcomes, test_size: int) -> dict:
+    per_seed = _seed_outcomes(cfg, plan, v, clf, outcomes)
+    state, errors, reason = _row_state(per_seed)
+    seeds = [s for s, o in per_seed.items() if o is not None and o.state == OK]
+    rs = [per_seed[s].result for s in seeds]
+    row = {"method": v.name, "fill": v.fill, "loss": v.loss, "w": v.w, "partial": v.partial, "classifier": clf,
+           "state": state, "errors": errors, "reason": reason, "budget": cfg.budget,
+           **_budget_fields(cfg, plan, v, clf, rs), "n_seeds": len(seeds), "seeds": seeds}
+    for k in METRICS:
+        row[k] = _msc([r.get(k) for r in rs])
+    acc = row["accuracy"]["mean"]
+    row["accuracy_binomial_hw95"] = binomial_halfwidth(acc, test_size) if acc is not None else None
+    row["test_size"] = test_size
+    row["per_class_f1"] = _per_class_f1(rs)
+    row["minority_classes"] = rs[0].get("minority_classes") if rs else None
+    row["train_images"] = rs[0].get("train_images") if rs else None
+    row["kid"] = None
+    row.update(_generation(cfg, plan, v, outcomes))
+    row["_acc"] = {s: r["accuracy"] for s, r in zip(seeds, rs)}  # per-seed accuracy for the paired comparisons (dropped below)
+    return row
+
+
+def add_comparisons(rows: list[dict], compare_to: list[str]) -> list[str]:
+    """vs[ref] = paired difference of accuracy on the seeds both rows have (same classifier):
+    mean of d_s = acc_s − ref_s, its Student-t 95 % CI and the verdict (core.stats.paired)."""
+    missing = set()
+    by = {(r["method"], r["classifier"]): r for r in rows}
+    for r in rows:
+        r["vs"] = {}
+        for ref in compare_to:
+            if ref == r["method"]:
+                continue
+            other = by.get((ref, r["classifier"]))
+            if other is None:
+                missing.add(ref)
+                continue
+            p = paired(r["_acc"], other["_acc"])
+            r["vs"][ref] = {"metric": "accuracy", "diff_mean": p["diff_mean"], "ci95": p["ci95"], "verdict": p["verdict"]}
+    for r in rows:
+        r.pop("_acc")
+    return [f"compare_to names '{m}', which is not a row of this study: no comparison against it." for m in sorted(missing)]
+
+
+def aggregate(cfg, plan, outcomes: dict, test_size: int) -> tuple[list[dict], list[str]]:
+    """(rows, notes) of a study from its cells' outcomes."""
+    rows = [make_row(cfg, plan, v, clf, outcomes, test_size) for v in cfg.variants() for clf in cfg.classifiers]
+    notes = add_comparisons(rows, cfg.compare_to)
+    gen_notes = {o.result["generation"].get("note") for o in outcomes.values()
+                 if o.state == OK and o.result and o.result.get("generation") and o.result["generation"].get("note")}
+    notes = sorted(gen_notes) + notes + [CI_NOTE]
+    if cfg.budget == "epochs":
+        notes.append(EPOCHS_NOTE)
+    return rows, notes
+
+
+def rows_frame(rows: list[dict]) -> pd.DataFrame:
+    """One flat row per method × classifier (what results.csv holds)."""
+    flat = []
+    for r in rows:
+        f = {k: r[k] for k in ("method", "fill", "loss", "w", "classifier", "state", "budget", "steps", "images_seen", "train_size", "n_seeds")}
+        f["seeds"] = ";".join(map(str, r["seeds"]))
+        for k in METRICS:
+            m = r[k]
+            f[f"{k}_mean"], f[f"{k}_std"] = m["mean"], m["std"]
+            f[f"{k}_ci95_lo"], f[f"{k}_ci95_hi"] = (m["ci95"] or [None, None])
+        f["accuracy_binomial_hw95"] = r["accuracy_binomial_hw95"]
+        for ref, c in r["vs"].items():
+            f[f"vs_{ref}_diff"], f[f"vs_{ref}_verdict"] = c["diff_mean"], c["verdict"]
+        for key in ("fid", "fd_judge"):
+            if r.get(key):
+                f[f"{key}_mean"], f[f"{key}_std"], f[f"{key}_n_images"] = r[key]["mean"], r[key]["std"], r[key]["n_images"]
+        if r.get("kid"):
+            f["kid_extractor"], f["kid_mean"], f["kid_std"], f["kid_n_images"] = r["kid"]["extractor"], r["kid"]["mean"], r["kid"]["std"], r["kid"]["n_images"]
+        if r.get("per_class_f1"):
+            for name, m in zip(r["per_class_f1"]["classes"] or range(len(r["per_class_f1"]["mean"])), r["per_class_f1"]["mean"]):
+                f[f"f1_{name}"] = m
+        f["errors"] = " | ".join(f"seed {s}: {e.splitlines()[0]}" for s, e in r["errors"].items())
+        f["reason"] = r["reason"] or ""
+        flat.append(f)
+    return pd.DataFrame(flat)
