@@ -260,7 +260,9 @@ PRESETS: dict[str, StudyConfig] = {
         budget="steps",
         classifier={"epochs": 10, "batch_size": 64, "lr": 0.05, "weight_decay": 5e-4, "warmup_epochs": 1.0, "eval_every": 0},
         method_params={"mixup": {"lam": 0.6}, "cutmix": {"lam": 0.6}},
-        cfg_train={"preset": "tiny", "steps": 400, "batch_size": 64},
+        cfg_train={"preset": "tiny", "steps": 400, "batch_size": 64,
+                   # tail-aware training, off as in the paper: uniform_classes samples classes evenly, cbdm_tau > 0 adds CBDM (Qin et al. 2023)
+                   "uniform_classes": False, "cbdm_tau": 0.0},
         cfg_sample={"sampler": "dpm", "steps": 12},
     ),
     # The paper's study for a GPU: CIFAR-10, Table 1 counts, λ = 0.6, w ∈ {0.1, 7.5}, ResNet18/50,
@@ -276,7 +278,7 @@ PRESETS: dict[str, StudyConfig] = {
         budget="steps",
         classifier={"epochs": 100, "batch_size": 256, "lr": 0.1, "weight_decay": 5e-4, "warmup_epochs": 2.0, "cifar_stem": True},
         method_params={"mixup": {"lam": 0.6}, "cutmix": {"lam": 0.6}, "sd": {"w": 6.5, "steps": 25}},
-        cfg_train={"preset": "ddpm", "steps": 100_000, "batch_size": 128},
+        cfg_train={"preset": "ddpm", "steps": 100_000, "batch_size": 128, "uniform_classes": False, "cbdm_tau": 0.0},
         cfg_sample={"sampler": "dpm", "steps": 25},
     ),
     # The paper preset's code path on CIFAR-10 with small numbers, ~3 min on 2 CPU cores (issue #11):
@@ -289,7 +291,7 @@ PRESETS: dict[str, StudyConfig] = {
     "paper-smoke": StudyConfig(
         name="paper-smoke",
         data=DataConfig(dataset="cifar10", profile="custom", counts=[5 * (i + 1) for i in range(10)], test_per_class=20),
-        methods=["none", "oversample", "mixup", "cutmix", "cfg", "sd"],
+        methods=list(QUICK_METHODS),  # the paper preset's methods, long-tail baselines included
         cfg_ws=[0.1, 7.5],
         classifiers=["resnet18"],
         seeds=[0],
@@ -595,7 +597,20 @@ def _fill_cell(ctx: _Context, spec: dict, device: str, cb: Callbacks) -> dict:
         ex = ctx.get_extractor(device, cb)
         cb.progress(0, 1, ex.label)
         result["generation"] = {**generation_metrics(ex, ctx.ds.train, f"{ctx.ds.name}-train", filled, seed=seed), "note": ctx.extractor_note}
+        if spec["fill"] != "none" and len(filled) > len(imbalanced):
+            result["novelty"] = _novelty(ctx, filled.subset(torch.arange(len(imbalanced), len(filled))), imbalanced, seed, ex)
     return result
+
+
+def _novelty(ctx: _Context, generated: ImageSet, imbalanced: ImageSet, seed: int, extractor) -> dict:
+    """Near-copy rate (pixel space) and precision/recall (extractor features) of the generated
+    images against held-out real ones: the images this seed's profile dropped, or the test split
+    for a class that lost too few (core.metrics.novelty states the rule)."""
+    from core.data.profiles import dropped_by_profile
+    from core.metrics.novelty import fill_scores, held_out_from
+
+    held_out, source = held_out_from(dropped_by_profile(ctx.ds.train, ctx.cfg.data_for_seed(seed)), ctx.ds.test)
+    return {**fill_scores(generated, imbalanced, held_out, extractor, seed=seed), "held_out_source": source}
 
 
 def _train_set(ctx: _Context, spec: dict) -> ImageSet:

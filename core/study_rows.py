@@ -70,6 +70,16 @@ def _generation(cfg, plan, v, outcomes) -> dict:
     out = {key: {**ms([g[key] for g in gs]), "n_images": gs[0]["n_images"], "n_reference": gs[0]["n_reference"],
                  "label": gs[0]["label"], "seeds": [g["seed"] for g in gs]},
            "kid": {**ms([g["kid"] for g in gs]), "n_images": gs[0]["kid_subset_size"], "label": gs[0]["kid_label"], "extractor": gs[0]["extractor"]}}
+    fills = [o.result for s in cfg.seeds
+             if (o := outcomes.get(plan.fill_id(v.fill_name, s))) is not None and o.state == OK and o.result.get("novelty")]
+    if fills:  # the generated images only, against held-out real images (core.metrics.novelty)
+        nov = [f["novelty"] for f in fills]
+        for k in ("near_copy_rate", "precision", "recall"):
+            out[k] = {**_msc([n.get(k) for n in nov]), "n_images": fills[0]["n_generated"]}
+        out["near_copy_rate"]["rule"] = nov[0].get("rule")
+        out["novelty_extractor"] = nov[0].get("extractor")
+        out["per_class_near_copy_rate"] = {c: summary([n["per_class"].get(c, {}).get("near_copy_rate") for n in nov])["mean"]
+                                           for c in nov[0]["per_class"]}
     per = [[p["value"] for p in g["per_class"]] for g in gs]
     out[f"per_class_{key}"] = [{"class": p["class"], "n_images": p["n_images"], **ms([pc[i] for pc in per])}
                                for i, p in enumerate(gs[0]["per_class"])]
@@ -162,6 +172,9 @@ def rows_frame(rows: list[dict]) -> pd.DataFrame:
         for key in ("fid", "fd_judge"):
             if r.get(key):
                 f[f"{key}_mean"], f[f"{key}_std"], f[f"{key}_n_images"] = r[key]["mean"], r[key]["std"], r[key]["n_images"]
+        for key in ("near_copy_rate", "precision", "recall"):
+            if r.get(key):
+                f[f"{key}_mean"], f[f"{key}_std"] = r[key]["mean"], r[key]["std"]
         if r.get("kid"):
             f["kid_extractor"], f["kid_mean"], f["kid_std"], f["kid_n_images"] = r["kid"]["extractor"], r["kid"]["mean"], r["kid"]["std"], r["kid"]["n_images"]
         if r.get("per_class_f1"):

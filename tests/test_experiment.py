@@ -1,6 +1,5 @@
 """The experiment pipeline: study configs, bad input, and a tiny study end to end with resume."""
 
-import importlib.util
 import json
 import math
 import os
@@ -67,9 +66,8 @@ def test_tiny_study_end_to_end_then_resumes(lab_env, capsys, monkeypatch):
     assert res["state"] == "done" and res["budget"] == "steps" and res["test_size"] == 360
     rows = {r["method"]: r for r in res["rows"]}
     assert list(rows) == ["none", "oversample", "cfg@w=0.1", "sd", "reweight", "logit-adjust", "posthoc-adjust", "cfg@w=0.1+logit-adjust"]
-    have_cfg = bool(importlib.util.find_spec("core.train.cfg") and importlib.util.find_spec("core.generators.cfg"))
     ok = [r for r in rows.values() if r["state"] == "ok"]
-    assert len(ok) == (7 if have_cfg else 5)
+    assert len(ok) == 7
     for r in ok:
         assert ROW_KEYS <= set(r) and r["classifier"] == "small" and r["seeds"] == [0, 1] and r["n_seeds"] == 2 and r["errors"] == {}
         assert 0.0 <= r["accuracy"]["mean"] <= 1.0 and r["accuracy"]["std"] >= 0.0 and len(r["accuracy"]["ci95"]) == 2
@@ -95,12 +93,16 @@ def test_tiny_study_end_to_end_then_resumes(lab_env, capsys, monkeypatch):
     assert sd["state"] == "unavailable" and sd["n_seeds"] == 0 and "Stable Diffusion" in sd["reason"] and sd["accuracy"]["mean"] is None
     combo = rows["cfg@w=0.1+logit-adjust"]
     assert (combo["fill"], combo["loss"], combo["w"]) == ("cfg", "logit-adjust", 0.1)
-    if have_cfg:
-        assert rows["cfg@w=0.1"]["fd_judge"]["n_images"] == 400 and (out_dir / "cfg" / "seed1" / "checkpoints").is_dir()
-        assert [p["n_images"] for p in rows["cfg@w=0.1"]["per_class_fd_judge"]] == [38, 37, 36, 34, 32, 30, 26, 20, 10, 0]
-        assert combo["train_size"] == sum(TINY_PARTIAL) == 213 and "fd_judge" not in combo
-        counts = json.loads((out_dir / "cells" / "clf__cfg_w0.1+logit-adjust__small__seed0" / "results.json").read_text())["train_counts"]
-        assert counts == TINY_PARTIAL
+    # novelty of the generated images only: oversampled images are exact copies of training images
+    assert rows["oversample"]["near_copy_rate"]["mean"] == 1.0 and rows["oversample"]["near_copy_rate"]["n_images"] == 400 - 137
+    assert rows["cfg@w=0.1"]["near_copy_rate"]["n_images"] == 400 - 137 and "near_copy_rate" not in rows["none"]
+    assert "near_copy_rate" not in combo and "near_copy_rate_mean" in (out_dir / "results.csv").read_text().splitlines()[0]
+    # the CFG fill
+    assert rows["cfg@w=0.1"]["fd_judge"]["n_images"] == 400 and (out_dir / "cfg" / "seed1" / "checkpoints").is_dir()
+    assert [p["n_images"] for p in rows["cfg@w=0.1"]["per_class_fd_judge"]] == [38, 37, 36, 34, 32, 30, 26, 20, 10, 0]
+    assert combo["train_size"] == sum(TINY_PARTIAL) == 213 and "fd_judge" not in combo
+    counts = json.loads((out_dir / "cells" / "clf__cfg_w0.1+logit-adjust__small__seed0" / "results.json").read_text())["train_counts"]
+    assert counts == TINY_PARTIAL
     # each seed trained on its own subset
     cfgs = [json.loads((out_dir / "cells" / f"clf__none__small__seed{s}" / "config.json").read_text()) for s in (0, 1)]
     assert [c["data"]["subset_seed"] for c in cfgs] == [0, 1] and cfgs[0]["train_set"]["counts"] == cfgs[1]["train_set"]["counts"]
