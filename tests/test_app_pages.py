@@ -367,11 +367,11 @@ def test_guidance_page_runs_sweep_and_shows_grid_and_curves(app, monkeypatch):
 
 
 # ------------------------------------------------------------------------------ results
-def _fake_classifier_run(root: Path, method: str, arch: str, seed: int, acc: float) -> Run:
-    run = Run.create("classifier", {"data": {"dataset": "digits", "profile": "paper"}, "arch": arch, "seed": seed,
-                                    "balance_method": method, "balance_params": {"w": 7.5} if method == "cfg" else {}}, root=root)
+def _fake_classifier_run(root: Path, method: str, arch: str, seed: int, acc: float, epochs: int = 30, device: str = "cpu") -> Run:
+    run = Run.create("classifier", {"data": {"dataset": "digits", "profile": "paper", "seed": seed}, "arch": arch, "seed": seed, "epochs": epochs,
+                                    "device": device, "balance_method": method, "balance_params": {"w": 7.5} if method == "cfg" else {}}, root=root)
     classes = [str(i) for i in range(10)]
-    res = {"accuracy": acc, "balanced_accuracy": acc, "macro_f1": acc - 0.01, "minority_f1": acc - 0.1, "minority_classes": [0, 1, 2],
+    res = {"steps": epochs * 11, "n": 360, "accuracy": acc, "balanced_accuracy": acc, "macro_f1": acc - 0.01, "minority_f1": acc - 0.1, "minority_classes": [0, 1, 2],
            "per_class_f1": [acc] * 10, "classes": classes, "arch": arch, "confusion_matrix": np.eye(10, dtype=int).tolist()}
     (run.path / "results.json").write_text(json.dumps(res))
     run.set_status("done")
@@ -390,9 +390,14 @@ def test_results_page_empty_and_with_runs(app, runs_root):
     charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     acc_chart = next(c for c in charts if "accuracy" in json.dumps(c.get("layout", {}).get("title", "")))
     trace = acc_chart["data"][0]
-    assert sorted(trace["x"]) == ["cfg@w=7.5", "mixup"]
+    assert sorted(trace["x"]) == ["cfg@w=7.5 · small", "mixup · small"]
     ys = dict(zip(trace["x"], trace["y"]))
-    assert ys["mixup"] == pytest.approx(82.0) and ys["cfg@w=7.5"] == pytest.approx(87.0)
+    assert ys["mixup · small"] == pytest.approx(82.0) and ys["cfg@w=7.5 · small"] == pytest.approx(87.0)
+    # two seeds of one setting: the 95% Student-t CI, t(0.975, 1) = 12.706, std = 0.02·√2/… by hand:
+    # values 80, 84 -> mean 82, std 2.828, half = 12.706 · 2.828 / √2 = 25.41 (clipped by nothing: an honest wide bar)
+    err = dict(zip(trace["x"], trace["error_y"]["array"]))
+    assert err["mixup · small"] == pytest.approx(25.41, abs=0.01)
+    assert acc_chart["layout"]["yaxis"]["range"] == [0, 100]
     assert not any("paper" in str(t.get("name", "")) for t in acc_chart["data"])
     at.toggle(key="res_paper").set_value(True).run()
     charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
@@ -402,3 +407,86 @@ def test_results_page_empty_and_with_runs(app, runs_root):
     assert at.get("download_button")
     at.multiselect(key="res_compare").set_value([r.id for r in list_runs()][:2]).run()
     assert not at.exception
+
+
+def _frame(at: AppTest, column: str):
+    """The first dataframe on the page that has ``column`` (AppTest does not expose dataframe keys)."""
+    found = [d.value for d in at.dataframe if column in d.value.columns]
+    assert found, f"no table with column {column!r}"
+    return found[0]
+
+
+def test_results_never_pools_runs_with_different_settings(app, runs_root):
+    """The issue's case: a 5-epoch and a 30-epoch 'none' run, both seed 0, are two series
+    (no error bar, labelled by what differs), never 53.9 ± 60.1 %; the device does not split."""
+    _fake_classifier_run(runs_root, "none", "small", 0, 0.114, epochs=5)
+    _fake_classifier_run(runs_root, "none", "small", 0, 0.964, epochs=30)
+    _fake_classifier_run(runs_root, "none", "small", 1, 0.960, epochs=30, device="cuda")  # device does not change results
+    at = _page(app, "app_pages/results.py")
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    acc = next(c for c in charts if "accuracy" in json.dumps(c.get("layout", {}).get("title", "")))
+    t = acc["data"][0]
+    ys = dict(zip(t["x"], t["y"]))
+    assert ys == {"none · small (epochs=5)": pytest.approx(11.4), "none · small (epochs=30)": pytest.approx(96.2)}
+    errs = dict(zip(t["x"], t["error_y"]["array"]))
+    assert errs["none · small (epochs=5)"] == 0.0  # one run: no error bar
+    assert acc["layout"]["yaxis"]["range"] == [0, 100]
+    f1 = next(c for c in charts if "macro-F1" in json.dumps(c.get("layout", {}).get("title", "")))
+    assert f1["layout"]["yaxis"]["range"] == [0, 1]
+    table = _frame(at, "setting")
+    rows = {r["setting"]: r for r in table.to_dict("records")}
+    assert rows["none · small (epochs=5)"]["n runs"] == 1 and rows["none · small (epochs=5)"]["training steps"] == "55"
+    assert rows["none · small (epochs=30)"]["n runs"] == 2 and "std over 2 seeds" in rows["none · small (epochs=30)"]["accuracy"]
+    assert "(one run)" in rows["none · small (epochs=5)"]["accuracy"]
+    # binomial 95% half-width of 0.114 on 360 test images: 1.96·√(0.114·0.886/360) = 0.0328
+    assert rows["none · small (epochs=5)"]["± test set (accuracy)"] == "±0.0328"
+
+
+def test_results_shows_study_rows_and_verdicts(app, runs_root):
+    """The study contract (issue 9): rows with state/steps/n_seeds, metrics as {mean, std, ci95}, and vs verdicts."""
+    run = Run.create("study", {"name": "quick"}, root=runs_root)
+    m = {"mean": 0.9, "std": 0.01, "ci95": [0.88, 0.92]}
+    rows = [{"method": "cfg@w=7.5", "classifier": "small", "state": "ok", "steps": 300, "images_seen": 38400, "train_size": 1280, "n_seeds": 3,
+             "seeds": [0, 1, 2], "accuracy": m, "macro_f1": m, "minority_f1": m,
+             "vs": {"none": {"metric": "macro_f1", "diff_mean": 0.004, "ci95": [-0.01, 0.018], "verdict": "inconclusive"}}},
+            {"method": "none", "classifier": "small", "state": "failed", "steps": None, "n_seeds": 0, "seeds": [],
+             "accuracy": {"mean": None, "std": None, "ci95": None}, "macro_f1": None, "minority_f1": None, "vs": {}}]
+    (run.path / "results.json").write_text(json.dumps({"study": "quick", "rows": rows}))
+    run.set_status("done")
+    at = _page(app, "app_pages/results.py")
+    v = _frame(at, "verdict")
+    assert v.to_dict("records")[0]["verdict"] == "inconclusive" and v.to_dict("records")[0]["95% CI"] == "[-0.0100, +0.0180]"
+    assert any("not that the methods are equal" in c.value for c in at.caption)
+    srows = _frame(at, "images_seen")
+    assert list(srows["state"]) == ["ok", "failed"] and int(srows["steps"].iloc[0]) == 300
+
+
+# ------------------------------------------------------------------------------ no magic
+def test_no_bare_expression_statements_in_the_app():
+    """Streamlit magic echoes any bare expression (it once printed a whole conditional and
+    5,000 px of help text). Magic is off in .streamlit/config.toml, and the code stays clean
+    too: every bare expression statement that is not a call (st.* calls render on purpose)
+    or a docstring fails this test."""
+    import ast
+
+    root = Path(APP).parent
+    files = [root / "app.py", *sorted((root / "app_pages").glob("*.py"))]
+    bad = []
+    for f in files:
+        tree = ast.parse(f.read_text())
+        docstrings = {id(n.body[0]) for n in ast.walk(tree) if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
+                      and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Expr) and id(node) not in docstrings and not isinstance(node.value, (ast.Call, ast.Await, ast.Yield, ast.YieldFrom)):
+                bad.append(f"{f.name}:{node.lineno}: {ast.unparse(node)[:80]}")
+    assert not bad, "bare expressions (Streamlit magic would print them):\n" + "\n".join(bad)
+    cfg = (root / ".streamlit" / "config.toml").read_text()
+    assert "magicEnabled = false" in cfg
+
+
+def test_the_magic_check_catches_the_old_compare_line():
+    import ast
+
+    src = "st.dataframe(diff) if not diff.empty else st.caption('same')\nst.write('ok')\n"
+    exprs = [n for n in ast.walk(ast.parse(src)) if isinstance(n, ast.Expr) and not isinstance(n.value, ast.Call)]
+    assert len(exprs) == 1 and isinstance(exprs[0].value, ast.IfExp)
