@@ -292,7 +292,8 @@ def test_generate_page_mixup_preview_download_and_balance(app):
     params = json.loads((run.path / "params.json").read_text())
     assert params["generator"]["lam"] == 0.6 and params["count"] == 4
     imgs = at.get("image")
-    assert len(imgs) == len(params["classes"])  # one real-over-generated grid per class
+    assert len(imgs) == 1  # one labelled grid: per class a real row over a generated row
+    assert any("newest preview: mixup · λ 0.6 · seed 11" in c.value for c in at.caption)
     dl = [d for d in at.get("download_button")]
     assert dl, "download button missing"
     from core.job_runners import export_zip
@@ -313,6 +314,27 @@ def test_generate_page_mixup_preview_download_and_balance(app):
     s = load_imageset(bal.path / BALANCED)
     assert len(set(s.counts())) == 1 and "mixup" in set(s.provenance)
     assert any("Balanced set saved" in m.value for m in at.success)
+
+
+def test_generate_page_keeps_a_side_by_side_strip_of_previews(app):
+    at = _page(app, "app_pages/generate.py")
+    labels = at.selectbox(key="gen_choice").options
+    for lam in (0.3, 0.8):
+        at.selectbox(key="gen_choice").set_value(next(o for o in labels if o.startswith("Mixup")))
+        at.slider(key="gen_lam").set_value(lam)
+        at.number_input(key="gen_count").set_value(2)
+        _button(at, "Generate preview").click().run()
+        _wait_all()
+    at.run()
+    assert not at.exception and not at.error
+    assert any("Side by side" in h.value for h in at.subheader)
+    assert len(at.get("image")) == 3  # the newest (with real rows) + both previews side by side
+    strip = [m.value for m in at.markdown if m.value.startswith("**mixup")]
+    assert strip == ["**mixup · λ 0.8 · seed 0**", "**mixup · λ 0.3 · seed 0**"]
+    # the form remembers its values after a page switch
+    _page(at, "app_pages/dataset.py")
+    _page(at, "app_pages/generate.py")
+    assert at.number_input(key="gen_count").value == 2
 
 
 def test_generate_page_lists_trained_cfg_runs_with_w_and_scale(app, monkeypatch):
