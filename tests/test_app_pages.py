@@ -483,6 +483,112 @@ def test_results_shows_study_rows_and_verdicts(app, runs_root):
     assert list(srows["state"]) == ["ok", "failed"] and int(srows["steps"].iloc[0]) == 300
 
 
+# ------------------------------------------------------------------------- jobs from buttons
+def test_forms_do_not_submit_on_enter(app):
+    at = _page(app, "app_pages/train.py")
+    forms = [b for b in at.get("form")]
+    assert len(forms) == 2 and all(not f.proto.form.enter_to_submit for f in forms)
+
+
+def test_identical_submission_within_a_minute_asks_first(app, monkeypatch):
+    import threading
+
+    release = threading.Event()
+
+    def slow_cfg(ctx):  # stays running until released, like a real training
+        release.wait(30)
+
+    monkeypatch.setitem(jobs.RUNNERS, "cfg", slow_cfg)
+    at = _page(app, "app_pages/train.py")
+    at.number_input(key="cfg_steps").set_value(9)
+    _button(at, "Start CFG training").click().run()
+    assert len(list_runs()) == 1
+    _button(at, "Start CFG training").click().run()
+    assert not at.exception and len(list_runs()) == 1  # not started: asked instead
+    assert any("An identical cfg job" in w.value and "Start another copy anyway?" in w.value for w in at.warning)
+    _button(at, "Don't start it").click().run()
+    assert len(list_runs()) == 1 and not any("An identical" in w.value for w in at.warning)
+    _button(at, "Start CFG training").click().run()
+    _button(at, "Start anyway").click().run()
+    assert len(list_runs()) == 2 and any("Started cfg job" in s.value for s in at.success)
+    # a different configuration starts at once
+    at.number_input(key="cfg_steps").set_value(10)
+    _button(at, "Start CFG training").click().run()
+    assert len(list_runs()) == 3
+    release.set()
+    _wait_all()
+
+
+def test_train_form_remembers_values_across_pages(app, monkeypatch):
+    monkeypatch.setitem(jobs.RUNNERS, "cfg", fake_cfg_runner)
+    at = _page(app, "app_pages/train.py")
+    at.number_input(key="cfg_steps").set_value(13)
+    at.number_input(key="cfg_batch").set_value(16)
+    _button(at, "Start CFG training").click().run()
+    _wait_all()
+    _page(at, "app_pages/dataset.py")
+    _page(at, "app_pages/train.py")
+    assert at.number_input(key="cfg_steps").value == 13 and at.number_input(key="cfg_batch").value == 16
+
+
+# ------------------------------------------------------------------------------- workspace
+def test_dataset_choice_lives_in_the_url_and_the_saved_workspace(app, tmp_path):
+    at = app
+    at.selectbox(key="ds_profile").set_value("linear").run()
+    at.number_input(key="ds_ratio").set_value(20.0).run()
+    assert (at.query_params["dataset"], at.query_params["profile"], at.query_params["ratio"]) == ("digits", "linear", "20")
+    # the sidebar caption follows the change in the same run (it used to lag one behind)
+    assert any("profile **linear**, ratio 20" in c.value for c in at.sidebar.caption)
+    # a new tab without parameters starts from the last saved workspace
+    fresh = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    fresh.run()
+    assert fresh.selectbox(key="ds_profile").value == "linear" and fresh.number_input(key="ds_ratio").value == 20.0
+    # a reload / shared link: the URL wins for its tab, whatever the saved workspace says
+    linked = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    linked.query_params["dataset"] = "digits"
+    linked.query_params["profile"] = "step"
+    linked.run()
+    assert not linked.exception
+    assert linked.selectbox(key="ds_profile").value == "step" and linked.session_state["data_cfg"]["profile"] == "step"
+    _page(linked, "app_pages/train.py")
+    assert "profile **step**" in _texts(linked)
+    assert linked.query_params["profile"] == "step"  # written back after the page switch
+
+
+def test_a_job_keeps_the_data_config_of_its_tab(app, monkeypatch):
+    monkeypatch.setitem(jobs.RUNNERS, "cfg", fake_cfg_runner)
+    other = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    other.run()
+    other.selectbox(key="ds_profile").set_value("full").run()  # another tab changes the saved workspace
+    at = _page(app, "app_pages/train.py")  # this tab still holds 'paper' in its own URL/session
+    _button(at, "Start CFG training").click().run()
+    _wait_all()
+    assert list_runs()[0].config["data"]["profile"] == "paper"
+
+
+# ------------------------------------------------------------------------------ validation
+def test_zero_and_wrong_counts_get_page_words(app):
+    at = app
+    at.selectbox(key="ds_profile").set_value("custom").run()
+    at.text_input(key="ds_counts_custom").set_value(",".join(["0"] * 10)).run()
+    errs = [e.value for e in at.error]
+    assert any("at least 1 image" in e and "Counts box" in e for e in errs), errs
+    at.text_input(key="ds_counts_custom").set_value("5,5,5").run()
+    errs = [e.value for e in at.error]
+    assert any("needs 10 counts" in e and "the Counts box has 3" in e for e in errs), errs
+    assert not any("--counts" in e for e in errs)
+
+
+def test_bad_zip_error_names_the_users_file(app):
+    at = app
+    at.selectbox(key="ds_dataset").set_value("imagefolder").run()
+    at.radio(key="ds_source_imagefolder").set_value("zip upload").run()
+    at.get("file_uploader")[0].set_value(("fake.zip", b"PK\x03\x04 not really", "application/zip"))
+    at.run()
+    errs = [e.value for e in at.error]
+    assert any("fake.zip is not a valid zip" in e for e in errs), errs
+
+
 # ------------------------------------------------------------------------------ no magic
 def test_no_bare_expression_statements_in_the_app():
     """Streamlit magic echoes any bare expression (it once printed a whole conditional and
