@@ -81,11 +81,15 @@ with left:
     if reuse and last is not None:
         seed = int(last)
     go = st.button("Generate preview", type="primary", key="gen_go", disabled=not classes, width="stretch")
+    largest = max(train.counts())
+    target = int(st.number_input(f"Balance: fill each class up to (0 = the largest class, {largest})", 0, 1_000_000,
+                                 int(mem.get("target", 0)), key="gen_target",
+                                 help="classes already at or above this count keep their real images and get none added"))
     bal = st.button("Balance the dataset with this generator", key="gen_balance", width="stretch",
-                    help="fills every class up to the largest one with this generator, as a background job")
+                    help="fills every class up to the target with this generator, as a background job")
 
 if go or bal:
-    remember_form("gen_form", {"generator": label, "count": count, "steps": params.get("steps", mem.get("steps", 25)),
+    remember_form("gen_form", {"generator": label, "count": count, "target": target, "steps": params.get("steps", mem.get("steps", 25)),
                                **({f"w_{method}": params["w"]} if "w" in params else {})})
 STRIP = 4  # previews kept side by side
 if go:
@@ -99,7 +103,8 @@ if go:
         st.error(str(exc))
 if bal:
     try:
-        job = mgr.submit("balance", {"data": cfg_data.to_dict(), "method": method, "params": params, "target": None, "seed": seed}, name=method)
+        job = mgr.submit("balance", {"data": cfg_data.to_dict(), "method": method, "params": params, "target": target or None, "seed": seed},
+                          name=method)
         st.session_state["bal_job"] = job.id
         st.session_state["gen_last_seed"] = seed
     except LabError as exc:

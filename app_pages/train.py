@@ -6,6 +6,7 @@ import dataclasses
 
 import streamlit as st
 
+from core.data.loading import DataConfig
 from core.errors import LabError
 from core.job_runners import BALANCED, CFG_KIND, CLS_KIND
 from core.runs import list_runs
@@ -103,7 +104,8 @@ with tab_cls:
                 "Mixup (λ = 0.6)": ("mixup", {"lam": 0.6}, None), "CutMix (λ = 0.6)": ("cutmix", {"lam": 0.6}, None)}
         for r in runs_of("balance"):
             rc = r.config
-            if (rc.get("data") or {}) == cfg_data.to_dict() and (r.path / BALANCED).exists():
+            # same data config (compared as DataConfig, so a saved dict missing a default still matches)
+            if rc.get("data") and DataConfig.from_dict(rc["data"]) == cfg_data and (r.path / BALANCED).exists():
                 sets[f"balanced set {r.id} ({rc.get('method')})"] = (rc.get("method"), rc.get("params") or {}, r.id)
         has_loss = "loss" in {f.name for f in dataclasses.fields(mod.ClassifierConfig)}
         losses = list(getattr(mod, "LOSSES", None) or ["ce", "reweight", "logit-adjust"])
