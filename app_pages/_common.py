@@ -16,7 +16,7 @@ import streamlit as st
 from core.data.imageset import LoadedDataset
 from core.data.loading import DataConfig, load_dataset
 from core.errors import LabError
-from core.job_runners import CFG_KIND, CLS_KIND
+from core.job_runners import CFG_KIND, CLS_KIND  # importing it registers the lab's job kinds with core.jobs
 from core.jobs import RESUMABLE, Job, JobManager, format_eta
 from core.paths import runs_dir
 from core.runs import Run, list_runs

@@ -12,7 +12,7 @@ from core.balance import fill_plan
 from core.data.loading import DATASETS, DataConfig
 from core.data.profiles import ORDERS, PROFILES, most_reduced_classes
 from core.errors import ConfigError, LabError
-from core.generators.base import build_generator
+from core.generators.registry import build_generator
 from core.paths import cache_dir
 from core import viz
 from app_pages._common import data_cfg, load, set_data_cfg

@@ -131,8 +131,9 @@ with tab_cls:
             values = dict(arch=arch, epochs=int(epochs), batch_size=int(batch), lr=float(lr), seed=int(seed), **({"loss": loss} if has_loss else {}))
             remember_form("cls_form", {**values, "set": choice})
             try:
-                cfg = _build(mod.ClassifierConfig, data=cfg_data, balance_method=method, balance_params=params, **values)
-                config = cfg.to_dict()
+                cfg = _build(mod.ClassifierConfig, data=cfg_data, **values)
+                # how the training set is made: the classifier job fills it before training (core.balance)
+                config = {**cfg.to_dict(), "balance_method": method, "balance_params": params}
                 if set_run:
                     config["train_set_run"] = set_run
                 _submit(CLS_KIND, config, f"{arch}-{method}", "cls_form")

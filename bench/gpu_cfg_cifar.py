@@ -43,7 +43,9 @@ def main() -> None:
     from core.callbacks import Callbacks
     from core.data.loading import DataConfig
     from core.generators.cfg import CFGGenerator
-    from core.train.cfg import CFGTrainConfig, resolve_device, save_png, train_cfg
+    from core.device import resolve_device
+    from core.imageio import save_png
+    from core.train.cfg import CFGTrainConfig, train_cfg
 
     device = resolve_device(args.device)
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"

@@ -1,4 +1,8 @@
-"""Fill every class up to a target count with a generator's images."""
+"""Fill every class up to a target count with a generator's images.
+
+This sits above the generators and below the callers that train on the result (the job
+runners, the study, the CLI): a training loop takes the finished set and never balances.
+"""
 
 from __future__ import annotations
 
@@ -50,3 +54,28 @@ def balance(
         if progress:
             progress(done, total)
     return ImageSet.concat(parts)
+
+
+def train_set_info(method: str, params: dict | None = None, target: int | None = None) -> dict:
+    """What a classifier run records about how its training set was made (config.json keys
+    the report and the pages read: ``balance_method``, ``balance_params``, ``balance_target``)."""
+    return {"balance_method": method, "balance_params": dict(params or {}), "balance_target": target}
+
+
+def balanced_train_set(
+    imbalanced: ImageSet,
+    method: str,
+    params: dict | None = None,
+    target: int | None = None,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> ImageSet:
+    """``imbalanced`` filled by the generator named ``method`` (core.generators.registry);
+    ``"none"`` returns it as is."""
+    if method == "none":
+        return imbalanced
+    from core.generators.registry import build_generator  # lazily: cfg/sd pull in diffusers
+
+    gen = build_generator(method, imbalanced, **(params or {}))
+    return balance(imbalanced, gen, target, seed=seed, progress=progress, should_stop=should_stop)

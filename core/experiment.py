@@ -36,8 +36,8 @@ from core.callbacks import Callbacks
 from core.data.imageset import ImageSet
 from core.data.loading import DATASETS, DataConfig
 from core.jobconfig import JobConfig
-from core.errors import ConfigError, LabError
-from core.generators.base import METHODS, Cancelled
+from core.errors import Cancelled, ConfigError, LabError
+from core.generators.registry import METHODS
 from core.nets.resnet import ARCHS
 from core.runs import Run
 
@@ -127,7 +127,7 @@ class StudyConfig(JobConfig):  # its from_dict below is strict: a study file mus
             raise ConfigError(f"Unknown extractor '{self.extractor}'.", f"Choose one of: {', '.join(EXTRACTORS)}.")
         from core.train.classifier import ClassifierConfig
 
-        known = set(ClassifierConfig.__dataclass_fields__) - {"data", "arch", "seed", "device", "balance_method", "balance_params"}
+        known = set(ClassifierConfig.__dataclass_fields__) - {"data", "arch", "seed", "device"}
         for where, over in [("classifier", self.classifier), *[(f"classifier_overrides.{k}", v) for k, v in self.classifier_overrides.items()]]:
             bad = sorted(set(over) - known)
             if bad:
@@ -296,7 +296,7 @@ class _Study:
         return SDGenerator(classes=train.classes, channels=train.channels, image_size=train.image_size, device=self.cfg.device, **params)
 
     def generator(self, method: str, w: float | None, train: ImageSet, seed: int):
-        from core.generators.base import build_generator
+        from core.generators.registry import build_generator
 
         if method == "cfg":
             return self._cfg_generator(seed, w)
@@ -352,6 +352,7 @@ class _Study:
         from core.data.loading import load_dataset
         from core.data.profiles import apply_profile
         from core.metrics.classification import check_test_classes
+        from core.balance import train_set_info
         from core.train.classifier import ClassifierConfig, train_classifier
 
         cfg = self.cfg
@@ -406,12 +407,12 @@ class _Study:
                         self.done += 1
                         continue
                     over = {**cfg.classifier, **cfg.classifier_overrides.get(c, {})}
-                    ccfg = ClassifierConfig.from_dict({**over, "data": cfg.data.to_dict(), "arch": c, "seed": seed, "device": cfg.device,
-                                                       "balance_method": method, "balance_params": {"w": w} if w is not None else dict(cfg.method_params.get(method, {}))})
+                    ccfg = ClassifierConfig.from_dict({**over, "data": cfg.data.to_dict(), "arch": c, "seed": seed, "device": cfg.device})
+                    info = train_set_info(method, {"w": w} if w is not None else cfg.method_params.get(method, {}), cfg.target)
                     self.log(f"{variant} × {c}, seed {seed}: training")
                     ccb = Callbacks(on_progress=lambda d_, t_, m="": self.cb.progress(self.done, self.total, f"{variant} × {c}, seed {seed}: {m}"),
                                     should_stop=self.cb.should_stop)
-                    res = train_classifier(ccfg, d, callbacks=ccb, resume=True, train_set=balanced, dataset=ds)
+                    res = train_classifier(ccfg, d, callbacks=ccb, resume=True, train_set=balanced, dataset=ds, train_set_info=info)
                     if res.get("cancelled"):
                         return self._rows(results, gen, skipped), "cancelled"
                     results[(variant, c, seed)] = res

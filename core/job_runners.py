@@ -1,14 +1,17 @@
 """The job kinds the app can launch, each a thin adapter from a run folder to a core function.
 
     cfg               core.train.cfg.train_cfg
-    classifier        core.train.classifier.train_classifier (optionally on a saved balanced set)
+    classifier        core.train.classifier.train_classifier on a saved balanced set, or on the
+                      imbalanced split filled here by core.balance (balance_method/balance_params)
     generate          a generator's images per class -> images/, generated.npz, params.json
     balance           core.balance.balance -> balanced.npz (a classifier job can train on it)
     guidance          core.generators.cfg.guidance_sweep (+ judge consistency/diversity over w)
     study             core.experiment.run_study
 
-Heavy modules are imported inside each runner, so a piece that has not landed (or a
-missing optional dependency) fails only its own job with a clear message.
+Importing this module registers every kind with the job manager
+(:func:`core.jobs.register_runner`); whoever builds a ``JobManager`` for real work imports
+it first. Heavy modules are imported inside each runner, so a missing optional dependency
+fails only its own job with a clear message.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import torch
 from core.atomic import atomic_write, atomic_write_json
 from core.data.imageset import ImageSet
 from core.errors import ConfigError, DataError
-from core.jobs import JobContext, register_interactive
+from core.jobs import JobContext, register_interactive, register_runner
 
 # Job kind = the run kind its training loop writes into config.json (the loops refuse a
 # folder of another kind), so these must match core.train.cfg.KIND / core.train.classifier.KIND.
@@ -116,7 +119,7 @@ def _data(config: dict):
 
 
 def _generator(ctx: JobContext, train: ImageSet):
-    from core.generators.base import build_generator
+    from core.generators.registry import build_generator
 
     method = ctx.config.get("method", "mixup")
     params = dict(ctx.config.get("params") or {})
@@ -143,20 +146,27 @@ def run_cfg_train(ctx: JobContext):
 
 
 def run_classifier_train(ctx: JobContext):
+    from core.balance import balanced_train_set, train_set_info
     from core.train.classifier import ClassifierConfig, train_classifier
 
     config = ctx.config
-    train_set = None
-    if config.get("train_set_run"):
-        src = ctx.run.path.parent / config["train_set_run"] / BALANCED
-        train_set = load_imageset(src)
-    cfg = ClassifierConfig.from_dict(_strip(config, "train_set_run"))
+    method, params = config.get("balance_method") or "none", dict(config.get("balance_params") or {})
+    info = train_set_info(method, params, config.get("balance_target"))
+    cfg = ClassifierConfig.from_dict(_strip(config, "train_set_run", *info))
     # Store every field (defaults included): the loop refuses to resume a folder whose saved
     # config differs from the one it is given.
-    atomic_write_json(ctx.run.path / "config.json", {**ctx.run.config, **cfg.to_dict()})
+    atomic_write_json(ctx.run.path / "config.json", {**ctx.run.config, **cfg.to_dict(), **info})
     if getattr(cfg, "device", None) in (None, "") and ctx.device:
         cfg.device = ctx.device
-    result = train_classifier(cfg, ctx.run.path, callbacks=ctx.callbacks, resume=True, train_set=train_set)
+    ds = None
+    if config.get("train_set_run"):
+        info["train_set_run"] = config["train_set_run"]
+        train_set = load_imageset(ctx.run.path.parent / config["train_set_run"] / BALANCED)
+    else:  # the loop takes a ready set: fill the imbalanced split here
+        ds, imbalanced = _data(config)
+        train_set = balanced_train_set(imbalanced, method, params, info["balance_target"], seed=cfg.seed,
+                                       progress=_progress2(ctx, f"generating {method} images"), should_stop=ctx.should_stop)
+    result = train_classifier(cfg, ctx.run.path, callbacks=ctx.callbacks, resume=True, train_set=train_set, dataset=ds, train_set_info=info)
     return {k: result[k] for k in ("accuracy", "macro_f1", "balanced_accuracy", "minority_f1") if isinstance(result, dict) and k in result}
 
 
@@ -283,3 +293,6 @@ DEFAULT_RUNNERS = {
     "guidance": run_guidance,
     "study": run_study,
 }
+
+for _kind, _fn in DEFAULT_RUNNERS.items():
+    register_runner(_kind, _fn)

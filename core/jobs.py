@@ -17,8 +17,10 @@ worker thread picks it up, calls the job kind's *runner* with a :class:`JobConte
   message with the fix, anything else keeps its traceback. The server keeps serving.
 * Restart: runs found ``queued``/``running`` whose owner process is gone are marked
   ``interrupted`` on construction; ``resume()`` queues them again with ``resume=True``.
-* Runners live in a registry (``RUNNERS``), looked up when the job starts, so tests can
-  inject an instant fake and a module that has not landed yet only fails its own job.
+* Runners are registered by their owner with :func:`register_runner` (``core.job_runners``
+  registers the lab's kinds when imported: whoever builds a manager for real work imports
+  it first) and looked up when the job starts. Entries in ``RUNNERS`` override them, so
+  tests can inject an instant fake; a kind with no runner fails with a message naming it.
 """
 
 from __future__ import annotations
@@ -39,9 +41,12 @@ from core.errors import ConfigError, LabError
 from core.paths import runs_dir
 from core.runs import ACTIVE, Run, list_runs
 
-# kind -> runner(ctx) -> optional result dict. Entries here override the real runners of
-# core.job_runners.DEFAULT_RUNNERS (imported lazily); tests put instant fakes here.
-RUNNERS: dict[str, Callable[["JobContext"], Any]] = {}
+Runner = Callable[["JobContext"], Any]  # runner(ctx) -> optional result dict
+
+# kind -> runner, as registered by the module that owns the kind (register_runner)
+_REGISTERED: dict[str, Runner] = {}
+# kind -> runner overriding the registered one; tests put instant fakes here.
+RUNNERS: dict[str, Runner] = {}
 FINAL = ("done", "failed", "cancelled", "interrupted")
 RESUMABLE = ("interrupted", "cancelled", "failed")
 
@@ -66,6 +71,27 @@ def lane_for(kind: str, config: dict) -> str:
         return INTERACTIVE_LANE if pred is not None and pred(config) else TRAIN_LANE
     except Exception:  # a malformed config is the runner's to report; it just is not interactive
         return TRAIN_LANE
+
+
+def register_runner(kind: str, fn: Runner) -> Runner:
+    """Make ``fn`` the runner of job kind ``kind`` for every manager built without ``runners=``.
+
+    The owner of a kind calls this at import (the manager imports no runner module itself,
+    so the dependency points from the runners down to the manager). Returns ``fn``.
+    """
+    if not isinstance(kind, str) or not kind:
+        raise ConfigError(f"Job kind {kind!r} must be a non-empty string.", "Register the runner under its run kind, e.g. 'classifier'.")
+    if not callable(fn):
+        raise ConfigError(f"The runner for job kind '{kind}' is not callable ({type(fn).__name__}).", "Pass a function runner(ctx).")
+    _REGISTERED[kind] = fn
+    return fn
+
+
+def _no_runner(kind: str, known: list[str]) -> ConfigError:
+    return ConfigError(
+        f"No runner is registered for job kind '{kind}'.",
+        f"Import the module that registers it (the app and the CLI import core.job_runners) or use one of: {', '.join(known) or 'none registered'}.",
+    )
 
 
 def default_devices() -> list[str]:
@@ -211,12 +237,12 @@ class JobManager:
         self,
         root: str | os.PathLike | None = None,
         devices: list[str] | None = None,
-        runners: dict[str, Callable[[JobContext], Any]] | None = None,
+        runners: dict[str, Runner] | None = None,
     ):
         self.root = Path(root) if root else runs_dir()
         self.root.mkdir(parents=True, exist_ok=True)
         self.devices = list(devices or default_devices())
-        self._runners = runners  # None: the module registry (RUNNERS + core.job_runners)
+        self._runners = runners  # None: the module registry (registered runners + RUNNERS overrides)
         self.token = f"{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self._lock = threading.RLock()
         self._jobs: dict[str, Job] = {}
@@ -260,16 +286,12 @@ class JobManager:
         return out
 
     # -- registry ----------------------------------------------------------------------
-    def _registry(self) -> dict[str, Callable[[JobContext], Any]]:
+    def _registry(self) -> dict[str, Runner]:
         if self._runners is not None:
             return dict(self._runners)
-        try:
-            from core.job_runners import DEFAULT_RUNNERS
-        except ImportError:  # only if the lab itself is broken; keep serving the overrides
-            DEFAULT_RUNNERS = {}
-        return {**DEFAULT_RUNNERS, **RUNNERS}
+        return {**_REGISTERED, **RUNNERS}
 
-    def runner_for(self, kind: str) -> Callable[[JobContext], Any] | None:
+    def runner_for(self, kind: str) -> Runner | None:
         return self._registry().get(kind)
 
     def kinds(self) -> list[str]:
@@ -294,7 +316,7 @@ class JobManager:
         if self._closed:
             raise ConfigError("The job manager has been shut down.", "Restart the app.")
         if self.runner_for(kind) is None:
-            raise ConfigError(f"Unknown job kind '{kind}'.", f"Choose one of: {', '.join(self.kinds()) or 'none registered'}.")
+            raise _no_runner(kind, self.kinds())
         device = self._pick_device(device)
         lane = lane or lane_for(kind, config)
         if lane not in (TRAIN_LANE, INTERACTIVE_LANE):
@@ -316,7 +338,7 @@ class JobManager:
             raise ConfigError(f"Run {run_id} is '{state}' and cannot be resumed.", "Only interrupted, cancelled or failed runs can be resumed.")
         kind = run.kind
         if self.runner_for(kind) is None:
-            raise ConfigError(f"Runs of kind '{kind}' cannot be resumed here.", "Use the CLI for this run.")
+            raise _no_runner(kind, self.kinds())
         config = {k: v for k, v in run.config.items() if k not in ("kind", "created")}
         return self._enqueue(run, kind, self._pick_device(device), resume=True, lane=lane_for(kind, config))
 
@@ -459,7 +481,7 @@ class JobManager:
         try:
             runner = self.runner_for(job.kind)
             if runner is None:
-                raise ConfigError(f"No runner for job kind '{job.kind}'.", "This kind of job is not available in this version.")
+                raise _no_runner(job.kind, self.kinds())
             job.result = runner(ctx)
         except ImportError as exc:
             msg = f"This job needs a part of the lab that is not available yet ({type(exc).__name__}: {exc})."

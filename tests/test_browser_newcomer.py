@@ -47,6 +47,7 @@ def test_newcomer_path_in_chromium(server):  # noqa: F811
 
     url, runs = server
     OUT.mkdir(exist_ok=True)
+    expect.set_options(timeout=60_000)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_context(viewport={"width": 1500, "height": 1100}).new_page()

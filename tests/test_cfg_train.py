@@ -12,8 +12,9 @@ from core.callbacks import Callbacks
 from core.checkpoint import checkpoint_path, load_checkpoint
 from core.data.imageset import ImageSet
 from core.data.loading import DataConfig, prepare
-from core.errors import ConfigError, TrainingError
-from core.generators.base import Cancelled, build_generator, image_seed
+from core.errors import Cancelled, ConfigError, TrainingError
+from core.generators.base import image_seed
+from core.generators.registry import build_generator
 from core.generators.cfg import CFGGenerator, guidance_sweep, load_samples, save_samples
 from core.runs import Run
 from core.train.cfg import CFGTrainConfig, train_cfg

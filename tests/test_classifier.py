@@ -84,9 +84,19 @@ def _cfg(**kw):
     return ClassifierConfig(**{**base, **kw})
 
 
+def _oversampled(cfg):
+    """The caller's side: the imbalanced split filled by oversampling, and how it was made."""
+    from core.balance import balanced_train_set, train_set_info
+    from core.data.loading import prepare
+
+    ds, imbalanced = prepare(cfg.data)
+    return dict(train_set=balanced_train_set(imbalanced, "oversample", seed=cfg.seed), dataset=ds, train_set_info=train_set_info("oversample"))
+
+
 def test_train_classifier_learns_writes_run_and_reports(tmp_path):
     rows = []
-    res = train_classifier(_cfg(balance_method="oversample"), tmp_path / "run", callbacks=Callbacks(on_metrics=rows.append))
+    given = _oversampled(_cfg())
+    res = train_classifier(_cfg(), tmp_path / "run", callbacks=Callbacks(on_metrics=rows.append), **given)
     assert res["accuracy"] > 0.5  # 10 classes: chance is 0.1
     assert len(res["per_class_f1"]) == 10 and len(res["confusion_matrix"]) == 10
     assert res["minority_classes"] == [0, 1, 2]  # the classes the profile shrank most
@@ -99,10 +109,17 @@ def test_train_classifier_learns_writes_run_and_reports(tmp_path):
     assert status["state"] == "done"
     w, state, config = load_checkpoint(checkpoint_path(tmp_path / "run" / "checkpoints"))
     assert state["epoch"] == 4 and config["arch"] == "small" and config["train_set"]["counts_by_provenance"]["oversample"][0] > 0
-    # a finished run is not retrained on resume; a different config is refused
-    assert train_classifier(_cfg(balance_method="oversample"), tmp_path / "run", resume=True) == res
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (saved["balance_method"], saved["balance_params"], saved["balance_target"]) == ("oversample", {}, None)
+    assert res["train_set_info"] == {"balance_method": "oversample", "balance_params": {}, "balance_target": None}
+    # a finished run is not retrained on resume; a different config or training set is refused
+    assert train_classifier(_cfg(), tmp_path / "run", resume=True, **given) == res
     with pytest.raises(ConfigError, match="different config"):
-        train_classifier(_cfg(balance_method="oversample", lr=0.2), tmp_path / "run", resume=True)
+        train_classifier(_cfg(lr=0.2), tmp_path / "run", resume=True, **given)
+    with pytest.raises(ConfigError, match="different config"):
+        train_classifier(_cfg(), tmp_path / "run", resume=True, **{**given, "train_set_info": {**given["train_set_info"], "balance_method": "mixup"}})
+    with pytest.raises(ConfigError, match="repeats config key"):
+        train_classifier(_cfg(), tmp_path / "other", train_set_info={"lr": 1.0})
     with pytest.raises(ConfigError, match="already holds a run"):
         train_classifier(_cfg(), tmp_path / "run")
 
@@ -159,6 +176,7 @@ def test_train_classifier_cli(tmp_path, capsys):
     res = json.loads(capsys.readouterr().out)
     assert len(res["per_class_f1"]) == 10 and (out / "results.json").exists()
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["balance_method"] == "mixup" and cfg["train_set"]["counts_by_provenance"]["mixup"][0] > 0
+    assert cfg["balance_method"] == "mixup" and cfg["balance_params"] == {"lam": 0.6}
+    assert cfg["train_set"]["counts_by_provenance"]["mixup"][0] > 0
     assert main(["train-classifier", "--method-params", "{oops", "--out", str(tmp_path / "x")]) == 2
     assert "not valid JSON" in capsys.readouterr().err

@@ -159,11 +159,42 @@ def test_eta_from_step_rate(make_manager):
 
 def test_unknown_kind_and_device_are_refused(make_manager):
     m = make_manager({"ok": _steps(1)})
-    with pytest.raises(ConfigError, match="Unknown job kind"):
+    with pytest.raises(ConfigError, match="No runner is registered for job kind 'nope'"):
         m.submit("nope", {})
     with pytest.raises(ConfigError, match="Unknown device"):
         m.submit("ok", {}, device="cuda:7")
     assert list_runs(m.root) == []  # nothing was created
+
+
+def test_registered_runners_overrides_and_a_kind_that_lost_its_runner(make_manager, monkeypatch):
+    from core import jobs as jobs_mod
+
+    monkeypatch.setattr(jobs_mod, "_REGISTERED", {})
+    monkeypatch.setattr(jobs_mod, "RUNNERS", {})
+    assert jobs_mod.register_runner("echo", lambda ctx: {"by": "owner", **ctx.config}) is not None
+    m = make_manager(None)  # no runners=: the module registry
+    assert m.kinds() == ["echo"]
+    assert m.wait(m.submit("echo", {"x": 1}).id, 10).result == {"by": "owner", "x": 1}
+    jobs_mod.RUNNERS["echo"] = lambda ctx: {"by": "fake"}  # a test's fake wins over the owner's runner
+    assert m.wait(m.submit("echo", {}).id, 10).result == {"by": "fake"}
+    with pytest.raises(ConfigError, match="not callable"):
+        jobs_mod.register_runner("bad", None)
+    # a queued job whose kind has lost its runner fails at start, naming the kind
+    gate = threading.Event()
+    runners = {"hang": lambda ctx: gate.wait(10), "gone": _steps(1)}
+    m2 = make_manager(runners)
+    m2.submit("hang", {})
+    job = m2.submit("gone", {})
+    del runners["gone"]
+    gate.set()
+    assert m2.wait(job.id, 10).state == "failed"
+    assert "No runner is registered for job kind 'gone'" in m2.get(job.id).message
+
+
+def test_importing_job_runners_registers_the_lab_kinds(make_manager):
+    import core.job_runners  # noqa: F401  (registers at import)
+
+    assert set(make_manager(None).kinds()) >= {"cfg", "classifier", "generate", "balance", "guidance", "study"}
 
 
 def test_restart_marks_orphans_interrupted_and_resume_continues(tmp_path):

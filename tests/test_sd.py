@@ -12,9 +12,9 @@ import torch
 
 from core.balance import balance
 from core.data.imageset import ImageSet
-from core.errors import ConfigError, TrainingError, WeightsMissingError
+from core.errors import Cancelled, ConfigError, TrainingError, WeightsMissingError
 from core.generators import sd
-from core.generators.base import Cancelled, build_generator
+from core.generators.registry import build_generator
 from core.generators.filtering import FilterShortfall
 from core.paths import models_dir
 

@@ -6,7 +6,7 @@ import json
 
 from core.callbacks import Callbacks
 from core.commands.common import add_data_arguments, data_config
-from core.generators.base import METHODS
+from core.generators.registry import METHODS
 from core.nets.resnet import ARCHS
 
 HELP = "Train a classifier (small ResNet / ResNet18 / ResNet50) on an imbalanced or rebalanced set and report test metrics."
@@ -38,6 +38,8 @@ def run(args) -> int:
     from core.errors import ConfigError
     from datetime import datetime
 
+    from core.balance import balanced_train_set, train_set_info
+    from core.data.loading import prepare
     from core.paths import runs_dir
     from core.train.classifier import KIND, ClassifierConfig, train_classifier
 
@@ -48,7 +50,7 @@ def run(args) -> int:
     cfg = ClassifierConfig(
         data=data_config(args), arch=args.arch, cifar_stem=not args.no_cifar_stem, epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
-        synthetic_weight=args.synthetic_weight, train_mix=args.train_mix, balance_method=args.method, balance_params=params,
+        synthetic_weight=args.synthetic_weight, train_mix=args.train_mix,
         seed=args.train_seed, device=args.device,
     )
     cfg.validate()
@@ -65,7 +67,12 @@ def run(args) -> int:
         on_progress=None if quiet else (lambda d, t, m="": print(f"\r[{d}/{t}] {m}".ljust(80), end="", flush=True)),
         on_metrics=None if quiet else (lambda row: print(f"\n{json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})}")),
     )
-    res = train_classifier(cfg, out, callbacks=cb, resume=args.resume)
+    # The loop takes a ready training set: fill the minority classes here first.
+    ds, imbalanced = prepare(cfg.data)
+    train_set = balanced_train_set(imbalanced, args.method, params, seed=cfg.seed, progress=lambda d, t: cb.progress(d, t, f"generating {args.method} images"),
+                                   should_stop=cb.should_stop)
+    res = train_classifier(cfg, out, callbacks=cb, resume=args.resume, train_set=train_set, dataset=ds,
+                           train_set_info=train_set_info(args.method, params))
     if args.json:
         print(json.dumps(res))
         return 0

@@ -23,17 +23,6 @@ from core.errors import Cancelled, ConfigError  # noqa: F401  (re-exported for c
 Progress = Callable[[int, int], None] | None
 ShouldStop = Callable[[], bool] | None
 
-# method name -> short description (what the UI and the experiment config accept)
-METHODS = {
-    "none": "the imbalanced set as is (the reference every method must beat)",
-    "oversample": "random duplication of real minority images",
-    "mixup": "Mixup of two real images (paper: fixed λ = 0.6)",
-    "cutmix": "CutMix of two real images (paper: box area from λ = 0.6)",
-    "cfg": "class-conditional DDPM with classifier-free guidance, trained on the imbalanced set",
-    "sd": "pretrained Stable Diffusion prompted with the class name",
-}
-
-
 class Generator(ABC):
     name: str = "generator"  # provenance label written next to every image it makes
 
@@ -84,21 +73,3 @@ def resolve_class(spec: str | int, classes: list[str]) -> int:
 def image_seed(seed: int, class_idx: int, j: int) -> int:
     """The seed of image j of a class: independent of batch size and of other classes."""
     return (seed * 1_000_003 + class_idx * 10_007 + j) % (2**63 - 1)
-
-
-def build_generator(method: str, train: ImageSet, **params) -> Generator:
-    """Make a generator by method name. ``train`` is the imbalanced split it fills."""
-    from core.generators import baselines
-
-    if method in ("none", "oversample", "mixup", "cutmix"):
-        return baselines.BASELINES[method](train, **params)
-    if method == "cfg":
-        from core.generators.cfg import CFGGenerator  # lazily: pulls in diffusers
-
-        # the train split's shape is passed so a checkpoint from another dataset is refused
-        return CFGGenerator(**{"classes": train.classes, "channels": train.channels, "image_size": train.image_size, **params})
-    if method == "sd":
-        from core.generators.sd import SDGenerator  # lazily: pulls in transformers
-
-        return SDGenerator(classes=train.classes, channels=train.channels, image_size=train.image_size, **params)
-    raise ConfigError(f"Unknown method '{method}'.", f"Choose one of: {', '.join(METHODS)}.")

@@ -21,10 +21,12 @@ from diffusers import UNet2DModel
 from core.atomic import atomic_write, atomic_write_json
 from core.checkpoint import checkpoint_path, load_checkpoint
 from core.data.imageset import ImageSet
+from core.device import resolve_device
 from core.diffusion.guidance import check_w, guidance_scale
 from core.diffusion.samplers import check_sampler, model_eps_fn, sample, to_uint8
 from core.errors import ConfigError
 from core.generators.base import Cancelled, Generator, Progress, ShouldStop, image_seed
+from core.imageio import save_png
 
 
 def find_checkpoint(run_dir: str | os.PathLike, checkpoint: str = "latest") -> Path:
@@ -80,8 +82,6 @@ class CFGGenerator(Generator):
         channels: int | None = None,  # ... and its channels
         image_size: int | None = None,  # ... and its resolution
     ):
-        from core.train.cfg import resolve_device
-
         self.w = check_w(w)
         check_sampler(sampler, steps)
         self.device = resolve_device(device)
@@ -185,8 +185,6 @@ def save_samples(imageset: ImageSet, out_dir: str | os.PathLike, params: dict[st
     provenance and class names as plain arrays (``np.load`` needs no pickle).
     Works for any generator's ImageSet.
     """
-    from core.train.cfg import save_png
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     seeds_arr = np.asarray(seeds if seeds is not None else [-1] * len(imageset), dtype=np.int64)

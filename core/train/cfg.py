@@ -30,14 +30,16 @@ from diffusers import UNet2DModel
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 
-from core.atomic import atomic_write, atomic_write_json
+from core.atomic import atomic_write_json
 from core.callbacks import Callbacks
 from core.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from core.data.loading import DataConfig, prepare
+from core.device import resolve_device
 from core.diffusion.guidance import check_w
 from core.diffusion.samplers import T_TRAIN, check_beta_schedule, check_sampler, model_eps_fn, sample, to_uint8, training_scheduler
 from core.jobconfig import JobConfig
 from core.errors import ConfigError, LabError, TrainingError
+from core.imageio import save_png
 from core.nets.unet import PRESETS, build_unet
 from core.runs import Run
 
@@ -136,20 +138,6 @@ class _SingleProcess:
 
     def reduce(self, tensor: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
         return tensor
-
-
-def resolve_device(device: str | None) -> torch.device:
-    if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ConfigError(f"Unknown device '{device}'.", "Use cpu, cuda or cuda:N.") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"Device '{device}' was asked for but no CUDA GPU is available.", "Use --device cpu, or run on a machine with a GPU.")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ConfigError(f"Device '{device}' does not exist ({torch.cuda.device_count()} GPUs).", "Pick cuda:0 .. cuda:N-1.")
-    return dev
 
 
 def _accelerator(device: str | None):
@@ -276,17 +264,6 @@ def _preview(run: Run, model: UNet2DModel, ema: EMAModel, cfg: CFGTrainConfig, s
         model.train(was_training)
     grid = make_grid(to_uint8(x), nrow=k, padding=1, pad_value=255)
     return save_png(grid, run.images / f"preview_{step:07d}.png")
-
-
-def save_png(image: torch.Tensor, path: Path, upscale: int = 1) -> Path:
-    """Atomically write a uint8 (C, H, W) tensor as a PNG."""
-    from PIL import Image
-
-    arr = image.permute(1, 2, 0).cpu().numpy()
-    img = Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
-    if upscale > 1:
-        img = img.resize((img.width * upscale, img.height * upscale), Image.NEAREST)
-    return atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
 
 
 # ------------------------------------------------------------------------------- train

@@ -1,6 +1,6 @@
 """Classifier training: a plain function from a config to a run folder.
 
-    run_dir/config.json      ClassifierConfig (+ a summary of the training set)
+    run_dir/config.json      ClassifierConfig (+ the caller's train_set_info and a summary of the training set)
     run_dir/status.json      state, epoch/step, ETA
     run_dir/metrics.jsonl    one row per epoch (loss, lr, images/s, test accuracy, macro-F1)
     run_dir/checkpoints/latest   weights + optimizer/scheduler state, written atomically
@@ -13,6 +13,10 @@ per-image loss weights for synthetic images, bf16 autocast on CUDA only. The sam
 code runs single-process or under ``accelerate launch`` (each process takes its slice
 of every batch; the main process writes files). The final model is the one reported:
 no checkpoint is picked by test accuracy.
+
+The loop takes a ready training set: filling minority classes (core.balance) is the
+caller's job, which passes the result as ``train_set`` and says how it was made in
+``train_set_info`` (recorded in config.json).
 """
 
 from __future__ import annotations
@@ -56,9 +60,6 @@ class ClassifierConfig(JobConfig):
     warmup_epochs: float = 1.0  # linear warm-up length, in epochs
     label_smoothing: float = 0.0  # ε of label smoothing (0 = off)
     synthetic_weight: float = 1.0  # loss weight of images whose provenance is not "real"
-    balance_method: str = "none"  # none | oversample | mixup | cutmix | cfg | sd (when no train_set is passed)
-    balance_params: dict = field(default_factory=dict)  # keyword arguments of the generator
-    balance_target: int | None = None  # images per class after filling (None = the largest class)
     augment_pad: int | None = None  # random-crop padding in pixels (None = image_size // 8)
     augment_flip: bool | None = None  # horizontal flips (None = on, except digits/mnist)
     train_mix: str = "none"  # training-time torchvision v2 mix: none | mixup | cutmix
@@ -129,17 +130,6 @@ def _train_summary(train: ImageSet) -> dict:
     return {"n": len(train), "counts": train.counts(), "counts_by_provenance": train.counts_by_provenance(), "soft_labels": train.soft_labels is not None}
 
 
-def _build_train_set(cfg: ClassifierConfig, ds: LoadedDataset, imbalanced: ImageSet, callbacks: Callbacks) -> ImageSet:
-    if cfg.balance_method == "none":
-        return imbalanced
-    from core.balance import balance
-    from core.generators.base import build_generator
-
-    gen = build_generator(cfg.balance_method, imbalanced, **cfg.balance_params)
-    return balance(imbalanced, gen, cfg.balance_target, seed=cfg.seed,
-                   progress=lambda d, t: callbacks.progress(d, t, f"generating {gen.name} images"), should_stop=callbacks.should_stop)
-
-
 @torch.no_grad()
 def predict(model: torch.nn.Module, images: torch.Tensor, aug: BatchAugment, device, batch_size: int = 1024) -> torch.Tensor:
     was_training = model.training
@@ -152,17 +142,22 @@ def predict(model: torch.nn.Module, images: torch.Tensor, aug: BatchAugment, dev
     return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
 
 
-def _same_config(saved: dict, cfg: ClassifierConfig) -> bool:
-    cur = cfg.to_dict()
+def _same_config(saved: dict, cfg: ClassifierConfig, info: dict) -> bool:
+    cur = {**cfg.to_dict(), **info}
     return all(saved.get(k) == v for k, v in cur.items() if k != "device")
 
 
 # ---------------------------------------------------------------------------- train
 def train_classifier(cfg: ClassifierConfig, run_dir: str | Path, callbacks: Callbacks | None = None, resume: bool = False,
-                     train_set: ImageSet | None = None, dataset: LoadedDataset | None = None) -> dict:
-    """Train on ``train_set`` (default: ``cfg.data``'s imbalanced split, filled by ``cfg.balance_method``)
-    and evaluate on the dataset's balanced test split. Returns the final test metrics.
+                     train_set: ImageSet | None = None, dataset: LoadedDataset | None = None,
+                     train_set_info: dict | None = None) -> dict:
+    """Train on ``train_set`` (default: ``cfg.data``'s imbalanced split as is) and evaluate on
+    the dataset's balanced test split. Returns the final test metrics.
 
+    ``train_set_info`` says how the caller made ``train_set`` (e.g. core.balance.train_set_info:
+    ``balance_method``, ``balance_params``, ``balance_target``); it is written into config.json
+    and results.json, and a resume must pass the same. Default with no ``train_set``:
+    ``balance_method = "none"``.
     ``dataset`` may pass the already loaded balanced dataset to skip reloading it.
     Raises TrainingError on a non-finite loss (the last checkpoint stays intact).
     If ``callbacks.should_stop()`` turns true, saves nothing partial and returns
@@ -173,6 +168,11 @@ def train_classifier(cfg: ClassifierConfig, run_dir: str | Path, callbacks: Call
 
     cb = callbacks or Callbacks()
     cfg.validate()
+    if train_set_info is None:
+        train_set_info = {"balance_method": "none", "balance_params": {}, "balance_target": None} if train_set is None else {}
+    clash = sorted(set(train_set_info) & (set(cfg.to_dict()) | {"kind", "created", "train_set"}))
+    if clash:
+        raise ConfigError(f"train_set_info repeats config key(s) {', '.join(clash)}.", "Describe the training set with other keys (e.g. balance_method).")
     run_dir = Path(run_dir)
     acc = _accelerator(cfg)
     main = acc.is_main_process
@@ -181,15 +181,15 @@ def train_classifier(cfg: ClassifierConfig, run_dir: str | Path, callbacks: Call
     imb_counts = target_counts(ds.train.counts(), cfg.data)
     minority = most_reduced_classes(imb_counts, ds.train.counts())
     if train_set is None:
-        train_set = _build_train_set(cfg, ds, apply_profile(ds.train, cfg.data), cb)
+        train_set = apply_profile(ds.train, cfg.data)
     if train_set.classes != ds.test.classes:
         raise ConfigError("The training set's classes differ from the test set's.", "Build the training set from the same dataset config.")
-    config = {**cfg.to_dict(), "train_set": _train_summary(train_set)}
+    config = {**cfg.to_dict(), **train_set_info, "train_set": _train_summary(train_set)}
 
     # -- run folder -----------------------------------------------------------------
     run = Run(run_dir)
     saved = read_json(run_dir / "config.json")
-    if saved is not None and resume and saved.get("kind") == KIND and not _same_config(saved, cfg):
+    if saved is not None and resume and saved.get("kind") == KIND and not _same_config(saved, cfg, train_set_info):
         raise ConfigError(f"{run_dir} holds a classifier run with a different config.", "Resume with the same settings, or choose a new run folder.")
     done = read_json(run_dir / "results.json")
     if resume and done is not None and run.status.get("state") == "done":
@@ -310,6 +310,7 @@ def train_classifier(cfg: ClassifierConfig, run_dir: str | Path, callbacks: Call
         "train_images": len(train_set),
         "train_counts": train_set.counts(),
         "imbalanced_counts": imb_counts,
+        "train_set_info": train_set_info,
         "images_per_s": float(np.median(ips)) if ips else None,
         "device": str(device),
         "precision": acc.mixed_precision,
