@@ -130,37 +130,44 @@ def settings_label(config: dict) -> str:
     return " · ".join(parts)
 
 
-def nearest_training_images(run: Run, s):
-    """Hook for the nearest training image of each preview image (issue 13's core function).
+def nearest_training_images(run: Run, s) -> dict | None:
+    """The nearest training image (same class, pixel space) of each preview image, per class:
+    {class: uint8 (n, C, H, W)} in the preview's order, from issue 13's
+    ``core.metrics.novelty.nearest_training``; None while it is not there or cannot compare
+    these images (the view then shows real images of the class instead)."""
+    import torch
 
-    Returns a list of rows (uint8 (n, C, H, W)) aligned with ``s``'s classes, or None while that
-    function has not landed; the view then shows the real images of each class instead.
-    """
-    mod, _ = optional("core.nearest")
-    fn = getattr(mod, "nearest_training_images", None) if mod else None
+    mod, _ = optional("core.metrics.novelty")
+    fn = getattr(mod, "nearest_training", None) if mod else None
     if fn is None:
         return None
     try:
-        return fn(s, train)
-    except LabError:
+        found = fn(s, train)
+    except (LabError, ValueError, RuntimeError):
         return None
+    rows: dict[int, list] = {}
+    blank = torch.full(tuple(s.images.shape[1:]), 255, dtype=torch.uint8)
+    for i, d in enumerate(found):
+        rows.setdefault(int(s.labels[i]), []).append(d.get("image") if d.get("image") is not None else blank)
+    return {c: torch.stack(v) for c, v in rows.items()}
 
 
-def preview_grid(run: Run, s, with_real: bool) -> np.ndarray:
+def preview_grid(run: Run, s, with_real: bool) -> tuple[np.ndarray, bool]:
     """Rows are classes (with the real or nearest training images above each), columns images."""
     n = min(12, max(len(s.of_class(c)) for c in sorted(set(s.labels.tolist()))))
     rows, labels = [], []
     nearest = nearest_training_images(run, s) if with_real else None
-    for k, c in enumerate(sorted(set(s.labels.tolist()))):
+    for c in sorted(set(s.labels.tolist())):
         gen_c = s.of_class(c).images[:n]
         if with_real:
-            ref = nearest[k][:n] if nearest is not None else train.of_class(c).images[:n]
-            rows.append(ref)
-            labels.append(f"{ds.classes[c]}: {'nearest' if nearest is not None else 'real'}")
+            near = nearest.get(c) if nearest is not None else None
+            rows.append(near[:n] if near is not None else train.of_class(c).images[:n])
+            labels.append(f"{ds.classes[c]}: {'nearest train' if near is not None else 'real'}")
         rows.append(gen_c)
         labels.append(f"{ds.classes[c]}{' (minority)' if c in minority else ''}")
     seed = run.config.get("seed")
-    return viz.labelled_grid(rows, labels, [f"#{i + 1}" for i in range(n)], row_title="class", col_title=f"images (seed {seed})")
+    grid = viz.labelled_grid(rows, labels, [f"#{i + 1}" for i in range(n)], row_title="class", col_title=f"images (seed {seed})")
+    return grid, nearest is not None
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -207,8 +214,11 @@ def generated_view() -> None:
         except (LabError, OSError, ValueError) as exc:
             st.error(f"Could not read the generated images of {rid}: {exc}")
             return
+        grid, near = preview_grid(run, s, with_real=True)
         st.caption(f"newest preview: {settings_label(run.config)}")
-        st.image(preview_grid(run, s, with_real=True), clamp=True)
+        st.image(grid, clamp=True)
+        st.caption("Above each class's generated row: " + ("the nearest training image of each generated image (same class, pixel distance)."
+                                                          if near else "real training images of that class."))
         f = run.path / GENERATED
         st.download_button("Download images (zip with params.json)", data=_zip(str(run.path), f.stat().st_mtime), file_name=f"{rid}.zip",
                            mime="application/zip", key=f"gen_dl_{rid}")
@@ -224,7 +234,7 @@ def generated_view() -> None:
                 col.caption(f"{r.id}: unreadable")
                 continue
             col.markdown(f"**{settings_label(r.config)}**")
-            col.image(preview_grid(r, s, with_real=False), clamp=True)
+            col.image(preview_grid(r, s, with_real=False)[0], clamp=True)
 
 
 def balance_view() -> None:

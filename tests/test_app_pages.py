@@ -293,6 +293,7 @@ def test_generate_page_mixup_preview_download_and_balance(app):
     assert params["generator"]["lam"] == 0.6 and params["count"] == 4
     imgs = at.get("image")
     assert len(imgs) == 1  # one labelled grid: per class a real row over a generated row
+    assert any("real training images of that class" in c.value for c in at.caption)
     assert any("newest preview: mixup · λ 0.6 · seed 11" in c.value for c in at.caption)
     dl = [d for d in at.get("download_button")]
     assert dl, "download button missing"
@@ -335,6 +336,29 @@ def test_generate_page_keeps_a_side_by_side_strip_of_previews(app):
     _page(at, "app_pages/dataset.py")
     _page(at, "app_pages/generate.py")
     assert at.number_input(key="gen_count").value == 2
+
+
+def test_generate_page_shows_the_nearest_training_image_when_available(app, monkeypatch):
+    """Issue 13's core.metrics.novelty.nearest_training, faked here: one dict per preview image."""
+    import sys
+    import types
+
+    calls = []
+
+    def nearest_training(preview, train, *a, **k):
+        calls.append(len(preview))
+        return [{"image": train.images[0], "distance": 0.0} for _ in range(len(preview))]
+
+    monkeypatch.setitem(sys.modules, "core.metrics.novelty", types.SimpleNamespace(nearest_training=nearest_training))
+    at = _page(app, "app_pages/generate.py")
+    at.selectbox(key="gen_choice").set_value(next(o for o in at.selectbox(key="gen_choice").options if o.startswith("Mixup")))
+    at.number_input(key="gen_count").set_value(2)
+    _button(at, "Generate preview").click().run()
+    _wait_all()
+    at.run()
+    assert not at.exception
+    assert any("nearest training image of each generated image" in c.value for c in at.caption)
+    assert calls and calls[-1] == 2 * len(at.multiselect(key="gen_classes").value)
 
 
 def test_generate_page_lists_trained_cfg_runs_with_w_and_scale(app, monkeypatch):
