@@ -31,7 +31,7 @@ def _no_trouble(page) -> None:
 
 def _select(page, label: str, option_text: str) -> None:
     box = page.locator('[data-testid="stSelectbox"]', has_text=label).first
-    box.click()
+    box.locator('[data-baseweb="select"]').click()
     page.locator('[role="option"]', has_text=option_text).first.click()
 
 
