@@ -153,8 +153,15 @@ srows = report.study_rows(root)
 if not srows.empty:
     st.subheader("Studies: each method against its references")
     shown_rows = srows[["study", "method", "classifier", "state", "n_seeds", "steps", "images_seen", "train_size",
-                        "accuracy_mean", "accuracy_lo", "accuracy_hi", "macro_f1_mean", "minority_f1_mean"]]
-    st.dataframe(shown_rows, hide_index=True, width="stretch", key="res_study_rows")
+                        "accuracy_mean", "accuracy_lo", "accuracy_hi", "accuracy_test_hw95", "macro_f1_mean", "minority_f1_mean", "why"]]
+    st.dataframe(shown_rows, hide_index=True, width="stretch", key="res_study_rows",
+                 column_config={"accuracy_lo": "accuracy CI low", "accuracy_hi": "accuracy CI high",
+                                "accuracy_test_hw95": "± test set (binomial 95%)", "why": "failed / unavailable because"})
+    sc = st.columns(2)
+    sc[0].plotly_chart(viz.ci_bars(srows.assign(label=srows["study"].str[-24:] + " · " + srows["method"].astype(str)), "accuracy", scale=100,
+                                   title="study accuracy (%) per method; bars: 95% CI over seeds"), key="res_study_acc", width="stretch")
+    sc[1].plotly_chart(viz.ci_bars(srows.assign(label=srows["study"].str[-24:] + " · " + srows["method"].astype(str)), "macro_f1",
+                                   title="study macro-F1 per method; bars: 95% CI over seeds"), key="res_study_f1", width="stretch")
     verdicts = report.verdict_table(srows)
     if not verdicts.empty:
         st.dataframe(verdicts, hide_index=True, width="stretch", key="res_verdicts")

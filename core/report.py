@@ -114,7 +114,9 @@ def study_rows(root: str | os.PathLike | None = None) -> pd.DataFrame:
         for r in res.get("rows") or []:
             row = {"study": run.id, "method": r.get("method"), "classifier": r.get("classifier"), "state": r.get("state", "ok"),
                    "n_seeds": r.get("n_seeds", len(r.get("seeds") or [])), "steps": r.get("steps"), "images_seen": r.get("images_seen"),
-                   "train_size": r.get("train_size", r.get("train_images"))}
+                   "train_size": r.get("train_size", r.get("train_images")), "budget": r.get("budget"),
+                   "accuracy_test_hw95": r.get("accuracy_binomial_hw95"),
+                   "why": r.get("reason") or "; ".join(f"seed {k}: {str(e).splitlines()[0]}" for k, e in (r.get("errors") or {}).items())}
             for m in METRICS:
                 v = r.get(m) or {}
                 ci = v.get("ci95") or [None, None]

@@ -505,6 +505,11 @@ def test_results_shows_study_rows_and_verdicts(app, runs_root):
     assert any("not that the methods are equal" in c.value for c in at.caption)
     srows = _frame(at, "images_seen")
     assert list(srows["state"]) == ["ok", "failed"] and int(srows["steps"].iloc[0]) == 300
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    sacc = next(c for c in charts if "study accuracy" in json.dumps(c.get("layout", {}).get("title", "")))
+    t = sacc["data"][0]
+    assert len(t["x"]) == 1 and t["x"][0].endswith("cfg@w=7.5") and t["y"] == [pytest.approx(90.0)]  # the failed row has no bar
+    assert t["error_y"]["array"] == [pytest.approx(2.0)] and t["error_y"]["arrayminus"] == [pytest.approx(2.0)]
 
 
 # ------------------------------------------------------------------------- jobs from buttons
