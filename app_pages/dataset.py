@@ -8,6 +8,7 @@ from pathlib import Path
 import streamlit as st
 
 from core.atomic import atomic_write_bytes
+from core.data.archive import DEFAULT_LIMITS
 from core.balance import fill_plan
 from core.data.loading import DATASETS, DataConfig
 from core.data.profiles import ORDERS, PROFILES, most_reduced_classes
@@ -72,7 +73,10 @@ with left:
             data_dir = st.text_input("Folder (or .zip path)", value=data_dir or "", key=f"ds_dir_{dataset}",
                                      placeholder="ROOT with train/<class>/ and test/<class>/, or ROOT/<class>/") or None
         elif source == "zip upload":
-            up = st.file_uploader("Dataset zip (ROOT/<class>/*.png or ROOT/train/<class>/…)", type=["zip"], key=f"ds_zip_{dataset}")
+            lim = DEFAULT_LIMITS
+            up = st.file_uploader("Dataset zip (ROOT/<class>/*.png or ROOT/train/<class>/…)", type=["zip"], key=f"ds_zip_{dataset}",
+                                  help=f"Checked before anything is written: at most {lim.max_bytes / 1024**3:g} GB unpacked, "
+                                       f"{lim.max_entries:,} files, and no file compressed more than {lim.max_ratio:g}-fold (zip bombs are refused).")
             if up is not None:
                 data = up.getvalue()
                 # keep the user's file name (errors name "fake.zip", not a hash); the hash folder keeps uploads apart
