@@ -46,7 +46,7 @@ def _started(job) -> None:
         return
     st.session_state["train_focus"] = job.id
     # active() holds queued and running jobs only: cancelled ones are not counted
-    busy = len([j for j in mgr.active() if j.device == job.device and j.id != job.id and j.submitted <= job.submitted])
+    busy = len([j for j in mgr.active() if j.device == job.device and j.lane == job.lane and j.id != job.id and j.submitted <= job.submitted])
     st.success(f"Started {job.kind} job `{job.id}`" + (f" (queued behind {busy} job(s) on {job.device})" if busy > 0 else f" on {job.device}"))
 
 
