@@ -30,9 +30,10 @@ def _no_trouble(page) -> None:
 
 
 def _select(page, label: str, option_text: str) -> None:
+    # Streamlit 1.67's selectbox is a react-aria combobox: its "Open" button shows a listbox of options
     box = page.locator('[data-testid="stSelectbox"]', has_text=label).first
-    box.locator('[data-baseweb="select"]').click()
-    page.locator('[role="option"]', has_text=option_text).first.click()
+    box.get_by_role("button", name="Open").click()
+    page.get_by_role("option").filter(has_text=option_text).first.click()
 
 
 def _fill(page, label, value) -> None:
