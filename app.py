@@ -31,7 +31,11 @@ PAGES = [
 ]
 
 page = st.navigation(PAGES)
-with st.sidebar:
-    st.caption(dataset_caption())
+caption = st.sidebar.empty()
 sidebar_jobs()
-page.run()
+try:
+    page.run()
+finally:
+    # Filled after the page ran, so a change made on the Dataset page shows in this same run
+    # (filled before, the caption lagged one change behind).
+    caption.caption(dataset_caption())

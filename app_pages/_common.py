@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import time
 from pathlib import Path
 
 import streamlit as st
@@ -19,10 +20,14 @@ from core.job_runners import CFG_KIND, CLS_KIND  # importing it registers the la
 from core.jobs import RESUMABLE, Job, JobManager, format_eta
 from core.paths import runs_dir
 from core.runs import Run, list_runs
-from core import viz
+from core import viz, workspace
 
 DATA_KEY = "data_cfg"
-POLL_S = 1.0  # how often job panels refresh (seconds)
+# How often job panels refresh (seconds). Each refresh re-runs a fragment in the server's
+# process, which takes CPU from a training on the same machine: 2 s while a job is active
+# (progress still looks live), 15 s when nothing runs (a job started in another tab shows up).
+POLL_S = 2.0
+POLL_IDLE_S = 15.0
 
 
 # ------------------------------------------------------------------------ job manager
@@ -50,13 +55,92 @@ def default_data_cfg() -> DataConfig:
 
 
 def data_cfg() -> DataConfig:
-    """The dataset chosen on the Dataset page (embedded digits + the paper's profile by default)."""
-    d = st.session_state.get(DATA_KEY)
-    return DataConfig.from_dict(d) if d else default_data_cfg()
+    """This tab's dataset: its URL's query parameters win; then this session's choice; then the
+    last workspace saved on the server (a new tab); then embedded digits with the paper's profile.
+
+    The choice is written back to the URL (page switches clear it), so a reload or a shared
+    link reproduces the view.
+    """
+    cfg = workspace.from_params(st.query_params.to_dict())
+    if cfg is None:
+        d = st.session_state.get(DATA_KEY)
+        cfg = DataConfig.from_dict(d) if d else (workspace.saved_data() or default_data_cfg())
+        _to_url(cfg)
+    st.session_state[DATA_KEY] = cfg.to_dict()
+    return cfg
+
+
+def _to_url(cfg: DataConfig) -> None:
+    want = workspace.to_params(cfg)
+    if st.query_params.to_dict() != want:
+        st.query_params.from_dict(want)
 
 
 def set_data_cfg(cfg: DataConfig) -> None:
+    """The Dataset page's valid choice: this tab's session and URL, and the server's last workspace."""
     st.session_state[DATA_KEY] = cfg.to_dict()
+    _to_url(cfg)
+    workspace.save(data=cfg.to_dict())
+
+
+# ------------------------------------------------------------------------ remembered forms
+def form_memory(form: str) -> dict:
+    """The values last submitted in ``form`` (this session, else the saved workspace), {} if none.
+
+    Widgets use these as their defaults, so a form keeps the user's values after a page
+    switch (Streamlit forgets a widget's state once it is not rendered) and across tabs.
+    """
+    mem = st.session_state.setdefault("_forms", {})
+    if form not in mem:
+        mem[form] = dict((workspace.load().get("forms") or {}).get(form) or {})
+    return mem[form]
+
+
+def remember_form(form: str, values: dict) -> None:
+    mem = st.session_state.setdefault("_forms", {})
+    mem[form] = {**mem.get(form, {}), **values}
+    forms = dict(workspace.load().get("forms") or {})
+    forms[form] = mem[form]
+    workspace.save(forms=forms)
+
+
+# ---------------------------------------------------------------------- guarded submit
+def submit_job(kind: str, config: dict, name: str, key: str, force: bool = False) -> Job | None:
+    """Queue a job unless an identical one was submitted in the last minute and is still queued
+    or running: then remember it as pending and let ``confirm_pending(key)`` ask the user."""
+    mgr = manager()
+    dup = None if force else workspace.recent_duplicate(mgr.jobs(), kind, config)
+    if dup is not None:
+        st.session_state[f"{key}_pending"] = {"kind": kind, "config": config, "name": name, "dup": dup.id,
+                                              "ago": round(time.time() - dup.submitted)}
+        return None
+    try:
+        job = mgr.submit(kind, config, name=name)
+    except LabError as exc:
+        st.error(str(exc))
+        return None
+    st.session_state.pop(f"{key}_pending", None)
+    return job
+
+
+def confirm_pending(key: str) -> Job | None:
+    """The confirmation box for a duplicate submission of ``key``'s form; the job if confirmed."""
+    pending = st.session_state.get(f"{key}_pending")
+    if not pending:
+        return None
+    with st.container(border=True):
+        st.warning(f"An identical {pending['kind']} job (`{pending['dup']}`) was submitted {pending['ago']} s ago and is still "
+                   "queued or running. Start another copy anyway?")
+        c = st.columns(2)
+        yes = c[0].button("Start anyway", key=f"{key}_dup_yes")
+        no = c[1].button("Don't start it", key=f"{key}_dup_no")
+    if no:
+        st.session_state.pop(f"{key}_pending", None)
+        st.rerun()
+    if yes:
+        st.session_state.pop(f"{key}_pending", None)
+        return submit_job(pending["kind"], pending["config"], pending["name"], key, force=True)
+    return None
 
 
 def _stamp(data_dir: str | None) -> float:
@@ -109,6 +193,38 @@ def dataset_caption(cfg: DataConfig | None = None) -> str:
 
 
 # --------------------------------------------------------------------------- run lists
+def poll_every() -> float:
+    return POLL_S if manager().active() else POLL_IDLE_S
+
+
+def run_row(run: Run) -> dict:
+    """One table row for a run: id, kind, state, trained steps (of total), last message."""
+    st_ = run.status
+    step, total = int(st_.get("step") or 0), int(st_.get("total") or 0)
+    return {"run": run.id, "kind": run.kind, "state": st_.get("state"), "steps": f"{step:,}" + (f" / {total:,}" if total else ""),
+            "message": st_.get("message", "")}
+
+
+def cfg_model_options(dataset: str) -> list[tuple[str, Run]]:
+    """CFG models for a picker: finished first, newest first, state and trained steps in the label."""
+    return workspace.cfg_models(runs_of(CFG_KIND, state=None), dataset)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _metrics(path: str, mtime: float, size: int):
+    return Run(path).metrics()
+
+
+def run_metrics(run: Run):
+    """run.metrics(), re-read only when metrics.jsonl changed (polling must stay cheap)."""
+    f = run.path / "metrics.jsonl"
+    try:
+        s = f.stat()
+    except OSError:
+        return run.metrics()
+    return _metrics(str(run.path), s.st_mtime, s.st_size)
+
+
 def runs_of(kind: str, state: str | None = "done") -> list[Run]:
     return [r for r in list_runs(runs_dir()) if r.kind == kind and (state is None or r.status.get("state") == state)]
 
@@ -167,7 +283,9 @@ def job_panel(run_id: str, key: str, show_curve: bool = True, show_preview: bool
     if latest:
         shown = {k: v for k, v in latest.items() if isinstance(v, (int, float)) and k not in ("time",)}
         st.caption("latest: " + " · ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in list(shown.items())[:6]))
-    metrics = run.metrics() if show_curve else None
+    metrics = run_metrics(run) if show_curve else None
+    if metrics is not None and len(metrics) > 600:  # the curve's shape needs no more points; fewer is cheaper to send
+        metrics = metrics.iloc[:: len(metrics) // 300 + 1]
     has_curve = metrics is not None and not metrics.empty and "step" in metrics and any("loss" in c for c in metrics.columns)
     prev = None
     if show_preview:
@@ -184,7 +302,7 @@ def job_panel(run_id: str, key: str, show_curve: bool = True, show_preview: bool
 def sidebar_jobs() -> None:
     """Running and queued jobs, refreshed on every page."""
 
-    @st.fragment(run_every=2.0)
+    @st.fragment(run_every=poll_every())
     def _jobs() -> None:
         active = manager().active()
         st.markdown("**Jobs**")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import streamlit as st
 
 from core.atomic import atomic_write_bytes
+from core.data.archive import DEFAULT_LIMITS
 from core.balance import fill_plan
 from core.data.loading import DATASETS, DataConfig
 from core.data.profiles import ORDERS, PROFILES, most_reduced_classes
@@ -41,6 +43,24 @@ def _int_list(text: str) -> list[int] | None:
         raise ConfigError(f"'{text}' is not a comma-separated list of whole numbers.", "Type counts like 50,100,150.")
 
 
+def _check_counts(profile: str, counts: list[int] | None, dataset: str, data_dir: str | None, image_size: int | None) -> None:
+    """The counts box in this page's words (the loader's own messages speak of --counts)."""
+    if counts is None:
+        return
+    if any(k < 1 for k in counts):
+        bad = [i for i, k in enumerate(counts) if k < 1]
+        raise ConfigError(f"Every class needs at least 1 image; the count of class {', '.join(map(str, bad[:5]))} is "
+                          f"{counts[bad[0]]}. A class with no images cannot be trained on, evaluated or filled.",
+                          "Type counts of 1 or more in the Counts box.")
+    n = len(load(DataConfig(dataset=dataset, data_dir=data_dir, image_size=image_size, test_fraction=cur.test_fraction)).classes)
+    if profile == "custom" and len(counts) != n:
+        raise ConfigError(f"The custom profile needs {n} counts (one per class); the Counts box has {len(counts)}.",
+                          f"Type {n} comma-separated counts in the Counts box.")
+    if profile == "balanced" and len(counts) not in (1, n):
+        raise ConfigError(f"The balanced profile takes one count; the box has {len(counts)}.",
+                          "Type a single number in the box, or leave it empty for the smallest class's size.")
+
+
 left, right = st.columns([1, 2])
 with left:
     dataset = st.selectbox("Dataset", DATASETS, index=DATASETS.index(cur.dataset) if cur.dataset in DATASETS else 0, key="ds_dataset",
@@ -53,10 +73,14 @@ with left:
             data_dir = st.text_input("Folder (or .zip path)", value=data_dir or "", key=f"ds_dir_{dataset}",
                                      placeholder="ROOT with train/<class>/ and test/<class>/, or ROOT/<class>/") or None
         elif source == "zip upload":
-            up = st.file_uploader("Dataset zip (ROOT/<class>/*.png or ROOT/train/<class>/…)", type=["zip"], key=f"ds_zip_{dataset}")
+            lim = DEFAULT_LIMITS
+            up = st.file_uploader("Dataset zip (ROOT/<class>/*.png or ROOT/train/<class>/…)", type=["zip"], key=f"ds_zip_{dataset}",
+                                  help=f"Checked before anything is written: at most {lim.max_bytes / 1024**3:g} GB unpacked, "
+                                       f"{lim.max_entries:,} files, and no file compressed more than {lim.max_ratio:g}-fold (zip bombs are refused).")
             if up is not None:
                 data = up.getvalue()
-                path = cache_dir() / "uploads" / f"{hashlib.sha1(data).hexdigest()[:16]}.zip"
+                # keep the user's file name (errors name "fake.zip", not a hash); the hash folder keeps uploads apart
+                path = cache_dir() / "uploads" / hashlib.sha1(data).hexdigest()[:16] / (Path(up.name).name or "upload.zip")
                 if not path.exists():
                     atomic_write_bytes(path, data)
                 data_dir = str(path)
@@ -87,6 +111,7 @@ try:
         counts = _int_list(counts_text)
         if profile == "custom" and counts is None:
             raise ConfigError("The custom profile needs one count per class.", "Type the counts, e.g. 50,100,150,… (one per class).")
+        _check_counts(profile, counts, dataset, data_dir, image_size)
     if dataset == "imagefolder" and not data_dir:
         raise ConfigError("The imagefolder dataset needs a folder path or an uploaded zip.", "Type a folder path or upload a zip on the left.")
     cfg = DataConfig(dataset=dataset, data_dir=data_dir, image_size=image_size, profile=profile, ratio=ratio,

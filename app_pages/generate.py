@@ -5,15 +5,16 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 
 from core import viz
-from core.checkpoint import checkpoint_path
 from core.data.profiles import most_reduced_classes
 from core.errors import LabError
 from core.job_runners import BALANCED, CFG_KIND, GENERATED, export_zip, load_imageset
 from core.runs import Run
-from app_pages._common import POLL_S, data_cfg, dataset_caption, job_panel, manager, optional, prepared_or_stop, runs_of
+from app_pages._common import (cfg_model_options, data_cfg, dataset_caption, form_memory, job_panel, manager, optional, poll_every,
+                               prepared_or_stop, remember_form, runs_of)
 
 st.title("Generate")
 st.markdown(dataset_caption())
@@ -24,9 +25,9 @@ SAMPLERS = ["dpm", "ddim", "ddpm"]
 
 # -- which generators exist ------------------------------------------------------------
 options: dict[str, tuple[str, dict]] = {}
-for r in runs_of(CFG_KIND, state=None):
-    if (r.config.get("data") or {}).get("dataset") == cfg_data.dataset and checkpoint_path(r.checkpoints, "latest") is not None:
-        options[f"CFG model {r.id} ({r.status.get('state')})"] = ("cfg", {"run_dir": str(r.path)})
+# finished models first, newest first; a cancelled/interrupted one only with a checkpoint, and labelled so
+for label, r in cfg_model_options(cfg_data.dataset):
+    options[f"CFG model {label}"] = ("cfg", {"run_dir": str(r.path)})
 sd_mod, sd_why = optional("core.generators.sd")
 sd_note = None
 if sd_mod is not None:
@@ -42,9 +43,13 @@ if ok:
     downloads = sd_note and sd_note.startswith("will be downloaded")
     options["Stable Diffusion (pretrained, prompted with the class name" + ("; downloads on first use)" if downloads else ")")] = ("sd", {})
 
+mem = form_memory("gen_form")
 left, right = st.columns([1, 2])
 with left:
-    label = st.selectbox("Generator", list(options), key="gen_choice")
+    names = list(options)
+    # the label is repeated below the box in full: a long "⚠ CANCELLED, 7 of 250 steps" must never be cut off
+    label = st.selectbox("Generator", names, index=names.index(mem["generator"]) if mem.get("generator") in names else 0, key="gen_choice")
+    st.caption(label)
     if not any(m == "cfg" for m, _ in options.values()):
         st.caption("No trained CFG model for this dataset yet: train one on the **Train** page.")
     if sd_note and not any(m == "sd" for m, _ in options.values()):
@@ -54,14 +59,15 @@ with left:
     params = dict(base_params)
     minority = most_reduced_classes(train.counts(), ds.train.counts())
     classes = st.multiselect("Classes", list(range(len(ds.classes))), default=minority, format_func=lambda c: ds.classes[c], key="gen_classes")
-    count = int(st.number_input("Images per class", 1, 256, 8, key="gen_count"))
+    count = int(st.number_input("Images per class", 1, 256, int(mem.get("count", 8)), key="gen_count"))
     if method in ("cfg", "sd"):
-        w = float(st.number_input("Guidance weight w (paper's; 0 = plain conditional)", 0.0, 50.0, 7.5 if method == "cfg" else 6.5, 0.1, key=f"gen_w_{method}"))
+        w = float(st.number_input("Guidance weight w (paper's; 0 = plain conditional)", 0.0, 50.0,
+                                  float(mem.get(f"w_{method}", 7.5 if method == "cfg" else 6.5)), 0.1, key=f"gen_w_{method}"))
         st.markdown(f"guidance_scale = 1 + w = **{1 + w:g}** (diffusers' convention)")
         c = st.columns(2)
         if method == "cfg":
             params["sampler"] = c[0].selectbox("Sampler", SAMPLERS, key="gen_sampler")
-        params["steps"] = int(c[1].number_input("Sampling steps", 1, 1000, 25, key="gen_steps"))
+        params["steps"] = int(c[1].number_input("Sampling steps", 1, 1000, int(mem.get("steps", 25)), key="gen_steps"))
         params["w"] = w
     elif method in ("mixup", "cutmix"):
         params["lam"] = float(st.slider("λ (share of the first image)", 0.05, 0.95, 0.6, 0.05, key="gen_lam", help="the paper uses λ = 0.6"))
@@ -75,20 +81,30 @@ with left:
     if reuse and last is not None:
         seed = int(last)
     go = st.button("Generate preview", type="primary", key="gen_go", disabled=not classes, width="stretch")
+    largest = max(train.counts())
+    target = int(st.number_input(f"Balance: fill each class up to (0 = the largest class, {largest})", 0, 1_000_000,
+                                 int(mem.get("target", 0)), key="gen_target",
+                                 help="classes already at or above this count keep their real images and get none added"))
     bal = st.button("Balance the dataset with this generator", key="gen_balance", width="stretch",
-                    help="fills every class up to the largest one with this generator, as a background job")
+                    help="fills every class up to the target with this generator, as a background job")
 
+if go or bal:
+    remember_form("gen_form", {"generator": label, "count": count, "target": target, "steps": params.get("steps", mem.get("steps", 25)),
+                               **({f"w_{method}": params["w"]} if "w" in params else {})})
+STRIP = 4  # previews kept side by side
 if go:
     try:
         job = mgr.submit("generate", {"data": cfg_data.to_dict(), "method": method, "params": params, "classes": [int(c) for c in classes],
                                       "count": count, "seed": seed}, name=method)
         st.session_state["gen_job"] = job.id
+        st.session_state["gen_strip"] = [job.id, *[r for r in st.session_state.get("gen_strip", []) if r != job.id]][:STRIP]
         st.session_state["gen_last_seed"] = seed
     except LabError as exc:
         st.error(str(exc))
 if bal:
     try:
-        job = mgr.submit("balance", {"data": cfg_data.to_dict(), "method": method, "params": params, "target": None, "seed": seed}, name=method)
+        job = mgr.submit("balance", {"data": cfg_data.to_dict(), "method": method, "params": params, "target": target or None, "seed": seed},
+                          name=method)
         st.session_state["bal_job"] = job.id
         st.session_state["gen_last_seed"] = seed
     except LabError as exc:
@@ -100,42 +116,133 @@ def _zip(path: str, mtime: float) -> bytes:
     return export_zip(path)
 
 
-@st.fragment(run_every=POLL_S)
+def settings_label(config: dict) -> str:
+    """What a preview was made with, in one line (method, w, sampler, steps, seed)."""
+    p = config.get("params") or {}
+    parts = [viz.method_label(config.get("method"), p)]
+    if "run_dir" in p:
+        parts.append(f"model {Path(p['run_dir']).name}")
+    if "lam" in p:
+        parts.append(f"λ {p['lam']:g}")
+    if "sampler" in p:
+        parts.append(f"{p['sampler']}, {p.get('steps')} steps")
+    parts.append(f"seed {config.get('seed')}")
+    return " · ".join(parts)
+
+
+def nearest_training_images(run: Run, s) -> dict | None:
+    """The nearest training image (same class, pixel space) of each preview image, per class:
+    {class: uint8 (n, C, H, W)} in the preview's order, from issue 13's
+    ``core.metrics.novelty.nearest_training``; None while it is not there or cannot compare
+    these images (the view then shows real images of the class instead)."""
+    import torch
+
+    mod, _ = optional("core.metrics.novelty")
+    fn = getattr(mod, "nearest_training", None) if mod else None
+    if fn is None:
+        return None
+    try:
+        found = fn(s, train)
+    except (LabError, ValueError, RuntimeError):
+        return None
+    rows: dict[int, list] = {}
+    blank = torch.full(tuple(s.images.shape[1:]), 255, dtype=torch.uint8)
+    for i, d in enumerate(found):
+        rows.setdefault(int(s.labels[i]), []).append(d.get("image") if d.get("image") is not None else blank)
+    return {c: torch.stack(v) for c, v in rows.items()}
+
+
+def preview_grid(run: Run, s, with_real: bool) -> tuple[np.ndarray, bool]:
+    """Rows are classes (with the real or nearest training images above each), columns images."""
+    n = min(12, max(len(s.of_class(c)) for c in sorted(set(s.labels.tolist()))))
+    rows, labels = [], []
+    nearest = nearest_training_images(run, s) if with_real else None
+    for c in sorted(set(s.labels.tolist())):
+        gen_c = s.of_class(c).images[:n]
+        if with_real:
+            near = nearest.get(c) if nearest is not None else None
+            rows.append(near[:n] if near is not None else train.of_class(c).images[:n])
+            labels.append(f"{ds.classes[c]}: {'nearest train' if near is not None else 'real'}")
+        rows.append(gen_c)
+        labels.append(f"{ds.classes[c]}{' (minority)' if c in minority else ''}")
+    seed = run.config.get("seed")
+    grid = viz.labelled_grid(rows, labels, [f"#{i + 1}" for i in range(n)], row_title="class", col_title=f"images (seed {seed})")
+    return grid, nearest is not None
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _images(path: str, mtime: float):
+    return load_imageset(path)
+
+
+def _preview_set(run: Run):
+    f = run.path / GENERATED
+    return _images(str(f), f.stat().st_mtime)
+
+
+def live_panel(rid: str, key: str) -> dict:
+    """The job panel of ``rid``: polled while the job is queued/running, then a full rerun shows
+    its result once, without polling (a finished page costs nothing while training runs)."""
+    run = Run(Path(mgr.root) / rid)
+    job = mgr.get(rid)
+    if not (job.active if job else run.status.get("state") in ("queued", "running")):
+        return job_panel(rid, key=key, show_curve=False, show_preview=False)
+
+    @st.fragment(run_every=poll_every())
+    def _live() -> None:
+        status = job_panel(rid, key=key, show_curve=False, show_preview=False)
+        if status.get("state") not in ("queued", "running"):
+            st.rerun()  # the whole page, so the result renders outside this fragment
+
+    _live()
+    return run.status
+
+
 def generated_view() -> None:
-    # This tab's last job, else the newest on this dataset (a reopened tab finds its result).
-    rid = st.session_state.get("gen_job") or next((r.id for r in runs_of("generate", state=None)
-                                                   if (r.config.get("data") or {}).get("dataset") == cfg_data.dataset), None)
-    if not rid:
+    # This tab's last previews (the strip), else the newest on this dataset (a reopened tab finds them).
+    strip = st.session_state.get("gen_strip") or [r.id for r in runs_of("generate", state=None)
+                                                    if (r.config.get("data") or {}).get("dataset") == cfg_data.dataset][:STRIP]
+    if not strip:
         st.info("Choose a generator and classes, then **Generate preview**. Real images are shown beside the generated ones.")
         return
-    status = job_panel(rid, key="gen", show_curve=False, show_preview=False)
+    rid = strip[0]
+    status = live_panel(rid, "gen")
     run = Run(Path(mgr.root) / rid)
-    if status.get("state") != "done" or not (run.path / GENERATED).exists():
-        return
-    try:
-        s = load_imageset(run.path / GENERATED)
-    except (LabError, OSError, ValueError) as exc:
-        st.error(f"Could not read the generated images of {rid}: {exc}")
-        return
-    name = s.provenance[0] if len(s) else "?"
-    st.caption(f"per class: top row real training images, bottom row {name} (seed {run.config.get('seed')})")
-    for c in sorted(set(s.labels.tolist())):
-        cols = st.columns([1, 8])
-        cols[0].markdown(f"**{ds.classes[c]}**" + ("  \n:red[minority]" if c in minority else ""))
-        gen_c = s.of_class(c).images[:12]
-        cols[1].image(viz.rows_grid([train.of_class(c).images[: len(gen_c)], gen_c]), clamp=True)
-    f = run.path / GENERATED
-    st.download_button("Download images (zip with params.json)", data=_zip(str(run.path), f.stat().st_mtime), file_name=f"{rid}.zip",
-                       mime="application/zip", key=f"gen_dl_{rid}")
+    if status.get("state") == "done" and (run.path / GENERATED).exists():
+        try:
+            s = _preview_set(run)
+        except (LabError, OSError, ValueError) as exc:
+            st.error(f"Could not read the generated images of {rid}: {exc}")
+            return
+        grid, near = preview_grid(run, s, with_real=True)
+        st.caption(f"newest preview: {settings_label(run.config)}")
+        st.image(grid, clamp=True)
+        st.caption("Above each class's generated row: " + ("the nearest training image of each generated image (same class, pixel distance)."
+                                                          if near else "real training images of that class."))
+        f = run.path / GENERATED
+        st.download_button("Download images (zip with params.json)", data=_zip(str(run.path), f.stat().st_mtime), file_name=f"{rid}.zip",
+                           mime="application/zip", key=f"gen_dl_{rid}")
+    done = [r for r in (Run(Path(mgr.root) / x) for x in strip) if r.exists() and (r.path / GENERATED).exists()]
+    if len(done) > 1:
+        st.subheader("Side by side: the last previews")
+        st.caption("Each column is one preview with its settings; rows are classes, columns inside a preview are images.")
+        cols = st.columns(len(done))
+        for col, r in zip(cols, done):
+            try:
+                s = _preview_set(r)
+            except (LabError, OSError, ValueError):
+                col.caption(f"{r.id}: unreadable")
+                continue
+            col.markdown(f"**{settings_label(r.config)}**")
+            col.image(preview_grid(r, s, with_real=False)[0], clamp=True)
 
 
-@st.fragment(run_every=POLL_S)
 def balance_view() -> None:
     rid = st.session_state.get("bal_job")
     if not rid:
         return
     st.subheader("Balancing job")
-    status = job_panel(rid, key="bal", show_curve=False, show_preview=False)
+    status = live_panel(rid, "bal")
     run = Run(Path(mgr.root) / rid)
     if status.get("state") == "done" and (run.path / BALANCED).exists():
         s = load_imageset(run.path / BALANCED)

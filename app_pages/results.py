@@ -10,7 +10,31 @@ from core import report, viz
 from core.errors import LabError
 from core.paths import runs_dir
 from core.runs import Run, runs_table
-from app_pages._common import POLL_S, data_cfg, job_panel, manager, optional
+from app_pages._common import data_cfg, job_panel, manager, optional, poll_every
+
+def group_table(groups: pd.DataFrame, cd: pd.DataFrame) -> pd.DataFrame:
+    """The groups as a readable table: mean ± std only for several seeds of one setting, the CI, steps."""
+    from core.stats import binomial_halfwidth
+
+    rows = []
+    for _, g in groups.iterrows():
+        test_n = cd[cd["run_id"].isin(g["runs"])]["test_n"].dropna()
+        acc = g["accuracy_mean"]
+        half = binomial_halfwidth(acc, int(test_n.iloc[0])) if len(test_n) and acc is not None else None
+        row = {"setting": g["label"], "n runs": g["n"], "seeds": ", ".join(map(str, g["seeds"])), "training steps": g["steps"]}
+        for m in ("accuracy", "macro_f1", "minority_f1"):
+            mean, std, lo = g[f"{m}_mean"], g[f"{m}_std"], g[f"{m}_lo"]
+            if mean is None or pd.isna(mean):
+                row[m] = "—"
+            elif g["n"] >= 2 and std is not None and not pd.isna(std):
+                row[m] = f"{mean:.4f} ± {std:.4f} std over {g['n']} seeds"
+            else:
+                row[m] = f"{mean:.4f} (one run)"
+            row[f"{m} 95% CI"] = f"[{lo:.4f}, {g[f'{m}_hi']:.4f}]" if lo is not None and not pd.isna(lo) else "—"
+        row["± test set (accuracy)"] = f"±{half:.4f}" if half is not None else "—"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
 
 st.title("Results")
 root = runs_dir()
@@ -52,7 +76,10 @@ else:
 
             st.plotly_chart(px.line(pd.concat(curves), x="step", y="loss", color="run", title="loss"), key="res_cmp_loss", width="stretch")
         diff = report.compare_configs(configs)
-        st.dataframe(diff, width="stretch") if not diff.empty else st.caption("These runs have identical settings.")
+        if diff.empty:
+            st.caption("These runs have identical settings.")
+        else:
+            st.dataframe(diff, width="stretch")
 
 # -- classifier and generation results ---------------------------------------------------------
 cls_df = report.classifier_results(root)
@@ -88,17 +115,21 @@ else:
                         key="res_gen_paper", width="stretch")
 
     if not cd.empty:
+        # Like with like: runs pooled only when their whole configuration, seeds aside, is the same.
+        groups = report.group_runs(cd)
         c = st.columns(2)
-        ref = viz.paper_reference("accuracy") if paper else None
-        c[0].plotly_chart(viz.metric_bars(cd, "accuracy", x="method", color="classifier", scale=100, paper=ref, paper_color_value="ResNet18",
-                                          title="test accuracy (%) by method, ±1 std over seeds"), key="res_acc", width="stretch")
-        c[1].plotly_chart(viz.metric_bars(cd, "macro_f1", x="method", color="classifier", title="macro-F1 by method, ±1 std over seeds"),
+        acc_fig = viz.ci_bars(groups, "accuracy", scale=100, title="test accuracy (%) per setting; bars: 95% CI over seeds (n ≥ 2)")
+        if paper:
+            viz.add_paper_series(acc_fig, viz.paper_reference("accuracy"), "ResNet18")
+        c[0].plotly_chart(acc_fig, key="res_acc", width="stretch")
+        c[1].plotly_chart(viz.ci_bars(groups, "macro_f1", title="macro-F1 per setting; bars: 95% CI over seeds (n ≥ 2)"),
                           key="res_f1", width="stretch")
         if paper and dataset != "cifar10":
             c[0].caption("The paper's series is ResNet18 on CIFAR-10 (its Table 3), shown for orientation only: not comparable with results on another dataset.")
-        summary = pd.concat([viz.summarize(cd, ["method", "classifier"], k).assign(metric=k) for k in ("accuracy", "macro_f1", "minority_f1")
-                             if cd[k].notna().any()])
-        st.dataframe(summary, hide_index=True, width="stretch")
+        st.dataframe(group_table(groups, cd), hide_index=True, width="stretch", key="res_groups")
+        st.caption("One row per setting: runs are pooled only when every setting but the seeds is the same (device, logging and "
+                   "checkpoint cadence aside); settings that differ are named in the label. The CI covers seed-to-seed spread; "
+                   "the test set's own sampling error is the ± column (binomial 95% half-width of the accuracy).")
         classes = next((r for r in cd["classes"] if r), None) or [str(i) for i in range(len(cd["per_class_f1"].iloc[0] or []))]
         minority = next((r for r in cd["minority_classes"] if r), None) or []
         arch = st.selectbox("Per-class F1 for classifier", sorted(cd["classifier"].dropna().unique()), key="res_pc_arch")
@@ -116,6 +147,26 @@ else:
     st.download_button("Download results (CSV)", csv.to_csv(index=False).encode(), file_name="imbalance-lab-results.csv", mime="text/csv", key="res_csv")
     if not gd.empty:
         st.download_button("Download generation metrics (CSV)", gd.to_csv(index=False).encode(), file_name="imbalance-lab-generation.csv", mime="text/csv", key="res_gen_csv")
+
+# -- studies: verdicts against the references ---------------------------------------------------
+srows = report.study_rows(root)
+if not srows.empty:
+    st.subheader("Studies: each method against its references")
+    shown_rows = srows[["study", "method", "classifier", "state", "n_seeds", "steps", "images_seen", "train_size",
+                        "accuracy_mean", "accuracy_lo", "accuracy_hi", "accuracy_test_hw95", "macro_f1_mean", "minority_f1_mean", "why"]]
+    st.dataframe(shown_rows, hide_index=True, width="stretch", key="res_study_rows",
+                 column_config={"accuracy_lo": "accuracy CI low", "accuracy_hi": "accuracy CI high",
+                                "accuracy_test_hw95": "± test set (binomial 95%)", "why": "failed / unavailable because"})
+    sc = st.columns(2)
+    sc[0].plotly_chart(viz.ci_bars(srows.assign(label=srows["study"].str[-24:] + " · " + srows["method"].astype(str)), "accuracy", scale=100,
+                                   title="study accuracy (%) per method; bars: 95% CI over seeds"), key="res_study_acc", width="stretch")
+    sc[1].plotly_chart(viz.ci_bars(srows.assign(label=srows["study"].str[-24:] + " · " + srows["method"].astype(str)), "macro_f1",
+                                   title="study macro-F1 per method; bars: 95% CI over seeds"), key="res_study_f1", width="stretch")
+    verdicts = report.verdict_table(srows)
+    if not verdicts.empty:
+        st.dataframe(verdicts, hide_index=True, width="stretch", key="res_verdicts")
+        st.caption("Paired over the seeds both methods share. **better/worse**: the 95% CI of the difference excludes 0. "
+                   "**inconclusive** means no difference was detected with these seeds, not that the methods are equal.")
 
 # -- whole study --------------------------------------------------------------------------
 with st.expander("Run a whole study (every method × classifier × seed) in the background"):
@@ -139,7 +190,7 @@ with st.expander("Run a whole study (every method × classifier × seed) in the 
         st.caption("The quick preset runs on digits in about ten minutes on a laptop CPU; the paper preset needs a GPU.")
 
 
-@st.fragment(run_every=POLL_S)
+@st.fragment(run_every=poll_every())
 def study_view() -> None:
     rid = st.session_state.get("res_study_job")
     if rid:

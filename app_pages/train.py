@@ -6,11 +6,13 @@ import dataclasses
 
 import streamlit as st
 
+from core.data.loading import DataConfig
 from core.errors import LabError
 from core.job_runners import BALANCED, CFG_KIND, CLS_KIND
 from core.runs import list_runs
 from core.paths import runs_dir
-from app_pages._common import POLL_S, data_cfg, dataset_caption, job_panel, manager, optional, runs_of
+from app_pages._common import (confirm_pending, poll_every, run_row, data_cfg, dataset_caption, form_memory, job_panel, manager, optional,
+                               remember_form, runs_of, submit_job)
 
 st.title("Train")
 st.markdown(dataset_caption())
@@ -39,15 +41,17 @@ def _build(cls, **kw):
     return cfg
 
 
-def _submit(kind: str, config: dict, name: str) -> None:
-    try:
-        job = mgr.submit(kind, config, name=name)
-    except LabError as exc:
-        st.error(str(exc))
+def _started(job) -> None:
+    if job is None:
         return
     st.session_state["train_focus"] = job.id
-    busy = len([j for j in mgr.active() if j.device == job.device]) - 1
-    st.success(f"Started {kind} job `{job.id}`" + (f" (queued behind {busy} job(s) on {job.device})" if busy > 0 else f" on {job.device}"))
+    # active() holds queued and running jobs only: cancelled ones are not counted
+    busy = len([j for j in mgr.active() if j.device == job.device and j.lane == job.lane and j.id != job.id and j.submitted <= job.submitted])
+    st.success(f"Started {job.kind} job `{job.id}`" + (f" (queued behind {busy} job(s) on {job.device})" if busy > 0 else f" on {job.device}"))
+
+
+def _submit(kind: str, config: dict, name: str, key: str) -> None:
+    _started(submit_job(kind, config, name, key))
 
 
 tab_cfg, tab_cls = st.tabs(["Diffusion model (CFG)", "Classifier"])
@@ -57,10 +61,10 @@ with tab_cfg:
     if mod is None:
         st.warning(f"CFG training is not available yet: {why}")
     else:
-        d = _defaults(mod.CFGTrainConfig)
+        d = {**_defaults(mod.CFGTrainConfig), **form_memory("cfg_form")}
         unet, _ = optional("core.nets.unet")
         presets = list(getattr(unet, "PRESETS", None) or getattr(mod, "PRESET_LR", None) or ["tiny"])
-        with st.form("cfg_form"):
+        with st.form("cfg_form", enter_to_submit=False):  # Enter in a field must not start a job
             c = st.columns(3)
             preset = c[0].selectbox("Preset (model size)", presets, index=presets.index(d.get("preset", presets[0])) if d.get("preset") in presets else 0, key="cfg_preset")
             steps = c[1].number_input("Training steps", 1, 10_000_000, int(d.get("steps", 2000)), key="cfg_steps")
@@ -70,61 +74,78 @@ with tab_cfg:
             sampler = c[1].selectbox("Preview sampler", SAMPLERS, index=SAMPLERS.index(d.get("preview_sampler", "dpm")) if d.get("preview_sampler") in SAMPLERS else 0, key="cfg_sampler")
             pv_steps = c[2].number_input("Preview sampling steps", 1, 1000, int(d.get("preview_steps", 25)), key="cfg_pv_steps")
             c = st.columns(3)
-            preview_every = c[0].number_input("Preview every (steps; 0 = at the end)", 0, 1_000_000, int(d.get("preview_every", 500) or 500), key="cfg_pv_every")
+            preview_every = c[0].number_input("Preview every (steps; 0 = at the end)", 0, 1_000_000, int(500 if d.get("preview_every") is None else d["preview_every"]), key="cfg_pv_every")
             lr = c[1].number_input("Learning rate (empty: the preset's)", 1e-6, 1.0, d.get("lr"), format="%.5f", key="cfg_lr")
             seed = c[2].number_input("Seed", 0, 2**31 - 1, int(d.get("seed", 0)), key="cfg_seed")
             uniform = st.checkbox("Sample classes uniformly (instead of by their imbalanced frequency)", bool(d.get("uniform_classes", False)), key="cfg_uniform")
             go = st.form_submit_button("Start CFG training", type="primary")
         if go:
+            values = dict(preset=preset, steps=int(steps), batch_size=int(batch), p_uncond=float(p_uncond), preview_sampler=sampler,
+                          preview_steps=int(pv_steps), preview_every=int(preview_every), lr=None if lr is None else float(lr),
+                          seed=int(seed), uniform_classes=bool(uniform))
+            remember_form("cfg_form", values)
             try:
-                cfg = _build(mod.CFGTrainConfig, data=cfg_data, preset=preset, steps=int(steps), batch_size=int(batch), p_uncond=float(p_uncond),
-                             preview_sampler=sampler, preview_steps=int(pv_steps), preview_every=int(preview_every), lr=None if lr is None else float(lr),
-                             seed=int(seed), uniform_classes=uniform)
-                _submit(CFG_KIND, cfg.to_dict(), f"{cfg_data.dataset}-{preset}")
+                # the job keeps a copy of this tab's data config, taken now
+                cfg = _build(mod.CFGTrainConfig, data=cfg_data, **values)
+                _submit(CFG_KIND, cfg.to_dict(), f"{cfg_data.dataset}-{preset}", "cfg_form")
             except LabError as exc:
                 st.error(str(exc))
+        _started(confirm_pending("cfg_form"))
 
 with tab_cls:
     mod, why = optional("core.train.classifier")
     if mod is None:
         st.warning(f"Classifier training is not available yet: {why}")
     else:
-        d = _defaults(mod.ClassifierConfig)
+        d = {**_defaults(mod.ClassifierConfig), **form_memory("cls_form")}
         archs = list(getattr(mod, "ARCHS", ["small", "resnet18", "resnet50"]))
         # Training-set choices: a baseline balanced on the fly, or a finished "balance" job's set.
         sets = {"imbalanced (no balancing)": ("none", {}, None), "oversample": ("oversample", {}, None),
                 "Mixup (λ = 0.6)": ("mixup", {"lam": 0.6}, None), "CutMix (λ = 0.6)": ("cutmix", {"lam": 0.6}, None)}
         for r in runs_of("balance"):
             rc = r.config
-            if (rc.get("data") or {}) == cfg_data.to_dict() and (r.path / BALANCED).exists():
+            # same data config (compared as DataConfig, so a saved dict missing a default still matches)
+            if rc.get("data") and DataConfig.from_dict(rc["data"]) == cfg_data and (r.path / BALANCED).exists():
                 sets[f"balanced set {r.id} ({rc.get('method')})"] = (rc.get("method"), rc.get("params") or {}, r.id)
-        with st.form("cls_form"):
+        has_loss = "loss" in {f.name for f in dataclasses.fields(mod.ClassifierConfig)}
+        losses = list(getattr(mod, "LOSSES", None) or ["ce", "reweight", "logit-adjust"])
+        with st.form("cls_form", enter_to_submit=False):  # Enter in a field must not start a job
             c = st.columns(3)
-            arch = c[0].selectbox("Classifier", archs, index=archs.index("small") if "small" in archs else 0, key="cls_arch")
+            arch = c[0].selectbox("Classifier", archs, index=archs.index(d["arch"]) if d.get("arch") in archs else 0, key="cls_arch")
             epochs = c[1].number_input("Epochs", 1, 10_000, int(d.get("epochs", 30)), key="cls_epochs")
             batch = c[2].number_input("Batch size", 1, 4096, int(d.get("batch_size", 128)), key="cls_batch")
             c = st.columns(3)
-            choice = c[0].selectbox("Training set", list(sets), key="cls_set", help="Make more balanced sets on the Generate page (“balance the dataset”).")
+            set_names = list(sets)
+            choice = c[0].selectbox("Training set", set_names, index=set_names.index(d["set"]) if d.get("set") in set_names else 0, key="cls_set",
+                                    help="Make more balanced sets on the Generate page (“balance the dataset”).")
             lr = c[1].number_input("Peak learning rate", 1e-5, 10.0, float(d.get("lr", 0.1)), format="%.4f", key="cls_lr")
             seed = c[2].number_input("Seed", 0, 2**31 - 1, int(d.get("seed", 0)), key="cls_seed")
+            loss = None
+            if has_loss:
+                loss = st.selectbox("Loss", losses, index=losses.index(d["loss"]) if d.get("loss") in losses else 0, key="cls_loss",
+                                    help="ce: plain cross-entropy; reweight: classes weighted by inverse frequency; "
+                                         "logit-adjust: log class priors added to the logits (Menon et al. 2021)")
             go = st.form_submit_button("Start classifier training", type="primary")
         if go:
             method, params, set_run = sets[choice]
+            values = dict(arch=arch, epochs=int(epochs), batch_size=int(batch), lr=float(lr), seed=int(seed), **({"loss": loss} if has_loss else {}))
+            remember_form("cls_form", {**values, "set": choice})
             try:
-                cfg = _build(mod.ClassifierConfig, data=cfg_data, arch=arch, epochs=int(epochs), batch_size=int(batch), lr=float(lr), seed=int(seed))
+                cfg = _build(mod.ClassifierConfig, data=cfg_data, **values)
                 # how the training set is made: the classifier job fills it before training (core.balance)
                 config = {**cfg.to_dict(), "balance_method": method, "balance_params": params}
                 if set_run:
                     config["train_set_run"] = set_run
-                _submit(CLS_KIND, config, f"{arch}-{method}")
+                _submit(CLS_KIND, config, f"{arch}-{method}", "cls_form")
             except LabError as exc:
                 st.error(str(exc))
+        _started(confirm_pending("cls_form"))
 
 st.divider()
 st.subheader("Training jobs")
 
 
-@st.fragment(run_every=POLL_S)
+@st.fragment(run_every=poll_every())
 def training_jobs() -> None:
     runs = [r for r in list_runs(runs_dir()) if r.kind in (CFG_KIND, CLS_KIND)]
     focus = st.session_state.get("train_focus")  # the run this tab launched last (shown even if removed)
@@ -133,16 +154,18 @@ def training_jobs() -> None:
         return
     # running/queued first, then runs a restart interrupted (with their Resume button), then this tab's last
     active = [r for r in runs if r.status.get("state") in ("queued", "running", "interrupted")]
-    shown = list(dict.fromkeys([*(r.id for r in active), *([focus] if focus else []), *(r.id for r in runs[:1])]))[:6]
+    shown = list(dict.fromkeys([*(r.id for r in active), *([focus] if focus else [])]))[:6]
     for rid in shown:
         with st.container(border=True):
             job_panel(rid, key="train")
-    others = [r.id for r in runs if r.id not in shown]
+    # Every other run stays in view: a table (state, trained steps, last message) and its panel on demand.
+    others = [r for r in runs if r.id not in shown]
     if others:
-        pick = st.selectbox("Older runs", ["—"] + others, key="train_older")
-        if pick != "—":
-            with st.container(border=True):
-                job_panel(pick, key="train-old")
+        st.markdown("**All training runs** (newest first)")
+        st.dataframe([run_row(r) for r in others], hide_index=True, width="stretch", key="train_runs_table")
+        pick = st.selectbox("Show the details of", [r.id for r in others], key="train_older")
+        with st.container(border=True):
+            job_panel(pick, key="train-old")
 
 
 training_jobs()

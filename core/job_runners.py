@@ -28,7 +28,7 @@ import torch
 from core.atomic import atomic_write, atomic_write_json
 from core.data.imageset import ImageSet
 from core.errors import ConfigError, DataError
-from core.jobs import JobContext, register_runner
+from core.jobs import JobContext, register_interactive, register_runner
 
 # Job kind = the run kind its training loop writes into config.json (the loops refuse a
 # folder of another kind), so these must match core.train.cfg.KIND / core.train.classifier.KIND.
@@ -293,6 +293,31 @@ def run_study(ctx: JobContext):
         raise TrainingError(f"The study finished with {failed} failed cell(s); the rows that could be computed were written.",
                             "See each failed row's errors on the Results page, fix the cause, then resume the study to re-run only the failed cells.")
     return {"rows": int(len(frame))}
+
+
+# -------------------------------------------------------------- the interactive lane
+# Short work that must not wait behind a training (core.jobs: the training pauses between
+# steps while it runs). Stated limits: any Mixup/CutMix/oversample preview (no network);
+# a CFG or SD preview of at most PREVIEW_MAX images in all; a guidance sweep whose grid
+# holds at most SWEEP_GRID_MAX images and whose curves sample at most SWEEP_MEASURE_MAX.
+PREVIEW_MAX = 64
+SWEEP_GRID_MAX = 64
+SWEEP_MEASURE_MAX = 128
+
+
+def generate_is_interactive(config: dict) -> bool:
+    if config.get("method") in ("mixup", "cutmix", "oversample"):
+        return True
+    return len(config.get("classes") or []) * int(config.get("count", 8)) <= PREVIEW_MAX
+
+
+def guidance_is_interactive(config: dict) -> bool:
+    ws, seeds = config.get("ws") or [], config.get("seeds") or []
+    return len(ws) * len(seeds) <= SWEEP_GRID_MAX and int(config.get("measure_n") or 0) * len(ws) <= SWEEP_MEASURE_MAX
+
+
+register_interactive("generate", generate_is_interactive)
+register_interactive("guidance", guidance_is_interactive)
 
 
 DEFAULT_RUNNERS = {

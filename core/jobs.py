@@ -5,7 +5,12 @@ worker thread picks it up, calls the job kind's *runner* with a :class:`JobConte
 (config, run folder, callbacks, resume flag, device) and records the outcome in
 ``status.json``. Pages only read jobs and runs; nothing here imports Streamlit.
 
-* One worker per device: a second job on a busy device waits in that device's queue.
+* Two lanes per device. The training lane runs one job at a time; a second waits in its
+  queue. The interactive lane takes short work (previews, small guidance sweeps: see
+  ``INTERACTIVE``) so it never waits behind a training: while an interactive job runs,
+  a training on the same device pauses between two steps (its ``should_stop`` callback
+  blocks) and continues afterwards. Jobs never compute at the same time on one device, and
+  only the training lane creates an Accelerator (its state is process-wide).
 * Cancel is cooperative: ``cancel()`` sets a flag the runner polls via ``should_stop``;
   the training loops save a checkpoint before they return.
 * Failures are captured: a ``LabError`` keeps its message, out-of-memory becomes a clear
@@ -26,6 +31,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -46,6 +52,25 @@ RESUMABLE = ("interrupted", "cancelled", "failed")
 
 _LIVE_MANAGERS: set[str] = set()  # tokens of JobManagers alive in this process
 _STATUS_EVERY_S = 1.0  # how often progress is written to status.json (seconds)
+TRAIN_LANE, INTERACTIVE_LANE = "train", "interactive"
+ETA_WINDOW = 64  # progress reports the ETA's step time is taken from
+
+# Interactive work, by kind: config -> True when the job is short enough for the interactive
+# lane. The limits are stated where the predicates are registered (core.job_runners).
+INTERACTIVE: dict[str, Callable[[dict], bool]] = {}
+
+
+def register_interactive(kind: str, predicate: Callable[[dict], bool]) -> None:
+    """Mark jobs of ``kind`` whose config satisfies ``predicate`` as interactive."""
+    INTERACTIVE[kind] = predicate
+
+
+def lane_for(kind: str, config: dict) -> str:
+    pred = INTERACTIVE.get(kind)
+    try:
+        return INTERACTIVE_LANE if pred is not None and pred(config) else TRAIN_LANE
+    except Exception:  # a malformed config is the runner's to report; it just is not interactive
+        return TRAIN_LANE
 
 
 def register_runner(kind: str, fn: Runner) -> Runner:
@@ -112,7 +137,8 @@ class JobContext:
 
     @property
     def should_stop(self) -> Callable[[], bool]:
-        return self.job.cancel_event.is_set
+        # the callbacks' check: for a training-lane job it is also the yield point (see JobManager)
+        return self.callbacks.stop_requested
 
     def progress(self, done: int, total: int, message: str = "") -> None:
         self.callbacks.progress(done, total, message)
@@ -136,8 +162,9 @@ class Job:
     result: Any = None
     latest_metrics: dict = field(default_factory=dict)
     latest_preview: Path | None = None
+    lane: str = TRAIN_LANE
     cancel_event: threading.Event = field(default_factory=threading.Event)
-    _rate_origin: tuple[float, int] | None = None  # (time, step) when counting started
+    _samples: deque = field(default_factory=lambda: deque(maxlen=ETA_WINDOW))  # recent (time, step) progress reports
     _last_write: float = 0.0
 
     @property
@@ -154,14 +181,28 @@ class Job:
 
     @property
     def eta_s(self) -> float | None:
-        """Seconds left, from the step rate since this (re)start; None until measurable."""
-        if self.state != "running" or not self.total or self._rate_origin is None:
+        """Seconds left = steps left × the median time per step over the recent progress reports.
+
+        The median ignores the odd long gap (a preview being sampled, a checkpoint written),
+        and a pause for interactive work restarts the window, so neither stretches the ETA.
+        None until two reports with progress between them exist.
+        """
+        if self.state != "running" or not self.total:
             return None
-        t0, s0 = self._rate_origin
-        done, elapsed = self.step - s0, time.time() - t0
-        if done <= 0 or elapsed <= 0:
+        per_step = []
+        samples = list(self._samples)
+        for (t0, s0), (t1, s1) in zip(samples, samples[1:]):
+            if s1 > s0:
+                per_step.append((t1 - t0) / (s1 - s0))
+        if not per_step:
             return None
-        return max(0.0, (self.total - self.step) * elapsed / done)
+        per_step.sort()
+        return max(0.0, (self.total - self.step) * per_step[len(per_step) // 2])
+
+    def note_progress(self, done: int, now: float) -> None:
+        if self._samples and done < self._samples[-1][1]:  # a restart from an earlier step
+            self._samples.clear()
+        self._samples.append((now, int(done)))
 
     def summary(self) -> dict:
         return {
@@ -174,6 +215,7 @@ class Job:
             "message": self.message,
             "eta_s": self.eta_s,
             "error": self.error,
+            "lane": self.lane,
         }
 
 
@@ -204,14 +246,19 @@ class JobManager:
         self.token = f"{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self._lock = threading.RLock()
         self._jobs: dict[str, Job] = {}
-        self._queues: dict[str, queue.Queue] = {d: queue.Queue() for d in self.devices}
-        self._running: dict[str, Job | None] = {d: None for d in self.devices}
+        lanes = [(d, lane) for d in self.devices for lane in (TRAIN_LANE, INTERACTIVE_LANE)]
+        self._queues: dict[tuple[str, str], queue.Queue] = {k: queue.Queue() for k in lanes}
+        self._running: dict[tuple[str, str], Job | None] = {k: None for k in lanes}
+        # set while no interactive job runs on the device; a training waits on it between steps
+        self._idle: dict[str, threading.Event] = {d: threading.Event() for d in self.devices}
+        for e in self._idle.values():
+            e.set()
         self._closed = False
         _LIVE_MANAGERS.add(self.token)
         self.interrupted = self.mark_interrupted()
         self._threads = []
-        for d in self.devices:
-            t = threading.Thread(target=self._worker, args=(d,), name=f"lab-jobs-{d}", daemon=True)
+        for d, lane in lanes:
+            t = threading.Thread(target=self._worker, args=(d, lane), name=f"lab-jobs-{d}-{lane}", daemon=True)
             t.start()
             self._threads.append(t)
 
@@ -257,18 +304,25 @@ class JobManager:
                 raise ConfigError(f"Unknown device '{device}'.", f"Choose one of: {', '.join(self.devices)}.")
             return device
         with self._lock:
-            load = {d: self._queues[d].qsize() + (self._running[d] is not None) for d in self.devices}
+            load = {d: len(self._ahead(d, TRAIN_LANE)) for d in self.devices}
         return min(self.devices, key=lambda d: (load[d], self.devices.index(d)))
 
-    def submit(self, kind: str, config: dict, name: str | None = None, device: str | None = None) -> Job:
-        """Create a run folder for ``kind`` and queue it. Returns at once."""
+    def _ahead(self, device: str, lane: str) -> list[Job]:
+        """Queued or running jobs of one lane on one device (cancelled ones are not counted)."""
+        return [j for j in self._jobs.values() if j.device == device and j.lane == lane and j.active]
+
+    def submit(self, kind: str, config: dict, name: str | None = None, device: str | None = None, lane: str | None = None) -> Job:
+        """Create a run folder for ``kind`` and queue it in its lane (``lane_for`` unless given). Returns at once."""
         if self._closed:
             raise ConfigError("The job manager has been shut down.", "Restart the app.")
         if self.runner_for(kind) is None:
             raise _no_runner(kind, self.kinds())
         device = self._pick_device(device)
+        lane = lane or lane_for(kind, config)
+        if lane not in (TRAIN_LANE, INTERACTIVE_LANE):
+            raise ConfigError(f"Unknown lane '{lane}'.", f"Use '{TRAIN_LANE}' or '{INTERACTIVE_LANE}'.")
         run = Run.create(kind, config, root=self.root, name=name)
-        return self._enqueue(run, kind, device, resume=False)
+        return self._enqueue(run, kind, device, resume=False, lane=lane)
 
     def resume(self, run_id: str, device: str | None = None) -> Job:
         """Queue an interrupted, cancelled or failed run again, continuing from its checkpoint."""
@@ -285,16 +339,18 @@ class JobManager:
         kind = run.kind
         if self.runner_for(kind) is None:
             raise _no_runner(kind, self.kinds())
-        return self._enqueue(run, kind, self._pick_device(device), resume=True)
+        config = {k: v for k, v in run.config.items() if k not in ("kind", "created")}
+        return self._enqueue(run, kind, self._pick_device(device), resume=True, lane=lane_for(kind, config))
 
-    def _enqueue(self, run: Run, kind: str, device: str, resume: bool) -> Job:
-        job = Job(run=run, kind=kind, device=device, resume=resume)
+    def _enqueue(self, run: Run, kind: str, device: str, resume: bool, lane: str = TRAIN_LANE) -> Job:
+        job = Job(run=run, kind=kind, device=device, resume=resume, lane=lane)
         with self._lock:
-            ahead = self._queues[device].qsize() + (self._running[device] is not None)
-            job.message = f"queued on {device}" + (f" behind {ahead} job(s)" if ahead else "")
-            run.set_status("queued", message=job.message, owner=self.token, device=device, error=None, traceback=None)
+            ahead = len(self._ahead(device, lane))
+            where = f"{device}" + (" (interactive lane)" if lane == INTERACTIVE_LANE else "")
+            job.message = f"queued on {where}" + (f" behind {ahead} job(s)" if ahead else "")
+            run.set_status("queued", message=job.message, owner=self.token, device=device, lane=lane, error=None, traceback=None)
             self._jobs[run.id] = job
-            self._queues[device].put(job)
+            self._queues[(device, lane)].put(job)
         return job
 
     # -- control -----------------------------------------------------------------------
@@ -338,6 +394,8 @@ class JobManager:
         for job in self.active():
             if job.state == "queued" or cancel_running:
                 self.cancel(job.id)
+        for e in self._idle.values():
+            e.set()
         for q in self._queues.values():
             q.put(None)
         for t in self._threads:
@@ -348,8 +406,7 @@ class JobManager:
     def _callbacks(self, job: Job) -> Callbacks:
         def on_progress(done: int, total: int, message: str = "") -> None:
             now = time.time()
-            if job._rate_origin is None or done < job._rate_origin[1]:
-                job._rate_origin = (now, done)
+            job.note_progress(done, now)
             job.step, job.total = int(done), int(total)
             if message and not job.cancel_event.is_set():
                 job.message = message
@@ -363,7 +420,24 @@ class JobManager:
         def on_preview(path: Path) -> None:
             job.latest_preview = Path(path)
 
-        return Callbacks(on_metrics=on_metrics, on_preview=on_preview, on_progress=on_progress, should_stop=job.cancel_event.is_set)
+        if job.lane == INTERACTIVE_LANE:
+            return Callbacks(on_metrics=on_metrics, on_preview=on_preview, on_progress=on_progress, should_stop=job.cancel_event.is_set)
+
+        def should_stop() -> bool:
+            # The training's yield point: polled between steps, it waits while interactive work
+            # runs on this device (a cancel still gets through), then lets the loop go on.
+            idle = self._idle[job.device]
+            if not idle.is_set() and not job.cancel_event.is_set():
+                paused = job.message
+                job.message = "paused for an interactive job (a preview); continues right after"
+                while not idle.wait(0.1) and not job.cancel_event.is_set():
+                    pass
+                job._samples.clear()  # the pause is not training time: measure the rate afresh
+                if not job.cancel_event.is_set():
+                    job.message = paused
+            return job.cancel_event.is_set()
+
+        return Callbacks(on_metrics=on_metrics, on_preview=on_preview, on_progress=on_progress, should_stop=should_stop)
 
     def _finish(self, job: Job, state: str, message: str, error: str | None = None, tb: str | None = None) -> None:
         job.state, job.message, job.error, job.traceback = state, message, error, tb
@@ -375,8 +449,8 @@ class JobManager:
             fields["result"] = job.result
         job.run.set_status(state, **fields)
 
-    def _worker(self, device: str) -> None:
-        q = self._queues[device]
+    def _worker(self, device: str, lane: str) -> None:
+        q = self._queues[(device, lane)]
         while True:
             job = q.get()
             if job is None:
@@ -384,12 +458,16 @@ class JobManager:
             if job.state != "queued":  # cancelled while waiting
                 continue
             with self._lock:
-                self._running[device] = job
+                self._running[(device, lane)] = job
+            if lane == INTERACTIVE_LANE:
+                self._idle[device].clear()  # the training on this device pauses at its next step
             try:
                 self._execute(job)
             finally:
                 with self._lock:
-                    self._running[device] = None
+                    self._running[(device, lane)] = None
+                if lane == INTERACTIVE_LANE and q.empty():
+                    self._idle[device].set()
 
     def _execute(self, job: Job) -> None:
         run = job.run

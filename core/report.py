@@ -17,9 +17,15 @@ from core.atomic import read_json
 from core.runs import list_runs
 from core.viz import method_label
 
-CLS_COLUMNS = ["source", "run_id", "dataset", "profile", "method", "classifier", "seed", "accuracy", "balanced_accuracy",
-               "macro_f1", "minority_f1", "minority_classes", "classes", "per_class_f1", "confusion_matrix", "steps", "images_seen",
-               "train_size", "loss", "path"]
+CLS_COLUMNS = ["source", "run_id", "dataset", "profile", "method", "classifier", "seed", "steps", "images_seen", "train_size", "loss",
+               "test_n", "accuracy", "balanced_accuracy", "macro_f1", "minority_f1", "minority_classes", "classes", "per_class_f1",
+               "confusion_matrix", "settings", "path"]
+METRICS = ("accuracy", "macro_f1", "minority_f1")
+# Settings that never change a run's results: where and how it was logged, checkpointed or
+# previewed. Seeds are left out too: runs that differ only in them are repeats of one setting.
+NO_EFFECT = ("device", "eval_every", "checkpoint_every", "preview_every", "preview_steps", "preview_sampler", "log_every",
+             "num_workers", "created", "kind", "run_dir", "out")
+SEEDS = ("seed", "data.seed", "data.subset_seed")  # subset_seed: a study seed's own imbalanced subset
 GEN_COLUMNS = ["source", "method", "seed", "metric", "label", "value", "kid", "kid_label", "n_images"]
 
 
@@ -44,11 +50,93 @@ def _classifier_row(folder: Path, source: str) -> dict | None:
         "method": cfg.get("study_method") or res.get("study_method") or method_label(cfg.get("balance_method"), cfg.get("balance_params")),
         "classifier": res.get("arch") or cfg.get("arch"),
         "seed": cfg.get("seed"),
-        **{k: res.get(k) for k in ("accuracy", "balanced_accuracy", "macro_f1", "minority_f1", "minority_classes", "classes",
-                                   "per_class_f1", "confusion_matrix", "steps", "images_seen", "train_size")},
+        "steps": res.get("steps"),
+        "images_seen": res.get("images_seen"),
+        "train_size": res.get("train_size", res.get("train_images")),
         "loss": res.get("loss") or cfg.get("loss") or "ce",
+        "test_n": res.get("n"),
+        "settings": settings_of(cfg),
+        **{k: res.get(k) for k in ("accuracy", "balanced_accuracy", "macro_f1", "minority_f1", "minority_classes", "classes",
+                                   "per_class_f1", "confusion_matrix")},
         "path": str(folder),
     }
+
+
+def settings_of(cfg: dict) -> dict:
+    """A run's flat config minus seeds and the settings that do not change its results."""
+    flat = flat_config(cfg)
+    return {k: v for k, v in flat.items() if k not in SEEDS and k.split(".")[-1] not in NO_EFFECT}
+
+
+def group_runs(df: pd.DataFrame) -> pd.DataFrame:
+    """Runs with identical settings (seeds aside) pooled into one row each: n, steps and, per
+    metric, mean, std and the Student-t 95 % CI over the seeds (core.stats.summary; n >= 2).
+
+    ``label`` names the group by method and classifier plus every setting that differs
+    between groups of that pair, so a 5-epoch and a 30-epoch run are two series, never one bar.
+    """
+    from core.stats import summary
+
+    cols = ["group", "label", "method", "classifier", "n", "seeds", "steps", "runs"]
+    cols += [f"{m}_{k}" for m in METRICS for k in ("mean", "std", "lo", "hi")]
+    if df is None or df.empty:
+        return pd.DataFrame(columns=cols)
+    keys = [repr(sorted((r or {}).items())) for r in df["settings"]]
+    df = df.assign(_key=keys)
+    groups = list(dict.fromkeys(keys))
+    settings = {k: dict(df[df["_key"] == k]["settings"].iloc[0] or {}) for k in groups}
+    rows = []
+    for k in groups:
+        g = df[df["_key"] == k]
+        method, clf = g["method"].iloc[0], g["classifier"].iloc[0]
+        peers = [settings[o] for o in groups if o != k and (df[df["_key"] == o]["method"].iloc[0], df[df["_key"] == o]["classifier"].iloc[0]) == (method, clf)]
+        differ = sorted({name for o in peers for name in set(o) | set(settings[k]) if o.get(name) != settings[k].get(name)})
+        extra = ", ".join(f"{name}={settings[k].get(name)}" for name in differ if name not in ("balance_method", "arch"))
+        steps = sorted({int(x) for x in g["steps"].dropna()})
+        row = {"group": k, "label": f"{method} · {clf}" + (f" ({extra})" if extra else ""), "method": method, "classifier": clf,
+               "n": len(g), "seeds": sorted(int(x) for x in g["seed"].dropna()), "steps": "/".join(map(str, steps)) or "?",
+               "runs": list(g["run_id"])}
+        for m in METRICS:
+            s = summary([None if pd.isna(v) else float(v) for v in g[m]])
+            lo, hi = s["ci95"] or (None, None)
+            row.update({f"{m}_mean": s["mean"], f"{m}_std": s["std"], f"{m}_lo": lo, f"{m}_hi": hi})
+        rows.append(row)
+    return pd.DataFrame(rows, columns=cols)
+
+
+def study_rows(root: str | os.PathLike | None = None) -> pd.DataFrame:
+    """The rows of every study's results.json (one per method × classifier): state, steps,
+    n_seeds, metric mean/std/CI and the verdicts against the reference methods."""
+    out = []
+    for run in list_runs(root):
+        if run.kind != "study":
+            continue
+        res = _safe_json(run.path / "results.json") or {}
+        for r in res.get("rows") or []:
+            row = {"study": run.id, "method": r.get("method"), "classifier": r.get("classifier"), "state": r.get("state", "ok"),
+                   "n_seeds": r.get("n_seeds", len(r.get("seeds") or [])), "steps": r.get("steps"), "images_seen": r.get("images_seen"),
+                   "train_size": r.get("train_size", r.get("train_images")), "budget": r.get("budget"),
+                   "accuracy_test_hw95": r.get("accuracy_binomial_hw95"),
+                   "why": r.get("reason") or "; ".join(f"seed {k}: {str(e).splitlines()[0]}" for k, e in (r.get("errors") or {}).items())}
+            for m in METRICS:
+                v = r.get(m) or {}
+                ci = v.get("ci95") or [None, None]
+                row.update({f"{m}_mean": v.get("mean"), f"{m}_std": v.get("std"), f"{m}_lo": ci[0], f"{m}_hi": ci[1]})
+            row["vs"] = r.get("vs") or {}
+            out.append(row)
+    return pd.DataFrame(out)
+
+
+def verdict_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """One line per (study, method, classifier, reference): the paired difference, its CI and verdict."""
+    out = []
+    for _, r in (rows if rows is not None else pd.DataFrame()).iterrows():
+        for ref, v in (r.get("vs") or {}).items():
+            ci = v.get("ci95")
+            out.append({"study": r["study"], "method": r["method"], "classifier": r["classifier"], "vs": ref, "metric": v.get("metric"),
+                        "difference": v.get("diff_mean"), "95% CI": f"[{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else "n/a (one seed)",
+                        "verdict": v.get("verdict")})
+    return pd.DataFrame(out, columns=["study", "method", "classifier", "vs", "metric", "difference", "95% CI", "verdict"])
 
 
 def classifier_results(root: str | os.PathLike | None = None) -> pd.DataFrame:

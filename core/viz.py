@@ -71,6 +71,36 @@ def rows_grid(rows: Sequence, pad: int = 2, scale: int | None = None) -> np.ndar
     return image_grid(np.concatenate(filled), ncol=ncol, pad=pad, scale=scale)
 
 
+def labelled_grid(rows: Sequence, row_labels: Sequence[str], col_labels: Sequence[str] | None = None, pad: int = 2,
+                  scale: int | None = None, row_title: str = "", col_title: str = "") -> np.ndarray:
+    """``rows_grid`` with a label left of every row and above every column (drawn with PIL's
+    built-in bitmap font, so it needs no font file). Rows are e.g. classes or w; columns seeds."""
+    from PIL import Image, ImageDraw
+
+    body = rows_grid(rows, pad=pad, scale=scale)
+    arrs = [to_numpy_images(r) for r in rows]
+    ncol = max((len(r) for r in arrs), default=1)
+    cell_h = (body.shape[0] - pad) // max(1, len(arrs))
+    cell_w = (body.shape[1] - pad) // max(1, ncol)
+    char_w, line_h = 6, 11  # PIL's default bitmap font is about 6 x 11 pixels per character
+    left = char_w * max([len(str(x)) for x in row_labels] + [len(row_title)] + [1]) + 6
+    top = (line_h + 4) * (1 + bool(col_title)) if col_labels is not None else (line_h + 4 if col_title else 0)
+    canvas = Image.new("RGB", (left + body.shape[1], top + body.shape[0]), (255, 255, 255))
+    canvas.paste(Image.fromarray(body), (left, top))
+    draw = ImageDraw.Draw(canvas)
+    if row_title:
+        draw.text((2, 1), row_title, fill=(90, 90, 90))
+    if col_title:
+        draw.text((left + 2, 1), col_title, fill=(90, 90, 90))
+    if col_labels is not None:
+        y = top - line_h - 2
+        for k, text in enumerate(col_labels[:ncol]):
+            draw.text((left + pad + k * cell_w + 1, y), str(text)[: max(1, cell_w // char_w)], fill=(0, 0, 0))
+    for r, text in enumerate(row_labels[: len(arrs)]):
+        draw.text((2, top + pad + r * cell_h + max(0, (cell_h - line_h) // 2)), str(text), fill=(0, 0, 0))
+    return np.asarray(canvas)
+
+
 # --------------------------------------------------------------------------- dataset
 def counts_figure(classes: list[str], real: list[int], added: list[int] | None = None, available: list[int] | None = None,
                   minority: list[int] | None = None, added_label: str = "added by balancing") -> go.Figure:
@@ -189,6 +219,48 @@ def metric_bars(df: pd.DataFrame, value: str, x: str = "method", color: str | No
                     marker=dict(color="rgba(0,0,0,0)", line=dict(color="#555", width=2)), marker_pattern_shape="x")
     fig.update_layout(barmode="group", title=title, xaxis=dict(title=x, type="category"), yaxis_title=value, showlegend=True,
                       legend=dict(orientation="h", y=-0.25, yanchor="top"), margin=dict(t=50 if title else 30))
+    return fig
+
+
+METRIC_RANGE = {"accuracy": (0.0, 1.0), "balanced_accuracy": (0.0, 1.0), "macro_f1": (0.0, 1.0), "minority_f1": (0.0, 1.0)}
+
+
+def ci_bars(groups: pd.DataFrame, metric: str, scale: float = 1.0, title: str = "", label: str = "label",
+            color: str | None = "classifier") -> go.Figure:
+    """One bar per group of identical settings (``core.report.group_runs`` or a study's rows):
+    the mean over its seeds, with the 95 % CI as an error bar only when the group has n >= 2.
+
+    The y axis is bounded to the metric's range (0-1, times ``scale``); hover shows n and steps.
+    """
+    fig = go.Figure()
+    mean, lo, hi = f"{metric}_mean", f"{metric}_lo", f"{metric}_hi"
+    if groups is not None and not groups.empty and mean in groups:
+        g_all = groups.dropna(subset=[mean])
+        parts = [(None, g_all)] if not color or color not in g_all else list(g_all.groupby(color, dropna=False, sort=False))
+        for name, g in parts:
+            has_ci = g[lo].notna() & g[hi].notna()
+            up = ((g[hi] - g[mean]).where(has_ci, 0.0) * scale).tolist()
+            down = ((g[mean] - g[lo]).where(has_ci, 0.0) * scale).tolist()
+            n = g["n"] if "n" in g else g.get("n_seeds", pd.Series([1] * len(g), index=g.index))
+            steps = g["steps"].astype(str) if "steps" in g else pd.Series(["?"] * len(g), index=g.index)
+            fig.add_bar(name=str(name) if name is not None else metric, x=g[label].tolist(), y=(g[mean] * scale).tolist(),
+                        error_y=dict(type="data", symmetric=False, array=up, arrayminus=down, visible=True),
+                        customdata=np.stack([n.astype(str), steps, np.where(has_ci, "95% CI over seeds", "one run: no error bar")], axis=-1),
+                        hovertemplate="%{x}: %{y:.4g}<br>n=%{customdata[0]} · %{customdata[2]}<br>steps %{customdata[1]}<extra></extra>")
+    lo_r, hi_r = METRIC_RANGE.get(metric, (None, None))
+    yaxis = dict(title=metric + (" (%)" if scale == 100 else ""))
+    if lo_r is not None:
+        yaxis["range"] = [lo_r * scale, hi_r * scale]
+    fig.update_layout(barmode="group", title=title, xaxis=dict(title="setting", type="category"), yaxis=yaxis, showlegend=True,
+                      legend=dict(orientation="h", y=-0.35, yanchor="top"), margin=dict(t=50 if title else 30))
+    return fig
+
+
+def add_paper_series(fig: go.Figure, paper: dict, suffix: str = "") -> go.Figure:
+    """The paper's reported numbers as a separate, clearly named, hollow series."""
+    if paper:
+        fig.add_bar(name=PAPER_LABEL + (f" — {suffix}" if suffix else ""), x=list(paper), y=list(paper.values()),
+                    marker=dict(color="rgba(0,0,0,0)", line=dict(color="#555", width=2)), marker_pattern_shape="x")
     return fig
 
 

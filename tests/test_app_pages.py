@@ -292,7 +292,9 @@ def test_generate_page_mixup_preview_download_and_balance(app):
     params = json.loads((run.path / "params.json").read_text())
     assert params["generator"]["lam"] == 0.6 and params["count"] == 4
     imgs = at.get("image")
-    assert len(imgs) == len(params["classes"])  # one real-over-generated grid per class
+    assert len(imgs) == 1  # one labelled grid: per class a real row over a generated row
+    assert any("real training images of that class" in c.value for c in at.caption)
+    assert any("newest preview: mixup · λ 0.6 · seed 11" in c.value for c in at.caption)
     dl = [d for d in at.get("download_button")]
     assert dl, "download button missing"
     from core.job_runners import export_zip
@@ -313,6 +315,50 @@ def test_generate_page_mixup_preview_download_and_balance(app):
     s = load_imageset(bal.path / BALANCED)
     assert len(set(s.counts())) == 1 and "mixup" in set(s.provenance)
     assert any("Balanced set saved" in m.value for m in at.success)
+
+
+def test_generate_page_keeps_a_side_by_side_strip_of_previews(app):
+    at = _page(app, "app_pages/generate.py")
+    labels = at.selectbox(key="gen_choice").options
+    for lam in (0.3, 0.8):
+        at.selectbox(key="gen_choice").set_value(next(o for o in labels if o.startswith("Mixup")))
+        at.slider(key="gen_lam").set_value(lam)
+        at.number_input(key="gen_count").set_value(2)
+        _button(at, "Generate preview").click().run()
+        _wait_all()
+    at.run()
+    assert not at.exception and not at.error
+    assert any("Side by side" in h.value for h in at.subheader)
+    assert len(at.get("image")) == 3  # the newest (with real rows) + both previews side by side
+    strip = [m.value for m in at.markdown if m.value.startswith("**mixup")]
+    assert strip == ["**mixup · λ 0.8 · seed 0**", "**mixup · λ 0.3 · seed 0**"]
+    # the form remembers its values after a page switch
+    _page(at, "app_pages/dataset.py")
+    _page(at, "app_pages/generate.py")
+    assert at.number_input(key="gen_count").value == 2
+
+
+def test_generate_page_shows_the_nearest_training_image_when_available(app, monkeypatch):
+    """Issue 13's core.metrics.novelty.nearest_training, faked here: one dict per preview image."""
+    import sys
+    import types
+
+    calls = []
+
+    def nearest_training(preview, train, *a, **k):
+        calls.append(len(preview))
+        return [{"image": train.images[0], "distance": 0.0} for _ in range(len(preview))]
+
+    monkeypatch.setitem(sys.modules, "core.metrics.novelty", types.SimpleNamespace(nearest_training=nearest_training))
+    at = _page(app, "app_pages/generate.py")
+    at.selectbox(key="gen_choice").set_value(next(o for o in at.selectbox(key="gen_choice").options if o.startswith("Mixup")))
+    at.number_input(key="gen_count").set_value(2)
+    _button(at, "Generate preview").click().run()
+    _wait_all()
+    at.run()
+    assert not at.exception
+    assert any("nearest training image of each generated image" in c.value for c in at.caption)
+    assert calls and calls[-1] == 2 * len(at.multiselect(key="gen_classes").value)
 
 
 def test_generate_page_lists_trained_cfg_runs_with_w_and_scale(app, monkeypatch):
@@ -370,11 +416,11 @@ def test_guidance_page_runs_sweep_and_shows_grid_and_curves(app, monkeypatch):
 
 
 # ------------------------------------------------------------------------------ results
-def _fake_classifier_run(root: Path, method: str, arch: str, seed: int, acc: float) -> Run:
-    run = Run.create("classifier", {"data": {"dataset": "digits", "profile": "paper"}, "arch": arch, "seed": seed,
-                                    "balance_method": method, "balance_params": {"w": 7.5} if method == "cfg" else {}}, root=root)
+def _fake_classifier_run(root: Path, method: str, arch: str, seed: int, acc: float, epochs: int = 30, device: str = "cpu") -> Run:
+    run = Run.create("classifier", {"data": {"dataset": "digits", "profile": "paper", "seed": seed}, "arch": arch, "seed": seed, "epochs": epochs,
+                                    "device": device, "balance_method": method, "balance_params": {"w": 7.5} if method == "cfg" else {}}, root=root)
     classes = [str(i) for i in range(10)]
-    res = {"accuracy": acc, "balanced_accuracy": acc, "macro_f1": acc - 0.01, "minority_f1": acc - 0.1, "minority_classes": [0, 1, 2],
+    res = {"steps": epochs * 11, "n": 360, "accuracy": acc, "balanced_accuracy": acc, "macro_f1": acc - 0.01, "minority_f1": acc - 0.1, "minority_classes": [0, 1, 2],
            "per_class_f1": [acc] * 10, "classes": classes, "arch": arch, "confusion_matrix": np.eye(10, dtype=int).tolist()}
     (run.path / "results.json").write_text(json.dumps(res))
     run.set_status("done")
@@ -393,9 +439,14 @@ def test_results_page_empty_and_with_runs(app, runs_root):
     charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     acc_chart = next(c for c in charts if "accuracy" in json.dumps(c.get("layout", {}).get("title", "")))
     trace = acc_chart["data"][0]
-    assert sorted(trace["x"]) == ["cfg@w=7.5", "mixup"]
+    assert sorted(trace["x"]) == ["cfg@w=7.5 · small", "mixup · small"]
     ys = dict(zip(trace["x"], trace["y"]))
-    assert ys["mixup"] == pytest.approx(82.0) and ys["cfg@w=7.5"] == pytest.approx(87.0)
+    assert ys["mixup · small"] == pytest.approx(82.0) and ys["cfg@w=7.5 · small"] == pytest.approx(87.0)
+    # two seeds of one setting: the 95% Student-t CI, t(0.975, 1) = 12.706, std = 0.02·√2/… by hand:
+    # values 80, 84 -> mean 82, std 2.828, half = 12.706 · 2.828 / √2 = 25.41 (clipped by nothing: an honest wide bar)
+    err = dict(zip(trace["x"], trace["error_y"]["array"]))
+    assert err["mixup · small"] == pytest.approx(25.41, abs=0.01)
+    assert acc_chart["layout"]["yaxis"]["range"] == [0, 100]
     assert not any("paper" in str(t.get("name", "")) for t in acc_chart["data"])
     at.toggle(key="res_paper").set_value(True).run()
     charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
@@ -405,3 +456,197 @@ def test_results_page_empty_and_with_runs(app, runs_root):
     assert at.get("download_button")
     at.multiselect(key="res_compare").set_value([r.id for r in list_runs()][:2]).run()
     assert not at.exception
+
+
+def _frame(at: AppTest, column: str):
+    """The first dataframe on the page that has ``column`` (AppTest does not expose dataframe keys)."""
+    found = [d.value for d in at.dataframe if column in d.value.columns]
+    assert found, f"no table with column {column!r}"
+    return found[0]
+
+
+def test_results_never_pools_runs_with_different_settings(app, runs_root):
+    """The issue's case: a 5-epoch and a 30-epoch 'none' run, both seed 0, are two series
+    (no error bar, labelled by what differs), never 53.9 ± 60.1 %; the device does not split."""
+    _fake_classifier_run(runs_root, "none", "small", 0, 0.114, epochs=5)
+    _fake_classifier_run(runs_root, "none", "small", 0, 0.964, epochs=30)
+    _fake_classifier_run(runs_root, "none", "small", 1, 0.960, epochs=30, device="cuda")  # device does not change results
+    at = _page(app, "app_pages/results.py")
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    acc = next(c for c in charts if "accuracy" in json.dumps(c.get("layout", {}).get("title", "")))
+    t = acc["data"][0]
+    ys = dict(zip(t["x"], t["y"]))
+    assert ys == {"none · small (epochs=5)": pytest.approx(11.4), "none · small (epochs=30)": pytest.approx(96.2)}
+    errs = dict(zip(t["x"], t["error_y"]["array"]))
+    assert errs["none · small (epochs=5)"] == 0.0  # one run: no error bar
+    assert acc["layout"]["yaxis"]["range"] == [0, 100]
+    f1 = next(c for c in charts if "macro-F1" in json.dumps(c.get("layout", {}).get("title", "")))
+    assert f1["layout"]["yaxis"]["range"] == [0, 1]
+    table = _frame(at, "setting")
+    rows = {r["setting"]: r for r in table.to_dict("records")}
+    assert rows["none · small (epochs=5)"]["n runs"] == 1 and rows["none · small (epochs=5)"]["training steps"] == "55"
+    assert rows["none · small (epochs=30)"]["n runs"] == 2 and "std over 2 seeds" in rows["none · small (epochs=30)"]["accuracy"]
+    assert "(one run)" in rows["none · small (epochs=5)"]["accuracy"]
+    # binomial 95% half-width of 0.114 on 360 test images: 1.96·√(0.114·0.886/360) = 0.0328
+    assert rows["none · small (epochs=5)"]["± test set (accuracy)"] == "±0.0328"
+
+
+def test_results_shows_study_rows_and_verdicts(app, runs_root):
+    """The study contract (issue 9): rows with state/steps/n_seeds, metrics as {mean, std, ci95}, and vs verdicts."""
+    run = Run.create("study", {"name": "quick"}, root=runs_root)
+    m = {"mean": 0.9, "std": 0.01, "ci95": [0.88, 0.92]}
+    rows = [{"method": "cfg@w=7.5", "classifier": "small", "state": "ok", "steps": 300, "images_seen": 38400, "train_size": 1280, "n_seeds": 3,
+             "seeds": [0, 1, 2], "accuracy": m, "macro_f1": m, "minority_f1": m,
+             "vs": {"none": {"metric": "macro_f1", "diff_mean": 0.004, "ci95": [-0.01, 0.018], "verdict": "inconclusive"}}},
+            {"method": "none", "classifier": "small", "state": "failed", "steps": None, "n_seeds": 0, "seeds": [],
+             "accuracy": {"mean": None, "std": None, "ci95": None}, "macro_f1": None, "minority_f1": None, "vs": {}}]
+    (run.path / "results.json").write_text(json.dumps({"study": "quick", "rows": rows}))
+    run.set_status("done")
+    at = _page(app, "app_pages/results.py")
+    v = _frame(at, "verdict")
+    assert v.to_dict("records")[0]["verdict"] == "inconclusive" and v.to_dict("records")[0]["95% CI"] == "[-0.0100, +0.0180]"
+    assert any("not that the methods are equal" in c.value for c in at.caption)
+    srows = _frame(at, "images_seen")
+    assert list(srows["state"]) == ["ok", "failed"] and int(srows["steps"].iloc[0]) == 300
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    sacc = next(c for c in charts if "study accuracy" in json.dumps(c.get("layout", {}).get("title", "")))
+    t = sacc["data"][0]
+    assert len(t["x"]) == 1 and t["x"][0].endswith("cfg@w=7.5") and t["y"] == [pytest.approx(90.0)]  # the failed row has no bar
+    assert t["error_y"]["array"] == [pytest.approx(2.0)] and t["error_y"]["arrayminus"] == [pytest.approx(2.0)]
+
+
+# ------------------------------------------------------------------------- jobs from buttons
+def test_forms_do_not_submit_on_enter(app):
+    at = _page(app, "app_pages/train.py")
+    forms = [b for b in at.get("form")]
+    assert len(forms) == 2 and all(not f.proto.form.enter_to_submit for f in forms)
+
+
+def test_identical_submission_within_a_minute_asks_first(app, monkeypatch):
+    import threading
+
+    release = threading.Event()
+
+    def slow_cfg(ctx):  # stays running until released, like a real training
+        release.wait(30)
+
+    monkeypatch.setitem(jobs.RUNNERS, "cfg", slow_cfg)
+    at = _page(app, "app_pages/train.py")
+    at.number_input(key="cfg_steps").set_value(9)
+    _button(at, "Start CFG training").click().run()
+    assert len(list_runs()) == 1
+    _button(at, "Start CFG training").click().run()
+    assert not at.exception and len(list_runs()) == 1  # not started: asked instead
+    assert any("An identical cfg job" in w.value and "Start another copy anyway?" in w.value for w in at.warning)
+    _button(at, "Don't start it").click().run()
+    assert len(list_runs()) == 1 and not any("An identical" in w.value for w in at.warning)
+    _button(at, "Start CFG training").click().run()
+    _button(at, "Start anyway").click().run()
+    assert len(list_runs()) == 2 and any("Started cfg job" in s.value for s in at.success)
+    # a different configuration starts at once
+    at.number_input(key="cfg_steps").set_value(10)
+    _button(at, "Start CFG training").click().run()
+    assert len(list_runs()) == 3
+    release.set()
+    _wait_all()
+
+
+def test_train_form_remembers_values_across_pages(app, monkeypatch):
+    monkeypatch.setitem(jobs.RUNNERS, "cfg", fake_cfg_runner)
+    at = _page(app, "app_pages/train.py")
+    at.number_input(key="cfg_steps").set_value(13)
+    at.number_input(key="cfg_batch").set_value(16)
+    _button(at, "Start CFG training").click().run()
+    _wait_all()
+    _page(at, "app_pages/dataset.py")
+    _page(at, "app_pages/train.py")
+    assert at.number_input(key="cfg_steps").value == 13 and at.number_input(key="cfg_batch").value == 16
+
+
+# ------------------------------------------------------------------------------- workspace
+def test_dataset_choice_lives_in_the_url_and_the_saved_workspace(app, tmp_path):
+    at = app
+    at.selectbox(key="ds_profile").set_value("linear").run()
+    at.number_input(key="ds_ratio").set_value(20.0).run()
+    assert (at.query_params["dataset"], at.query_params["profile"], at.query_params["ratio"]) == ("digits", "linear", "20")
+    # the sidebar caption follows the change in the same run (it used to lag one behind)
+    assert any("profile **linear**, ratio 20" in c.value for c in at.sidebar.caption)
+    # a new tab without parameters starts from the last saved workspace
+    fresh = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    fresh.run()
+    assert fresh.selectbox(key="ds_profile").value == "linear" and fresh.number_input(key="ds_ratio").value == 20.0
+    # a reload / shared link: the URL wins for its tab, whatever the saved workspace says
+    linked = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    linked.query_params["dataset"] = "digits"
+    linked.query_params["profile"] = "step"
+    linked.run()
+    assert not linked.exception
+    assert linked.selectbox(key="ds_profile").value == "step" and linked.session_state["data_cfg"]["profile"] == "step"
+    _page(linked, "app_pages/train.py")
+    assert "profile **step**" in _texts(linked)
+    assert linked.query_params["profile"] == "step"  # written back after the page switch
+
+
+def test_a_job_keeps_the_data_config_of_its_tab(app, monkeypatch):
+    monkeypatch.setitem(jobs.RUNNERS, "cfg", fake_cfg_runner)
+    other = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    other.run()
+    other.selectbox(key="ds_profile").set_value("full").run()  # another tab changes the saved workspace
+    at = _page(app, "app_pages/train.py")  # this tab still holds 'paper' in its own URL/session
+    _button(at, "Start CFG training").click().run()
+    _wait_all()
+    assert list_runs()[0].config["data"]["profile"] == "paper"
+
+
+# ------------------------------------------------------------------------------ validation
+def test_zero_and_wrong_counts_get_page_words(app):
+    at = app
+    at.selectbox(key="ds_profile").set_value("custom").run()
+    at.text_input(key="ds_counts_custom").set_value(",".join(["0"] * 10)).run()
+    errs = [e.value for e in at.error]
+    assert any("at least 1 image" in e and "Counts box" in e for e in errs), errs
+    at.text_input(key="ds_counts_custom").set_value("5,5,5").run()
+    errs = [e.value for e in at.error]
+    assert any("needs 10 counts" in e and "the Counts box has 3" in e for e in errs), errs
+    assert not any("--counts" in e for e in errs)
+
+
+def test_bad_zip_error_names_the_users_file(app):
+    at = app
+    at.selectbox(key="ds_dataset").set_value("imagefolder").run()
+    at.radio(key="ds_source_imagefolder").set_value("zip upload").run()
+    at.get("file_uploader")[0].set_value(("fake.zip", b"PK\x03\x04 not really", "application/zip"))
+    at.run()
+    errs = [e.value for e in at.error]
+    assert any("fake.zip is not a valid zip" in e for e in errs), errs
+
+
+# ------------------------------------------------------------------------------ no magic
+def test_no_bare_expression_statements_in_the_app():
+    """Streamlit magic echoes any bare expression (it once printed a whole conditional and
+    5,000 px of help text). Magic is off in .streamlit/config.toml, and the code stays clean
+    too: every bare expression statement that is not a call (st.* calls render on purpose)
+    or a docstring fails this test."""
+    import ast
+
+    root = Path(APP).parent
+    files = [root / "app.py", *sorted((root / "app_pages").glob("*.py"))]
+    bad = []
+    for f in files:
+        tree = ast.parse(f.read_text())
+        docstrings = {id(n.body[0]) for n in ast.walk(tree) if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
+                      and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Expr) and id(node) not in docstrings and not isinstance(node.value, (ast.Call, ast.Await, ast.Yield, ast.YieldFrom)):
+                bad.append(f"{f.name}:{node.lineno}: {ast.unparse(node)[:80]}")
+    assert not bad, "bare expressions (Streamlit magic would print them):\n" + "\n".join(bad)
+    cfg = (root / ".streamlit" / "config.toml").read_text()
+    assert "magicEnabled = false" in cfg
+
+
+def test_the_magic_check_catches_the_old_compare_line():
+    import ast
+
+    src = "st.dataframe(diff) if not diff.empty else st.caption('same')\nst.write('ok')\n"
+    exprs = [n for n in ast.walk(ast.parse(src)) if isinstance(n, ast.Expr) and not isinstance(n.value, ast.Call)]
+    assert len(exprs) == 1 and isinstance(exprs[0].value, ast.IfExp)

@@ -81,3 +81,19 @@ def test_imageset_roundtrip_and_zip_export(tmp_path):
         names = sorted(zf.namelist())
         assert names == ["00_cat/00000.png", "01_dog/00000.png", "01_dog/00001.png", "params.json"]
         assert json.loads(zf.read("params.json")) == {"seed": 3}
+
+
+def test_labelled_grid_keeps_the_images_and_adds_row_and_column_labels():
+    import numpy as np
+
+    from core import viz
+
+    rows = [np.full((3, 1, 8, 8), v, np.uint8) for v in (0, 128)]
+    body = viz.rows_grid(rows, scale=2)
+    g = viz.labelled_grid(rows, ["w = 0", "w = 7.5"], ["seed 0", "seed 1", "seed 2"], scale=2, col_title="seeds")
+    top, left = g.shape[0] - body.shape[0], g.shape[1] - body.shape[1]
+    assert top > 0 and left >= 6 * len("w = 7.5")
+    assert (g[top:, left:] == body).all()  # the images themselves are untouched
+    assert (g[top:, :left] < 128).any()  # row labels are drawn
+    assert (g[:top, left:] < 128).any()  # column labels are drawn
+    assert (g[:top, :left] == 255).all()  # the corner stays blank (no row title)

@@ -65,7 +65,9 @@ def server(tmp_path):
     except ImportError:
         _unavailable("the playwright python package is not installed (pip install -r requirements-test.txt)")
     port = _free_port()
-    env = {**os.environ, "IMBALANCE_LAB_RUNS": str(tmp_path / "runs"), "IMBALANCE_LAB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    # its own cache folder too: the saved workspace (.cache/workspace.json) must not leak between tests
+    env = {**os.environ, "IMBALANCE_LAB_RUNS": str(tmp_path / "runs"), "IMBALANCE_LAB_CACHE": str(tmp_path / "cache"),
+           "IMBALANCE_LAB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     log = open(tmp_path / "streamlit.log", "w+")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address", "127.0.0.1",

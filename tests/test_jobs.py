@@ -304,3 +304,84 @@ def test_real_cfg_training_then_guidance_sweep(make_manager):
     grid = np.load(sweep.run.path / SWEEP)
     assert grid.shape == (2, 2, 1, 16, 16) and grid.dtype == np.uint8
     assert not np.array_equal(grid[0], grid[1])  # w changes the images from the same seeds
+
+
+# ------------------------------------------------------------------------ interactive lane
+def test_interactive_job_does_not_wait_behind_training_and_training_pauses(make_manager):
+    """A 'training' of 200 x 20 ms steps is running; a preview submitted meanwhile runs at once
+    in the interactive lane, and the training makes no step while the preview runs."""
+    from core import jobs as jobs_mod
+
+    steps_during_preview = []
+
+    def training(ctx):
+        for i in range(200):
+            if ctx.should_stop():
+                return None
+            time.sleep(0.02)
+            ctx.progress(i + 1, 200)
+
+    def preview(ctx):
+        t = m.get(ctx.config["train_id"])
+        s0 = t.step
+        time.sleep(0.3)
+        steps_during_preview.append(t.step - s0)
+        return {"ok": True}
+
+    m = make_manager({"train": training, "preview": preview})
+    jobs_mod.register_interactive("preview", lambda c: True)
+    try:
+        long = m.submit("train", {})
+        deadline = time.time() + 10
+        while m.get(long.id).step < 5 and time.time() < deadline:
+            time.sleep(0.01)
+        t0 = time.time()
+        p = m.submit("preview", {"train_id": long.id})
+        assert p.lane == "interactive" and long.lane == "train"
+        m.wait(p.id, 5)
+        assert time.time() - t0 < 1.5  # not the ~3.9 s the training has left
+        assert steps_during_preview == [0] or steps_during_preview[0] <= 1  # at most the step in flight
+        assert m.get(long.id).state == "running"
+        m.wait(long.id, 20)
+        assert m.get(long.id).state == "done" and m.get(long.id).step == 200
+    finally:
+        jobs_mod.INTERACTIVE.pop("preview", None)
+
+
+def test_lane_predicates_of_the_real_kinds():
+    from core import job_runners as jr
+    from core.jobs import lane_for
+
+    assert lane_for("generate", {"method": "mixup", "classes": list(range(10)), "count": 256}) == "interactive"
+    assert lane_for("generate", {"method": "cfg", "classes": [0], "count": 8}) == "interactive"
+    assert lane_for("generate", {"method": "cfg", "classes": list(range(10)), "count": 8}) == "train"  # 80 > 64 images
+    assert lane_for("guidance", {"ws": [0, 2], "seeds": [0, 1, 2], "measure_n": 0}) == "interactive"
+    assert lane_for("guidance", {"ws": [0, 1, 2, 4, 7.5], "seeds": list(range(6)), "measure_n": 32}) == "train"  # 160 > 128
+    assert lane_for("cfg", {"steps": 1}) == "train" and lane_for("balance", {"method": "mixup"}) == "train"
+    assert jr.PREVIEW_MAX == 64
+
+
+def test_queued_count_excludes_cancelled_jobs(make_manager):
+    gate = threading.Event()
+    m = make_manager({"slow": lambda ctx: gate.wait(10)})
+    first = m.submit("slow", {"i": 0})
+    queued = [m.submit("slow", {"i": i}) for i in range(1, 4)]
+    for j in queued:
+        m.cancel(j.id)
+    last = m.submit("slow", {"i": 9})
+    assert last.message.endswith("behind 1 job(s)"), last.message  # only the running one, not the 3 cancelled
+    gate.set()
+    m.wait(last.id, 10)
+    assert first.state == "done"
+
+
+def test_eta_uses_the_recent_step_time_not_the_stalls():
+    from core.jobs import Job
+
+    job = Job(run=Run("/nonexistent"), kind="x", device="cpu", state="running", total=100)
+    t = 1000.0
+    for step in range(1, 21):
+        t += 0.5 if step != 10 else 60.0  # one 60 s stall (a preview being sampled) at step 10
+        job.note_progress(step, t)
+    job.step = 20
+    assert job.eta_s == pytest.approx(80 * 0.5)  # the median step time, not (elapsed / steps)

@@ -52,8 +52,22 @@ def list_files(root: Path, classes: list[str]) -> tuple[list[Path], list[int], l
     return files, labels, skipped
 
 
-def _open(path: Path) -> Image.Image:
+# An image whose header claims more pixels than this is skipped, not decoded: a tiny PNG can
+# declare 50,000 x 50,000 pixels and take gigabytes to decode (a decompression bomb). PIL's own
+# guard (Image.MAX_IMAGE_PIXELS) only warns below twice its limit; this one is explicit.
+MAX_PIXELS = 64_000_000
+
+
+class PixelBomb(ValueError):
+    pass
+
+
+def _open(path: Path, max_pixels: int | None = None) -> Image.Image:
     img = Image.open(path)
+    limit = MAX_PIXELS if max_pixels is None else max_pixels
+    if img.size[0] * img.size[1] > limit:
+        img.close()
+        raise PixelBomb(f"{img.size[0]}x{img.size[1]} pixels is over the limit of {limit:,} (a decompression bomb?)")
     img.load()  # decode now so truncated files fail here, inside the try
     return img
 
@@ -93,7 +107,9 @@ def decode_files(
     def load(i: int):
         try:
             img = _to_mode(_open(files[i]), mode)
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        except PixelBomb as exc:
+            return i, None, f"too large: {exc}"
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
             return i, None, f"unreadable image: {type(exc).__name__}: {exc}"
         if img.size != (w, h):
             img = img.resize((w, h), Image.Resampling.BICUBIC, reducing_gap=None)

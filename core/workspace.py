@@ -1,0 +1,157 @@
+"""The app's workspace, without Streamlit: the data choice as URL query parameters and as a
+small file under ``.cache/``, model pickers, and the duplicate-submission check.
+
+* A tab's dataset and profile live in its URL (``?dataset=digits&profile=linear&ratio=20``),
+  so a reload or a shared link reproduces the view. ``to_params``/``from_params`` convert.
+* A new tab with no parameters starts from the last workspace saved on the server
+  (``.cache/workspace.json``); ``save``/``load`` read and write it atomically.
+* ``cfg_models`` orders CFG models for pickers: finished first, newest first; cancelled or
+  interrupted models only with a checkpoint, labelled with their state and trained steps.
+* ``recent_duplicate`` finds a queued/running job with an identical config submitted in the
+  last minute, so a page can ask before starting the same job twice.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import fields
+from pathlib import Path
+
+from core.atomic import atomic_write_json, read_json
+from core.checkpoint import checkpoint_path
+from core.data.loading import DataConfig
+from core.paths import cache_dir
+from core.runs import Run
+
+FILE = "workspace.json"
+# DataConfig field -> short URL parameter (the readable names are kept where they are short)
+PARAM_NAMES = {"dataset": "dataset", "profile": "profile", "ratio": "ratio", "minority_fraction": "minority",
+               "counts": "counts", "minority_order": "order", "seed": "seed", "image_size": "size",
+               "data_dir": "dir", "test_fraction": "test"}
+DUPLICATE_WINDOW_S = 60.0
+
+
+# ------------------------------------------------------------------------ query params
+def to_params(cfg: DataConfig) -> dict[str, str]:
+    """The non-default fields of ``cfg`` as string query parameters (dataset and profile always)."""
+    default = DataConfig()
+    out: dict[str, str] = {"dataset": cfg.dataset, "profile": cfg.profile}
+    for f in fields(DataConfig):
+        v = getattr(cfg, f.name)
+        if f.name in ("dataset", "profile") or v == getattr(default, f.name) or v is None:
+            continue
+        out[PARAM_NAMES[f.name]] = ",".join(map(str, v)) if isinstance(v, list) else f"{v:g}" if isinstance(v, float) else str(v)
+    return out
+
+
+def from_params(params) -> DataConfig | None:
+    """A DataConfig from query parameters (a mapping of str -> str), or None without ``dataset``.
+
+    Unparseable values are dropped (the field keeps its default): a hand-edited URL must
+    not break the page; validation of the values themselves is the loader's job.
+    """
+    if not params or "dataset" not in params:
+        return None
+    kw: dict = {}
+    for f in fields(DataConfig):
+        key = PARAM_NAMES[f.name]
+        if key not in params:
+            continue
+        raw = str(params[key])
+        try:
+            if f.name == "counts":
+                kw[f.name] = [int(x) for x in raw.split(",") if x.strip()] or None
+            elif f.name in ("ratio", "minority_fraction", "test_fraction"):
+                kw[f.name] = float(raw)
+            elif f.name in ("seed", "image_size"):
+                kw[f.name] = int(raw)
+            else:
+                kw[f.name] = raw
+        except ValueError:
+            continue
+    return DataConfig(**kw)
+
+
+# ---------------------------------------------------------------------------- the file
+def path() -> Path:
+    return cache_dir() / FILE
+
+
+def load() -> dict:
+    """The last saved workspace ({"data": {...}, "forms": {...}}), {} if none or unreadable."""
+    try:
+        return read_json(path(), {}) or {}
+    except (ValueError, OSError):
+        return {}
+
+
+def save(**parts) -> None:
+    """Merge ``parts`` (e.g. data=cfg.to_dict(), forms={...}) into the saved workspace."""
+    cur = load()
+    changed = False
+    for k, v in parts.items():
+        if cur.get(k) != v:
+            cur[k] = v
+            changed = True
+    if changed:
+        atomic_write_json(path(), cur)
+
+
+def saved_data() -> DataConfig | None:
+    d = load().get("data")
+    try:
+        return DataConfig.from_dict(d) if d else None
+    except TypeError:
+        return None
+
+
+# ------------------------------------------------------------------------ model pickers
+STATE_ORDER = {"done": 0, "cancelled": 1, "interrupted": 1, "failed": 2, "running": 3, "queued": 3}
+
+
+def trained_steps(run: Run) -> int:
+    st = run.status
+    return int(st.get("step") or 0)
+
+
+def cfg_models(runs: list[Run], dataset: str | None = None) -> list[tuple[str, Run]]:
+    """(label, run) for CFG models usable for sampling, best choice first.
+
+    Finished models first, newest first; then cancelled/interrupted/failed ones that kept a
+    checkpoint, labelled as such. Running, queued and checkpoint-less runs are left out.
+    """
+    out = []
+    for r in runs:
+        if dataset is not None and (r.config.get("data") or {}).get("dataset") != dataset:
+            continue
+        state = r.status.get("state")
+        if state not in ("done", "cancelled", "interrupted", "failed") or checkpoint_path(r.checkpoints, "latest") is None:
+            continue
+        steps, total = trained_steps(r), int(r.status.get("total") or 0)
+        trained = f"{steps:,} steps" if state == "done" or not total else f"{steps:,} of {total:,} steps"
+        tag = "" if state == "done" else f"⚠ {state.upper()}, "
+        out.append((f"{r.id} · {tag}{trained}", r))
+    # ids start with a timestamp, so a reverse id sort is newest first (stable under the state sort)
+    out.sort(key=lambda t: t[1].id, reverse=True)
+    out.sort(key=lambda t: STATE_ORDER.get(t[1].status.get("state"), 9))
+    return out
+
+
+# ---------------------------------------------------------------------- duplicate guard
+def _comparable(config: dict) -> dict:
+    # through JSON, as config.json stores it (tuples become lists, keys strings)
+    return json.loads(json.dumps({k: v for k, v in config.items() if k not in ("created", "kind")}, default=str))
+
+
+def recent_duplicate(jobs, kind: str, config: dict, within_s: float = DUPLICATE_WINDOW_S, now: float | None = None):
+    """The queued/running job of ``kind`` with this exact config submitted within ``within_s``, else None."""
+    now = time.time() if now is None else now
+    want = _comparable(config)
+    for j in jobs:
+        if j.kind != kind or not j.active or now - j.submitted > within_s:
+            continue
+        have = _comparable(j.run.config)  # a runner may add defaults to its config.json: compare what was asked
+        if all(have.get(k) == v for k, v in want.items()):
+            return j
+    return None

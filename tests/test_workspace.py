@@ -1,0 +1,79 @@
+"""core.workspace: URL parameters, the saved workspace file, model pickers, duplicate guard."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+import torch
+
+from core import workspace
+from core.checkpoint import save_checkpoint
+from core.data.loading import DataConfig
+from core.runs import Run
+
+
+def test_params_round_trip_and_only_non_defaults():
+    cfg = DataConfig(dataset="digits", profile="linear", ratio=20.0, counts=None, seed=3)
+    p = workspace.to_params(cfg)
+    assert p == {"dataset": "digits", "profile": "linear", "ratio": "20", "seed": "3"}
+    assert workspace.from_params(p) == cfg
+    custom = DataConfig(dataset="imagefolder", data_dir="/d/x.zip", profile="custom", counts=[5, 10, 15], image_size=32)
+    assert workspace.from_params(workspace.to_params(custom)) == custom
+
+
+def test_from_params_without_dataset_or_with_junk():
+    assert workspace.from_params({}) is None
+    assert workspace.from_params({"profile": "full"}) is None
+    cfg = workspace.from_params({"dataset": "digits", "profile": "paper", "ratio": "abc", "seed": "x1"})
+    assert cfg.ratio == DataConfig().ratio and cfg.seed == 0 and cfg.profile == "paper"
+
+
+def test_saved_workspace_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("IMBALANCE_LAB_CACHE", str(tmp_path))
+    assert workspace.load() == {} and workspace.saved_data() is None
+    workspace.save(data=DataConfig(profile="step").to_dict())
+    workspace.save(forms={"cfg_form": {"steps": 7}})
+    assert workspace.saved_data().profile == "step"
+    assert workspace.load()["forms"] == {"cfg_form": {"steps": 7}}
+    assert (tmp_path / "workspace.json").exists()
+    (tmp_path / "workspace.json").write_text("{broken")
+    assert workspace.load() == {}
+
+
+def _cfg_run(root, name, state, step, total, checkpoint=True, dataset="digits"):
+    run = Run.create("cfg", {"data": {"dataset": dataset}}, root=root, name=name)
+    run.set_status(state, step=step, total=total)
+    if checkpoint:
+        save_checkpoint(run.checkpoints, "latest", {"w": torch.zeros(1)}, {"step": step}, {})
+    time.sleep(1.01)  # run ids carry a one-second timestamp: keep the creation order visible
+    return run
+
+
+def test_cfg_models_order_and_labels(tmp_path):
+    old_done = _cfg_run(tmp_path, "old", "done", 250, 250)
+    cancelled = _cfg_run(tmp_path, "cancel", "cancelled", 7, 250)
+    _cfg_run(tmp_path, "nockpt", "cancelled", 3, 250, checkpoint=False)
+    _cfg_run(tmp_path, "live", "running", 100, 250)
+    _cfg_run(tmp_path, "other", "done", 10, 10, dataset="mnist")
+    new_done = _cfg_run(tmp_path, "new", "done", 500, 500)
+    from core.runs import list_runs
+
+    got = workspace.cfg_models(list_runs(tmp_path), "digits")
+    assert [r.id for _, r in got] == [new_done.id, old_done.id, cancelled.id]
+    labels = [lab for lab, _ in got]
+    assert labels[0].endswith("· 500 steps") and "⚠" not in labels[0]
+    assert labels[2] == f"{cancelled.id} · ⚠ CANCELLED, 7 of 250 steps"
+
+
+def test_recent_duplicate():
+    now = 1000.0
+    run = SimpleNamespace(config={"kind": "cfg", "created": "x", "steps": 8, "data": {"dataset": "digits"}, "extra_default": 1})
+    job = SimpleNamespace(kind="cfg", active=True, submitted=now - 30, run=run, id="j1")
+    cfg = {"steps": 8, "data": {"dataset": "digits"}}
+    assert workspace.recent_duplicate([job], "cfg", cfg, now=now) is job
+    assert workspace.recent_duplicate([job], "cfg", {**cfg, "steps": 9}, now=now) is None
+    assert workspace.recent_duplicate([job], "classifier", cfg, now=now) is None
+    assert workspace.recent_duplicate([job], "cfg", cfg, now=now + 31) is None  # more than a minute ago
+    job.active = False
+    assert workspace.recent_duplicate([job], "cfg", cfg, now=now) is None
