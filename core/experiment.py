@@ -245,11 +245,11 @@ QUICK_METHODS = ["none", "oversample", "mixup", "cutmix", "cfg", "sd", "reweight
 PRESETS: dict[str, StudyConfig] = {
     # Digits on 2 CPU cores, ≤ 15 minutes from a fresh clone (judge training included).
     # Exponential profile, ratio 50: counts 2 ... 144 (394 images), filled sets 1440.
-    # 3 seeds × 10 trained classifiers (posthoc-adjust and sd train none) = 30 classifier runs.
-    # Sized from the quiet-machine rates of BENCHMARKS.md (small ResNet ~40 steps/s at batch 64,
-    # tiny CFG ~8 steps/s, DPM sampling ~70 images/s at 12 steps): 30 × 220 classifier steps
-    # (10 epochs of the largest set; under budget "steps" every method runs these 220) ≈ 165 s,
-    # 3 × 400 CFG steps ≈ 150 s, 6 CFG fills × 1046 images ≈ 90 s, generation metrics ≈ 20 s.
+    # 3 seeds × 10 trained classifiers (posthoc-adjust reuses `none`, sd is unavailable) = 30 runs.
+    # Sized from a measured run of this study on this CPU (bench/quick_study.py): per seed a tiny
+    # CFG model of 150 steps (~2.7 steps/s, 20-step warm-up) ≈ 1 min, two CFG fills of 1046
+    # images with DPM-Solver++ at 8 steps ≈ 1.3 min, 10 classifiers × 113 steps (5 epochs of the
+    # largest set; under budget "steps" every method runs these 113) ≈ 1.5 min: ≈ 12 min in all.
     "quick": StudyConfig(
         name="quick",
         data=DataConfig(dataset="digits", profile="exponential", ratio=50.0),
@@ -258,12 +258,12 @@ PRESETS: dict[str, StudyConfig] = {
         classifiers=["small"],
         seeds=[0, 1, 2],
         budget="steps",
-        classifier={"epochs": 10, "batch_size": 64, "lr": 0.05, "weight_decay": 5e-4, "warmup_epochs": 1.0, "eval_every": 0},
+        classifier={"epochs": 5, "batch_size": 64, "lr": 0.05, "weight_decay": 5e-4, "warmup_epochs": 1.0, "eval_every": 0},
         method_params={"mixup": {"lam": 0.6}, "cutmix": {"lam": 0.6}},
-        cfg_train={"preset": "tiny", "steps": 400, "batch_size": 64,
+        cfg_train={"preset": "tiny", "steps": 150, "batch_size": 64, "warmup_steps": 20,
                    # tail-aware training, off as in the paper: uniform_classes samples classes evenly, cbdm_tau > 0 adds CBDM (Qin et al. 2023)
                    "uniform_classes": False, "cbdm_tau": 0.0},
-        cfg_sample={"sampler": "dpm", "steps": 12},
+        cfg_sample={"sampler": "dpm", "steps": 8},
     ),
     # The paper's study for a GPU: CIFAR-10, Table 1 counts, λ = 0.6, w ∈ {0.1, 7.5}, ResNet18/50,
     # plus the long-tail baselines; budget "steps": 100 epochs of the largest (filled) set for every method.
