@@ -28,7 +28,8 @@ FILE = "workspace.json"
 # DataConfig field -> short URL parameter (the readable names are kept where they are short)
 PARAM_NAMES = {"dataset": "dataset", "profile": "profile", "ratio": "ratio", "minority_fraction": "minority",
                "counts": "counts", "minority_order": "order", "seed": "seed", "image_size": "size",
-               "data_dir": "dir", "test_fraction": "test"}
+               "data_dir": "dir", "test_fraction": "test", "subset_seed": "subset", "test_per_class": "testn"}
+INT_FIELDS = ("seed", "image_size", "subset_seed", "test_per_class")
 DUPLICATE_WINDOW_S = 60.0
 
 
@@ -41,7 +42,7 @@ def to_params(cfg: DataConfig) -> dict[str, str]:
         v = getattr(cfg, f.name)
         if f.name in ("dataset", "profile") or v == getattr(default, f.name) or v is None:
             continue
-        out[PARAM_NAMES[f.name]] = ",".join(map(str, v)) if isinstance(v, list) else f"{v:g}" if isinstance(v, float) else str(v)
+        out[PARAM_NAMES.get(f.name, f.name)] = ",".join(map(str, v)) if isinstance(v, list) else f"{v:g}" if isinstance(v, float) else str(v)
     return out
 
 
@@ -55,7 +56,7 @@ def from_params(params) -> DataConfig | None:
         return None
     kw: dict = {}
     for f in fields(DataConfig):
-        key = PARAM_NAMES[f.name]
+        key = PARAM_NAMES.get(f.name, f.name)  # a field added later still round-trips under its own name
         if key not in params:
             continue
         raw = str(params[key])
@@ -64,7 +65,7 @@ def from_params(params) -> DataConfig | None:
                 kw[f.name] = [int(x) for x in raw.split(",") if x.strip()] or None
             elif f.name in ("ratio", "minority_fraction", "test_fraction"):
                 kw[f.name] = float(raw)
-            elif f.name in ("seed", "image_size"):
+            elif f.name in INT_FIELDS:
                 kw[f.name] = int(raw)
             else:
                 kw[f.name] = raw

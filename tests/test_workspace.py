@@ -22,6 +22,17 @@ def test_params_round_trip_and_only_non_defaults():
     assert workspace.from_params(workspace.to_params(custom)) == custom
 
 
+def test_every_data_field_has_a_url_name_and_round_trips():
+    # a field added to DataConfig later must not break the pages (a KeyError once did)
+    from dataclasses import fields
+
+    assert {f.name for f in fields(DataConfig)} <= set(workspace.PARAM_NAMES)
+    cfg = DataConfig(dataset="cifar10", profile="custom", counts=[5, 10], subset_seed=2, test_per_class=20, test_fraction=0.3)
+    p = workspace.to_params(cfg)
+    assert (p["subset"], p["testn"], p["test"]) == ("2", "20", "0.3")
+    assert workspace.from_params(p) == cfg
+
+
 def test_from_params_without_dataset_or_with_junk():
     assert workspace.from_params({}) is None
     assert workspace.from_params({"profile": "full"}) is None
