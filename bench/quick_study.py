@@ -116,6 +116,40 @@ def table(runs: dict[str, dict]) -> str:
     return "\n".join(out + [""] + foot)
 
 
+def finished_seeds(out: Path) -> dict:
+    """Per-seed classifier results of a study folder whose run was stopped before its end:
+    {method: {seed: {"accuracy", "steps", "images_seen", "train_size"}}} from cells/clf__*/results.json
+    (and posthoc-adjust's cell), so the seeds that did finish can be shown beside a full run."""
+    from core.atomic import read_json
+
+    out_rows: dict[str, dict] = {}
+    for d in sorted((out / "cells").glob("clf__*")):
+        res = read_json(d / "results.json")
+        if not res:
+            continue
+        _, slug, _clf, seed = d.name.split("__")
+        method = res.get("study_method") or slug.replace("_w", "@w=")
+        out_rows.setdefault(method, {})[int(seed.removeprefix("seed"))] = {k: res.get(k) for k in ("accuracy", "steps", "images_seen", "train_size")}
+    return out_rows
+
+
+def partial_table(steps_run: dict, epochs_seeds: dict) -> str:
+    """Seed by seed where both budgets finished: steps, images seen and accuracy side by side."""
+    seeds = sorted({s for m in epochs_seeds.values() for s in m})
+    head = ["method", "seed", "steps budget: steps", "images seen", "accuracy %", "epochs budget: steps", "images seen", "accuracy %"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    per_seed = {r["method"]: r for r in steps_run["rows"]}
+    for method, by_seed in epochs_seeds.items():
+        for s in seeds:
+            e = by_seed.get(s)
+            st = per_seed.get(method, {}).get("per_seed", {}).get(str(s)) or per_seed.get(method, {}).get("per_seed", {}).get(s)
+            if e is None or st is None:
+                continue
+            out.append(f"| {method} | {s} | {st['steps']} | {st['images_seen']} | {st['accuracy'] * 100:.1f} | {e['steps']} | "
+                       f"{e['images_seen']} | {e['accuracy'] * 100:.1f} |")
+    return "\n".join(out)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=str(ROOT / "bench" / "out"), help="parent of the two study folders (git-ignored)")
@@ -127,7 +161,11 @@ def main() -> int:
     p.add_argument("--cfg-steps", type=int, default=None, help="cut-down check only: CFG training steps")
     p.add_argument("--sampler-steps", type=int, default=None, help="cut-down check only: sampler steps")
     p.add_argument("--results-dir", default=None, help=f"where quick_study.json goes (default {RESULTS})")
+    p.add_argument("--summarise", nargs=2, metavar=("STEPS_DIR", "EPOCHS_DIR"), default=None,
+                   help="no training: record a finished steps study beside the seeds an epochs study finished before it was stopped")
     args = p.parse_args()
+    if args.summarise:
+        return summarise(Path(args.summarise[0]), Path(args.summarise[1]))
 
     runs = {b: run_one(b, args) for b in args.budgets.split(",")}
     md = table(runs)
@@ -142,6 +180,25 @@ def main() -> int:
         template.write_text((ROOT / "bench" / "quick_study_template.md").read_text())
         print(f"wrote {template}; write 'What the numbers show' there, then run bench/assemble.py")
     return 0 if all(r["state"] == "done" for r in runs.values()) else 1
+
+
+def summarise(steps_dir: Path, epochs_dir: Path) -> int:
+    from core.experiment import load_results
+
+    res = load_results(steps_dir)
+    steps_seeds = finished_seeds(steps_dir)
+    steps_run = {"budget": "steps", "wall_minutes": round(res["seconds"] / 60, 2), "state": res["state"], "cells": res["cells"],
+                 "test_size": res["test_size"], "notes": res["notes"],
+                 "rows": [{**{k: r.get(k) for k in KEEP}, "per_seed": steps_seeds.get(r["method"], {})} for r in res["rows"]]}
+    epochs_seeds = finished_seeds(epochs_dir)
+    epochs_run = {"budget": "epochs", "state": "stopped (time): only the seeds listed finished", "seeds_finished":
+                  sorted({s for m in epochs_seeds.values() for s in m}), "per_seed": epochs_seeds}
+    md = table({"steps": steps_run}) + "\n\nSame seed, both budgets (the epochs study was stopped after its first seed):\n\n" + \
+        partial_table(steps_run, epochs_seeds)
+    print(md)
+    path = write_result("quick_study", {"runs": {"steps": steps_run, "epochs": epochs_run}, "cut_down": False}, markdown=md)
+    print(f"wrote {path}")
+    return 0
 
 
 if __name__ == "__main__":

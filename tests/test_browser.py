@@ -97,6 +97,7 @@ def test_tiny_cfg_training_in_chromium(server):
 
     url, runs = server
     OUT.mkdir(exist_ok=True)
+    expect.set_options(timeout=60_000)  # expect() waits 5 s by default: too short for a first page run on a loaded 2-core machine
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
@@ -106,7 +107,7 @@ def test_tiny_cfg_training_in_chromium(server):
         # A deep link as the server's very first request must still go through app.py
         # (navigation + the sidebar's job list), not run the page on its own.
         page.goto(url + "/train")
-        expect(page.get_by_role("heading", name="Train")).to_be_visible()
+        expect(page.get_by_role("heading", name="Train", exact=True)).to_be_visible()
         expect(page.locator('[data-testid="stSidebar"]').get_by_text("Jobs", exact=True)).to_be_visible()
         expect(page.locator('[data-testid="stSidebarNav"]').get_by_text("Guidance explorer")).to_be_visible()
         page.get_by_label("Training steps").fill(str(STEPS))
