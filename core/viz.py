@@ -139,13 +139,20 @@ def loss_figure(metrics: pd.DataFrame, x: str = "step", columns: Sequence[str] |
 
 
 # ---------------------------------------------------------------------------- guidance
-def guidance_curves(df: pd.DataFrame) -> go.Figure:
-    """Class-consistency and diversity over w (two y-axes); x shows w, hover shows 1 + w."""
+def _over_w(df: pd.DataFrame | None) -> tuple[go.Figure, pd.DataFrame | None]:
+    """A new figure and the rows sorted by w; (a figure titled "not computed yet", None) without any."""
     fig = go.Figure()
     if df is None or df.empty or "w" not in df:
         fig.update_layout(title="not computed yet")
+        return fig, None
+    return fig, df.sort_values("w")
+
+
+def guidance_curves(df: pd.DataFrame) -> go.Figure:
+    """Class-consistency and diversity over w (two y-axes); x shows w, hover shows 1 + w."""
+    fig, d = _over_w(df)
+    if d is None:
         return fig
-    d = df.sort_values("w")
     if "class_consistency" in d:
         fig.add_scatter(x=d["w"].tolist(), y=d["class_consistency"].tolist(), name="class consistency (judge accuracy)", mode="lines+markers", line=dict(color="#1f77b4"),
                         customdata=(1 + d["w"]).tolist(), hovertemplate="w=%{x}<br>guidance_scale=%{customdata}<br>consistency=%{y:.3f}")
@@ -159,11 +166,9 @@ def guidance_curves(df: pd.DataFrame) -> go.Figure:
 
 def novelty_curves(df: pd.DataFrame) -> go.Figure:
     """Near-copy rate, precision and recall over w (all shares in [0, 1]); x shows w, hover shows 1 + w."""
-    fig = go.Figure()
-    if df is None or df.empty or "w" not in df:
-        fig.update_layout(title="not computed yet")
+    fig, d = _over_w(df)
+    if d is None:
         return fig
-    d = df.sort_values("w")
     series = [("near_copy_rate", "near-copy rate (closer to a training image than 95% of new real images)", "#d62728", "solid"),
               ("precision", "precision (how real they look)", "#2ca02c", "dash"),
               ("recall", "recall (how much of the real variety they cover)", "#9467bd", "dot")]
