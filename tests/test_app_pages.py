@@ -293,8 +293,9 @@ def test_generate_page_mixup_preview_download_and_balance(app):
     assert params["generator"]["lam"] == 0.6 and params["count"] == 4
     imgs = at.get("image")
     assert len(imgs) == 1  # one labelled grid: per class a real row over a generated row
-    assert any("real training images of that class" in c.value for c in at.caption)
-    assert any("newest preview: mixup · λ 0.6 · seed 11" in c.value for c in at.caption)
+    # core.metrics.novelty is in: above each generated row, each image's nearest training image
+    assert any("the nearest training image of each generated image" in c.value for c in at.caption), [c.value for c in at.caption]
+    assert any("newest preview: mixup · λ 0.6 · seed 11" in c.value for c in at.caption), [c.value for c in at.caption]
     dl = [d for d in at.get("download_button")]
     assert dl, "download button missing"
     from core.job_runners import export_zip
