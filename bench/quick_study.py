@@ -5,8 +5,8 @@ and budget "epochs" (the paper's protocol), on the same seeds and subsets.
     .venv/bin/python bench/quick_study.py --methods none,oversample --seeds 0,1 --steps 20 --cfg-steps 5 \\
         --sampler-steps 4 --results-dir /tmp/qs                            # a cut-down check of the script
 
-Writes bench/results/quick_study.json (bench/record.py) and, on a full run, copies the prose
-bench/quick_study_template.md to bench/templates/quick_study.md: per budget the wall minutes, the state,
+Writes bench/results/quick_study.json (bench/record.py; the prose is bench/templates/quick_study.md):
+per budget the wall minutes, the state,
 and every row's steps, images_seen, train_size, accuracy / macro-F1 / minority-F1 as mean, std and
 95 % CI, the binomial half-width of the accuracy, and the paired verdicts; plus a markdown table.
 The "steps" study runs first, so on a fresh clone its wall time includes the one-time judge training
@@ -175,10 +175,7 @@ def main() -> int:
     path = write_result("quick_study", results, markdown=md, out_dir=Path(args.results_dir) if args.results_dir else None)
     print(f"wrote {path}")
     if not cut and not args.results_dir:
-        # the prose goes live with its figures: bench/assemble.py refuses a template whose results file is missing
-        template = ROOT / "bench" / "templates" / "quick_study.md"
-        template.write_text((ROOT / "bench" / "quick_study_template.md").read_text())
-        print(f"wrote {template}; write 'What the numbers show' there, then run bench/assemble.py")
+        print("now rewrite 'What the numbers show' in bench/templates/quick_study.md, then run bench/assemble.py")
     return 0 if all(r["state"] == "done" for r in runs.values()) else 1
 
 
