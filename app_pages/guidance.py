@@ -9,12 +9,12 @@ import pandas as pd
 import streamlit as st
 
 from core import viz
-from core.checkpoint import checkpoint_path
 from core.data.profiles import most_reduced_classes
 from core.errors import ConfigError, LabError
-from core.job_runners import CFG_KIND, SWEEP
+from core.job_runners import SWEEP
 from core.runs import Run
-from app_pages._common import POLL_S, data_cfg, dataset_caption, job_panel, manager, prepared_or_stop, runs_of
+from app_pages._common import (POLL_S, cfg_model_options, confirm_pending, data_cfg, dataset_caption, form_memory, job_panel, manager,
+                               prepared_or_stop, remember_form, runs_of, submit_job)
 
 DEFAULT_WS = "0, 0.1, 0.5, 1, 2, 4, 7.5"
 SAMPLERS = ["dpm", "ddim", "ddpm"]
@@ -31,8 +31,8 @@ st.latex(r"\tilde{\epsilon}_\theta(\mathbf{z}_\lambda, \mathbf{c}) = (1 + w)\,\e
 cfg_data = data_cfg()
 ds, train = prepared_or_stop(cfg_data)
 mgr = manager()
-models = [r for r in runs_of(CFG_KIND, state=None)
-          if (r.config.get("data") or {}).get("dataset") == cfg_data.dataset and checkpoint_path(r.checkpoints, "latest") is not None]
+# finished models first, newest first; a cancelled/interrupted one only with a checkpoint, and labelled so
+models = cfg_model_options(cfg_data.dataset)
 
 
 def _floats(text: str, what: str) -> list[float]:
@@ -49,30 +49,42 @@ if not models:
     st.info(f"No trained CFG model for **{cfg_data.dataset}** yet. Train one on the **Train** page (the tiny preset takes a few minutes on a CPU), then come back.")
 else:
     minority = most_reduced_classes(train.counts(), ds.train.counts())
-    with st.form("guidance_form"):
+    mem = form_memory("gd_form")
+    ids = [r.id for _, r in models]
+    labels = dict((r.id, label) for label, r in models)
+    classes = list(range(len(ds.classes)))
+    with st.form("guidance_form", enter_to_submit=False):  # Enter in a field must not start a sweep
+        # the model gets a full-width row: a label like "⚠ CANCELLED, 7 of 250 steps" must never be cut off
+        model = st.selectbox("CFG model", ids, index=ids.index(mem["model"]) if mem.get("model") in ids else 0,
+                             format_func=labels.get, key="gd_model")
+        c = st.columns(2)
+        cls_default = mem["class"] if mem.get("class") in classes else (minority[0] if minority else 0)
+        cls = c[0].selectbox("Class", classes, index=cls_default, format_func=lambda i: ds.classes[i], key="gd_class")
+        n_seeds = c[1].number_input("Seeds (columns)", 1, 16, int(mem.get("seeds", 6)), key="gd_seeds")
+        ws_text = st.text_input("w values (rows; the paper's w, guidance_scale = 1 + w)", mem.get("ws", DEFAULT_WS), key="gd_ws")
         c = st.columns(3)
-        model = c[0].selectbox("CFG model", [r.id for r in models], key="gd_model")
-        cls = c[1].selectbox("Class", list(range(len(ds.classes))), index=minority[0] if minority else 0, format_func=lambda i: ds.classes[i], key="gd_class")
-        n_seeds = c[2].number_input("Seeds (columns)", 1, 16, 6, key="gd_seeds")
-        ws_text = st.text_input("w values (rows; the paper's w, guidance_scale = 1 + w)", DEFAULT_WS, key="gd_ws")
-        c = st.columns(3)
-        sampler = c[0].selectbox("Sampler", SAMPLERS, key="gd_sampler")
-        steps = c[1].number_input("Sampling steps", 1, 1000, 25, key="gd_steps")
-        measure = c[2].number_input("Images per w for the curves (0 = grid only)", 0, 1024, 32, key="gd_measure",
+        sampler = c[0].selectbox("Sampler", SAMPLERS, index=SAMPLERS.index(mem["sampler"]) if mem.get("sampler") in SAMPLERS else 0, key="gd_sampler")
+        steps = c[1].number_input("Sampling steps", 1, 1000, int(mem.get("steps", 25)), key="gd_steps")
+        measure = c[2].number_input("Images per w for the curves (0 = grid only)", 0, 1024, int(mem.get("measure", 32)), key="gd_measure",
                                     help="class consistency and diversity are scored by the judge CNN trained on the real balanced data; "
                                          "near-copy rate and precision/recall against real images the model never saw")
         go = st.form_submit_button("Run the sweep", type="primary")
+    job = None
     if go:
+        remember_form("gd_form", {"model": model, "class": int(cls), "seeds": int(n_seeds), "ws": ws_text, "sampler": sampler,
+                                  "steps": int(steps), "measure": int(measure)})
         try:
             ws = _floats(ws_text, "w values")
             if any(w < 0 for w in ws):
                 raise ConfigError("w must be >= 0 (w = 0 is plain conditional sampling).", "Remove the negative values.")
-            job = mgr.submit("guidance", {"data": cfg_data.to_dict(), "cfg_run": model, "class_idx": int(cls), "ws": ws,
-                                          "seeds": list(range(int(n_seeds))), "sampler": sampler, "steps": int(steps), "measure_n": int(measure)},
-                             name=f"class{cls}")
-            st.session_state["gd_job"] = job.id
+            config = {"data": cfg_data.to_dict(), "cfg_run": model, "class_idx": int(cls), "ws": ws, "seeds": list(range(int(n_seeds))),
+                      "sampler": sampler, "steps": int(steps), "measure_n": int(measure)}
+            job = submit_job("guidance", config, name=f"class{cls}", key="gd_form")
         except LabError as exc:
             st.error(str(exc))
+    job = job or confirm_pending("gd_form")
+    if job is not None:
+        st.session_state["gd_job"] = job.id
 
 
 @st.fragment(run_every=POLL_S)

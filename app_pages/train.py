@@ -78,11 +78,18 @@ with tab_cfg:
             lr = c[1].number_input("Learning rate (empty: the preset's)", 1e-6, 1.0, d.get("lr"), format="%.5f", key="cfg_lr")
             seed = c[2].number_input("Seed", 0, 2**31 - 1, int(d.get("seed", 0)), key="cfg_seed")
             uniform = st.checkbox("Sample classes uniformly (instead of by their imbalanced frequency)", bool(d.get("uniform_classes", False)), key="cfg_uniform")
+            c = st.columns(2)
+            cbdm_tau = c[0].number_input("CBDM τ (class-balancing regulariser, Qin et al. 2023; 0 = off)", 0.0, 10.0, float(d.get("cbdm_tau", 0.0)), 0.1,
+                                         key="cfg_cbdm_tau", help="pulls the model's prediction for a class towards its prediction for "
+                                         "another class drawn from the target distribution; costs one more forward pass per step (about 1.33×)")
+            targets = list(mod.CBDM_TARGETS)
+            cbdm_target = c[1].selectbox("CBDM target classes", targets, index=targets.index(d["cbdm_target"]) if d.get("cbdm_target") in targets else 0,
+                                         key="cfg_cbdm_target", help="train: drawn by the training set's class frequencies; uniform: every class equally")
             go = st.form_submit_button("Start CFG training", type="primary")
         if go:
             values = dict(preset=preset, steps=int(steps), batch_size=int(batch), p_uncond=float(p_uncond), preview_sampler=sampler,
                           preview_steps=int(pv_steps), preview_every=int(preview_every), lr=None if lr is None else float(lr),
-                          seed=int(seed), uniform_classes=bool(uniform))
+                          seed=int(seed), uniform_classes=bool(uniform), cbdm_tau=float(cbdm_tau), cbdm_target=cbdm_target)
             remember_form("cfg_form", values)
             try:
                 # the job keeps a copy of this tab's data config, taken now

@@ -203,6 +203,19 @@ def test_train_page_launches_cfg_job_and_shows_progress_then_result(app, monkeyp
     assert at.get("image"), "preview image missing"
 
 
+def test_train_page_passes_the_tail_aware_settings(app, monkeypatch):
+    monkeypatch.setitem(jobs.RUNNERS, "cfg", fake_cfg_runner)
+    at = _page(app, "app_pages/train.py")
+    assert at.number_input(key="cfg_cbdm_tau").value == 0.0 and at.selectbox(key="cfg_cbdm_target").options == ["train", "uniform"]
+    at.checkbox(key="cfg_uniform").check()
+    at.number_input(key="cfg_cbdm_tau").set_value(1.5)
+    at.selectbox(key="cfg_cbdm_target").set_value("uniform")
+    _button(at, "Start CFG training").click().run()
+    _wait_all()
+    cfg = list_runs()[0].config
+    assert (cfg["uniform_classes"], cfg["cbdm_tau"], cfg["cbdm_target"]) == (True, 1.5, "uniform")
+
+
 def test_train_page_shows_failure_and_oom_messages(app, monkeypatch):
     def oom(ctx):
         raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
@@ -414,6 +427,47 @@ def test_guidance_page_runs_sweep_and_shows_grid_and_curves(app, monkeypatch):
     at.text_input(key="gd_ws").set_value("0, -1")
     _button(at, "Run the sweep").click().run()
     assert any("w must be >= 0" in e.value for e in at.error)
+
+
+def test_guidance_picker_orders_labels_and_remembers(app, runs_root, monkeypatch):
+    import threading
+
+    def model(name, state, step, total):
+        run = Run.create("cfg", {"data": {"dataset": "digits", "profile": "paper"}}, root=runs_root, name=name)
+        run.set_status(state, step=step, total=total)
+        save_checkpoint(run.checkpoints, "latest", {"w": torch.zeros(1)}, {"step": step}, {})
+        time.sleep(1.01)  # run ids carry a one-second timestamp
+        return run
+
+    done = model("done", "done", 40, 40)
+    cancelled = model("cut", "cancelled", 7, 250)  # newer, but a finished model comes first
+    release = threading.Event()
+
+    def slow_sweep(ctx):  # stays running until released
+        release.wait(30)
+
+    monkeypatch.setitem(jobs.RUNNERS, "guidance", slow_sweep)
+    at = _page(app, "app_pages/guidance.py")
+    box = at.selectbox(key="gd_model")
+    assert box.options == [f"{done.id} · 40 steps", f"{cancelled.id} · ⚠ CANCELLED, 7 of 250 steps"]
+    assert box.value == done.id
+    box.set_value(cancelled.id)
+    at.text_input(key="gd_ws").set_value("0, 2")
+    at.number_input(key="gd_seeds").set_value(3)
+    _button(at, "Run the sweep").click().run()
+    assert [r.config["cfg_run"] for r in list_runs() if r.kind == "guidance"] == [cancelled.id]
+    # the same sweep again while the first still runs: asked, not started
+    _button(at, "Run the sweep").click().run()
+    assert len([r for r in list_runs() if r.kind == "guidance"]) == 1
+    assert any("An identical guidance job" in w.value for w in at.warning)
+    _button(at, "Don't start it").click().run()
+    release.set()
+    _wait_all()
+    # the form keeps the user's values after a page switch
+    _page(at, "app_pages/dataset.py")
+    _page(at, "app_pages/guidance.py")
+    assert at.selectbox(key="gd_model").value == cancelled.id
+    assert at.text_input(key="gd_ws").value == "0, 2" and at.number_input(key="gd_seeds").value == 3
 
 
 # ------------------------------------------------------------------------------ results
@@ -651,3 +705,20 @@ def test_the_magic_check_catches_the_old_compare_line():
     src = "st.dataframe(diff) if not diff.empty else st.caption('same')\nst.write('ok')\n"
     exprs = [n for n in ast.walk(ast.parse(src)) if isinstance(n, ast.Expr) and not isinstance(n.value, ast.Call)]
     assert len(exprs) == 1 and isinstance(exprs[0].value, ast.IfExp)
+
+
+def test_every_form_refuses_enter():
+    """Pressing Enter in a form field must never start a job: every st.form in the app passes
+    enter_to_submit=False (the Guidance form once did not)."""
+    import ast
+
+    root = Path(APP).parent
+    forms = []
+    for f in [root / "app.py", *sorted((root / "app_pages").glob("*.py"))]:
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "form":
+                kw = {k.arg: k.value for k in node.keywords}
+                ok = isinstance(kw.get("enter_to_submit"), ast.Constant) and kw["enter_to_submit"].value is False
+                forms.append((f"{f.name}:{node.lineno}", ok))
+    assert len(forms) >= 3, forms  # cfg, classifier, guidance
+    assert all(ok for _, ok in forms), [name for name, ok in forms if not ok]

@@ -35,7 +35,7 @@ from core.callbacks import Callbacks
 from core.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from core.data.loading import DataConfig, prepare
 from core.device import resolve_device
-from core.diffusion.cbdm import check_cbdm, cbdm_regulariser, draw_targets
+from core.diffusion.cbdm import CBDM_TARGETS, check_cbdm, cbdm_regulariser, draw_targets
 from core.diffusion.guidance import check_w
 from core.diffusion.samplers import T_TRAIN, check_beta_schedule, check_sampler, model_eps_fn, sample, to_uint8, training_scheduler
 from core.jobconfig import JobConfig
