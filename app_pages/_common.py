@@ -17,17 +17,26 @@ from core.data.imageset import LoadedDataset
 from core.data.loading import DataConfig, load_dataset
 from core.errors import LabError
 from core.job_runners import CFG_KIND, CLS_KIND  # importing it registers the lab's job kinds with core.jobs
-from core.jobs import RESUMABLE, Job, JobManager, format_eta
+from core.jobs import INTERACTIVE_LANE, RESUMABLE, Job, JobManager, format_eta
 from core.paths import runs_dir
 from core.runs import Run, list_runs
 from core import viz, workspace
 
 DATA_KEY = "data_cfg"
-# How often job panels refresh (seconds). Each refresh re-runs a fragment in the server's
-# process, which takes CPU from a training on the same machine: 2 s while a job is active
-# (progress still looks live), 15 s when nothing runs (a job started in another tab shows up).
-POLL_S = 2.0
+# How often job panels refresh (seconds). Each refresh re-runs a fragment in the server's process
+# and makes the browser re-render the page (about 0.2 s of a CPU core per refresh measured in
+# headless Chromium on the 2-core machine, whatever the fragment holds), and on a small CPU both
+# take time from a training on the same machine (bench/app_jobs.py measures it): 1 s while an
+# interactive job (a preview, a small sweep) is queued or running, so its result shows at once;
+# 10 s while only training-lane jobs run (their progress, ETA and latest loss; trainings last
+# minutes to hours); 15 s when nothing runs (a job started in another tab shows up).
+POLL_FAST_S = 1.0
+POLL_S = 10.0
 POLL_IDLE_S = 15.0
+# A running job's loss curve and preview are redrawn this often (seconds), in their own fragment:
+# the browser redraws a Plotly chart on every refresh of the fragment that holds it, the biggest
+# cost of a refresh; the progress bar, step, ETA and latest loss still refresh every POLL_S.
+CURVE_EVERY_S = 15.0
 
 
 # ------------------------------------------------------------------------ job manager
@@ -194,7 +203,11 @@ def dataset_caption(cfg: DataConfig | None = None) -> str:
 
 # --------------------------------------------------------------------------- run lists
 def poll_every() -> float:
-    return POLL_S if manager().active() else POLL_IDLE_S
+    """The refresh interval that fits the jobs now queued or running (see POLL_S)."""
+    active = manager().active()
+    if not active:
+        return POLL_IDLE_S
+    return POLL_FAST_S if any(j.lane == INTERACTIVE_LANE for j in active) else POLL_S
 
 
 def run_row(run: Run) -> dict:
@@ -238,10 +251,13 @@ def newest_preview(run: Run) -> Path | None:
 
 
 # ------------------------------------------------------------------------ job panels
-def job_panel(run_id: str, key: str, show_curve: bool = True, show_preview: bool = True) -> dict:
+def job_panel(run_id: str, key: str, show_curve: bool = True, show_preview: bool = True, live_media: bool = True) -> dict:
     """Progress (with ETA), message, error, loss curve, newest preview, cancel/resume for one run.
 
-    Returns the run's status dict (empty if the folder is gone).
+    ``live_media=False``: while the run is running, leave its curve and preview out (the page
+    draws them in a slower fragment: a browser redraws a Plotly chart on every refresh of the
+    fragment that holds it, and on a small CPU that slows the training). Returns the run's
+    status dict (empty if the folder is gone).
     """
     mgr = manager()
     run = Run(Path(mgr.root) / run_id)
@@ -283,6 +299,14 @@ def job_panel(run_id: str, key: str, show_curve: bool = True, show_preview: bool
     if latest:
         shown = {k: v for k, v in latest.items() if isinstance(v, (int, float)) and k not in ("time",)}
         st.caption("latest: " + " · ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in list(shown.items())[:6]))
+    if state == "running" and not live_media:
+        return status  # the caller draws the curve and preview elsewhere, less often (see CURVE_EVERY_S)
+    job_media(run, key, show_curve, show_preview, job)
+    return status
+
+
+def job_media(run: Run, key: str, show_curve: bool = True, show_preview: bool = True, job: Job | None = None) -> None:
+    """A run's loss curve and newest preview, side by side."""
     metrics = run_metrics(run) if show_curve else None
     if metrics is not None and len(metrics) > 600:  # the curve's shape needs no more points; fewer is cheaper to send
         metrics = metrics.iloc[:: len(metrics) // 300 + 1]
@@ -293,17 +317,19 @@ def job_panel(run_id: str, key: str, show_curve: bool = True, show_preview: bool
     if has_curve or prev is not None:
         left, right = st.columns([3, 2]) if has_curve and prev is not None else (st.container(), st.container())
         if has_curve:
-            left.plotly_chart(viz.loss_figure(metrics), key=f"{key}-loss-{run_id}", width="stretch")
+            left.plotly_chart(viz.loss_figure(metrics), key=f"{key}-loss-{run.id}", width="stretch")
         if prev is not None:
             right.image(str(prev), caption=f"newest preview: {prev.name}", width="stretch" if has_curve else 360)
-    return status
 
 
 def sidebar_jobs() -> None:
     """Running and queued jobs, refreshed on every page."""
+    every = poll_every()
 
-    @st.fragment(run_every=poll_every())
+    @st.fragment(run_every=every)
     def _jobs() -> None:
+        if poll_every() != every:
+            st.rerun()  # the whole page, so every polled fragment takes the interval that fits the jobs now
         active = manager().active()
         st.markdown("**Jobs**")
         if not active:

@@ -13,7 +13,7 @@ from core.data.profiles import most_reduced_classes
 from core.errors import ConfigError, LabError
 from core.job_runners import SWEEP
 from core.runs import Run
-from app_pages._common import (POLL_S, cfg_model_options, confirm_pending, data_cfg, dataset_caption, form_memory, job_panel, manager,
+from app_pages._common import (cfg_model_options, confirm_pending, data_cfg, dataset_caption, form_memory, job_panel, manager, poll_every,
                                prepared_or_stop, remember_form, runs_of, submit_job)
 
 DEFAULT_WS = "0, 0.1, 0.5, 1, 2, 4, 7.5"
@@ -87,7 +87,7 @@ else:
         st.session_state["gd_job"] = job.id
 
 
-@st.fragment(run_every=POLL_S)
+@st.fragment(run_every=poll_every())
 def sweep_view() -> None:
     rid = st.session_state.get("gd_job") or next((r.id for r in runs_of("guidance", state=None)
                                                   if (r.config.get("data") or {}).get("dataset") == cfg_data.dataset), None)

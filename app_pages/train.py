@@ -11,7 +11,7 @@ from core.errors import LabError
 from core.job_runners import BALANCED, CFG_KIND, CLS_KIND
 from core.runs import list_runs
 from core.paths import runs_dir
-from app_pages._common import (confirm_pending, poll_every, run_row, data_cfg, dataset_caption, form_memory, job_panel, manager, optional,
+from app_pages._common import (CURVE_EVERY_S, confirm_pending, job_media, poll_every, run_row, data_cfg, dataset_caption, form_memory, job_panel, manager, optional,
                                remember_form, runs_of, submit_job)
 
 st.title("Train")
@@ -152,21 +152,67 @@ st.divider()
 st.subheader("Training jobs")
 
 
+ACTIVE = ("queued", "running", "interrupted")
+
+
+def _training_runs():
+    return [r for r in list_runs(runs_dir()) if r.kind in (CFG_KIND, CLS_KIND)]
+
+
+def _live_ids(runs) -> list[str]:
+    """Runs whose panel refreshes: queued/running first, then runs a restart interrupted (with their
+    Resume button), then the run this tab launched last while it is still going."""
+    focus = st.session_state.get("train_focus")
+    active = [r.id for r in runs if r.status.get("state") in ACTIVE]
+    focus_live = focus and (focus in active or not any(r.id == focus for r in runs) and manager().get(focus) is not None
+                            and manager().get(focus).active)
+    return list(dict.fromkeys([*active, *([focus] if focus_live else [])]))[:6]
+
+
+# What refreshes is kept small: on a small CPU every refresh of the page takes time from the
+# training it shows (bench/app_jobs.py). The progress panels refresh every poll; the running
+# curves every CURVE_EVERY_S; finished runs only when the page reruns (a job ending triggers one).
 @st.fragment(run_every=poll_every())
 def training_jobs() -> None:
-    runs = [r for r in list_runs(runs_dir()) if r.kind in (CFG_KIND, CLS_KIND)]
-    focus = st.session_state.get("train_focus")  # the run this tab launched last (shown even if removed)
+    runs = _training_runs()
+    live = _live_ids(runs)
+    full_run = st.session_state.pop("_train_full_run", False)  # set just before the call below
+    was, st.session_state["_train_live"] = st.session_state.get("_train_live"), live
+    if not full_run and was != live:
+        st.rerun()  # polled on its own, it saw a job start or end: the whole page, so the sections below are current
+    for rid in live:
+        with st.container(border=True):
+            job_panel(rid, key="train", live_media=False)  # a running run's curve is drawn by live_curves()
+
+
+@st.fragment(run_every=CURVE_EVERY_S)
+def live_curves() -> None:
+    """Loss curves and newest previews of the running trainings, redrawn every CURVE_EVERY_S
+    (the progress above refreshes every few seconds; redrawing a chart that often costs the
+    training CPU on a small machine)."""
+    running = [r for r in _training_runs() if r.status.get("state") == "running"]
+    if not running:
+        return
+    st.markdown(f"**Live loss curves** (redrawn every {CURVE_EVERY_S:g} s)")
+    for r in running:
+        with st.container(border=True):
+            st.caption(f"`{r.id}`")
+            job_media(r, key="train-live", job=manager().get(r.id))
+
+
+def finished_runs() -> None:
+    """This tab's last run once it has ended (its result), then every other run: a table (state,
+    trained steps, last message) and one run's panel on demand. Not polled."""
+    runs = _training_runs()
+    live = set(_live_ids(runs))
+    focus = st.session_state.get("train_focus")
     if not runs and not focus:
         st.caption("No training runs yet. Start one above; it runs in the background and keeps going if you close the tab.")
         return
-    # running/queued first, then runs a restart interrupted (with their Resume button), then this tab's last
-    active = [r for r in runs if r.status.get("state") in ("queued", "running", "interrupted")]
-    shown = list(dict.fromkeys([*(r.id for r in active), *([focus] if focus else [])]))[:6]
-    for rid in shown:
+    if focus and focus not in live:
         with st.container(border=True):
-            job_panel(rid, key="train")
-    # Every other run stays in view: a table (state, trained steps, last message) and its panel on demand.
-    others = [r for r in runs if r.id not in shown]
+            job_panel(focus, key="train")
+    others = [r for r in runs if r.id not in live and r.id != focus]
     if others:
         st.markdown("**All training runs** (newest first)")
         st.dataframe([run_row(r) for r in others], hide_index=True, width="stretch", key="train_runs_table")
@@ -175,4 +221,7 @@ def training_jobs() -> None:
             job_panel(pick, key="train-old")
 
 
+st.session_state["_train_full_run"] = True
 training_jobs()
+live_curves()
+finished_runs()

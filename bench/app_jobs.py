@@ -172,7 +172,7 @@ def page_cost(steps: int = 160) -> dict:
                 page = ctx.new_page()
                 page.set_default_timeout(120_000)
                 page.goto(url + "/train")
-                expect(page.get_by_role("heading", name="Train")).to_be_visible()
+                expect(page.get_by_role("heading", name="Train", exact=True)).to_be_visible()
                 page.get_by_label("Training steps").fill(str(steps))
                 page.get_by_label("Preview every (steps; 0 = at the end)").fill("0")
                 page.get_by_label("Seed").first.fill(str(len(out)))  # a new config each time (no duplicate prompt)
@@ -210,7 +210,9 @@ def main() -> None:
     try:
         cost = page_cost(steps=80 if quick else 160)
     except Exception as exc:  # record what was measured; say why the rest is missing
-        cost = {"skipped": f"page-cost run failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"}
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        why = " / ".join([lines[0], *[ln for ln in lines[1:] if ln.startswith("Error:")]][:2]) if lines else ""
+        cost = {"skipped": f"page-cost run failed: {type(exc).__name__}: {why}"}
     lines = ["| page | first run (s) | warm rerun, median of 5 (s) |", "|---|---|---|"]
     for name, cold, warm in pages:
         lines.append(f"| {name} | {cold:.2f} | {'—' if warm != warm else f'{warm:.3f}'} |")

@@ -4,6 +4,7 @@ and budget "epochs" (the paper's protocol), on the same seeds and subsets.
     flock /tmp/bench.lock .venv/bin/python bench/quick_study.py            # the measurement (fresh folders)
     .venv/bin/python bench/quick_study.py --methods none,oversample --seeds 0,1 --steps 20 --cfg-steps 5 \\
         --sampler-steps 4 --results-dir /tmp/qs                            # a cut-down check of the script
+    .venv/bin/python bench/quick_study.py --from-folders                   # re-record finished folders, no training
 
 Writes bench/results/quick_study.json (bench/record.py; the prose is bench/templates/quick_study.md):
 per budget the wall minutes, the state,
@@ -29,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from bench.record import RESULTS, write_result  # noqa: E402
 
 KEEP = ("method", "fill", "loss", "w", "classifier", "state", "errors", "reason", "steps", "images_seen", "train_size", "n_seeds",
-        "seeds", "accuracy", "macro_f1", "minority_f1", "accuracy_binomial_hw95", "vs")
+        "seeds", "accuracy", "macro_f1", "minority_f1", "accuracy_binomial_hw95", "vs", "fd_judge", "near_copy_rate", "precision", "recall")
 
 
 def study_config(budget: str, args):
@@ -67,9 +68,17 @@ def run_one(budget: str, args) -> dict:
             print(f"[{budget} {time.time() - t0:6.0f} s] [{done}/{total}] {msg}", flush=True)
 
     run_study(cfg, out, Callbacks(on_progress=progress))
-    wall = time.time() - t0
+    return collect(budget, out, time.time() - t0)
+
+
+def collect(budget: str, out: Path, wall_s: float) -> dict:
+    """One budget's record from its finished study folder."""
+    from core.experiment import StudyConfig, load_results
+    from core.atomic import read_json
+
     res = load_results(out)
-    return {"budget": budget, "wall_minutes": round(wall / 60, 2), "state": res["state"], "cells": res["cells"], "test_size": res["test_size"],
+    cfg = StudyConfig.from_dict(read_json(out / "config.json"))
+    return {"budget": budget, "wall_minutes": round(wall_s / 60, 2), "state": res["state"], "cells": res["cells"], "test_size": res["test_size"],
             "notes": res["notes"], "config": {k: cfg.to_dict()[k] for k in ("seeds", "methods", "cfg_ws", "classifier", "cfg_train", "cfg_sample")},
             "rows": [{k: r.get(k) for k in KEEP} for r in res["rows"]]}
 
@@ -108,6 +117,7 @@ def table(runs: dict[str, dict]) -> str:
                 continue
             cells += [str(r["steps"]), str(r["images_seen"]), _acc(r)] + [_vs(r, ref) for ref in refs]
         out.append("| " + " | ".join(cells) + " |")
+    out += fill_quality(runs[budgets[0]]["rows"])
     hw = [r["accuracy_binomial_hw95"] for b in budgets for r in runs[b]["rows"] if r["accuracy_binomial_hw95"] is not None]
     foot = [f"Wall time: " + ", ".join(f"{b} {runs[b]['wall_minutes']:.1f} min ({runs[b]['state']})" for b in budgets) + "."]
     if hw:
@@ -116,38 +126,23 @@ def table(runs: dict[str, dict]) -> str:
     return "\n".join(out + [""] + foot)
 
 
-def finished_seeds(out: Path) -> dict:
-    """Per-seed classifier results of a study folder whose run was stopped before its end:
-    {method: {seed: {"accuracy", "steps", "images_seen", "train_size"}}} from cells/clf__*/results.json
-    (and posthoc-adjust's cell), so the seeds that did finish can be shown beside a full run."""
-    from core.atomic import read_json
+def fill_quality(rows: list[dict]) -> list[str]:
+    """The filled sets themselves (the same images under either budget): judge-feature FD of (imbalanced + added)
+    against the balanced train set, and the added images' near-copy rate, precision and recall, mean over seeds."""
+    fills = [r for r in rows if r.get("near_copy_rate") and r["near_copy_rate"].get("mean") is not None]
+    if not fills:
+        return []
 
-    out_rows: dict[str, dict] = {}
-    for d in sorted((out / "cells").glob("clf__*")):
-        res = read_json(d / "results.json")
-        if not res:
-            continue
-        _, slug, _clf, seed = d.name.split("__")
-        method = res.get("study_method") or slug.replace("_w", "@w=")
-        out_rows.setdefault(method, {})[int(seed.removeprefix("seed"))] = {k: res.get(k) for k in ("accuracy", "steps", "images_seen", "train_size")}
-    return out_rows
+    def m(r, k, scale=1.0, fmt="{:.2f}"):
+        v = (r.get(k) or {}).get("mean")
+        return "–" if v is None else fmt.format(v * scale)
 
-
-def partial_table(steps_run: dict, epochs_seeds: dict) -> str:
-    """Seed by seed where both budgets finished: steps, images seen and accuracy side by side."""
-    seeds = sorted({s for m in epochs_seeds.values() for s in m})
-    head = ["method", "seed", "steps budget: steps", "images seen", "accuracy %", "epochs budget: steps", "images seen", "accuracy %"]
-    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    per_seed = {r["method"]: r for r in steps_run["rows"]}
-    for method, by_seed in epochs_seeds.items():
-        for s in seeds:
-            e = by_seed.get(s)
-            st = per_seed.get(method, {}).get("per_seed", {}).get(str(s)) or per_seed.get(method, {}).get("per_seed", {}).get(s)
-            if e is None or st is None:
-                continue
-            out.append(f"| {method} | {s} | {st['steps']} | {st['images_seen']} | {st['accuracy'] * 100:.1f} | {e['steps']} | "
-                       f"{e['images_seen']} | {e['accuracy'] * 100:.1f} |")
-    return "\n".join(out)
+    out = ["", "Filled sets (mean over seeds; the added images are the same under both budgets):", "",
+           "| fill | images added | FD (judge CNN features) of the filled set | near-copy rate % | precision | recall |", "|---|---|---|---|---|---|"]
+    for r in fills:
+        out.append(f"| {r['method']} | {r['near_copy_rate'].get('n_images', '–')} | {m(r, 'fd_judge')} | {m(r, 'near_copy_rate', 100, '{:.1f}')} | "
+                   f"{m(r, 'precision')} | {m(r, 'recall')} |")
+    return out
 
 
 def main() -> int:
@@ -161,13 +156,16 @@ def main() -> int:
     p.add_argument("--cfg-steps", type=int, default=None, help="cut-down check only: CFG training steps")
     p.add_argument("--sampler-steps", type=int, default=None, help="cut-down check only: sampler steps")
     p.add_argument("--results-dir", default=None, help=f"where quick_study.json goes (default {RESULTS})")
-    p.add_argument("--summarise", nargs=2, metavar=("STEPS_DIR", "EPOCHS_DIR"), default=None,
-                   help="no training: record a finished steps study beside the seeds an epochs study finished before it was stopped")
+    p.add_argument("--from-folders", action="store_true",
+                   help="no training: rebuild the record from the finished study folders in --out (wall time = the studies' own seconds)")
     args = p.parse_args()
-    if args.summarise:
-        return summarise(Path(args.summarise[0]), Path(args.summarise[1]))
 
-    runs = {b: run_one(b, args) for b in args.budgets.split(",")}
+    if args.from_folders:
+        from core.experiment import load_results
+
+        runs = {b: collect(b, Path(args.out) / f"quick_{b}", load_results(Path(args.out) / f"quick_{b}")["seconds"]) for b in args.budgets.split(",")}
+    else:
+        runs = {b: run_one(b, args) for b in args.budgets.split(",")}
     md = table(runs)
     print(md)
     cut = any(getattr(args, k) for k in ("methods", "seeds", "steps", "cfg_steps", "sampler_steps"))
@@ -177,25 +175,6 @@ def main() -> int:
     if not cut and not args.results_dir:
         print("now rewrite 'What the numbers show' in bench/templates/quick_study.md, then run bench/assemble.py")
     return 0 if all(r["state"] == "done" for r in runs.values()) else 1
-
-
-def summarise(steps_dir: Path, epochs_dir: Path) -> int:
-    from core.experiment import load_results
-
-    res = load_results(steps_dir)
-    steps_seeds = finished_seeds(steps_dir)
-    steps_run = {"budget": "steps", "wall_minutes": round(res["seconds"] / 60, 2), "state": res["state"], "cells": res["cells"],
-                 "test_size": res["test_size"], "notes": res["notes"],
-                 "rows": [{**{k: r.get(k) for k in KEEP}, "per_seed": steps_seeds.get(r["method"], {})} for r in res["rows"]]}
-    epochs_seeds = finished_seeds(epochs_dir)
-    epochs_run = {"budget": "epochs", "state": "stopped (time): only the seeds listed finished", "seeds_finished":
-                  sorted({s for m in epochs_seeds.values() for s in m}), "per_seed": epochs_seeds}
-    md = table({"steps": steps_run}) + "\n\nSame seed, both budgets (the epochs study was stopped after its first seed):\n\n" + \
-        partial_table(steps_run, epochs_seeds)
-    print(md)
-    path = write_result("quick_study", {"runs": {"steps": steps_run, "epochs": epochs_run}, "cut_down": False}, markdown=md)
-    print(f"wrote {path}")
-    return 0
 
 
 if __name__ == "__main__":
