@@ -11,7 +11,7 @@ import streamlit as st
 from core import viz
 from core.data.profiles import most_reduced_classes
 from core.errors import LabError
-from core.job_runners import BALANCED, CFG_KIND, GENERATED, export_zip, load_imageset
+from core.job_runners import BALANCED, GENERATED, export_zip, load_imageset
 from core.runs import Run
 from app_pages._common import (cfg_model_options, data_cfg, dataset_caption, form_memory, job_panel, manager, optional, poll_every,
                                prepared_or_stop, remember_form, runs_of)

@@ -160,13 +160,8 @@ def _training_runs():
 
 
 def _live_ids(runs) -> list[str]:
-    """Runs whose panel refreshes: queued/running first, then runs a restart interrupted (with their
-    Resume button), then the run this tab launched last while it is still going."""
-    focus = st.session_state.get("train_focus")
-    active = [r.id for r in runs if r.status.get("state") in ACTIVE]
-    focus_live = focus and (focus in active or not any(r.id == focus for r in runs) and manager().get(focus) is not None
-                            and manager().get(focus).active)
-    return list(dict.fromkeys([*active, *([focus] if focus_live else [])]))[:6]
+    """Runs whose panel refreshes: queued, running, and those a restart interrupted (with their Resume button)."""
+    return [r.id for r in runs if r.status.get("state") in ACTIVE][:6]
 
 
 # What refreshes is kept small: on a small CPU every refresh of the page takes time from the
@@ -185,7 +180,7 @@ def training_jobs() -> None:
             job_panel(rid, key="train", live_media=False)  # a running run's curve is drawn by live_curves()
 
 
-@st.fragment(run_every=CURVE_EVERY_S)
+@st.fragment(run_every=CURVE_EVERY_S if manager().active() else None)  # a job starting reruns the page (above)
 def live_curves() -> None:
     """Loss curves and newest previews of the running trainings, redrawn every CURVE_EVERY_S
     (the progress above refreshes every few seconds; redrawing a chart that often costs the

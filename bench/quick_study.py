@@ -18,7 +18,6 @@ not tuned to favour any method.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import time
@@ -53,7 +52,7 @@ def study_config(budget: str, args):
 
 def run_one(budget: str, args) -> dict:
     from core.callbacks import Callbacks
-    from core.experiment import load_results, run_study
+    from core.experiment import run_study
 
     out = Path(args.out) / f"quick_{budget}"
     if out.exists() and not args.resume:
@@ -119,7 +118,7 @@ def table(runs: dict[str, dict]) -> str:
         out.append("| " + " | ".join(cells) + " |")
     out += fill_quality(runs[budgets[0]]["rows"])
     hw = [r["accuracy_binomial_hw95"] for b in budgets for r in runs[b]["rows"] if r["accuracy_binomial_hw95"] is not None]
-    foot = [f"Wall time: " + ", ".join(f"{b} {runs[b]['wall_minutes']:.1f} min ({runs[b]['state']})" for b in budgets) + "."]
+    foot = ["Wall time: " + ", ".join(f"{b} {runs[b]['wall_minutes']:.1f} min ({runs[b]['state']})" for b in budgets) + "."]
     if hw:
         foot.append(f"Test-set binomial 95% half-width of an accuracy: {min(hw) * 100:.1f} to {max(hw) * 100:.1f} points "
                     f"({runs[budgets[0]]['test_size']} test images); the CIs above cover seeds and subsets only.")

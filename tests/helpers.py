@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 
@@ -23,3 +25,16 @@ def make_folder(root: Path, classes=("cat", "dog", "emu"), per_class=6, size=(8,
         for i in range(per_class):
             write_image(root / c / f"{i:03d}{ext}", size=size, mode=mode)
     return root
+
+
+def cfg_run(root, name: str, state: str, step: int, total: int, checkpoint: bool = True, dataset: str = "digits"):
+    """A CFG run folder in ``state`` after ``step`` of ``total`` steps, with a 'latest' checkpoint unless told not."""
+    from core.checkpoint import save_checkpoint
+    from core.runs import Run
+
+    run = Run.create("cfg", {"data": {"dataset": dataset}}, root=root, name=name)
+    run.set_status(state, step=step, total=total)
+    if checkpoint:
+        save_checkpoint(run.checkpoints, "latest", {"w": torch.zeros(1)}, {"step": step}, {})
+    time.sleep(1.01)  # run ids carry a one-second timestamp: keep the creation order visible
+    return run

@@ -21,6 +21,7 @@ from streamlit.testing.v1 import AppTest
 from core import jobs
 from core.checkpoint import save_checkpoint
 from core.runs import Run, list_runs
+from tests.helpers import cfg_run
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 TIMEOUT = 60
@@ -432,15 +433,8 @@ def test_guidance_page_runs_sweep_and_shows_grid_and_curves(app, monkeypatch):
 def test_guidance_picker_orders_labels_and_remembers(app, runs_root, monkeypatch):
     import threading
 
-    def model(name, state, step, total):
-        run = Run.create("cfg", {"data": {"dataset": "digits", "profile": "paper"}}, root=runs_root, name=name)
-        run.set_status(state, step=step, total=total)
-        save_checkpoint(run.checkpoints, "latest", {"w": torch.zeros(1)}, {"step": step}, {})
-        time.sleep(1.01)  # run ids carry a one-second timestamp
-        return run
-
-    done = model("done", "done", 40, 40)
-    cancelled = model("cut", "cancelled", 7, 250)  # newer, but a finished model comes first
+    done = cfg_run(runs_root, "done", "done", 40, 40)
+    cancelled = cfg_run(runs_root, "cut", "cancelled", 7, 250)  # newer, but a finished model comes first
     release = threading.Event()
 
     def slow_sweep(ctx):  # stays running until released

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from types import SimpleNamespace
 
-import torch
-
 from core import workspace
-from core.checkpoint import save_checkpoint
 from core.data.loading import DataConfig
-from core.runs import Run
+from tests.helpers import cfg_run
 
 
 def test_params_round_trip_and_only_non_defaults():
@@ -52,22 +48,13 @@ def test_saved_workspace_file(tmp_path, monkeypatch):
     assert workspace.load() == {}
 
 
-def _cfg_run(root, name, state, step, total, checkpoint=True, dataset="digits"):
-    run = Run.create("cfg", {"data": {"dataset": dataset}}, root=root, name=name)
-    run.set_status(state, step=step, total=total)
-    if checkpoint:
-        save_checkpoint(run.checkpoints, "latest", {"w": torch.zeros(1)}, {"step": step}, {})
-    time.sleep(1.01)  # run ids carry a one-second timestamp: keep the creation order visible
-    return run
-
-
 def test_cfg_models_order_and_labels(tmp_path):
-    old_done = _cfg_run(tmp_path, "old", "done", 250, 250)
-    cancelled = _cfg_run(tmp_path, "cancel", "cancelled", 7, 250)
-    _cfg_run(tmp_path, "nockpt", "cancelled", 3, 250, checkpoint=False)
-    _cfg_run(tmp_path, "live", "running", 100, 250)
-    _cfg_run(tmp_path, "other", "done", 10, 10, dataset="mnist")
-    new_done = _cfg_run(tmp_path, "new", "done", 500, 500)
+    old_done = cfg_run(tmp_path, "old", "done", 250, 250)
+    cancelled = cfg_run(tmp_path, "cancel", "cancelled", 7, 250)
+    cfg_run(tmp_path, "nockpt", "cancelled", 3, 250, checkpoint=False)
+    cfg_run(tmp_path, "live", "running", 100, 250)
+    cfg_run(tmp_path, "other", "done", 10, 10, dataset="mnist")
+    new_done = cfg_run(tmp_path, "new", "done", 500, 500)
     from core.runs import list_runs
 
     got = workspace.cfg_models(list_runs(tmp_path), "digits")
