@@ -169,6 +169,8 @@ def denoise_view() -> None:
     st.caption(r"x̂₀ = (x_t − √(1−ᾱ_t)·ε̃) / √ᾱ_t (Ho et al. 2020, Eq. 15). "
                f"ε images share one scale, ±{viz_denoise.EPS_RANGE:g} (grey = 0), so a stronger ε̃ looks more saturated.")
     st.plotly_chart(viz_denoise.guidance_norm_figure(traj, step), key=f"dn_norm_{rid}", width="stretch")
+    with st.expander("▶ Play x_t and x̂₀ through every step (plays in the browser)"):
+        st.plotly_chart(viz_denoise.trajectory_animation(traj), key=f"dn_play_{rid}", width="stretch")
 
 
 with denoise_tab:

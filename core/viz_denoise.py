@@ -56,3 +56,38 @@ def guidance_norm_figure(traj: dict, step: int | None = None) -> go.Figure:
     fig.update_layout(title="Guidance term ‖w·(ε(x_t, c) − ε(x_t))‖₂ along the trajectory", xaxis_title="sampler step (noisy → clean)",
                       yaxis_title="L2 norm over the image", height=340, margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=-0.25))
     return fig
+
+
+def trajectory_animation(traj: dict, keys: tuple[str, ...] = ("x_t", "x0_hat")) -> go.Figure:
+    """x_t and x̂₀ of every column as one plotly figure with a Play button and a step slider:
+    it plays in the browser, with no round trip to the server (rows: ``keys``, columns: w)."""
+    from plotly.subplots import make_subplots
+
+    ws, S = np.asarray(traj["ws"]), len(traj["timesteps"])
+    names = {"x_t": "x_t", "x0_hat": "x̂₀"}
+    titles = [f"{names.get(k, k)} · w = {w:g}" for k in keys for w in ws]
+    fig = make_subplots(rows=len(keys), cols=len(ws), subplot_titles=titles, horizontal_spacing=0.02, vertical_spacing=0.08)
+
+    def rgb(key: str, k: int, i: int) -> np.ndarray:
+        img = signed_to_uint8(np.asarray(traj[key])[k, i]).transpose(1, 2, 0)
+        return np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img[..., :3]
+
+    def images(i: int) -> list[go.Image]:
+        return [go.Image(z=rgb(key, k, i), hoverinfo="skip") for key in keys for k in range(len(ws))]
+
+    for n, im in enumerate(images(0)):
+        fig.add_trace(im, row=n // len(ws) + 1, col=n % len(ws) + 1)
+    fig.frames = [go.Frame(data=images(i), name=str(i + 1), traces=list(range(len(keys) * len(ws)))) for i in range(S)]
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    play = dict(label="▶ Play", method="animate", args=[None, dict(frame=dict(duration=250, redraw=True), fromcurrent=True, transition=dict(duration=0))])
+    pause = dict(label="❚❚ Pause", method="animate", args=[[None], dict(frame=dict(duration=0, redraw=False), mode="immediate")])
+    fig.update_layout(
+        height=260 * len(keys) + 80, margin=dict(l=10, r=10, t=40, b=10),
+        updatemenus=[dict(type="buttons", direction="left", buttons=[play, pause], x=0, y=-0.02, xanchor="left", yanchor="top")],
+        sliders=[dict(active=0, y=-0.02, x=0.2, len=0.8, xanchor="left", yanchor="top", currentvalue=dict(prefix="step "),
+                      steps=[dict(label=str(i + 1), method="animate",
+                                  args=[[str(i + 1)], dict(mode="immediate", frame=dict(duration=0, redraw=True), transition=dict(duration=0))])
+                             for i in range(S)])],
+    )
+    return fig

@@ -77,7 +77,9 @@ def test_denoise_tab_computes_once_then_scrubs(app, runs_root):
     assert not at.exception
     assert any("step 2 of 5" in m.value for m in at.markdown)
     charts = at.get("plotly_chart")
-    assert len(charts) == 1
+    assert len(charts) == 2  # the guidance-norm chart, and the animation (Play) in its expander
+    play = json.loads(charts[1].proto.spec)
+    assert len(play["frames"]) == 5 and len(play["data"]) == 6 and play["layout"]["updatemenus"][0]["buttons"][0]["label"] == "▶ Play"
     spec = json.loads(charts[0].proto.spec)
     assert [t["name"] for t in spec["data"]] == ["w = 0 (scale 1)", "w = 2 (scale 3)", "w = 7.5 (scale 8.5)"]
     assert spec["data"][0]["y"] == [0.0] * 5 or all(v == 0 for v in _decode(spec["data"][0]["y"]))  # w = 0: no guidance term

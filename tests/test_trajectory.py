@@ -129,3 +129,24 @@ def test_saved_trajectory_round_trip(tmp_path):
     assert set(back) == set(traj)
     for k, v in traj.items():
         assert np.array_equal(back[k], v.numpy()), k
+
+
+# ------------------------------------------------------------------------------ figures
+def test_viz_denoise_images_and_charts():
+    from core import viz_denoise as vd
+
+    assert vd.signed_to_uint8(np.array([-1.0, 0.0, 1.0, 2.0])).tolist() == [0, 128, 255, 255]  # 127.5 rounds to even: 128
+    assert vd.signed_to_uint8(np.array([-3.0, 1.5, 3.0]), vd.EPS_RANGE).tolist() == [0, 191, 255]  # (0.5 + 1)·127.5 = 191.25
+    traj = {k: v.numpy() for k, v in trajectory(linear_eps, 1, seed=2, shape=SHAPE, null_label=NULL, ws=[0.0, 2.0], steps=3).items()}
+    imgs = vd.step_images(traj, 1, 2, target=64)
+    assert set(imgs) == {"x_t", "x0_hat", "eps_cond", "eps_uncond", "eps_guided"}
+    assert imgs["x_t"].shape == (4 * 16 + 4, 4 * 16 + 4, 3)  # 4 px upscaled 16× (target 64) + a 2 px frame
+    assert vd.step_label(traj, 0).startswith(f"step 1 of 3 · t = {int(traj['timesteps'][0])} · ᾱ_t = ")
+    fig = vd.guidance_norm_figure(traj, step=1)
+    assert [t.name for t in fig.data] == ["w = 0 (scale 1)", "w = 2 (scale 3)"]
+    assert list(fig.data[0].y) == [0.0, 0.0, 0.0] and list(fig.data[1].x) == [1, 2, 3]
+    assert fig.layout.shapes[0].x0 == 2
+    anim = vd.trajectory_animation(traj)
+    assert len(anim.data) == 4 and len(anim.frames) == 3  # (x_t, x̂₀) × 2 columns; one frame per step
+    assert anim.frames[2].data[0].z.shape == (4, 4, 3)
+    assert np.array_equal(anim.frames[2].data[1].z[..., 0], vd.signed_to_uint8(traj["x_t"][1, 2, 0]))
