@@ -150,3 +150,25 @@ def test_viz_denoise_images_and_charts():
     assert len(anim.data) == 4 and len(anim.frames) == 3  # (x_t, x̂₀) × 2 columns; one frame per step
     assert anim.frames[2].data[0].z.shape == (4, 4, 3)
     assert np.array_equal(anim.frames[2].data[1].z[..., 0], vd.signed_to_uint8(traj["x_t"][1, 2, 0]))
+
+
+# ------------------------------------------------------------------------------ the job kind
+def test_trajectory_lane_and_runner_errors(tmp_path):
+    from core import job_runners as jr
+    from core.jobs import JobManager, lane_for
+
+    assert lane_for("trajectory", {"ws": [0, 2, 7.5], "steps": 100}) == "interactive"
+    assert lane_for("trajectory", {"ws": [0, 1, 2, 7.5], "steps": 25}) == "train"  # 4 columns > 3
+    assert lane_for("trajectory", {"ws": [0, 2], "steps": 101}) == "train"  # 101 steps > 100
+    assert (jr.TRAJECTORY_MAX_WS, jr.TRAJECTORY_MAX_STEPS) == (3, 100)
+    m = JobManager(root=tmp_path, devices=["cpu"])
+    try:
+        gone = m.submit("trajectory", {"cfg_run": "no-such-run", "class_idx": 0, "ws": [0, 2], "steps": 5})
+        m.wait(gone.id, 30)
+        assert gone.state == "failed" and "The CFG run no-such-run no longer exists" in gone.error
+        (tmp_path / "model").mkdir()
+        four = m.submit("trajectory", {"cfg_run": "model", "class_idx": 0, "ws": [0, 1, 2, 3], "steps": 5})
+        m.wait(four.id, 30)
+        assert four.state == "failed" and "compares 1 to 3 values of w, got 4" in four.error
+    finally:
+        m.shutdown()
