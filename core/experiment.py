@@ -610,7 +610,16 @@ def _novelty(ctx: _Context, generated: ImageSet, imbalanced: ImageSet, seed: int
     from core.metrics.novelty import fill_scores, held_out_from
 
     held_out, source = held_out_from(dropped_by_profile(ctx.ds.train, ctx.cfg.data_for_seed(seed)), ctx.ds.test)
-    return {**fill_scores(generated, imbalanced, held_out, extractor, seed=seed), "held_out_source": source}
+    return {**fill_scores(generated, imbalanced, held_out, extractor, seed=seed, flips=_trains_with_flips(ctx.cfg, imbalanced)),
+            "held_out_source": source}
+
+
+def _trains_with_flips(cfg: StudyConfig, train: ImageSet) -> bool:
+    """Whether the study's CFG generator sees mirrored images (CFGTrainConfig.hflip: None = RGB
+    on, grayscale off). Every fill of the study is then searched with flips, so the near-copy
+    rates of all fills are measured alike."""
+    hflip = cfg.cfg_train.get("hflip")
+    return bool(hflip) if hflip is not None else train.channels == 3
 
 
 def _train_set(ctx: _Context, spec: dict) -> ImageSet:

@@ -78,7 +78,7 @@ def _generation(cfg, plan, v, outcomes) -> dict:
              if (o := outcomes.get(plan.fill_id(v.fill_name, s))) is not None and o.state == OK and o.result.get("novelty")]
     if fills:  # the generated images only, against held-out real images (core.metrics.novelty)
         nov = [f["novelty"] for f in fills]
-        for k in ("near_copy_rate", "precision", "recall"):
+        for k in ("near_copy_rate", "cross_class_rate", "mirrored_rate", "feature_near_copy_rate", "precision", "recall"):
             out[k] = {**_msc([n.get(k) for n in nov]), "n_images": fills[0]["n_generated"]}
         out["near_copy_rate"]["rule"] = nov[0].get("rule")
         out["novelty_extractor"] = nov[0].get("extractor")

@@ -100,6 +100,8 @@ def test_tiny_study_end_to_end_then_resumes(lab_env, capsys, monkeypatch):
     assert (combo["fill"], combo["loss"], combo["w"]) == ("cfg", "logit-adjust", 0.1)
     # novelty of the generated images only: oversampled images are exact copies of training images
     assert rows["oversample"]["near_copy_rate"]["mean"] == 1.0 and rows["oversample"]["near_copy_rate"]["n_images"] == 400 - 137
+    # digits are grayscale: no flips searched; oversampled copies are of their own class
+    assert rows["oversample"]["cross_class_rate"]["mean"] == 0.0 and rows["oversample"]["mirrored_rate"]["mean"] == 0.0
     assert rows["cfg@w=0.1"]["near_copy_rate"]["n_images"] == 400 - 137 and "near_copy_rate" not in rows["none"]
     assert "near_copy_rate" not in combo and "near_copy_rate_mean" in (out_dir / "results.csv").read_text().splitlines()[0]
     # the CFG fill
