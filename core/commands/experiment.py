@@ -102,6 +102,8 @@ def _pm(x: dict | None, scale: float = 100.0, nd: int = 1) -> str:
 def render_table(rows: list[dict]) -> str:
     """A markdown table of the rows (what BENCHMARKS.md holds): mean ± std over seeds, the
     Student-t 95 % CI, the paired verdicts against every reference, steps and images seen."""
+    from core.stats import describe_verdict
+
     gen_key = next((k for r in rows for k in ("fid", "fd_judge") if r.get(k)), None)
     labels = {"fid": "FID", "fd_judge": "FD (judge CNN features)"}
     order = [r["method"] for r in rows]
@@ -121,7 +123,7 @@ def render_table(rows: list[dict]) -> str:
                  _pm(r["accuracy"]), _ci(r["accuracy"]), f"± {hw * 100:.1f}" if hw is not None else "–", _pm(r["macro_f1"]), _pm(r["minority_f1"])]
         for ref in refs:
             c = r.get("vs", {}).get(ref)
-            cells.append("–" if not c or c["diff_mean"] is None else f"{c['diff_mean'] * 100:+.1f} {_ci({'ci95': c['ci95']})} {c['verdict']}")
+            cells.append("–" if not c or c["diff_mean"] is None else f"{c['diff_mean'] * 100:+.1f} {_ci({'ci95': c['ci95']})} {describe_verdict(c)}")
         if gen_key:
             cells.append(_pm(r.get(gen_key), 1.0, 2))
         out.append("| " + " | ".join(cells) + " |")
