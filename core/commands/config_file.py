@@ -81,4 +81,6 @@ def add_verbosity(p: argparse.ArgumentParser, top: bool = False) -> None:
 
 
 def configure_logging(verbosity: int) -> None:
-    logging.basicConfig(level=max(logging.DEBUG, logging.WARNING - 10 * int(verbosity)), format="%(levelname)s %(name)s: %(message)s")
+    """-q: errors only; default: warnings; -v: info; -vv: debug (the root logger, for the CLI's process)."""
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(max(logging.DEBUG, logging.WARNING - 10 * int(verbosity)))
