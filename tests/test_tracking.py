@@ -117,3 +117,25 @@ def test_experiment_log_with_reaches_every_training_and_a_resume_keeps_it(tmp_pa
     (out / "config.json").write_text(json.dumps({"kind": "study", **seen[-1].to_dict()}, default=str))
     assert main(["experiment", "--preset", "quick", "--out", str(out)]) == 0  # no flag: as the study was made
     assert seen[-1].identity() == seen[-2].identity()
+
+
+def test_train_page_choice_reaches_the_run_and_its_rows_reach_tensorboard(runs_root, tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from core import jobs
+    from core.runs import list_runs
+    from tests.test_app_pages import APP, _button, _page, _wait_all, fake_cfg_runner
+
+    monkeypatch.setenv("IMBALANCE_LAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setitem(jobs.RUNNERS, "cfg", fake_cfg_runner)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at = _page(at, "app_pages/train.py")
+    assert at.selectbox(key="cfg_log_with").value == "off" and at.selectbox(key="cls_log_with").options == ["off", "tensorboard", "mlflow"]
+    at.selectbox(key="cfg_log_with").set_value("tensorboard")
+    at.number_input(key="cfg_steps").set_value(3)
+    _button(at, "Start CFG training").click().run()
+    _wait_all()
+    (run,) = list_runs()
+    assert run.config["log_with"] == "tensorboard"
+    assert _tb_scalars(run.path, "loss") == [(1, 1.0), (2, 0.5), (3, pytest.approx(1 / 3, rel=1e-6))]
