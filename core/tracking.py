@@ -22,6 +22,7 @@ import atexit
 import json
 import os
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -101,17 +102,21 @@ class _MLflow:
             exp_id = exp.experiment_id if exp is not None else self.client.create_experiment(name)
             run = self.client.create_run(exp_id, run_name=run_dir.name, tags={"lab.run_dir": str(run_dir), "lab.kind": str(config.get("kind"))})
             self.run_id = run.info.run_id
+            from mlflow.entities import Param
+
             flat = pd.json_normalize(json.loads(json.dumps(config, default=str)), sep=".").iloc[0].to_dict()
-            for k, v in flat.items():
-                self.client.log_param(self.run_id, k, str(v)[:6000])
+            params = [Param(k, str(v)[:6000]) for k, v in flat.items()]
+            for i in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
+                self.client.log_batch(self.run_id, params=params[i:i + 100])
             atomic_write_json(run_dir / STATE_FILE, {"mlflow_uri": uri, "mlflow_run_id": self.run_id})
         else:
             self.client.update_run(self.run_id, status="RUNNING")  # a resumed run logs on into its MLflow run
 
     def log(self, values: dict[str, float], step: int, wall: float | None) -> None:
-        ts = int((wall or 0) * 1000) or None
-        for k, v in values.items():
-            self.client.log_metric(self.run_id, k, v, timestamp=ts, step=step)
+        from mlflow.entities import Metric
+
+        ts = int((wall or time.time()) * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, v, ts, step) for k, v in values.items()])
 
     def close(self, state: str) -> None:
         self.client.set_terminated(self.run_id, status=_MLFLOW_STATUS.get(state, "FINISHED"))
