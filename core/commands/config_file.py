@@ -77,7 +77,7 @@ def add_verbosity(p: argparse.ArgumentParser, top: bool = False) -> None:
     p.add_argument("-q", "--quiet", dest="verbosity", action="store_const", const=-1, default=default,
                    help="no progress bars or per-step lines; only results and errors")
     p.add_argument("-v", "--verbose", dest="verbosity", action="count", default=default,
-                   help="more detail: every progress message as a line, and log messages (-vv: debug)")
+                   help="more detail: log messages, and each study cell's progress as a line (-vv: debug)")
 
 
 def configure_logging(verbosity: int) -> None:
