@@ -183,15 +183,13 @@ def per_class_long(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["method", "classifier", "class", "f1"])
 
 
-def flat_config(cfg: dict, prefix: str = "") -> dict:
-    """Nested config -> {"data.profile": ..., "lr": ...} for side-by-side comparison."""
-    out = {}
-    for k, v in cfg.items():
-        if isinstance(v, dict):
-            out.update(flat_config(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v if not isinstance(v, list) else str(v)
-    return out
+def flat_config(cfg: dict) -> dict:
+    """Nested config -> {"data.profile": ..., "lr": ...} for side-by-side comparison (``pd.json_normalize``;
+    lists become their text, so they compare and hash like the other values)."""
+    if not cfg:
+        return {}
+    flat = pd.json_normalize(cfg, sep=".").to_dict(orient="records")[0]
+    return {k: str(v) if isinstance(v, list) else v for k, v in flat.items()}
 
 
 def compare_configs(configs: dict[str, dict]) -> pd.DataFrame:

@@ -8,7 +8,8 @@ One row (the JSON contract of ``experiment --json``)::
     steps, images_seen, train_size, batch_size   integers (the same for every seed); budget "steps" | "epochs"
     n_seeds, seeds                              the seeds that succeeded
     accuracy, balanced_accuracy, macro_f1, minority_f1   {mean, std, ci95: [lo, hi] | None}
-    accuracy_binomial_hw95                      z·√(p(1−p)/n) on the test set's n images (not in ci95)
+    accuracy_binomial_ci95, accuracy_binomial_hw95   Wilson 95 % interval of the accuracy on the test set's n
+                                                images, and half its width (not in ci95; core.stats.binomial_ci)
     vs           {reference: {metric: "accuracy", diff_mean, ci95, verdict}} per compare_to entry ≠ the row
     per_class_f1, minority_classes, train_images, kid, fd_judge | fid, per_class_<key>   as before
 
@@ -22,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from core.cells import CANCELLED, FAILED, OK, UNAVAILABLE
-from core.stats import binomial_halfwidth, paired, summary
+from core.stats import binomial_ci, binomial_halfwidth, paired, summary
 
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "minority_f1")
 CI_NOTE = ("ci95 is a Student-t 95% interval over seeds: it covers training randomness and the choice of imbalanced subset, "
@@ -112,7 +113,8 @@ def make_row(cfg, plan, v, clf, outcomes, test_size: int) -> dict:
     for k in METRICS:
         row[k] = _msc([r.get(k) for r in rs])
     acc = row["accuracy"]["mean"]
-    row["accuracy_binomial_hw95"] = binomial_halfwidth(acc, test_size) if acc is not None else None
+    row["accuracy_binomial_ci95"] = binomial_ci(acc, test_size)
+    row["accuracy_binomial_hw95"] = binomial_halfwidth(acc, test_size)
     row["test_size"] = test_size
     row["per_class_f1"] = _per_class_f1(rs)
     row["minority_classes"] = rs[0].get("minority_classes") if rs else None
@@ -167,6 +169,7 @@ def rows_frame(rows: list[dict]) -> pd.DataFrame:
             f[f"{k}_mean"], f[f"{k}_std"] = m["mean"], m["std"]
             f[f"{k}_ci95_lo"], f[f"{k}_ci95_hi"] = (m["ci95"] or [None, None])
         f["accuracy_binomial_hw95"] = r["accuracy_binomial_hw95"]
+        f["accuracy_binomial_ci95_lo"], f["accuracy_binomial_ci95_hi"] = r.get("accuracy_binomial_ci95") or [None, None]
         for ref, c in r["vs"].items():
             f[f"vs_{ref}_diff"], f[f"vs_{ref}_verdict"] = c["diff_mean"], c["verdict"]
         for key in ("fid", "fd_judge"):
