@@ -171,3 +171,17 @@ def test_the_report_renders_offline_in_chromium(tmp_path):
     assert [d[0] for d in drawn] == [f"chart-{i}" for i in range(1, n + 1)]
     assert all(d[1] and d[2] >= 1 for d in drawn), drawn  # each div became a plot with its svg
     assert all(d[3] >= 1 for d in drawn), drawn  # and has at least one drawn trace (bars, lines or a heatmap)
+
+
+def test_results_page_offers_the_report_of_each_study(runs_root, tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("IMBALANCE_LAB_CACHE", str(tmp_path / "cache"))
+    study = make_study(runs_root)
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("app_pages/results.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="res_report_study").options == [study.name]
+    buttons = [b for b in at.get("download_button") if b.proto.label == "Download study report (HTML)"]
+    assert len(buttons) == 1
