@@ -26,7 +26,10 @@ cell function then starts its own multi-process job on those devices, e.g. with
 ``core.train.cfg`` already runs unchanged under it).
 
 ``RayExecutor``: each cell becomes a Ray task asking for ``num_cpus`` CPUs and, for cells with
-``gpu=True`` when the cluster has GPUs, one GPU (Ray sets ``CUDA_VISIBLE_DEVICES`` for it).
+``gpu=True`` when the cluster has GPUs, one GPU (Ray sets ``CUDA_VISIBLE_DEVICES`` for it). All
+tasks are submitted at once, each given its dependencies' object refs, so Ray starts a cell when
+they have ended; a task whose worker died (OOM kill, lost node) is retried ``max_retries`` times,
+which is safe because cells resume from what they keep on disk.
 The cell functions write into the study folder named in their payload, so on several machines
 that folder must be on a filesystem every node mounts at the same path (NFS, a cluster FS).
 Ray is optional: ``pip install ray``; without it ``RayExecutor`` raises a ``ConfigError``

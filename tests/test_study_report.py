@@ -185,3 +185,28 @@ def test_results_page_offers_the_report_of_each_study(runs_root, tmp_path, monke
     assert at.selectbox(key="res_report_study").options == [study.name]
     buttons = [b for b in at.get("download_button") if b.proto.label == "Download study report (HTML)"]
     assert len(buttons) == 1
+
+
+@pytest.mark.timeout(600)
+def test_the_report_of_a_real_tiny_study(tmp_path, monkeypatch):
+    """A study run for real (none, oversample, cfg@w=7.5 on digits, one seed, a few steps; generation metrics off)."""
+    from core.experiment import load_results, run_study
+    from tests.test_study_executors import small_study
+
+    monkeypatch.setenv("IMBALANCE_LAB_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "study"
+    run_study(small_study(), root)
+    rows = load_results(root)["rows"]
+    assert [r["method"] for r in rows] == ["none", "oversample", "cfg@w=7.5"] and {r["state"] for r in rows} == {"ok"}
+    figs = charts(root)
+    # accuracy, macro-F1, minority-F1, per-class F1 of "small", one confusion matrix per method; the budget
+    # curves (2 charts) once rows carry them (issue 17)
+    curves = 2 if any(r.get("curve") for r in rows) else 0
+    assert [t.split(",")[0].split(" per ")[0] for t, _ in figs[:4]] == ["Test accuracy (%)", "Macro-F1", "Minority-class F1", "Per-class F1"]
+    assert len(figs) == 7 + curves and sum(t.startswith("Confusion matrix") for t, _ in figs) == 3
+    page = build_html(root)
+    assert page.count('class="plotly-graph-div"') == 7 + curves
+    for r in rows:  # every row's accuracy in the results table, as the JSON has it
+        assert f"<td>{r['method']}</td>" in page and f"<td>{r['accuracy']['mean']:.4f}</td>" in page
+    cm = dict(figs)["Confusion matrix, none · small (summed over 1 seed(s)); rows: true class"].data[0].text
+    assert int(cm.sum()) == 360  # digits' test split
