@@ -167,6 +167,14 @@ if not srows.empty:
         st.dataframe(verdicts, hide_index=True, width="stretch", key="res_verdicts")
         st.caption("Paired over the seeds both methods share. **better/worse**: the 95% CI of the difference excludes 0. "
                    "**inconclusive** means no difference was detected with these seeds, not that the methods are equal.")
+    # one study as a self-contained HTML file to send; built only when clicked (a callable)
+    from core.study_report import build_html
+
+    rc = st.columns([3, 2], vertical_alignment="bottom")
+    rep = rc[0].selectbox("Study report", sorted(srows["study"].unique(), reverse=True), key="res_report_study")
+    rc[1].download_button("Download study report (HTML)", data=lambda p=root / rep: build_html(p).encode(),
+                          file_name=f"{rep}-report.html", mime="text/html", key="res_report_html",
+                          help="Every chart, the tables, the config, commit and versions in one HTML file that opens offline")
 
 # -- whole study --------------------------------------------------------------------------
 with st.expander("Run a whole study (every method × classifier × seed) in the background"):

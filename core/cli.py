@@ -23,6 +23,7 @@ COMMANDS = {
     "experiment": "core.commands.experiment",
     "novelty": "core.commands.novelty",
     "export": "core.commands.export",
+    "report": "core.commands.report",
 }
 
 

@@ -108,24 +108,36 @@ def group_runs(df: pd.DataFrame) -> pd.DataFrame:
 def study_rows(root: str | os.PathLike | None = None) -> pd.DataFrame:
     """The rows of every study's results.json (one per method × classifier): state, steps,
     n_seeds, metric mean/std/CI and the verdicts against the reference methods."""
+    return pd.DataFrame([row for run in list_runs(root) if run.kind == "study" for row in _study_rows_of(run)])
+
+
+def _study_rows_of(run) -> list[dict]:
     out = []
-    for run in list_runs(root):
-        if run.kind != "study":
-            continue
-        res = _safe_json(run.path / "results.json") or {}
-        for r in res.get("rows") or []:
-            row = {"study": run.id, "method": r.get("method"), "classifier": r.get("classifier"), "state": r.get("state", "ok"),
-                   "n_seeds": r.get("n_seeds", len(r.get("seeds") or [])), "steps": r.get("steps"), "images_seen": r.get("images_seen"),
-                   "train_size": r.get("train_size", r.get("train_images")), "budget": r.get("budget"),
-                   "accuracy_test_hw95": r.get("accuracy_binomial_hw95"),
-                   "why": r.get("reason") or "; ".join(f"seed {k}: {str(e).splitlines()[0]}" for k, e in (r.get("errors") or {}).items())}
-            for m in METRICS:
-                v = r.get(m) or {}
-                ci = v.get("ci95") or [None, None]
-                row.update({f"{m}_mean": v.get("mean"), f"{m}_std": v.get("std"), f"{m}_lo": ci[0], f"{m}_hi": ci[1]})
-            row["vs"] = r.get("vs") or {}
-            out.append(row)
-    return pd.DataFrame(out)
+    res = _safe_json(run.path / "results.json") or {}
+    for r in res.get("rows") or []:
+        row = {"study": run.id, "method": r.get("method"), "classifier": r.get("classifier"), "state": r.get("state", "ok"),
+               "n_seeds": r.get("n_seeds", len(r.get("seeds") or [])), "steps": r.get("steps"), "images_seen": r.get("images_seen"),
+               "train_size": r.get("train_size", r.get("train_images")), "budget": r.get("budget"),
+               "accuracy_test_hw95": r.get("accuracy_binomial_hw95"),
+               "why": r.get("reason") or "; ".join(f"seed {k}: {str(e).splitlines()[0]}" for k, e in (r.get("errors") or {}).items())}
+        for m in METRICS:
+            v = r.get(m) or {}
+            ci = v.get("ci95") or [None, None]
+            row.update({f"{m}_mean": v.get("mean"), f"{m}_std": v.get("std"), f"{m}_lo": ci[0], f"{m}_hi": ci[1]})
+        row["vs"] = r.get("vs") or {}
+        out.append(row)
+    return out
+
+
+def one_study(path: str | os.PathLike) -> dict[str, pd.DataFrame]:
+    """The tables of one study folder: {"rows": study_rows, "classifiers": classifier_results,
+    "generation": generation_results}, restricted to that study."""
+    from core.runs import Run
+
+    run = Run(path)
+    return {"rows": pd.DataFrame(_study_rows_of(run)),
+            "classifiers": pd.DataFrame(_study_classifier_rows(run), columns=CLS_COLUMNS),
+            "generation": pd.DataFrame(_generation_rows(run), columns=GEN_COLUMNS)}
 
 
 def verdict_table(rows: pd.DataFrame) -> pd.DataFrame:
@@ -149,32 +161,35 @@ def classifier_results(root: str | os.PathLike | None = None) -> pd.DataFrame:
             r = _classifier_row(run.path, "standalone")
             if r:
                 rows.append(r)
-        elif run.kind == "study" and (run.path / "cells").is_dir():
-            for cell in sorted((run.path / "cells").iterdir()):
-                r = _classifier_row(cell, run.id)
-                if r:
-                    rows.append(r)
+        elif run.kind == "study":
+            rows += _study_classifier_rows(run)
     return pd.DataFrame(rows, columns=CLS_COLUMNS)
 
 
+def _study_classifier_rows(run) -> list[dict]:
+    if not (run.path / "cells").is_dir():
+        return []
+    return [r for cell in sorted((run.path / "cells").iterdir()) if (r := _classifier_row(cell, run.id))]
+
+
 def generation_results(root: str | os.PathLike | None = None) -> pd.DataFrame:
-    rows = []
-    for run in list_runs(root):
-        if run.kind != "study":
+    return pd.DataFrame([row for run in list_runs(root) if run.kind == "study" for row in _generation_rows(run)], columns=GEN_COLUMNS)
+
+
+def _generation_rows(run) -> list[dict]:
+    rows, found = [], []
+    for f in sorted((run.path / "generation").glob("*.json")):  # studies before the cells layout
+        found.append(_safe_json(f))
+    for f in sorted((run.path / "cells").glob("fill__*/results.json")):  # a fill cell: {"name", "seed", "generation": {...}}
+        r = _safe_json(f)
+        if r and isinstance(r.get("generation"), dict):
+            found.append({**r["generation"], "variant": r.get("name"), "seed": r.get("seed")})
+    for g in found:
+        if not g or "key" not in g or g.get(g["key"]) is None:
             continue
-        found = []
-        for f in sorted((run.path / "generation").glob("*.json")):  # studies before the cells layout
-            found.append(_safe_json(f))
-        for f in sorted((run.path / "cells").glob("fill__*/results.json")):  # a fill cell: {"name", "seed", "generation": {...}}
-            r = _safe_json(f)
-            if r and isinstance(r.get("generation"), dict):
-                found.append({**r["generation"], "variant": r.get("name"), "seed": r.get("seed")})
-        for g in found:
-            if not g or "key" not in g or g.get(g["key"]) is None:
-                continue
-            rows.append({"source": run.id, "method": g.get("variant"), "seed": g.get("seed"), "metric": g["key"], "label": g.get("label", g["key"]),
-                         "value": g[g["key"]], "kid": g.get("kid"), "kid_label": g.get("kid_label", "KID"), "n_images": g.get("n_images")})
-    return pd.DataFrame(rows, columns=GEN_COLUMNS)
+        rows.append({"source": run.id, "method": g.get("variant"), "seed": g.get("seed"), "metric": g["key"], "label": g.get("label", g["key"]),
+                     "value": g[g["key"]], "kid": g.get("kid"), "kid_label": g.get("kid_label", "KID"), "n_images": g.get("n_images")})
+    return rows
 
 
 def per_class_long(df: pd.DataFrame) -> pd.DataFrame:
@@ -186,15 +201,13 @@ def per_class_long(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["method", "classifier", "class", "f1"])
 
 
-def flat_config(cfg: dict, prefix: str = "") -> dict:
-    """Nested config -> {"data.profile": ..., "lr": ...} for side-by-side comparison."""
-    out = {}
-    for k, v in cfg.items():
-        if isinstance(v, dict):
-            out.update(flat_config(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v if not isinstance(v, list) else str(v)
-    return out
+def flat_config(cfg: dict) -> dict:
+    """Nested config -> {"data.profile": ..., "lr": ...} for side-by-side comparison (``pd.json_normalize``;
+    lists become their text, so they compare and hash like the other values)."""
+    if not cfg:
+        return {}
+    flat = pd.json_normalize(cfg, sep=".").to_dict(orient="records")[0]
+    return {k: str(v) if isinstance(v, list) else v for k, v in flat.items()}
 
 
 def compare_configs(configs: dict[str, dict]) -> pd.DataFrame:

@@ -6,7 +6,6 @@ array, so pages stay thin and the builders are unit-testable.
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np
@@ -35,7 +34,11 @@ def auto_scale(image_size: int, target: int = 64) -> int:
 
 
 def image_grid(images, ncol: int | None = None, pad: int = 2, scale: int | None = None, pad_value: int = 255) -> np.ndarray:
-    """Tile images row-major into one (H, W, 3) uint8 array (grayscale is repeated to RGB)."""
+    """Tile images row-major into one (H, W, 3) uint8 array (grayscale is repeated to RGB);
+    ``torchvision.utils.make_grid`` does the tiling."""
+    import torch
+    from torchvision.utils import make_grid
+
     arr = to_numpy_images(images)
     n, c, h, w = arr.shape
     if n == 0:
@@ -47,15 +50,15 @@ def image_grid(images, ncol: int | None = None, pad: int = 2, scale: int | None 
     scale = scale or auto_scale(max(h, w))
     if scale > 1:
         arr = arr.repeat(scale, axis=2).repeat(scale, axis=3)
-        h, w = h * scale, w * scale
     ncol = ncol or min(n, 8)
-    nrow = math.ceil(n / ncol)
-    out = np.full((nrow * h + (nrow + 1) * pad, ncol * w + (ncol + 1) * pad, 3), pad_value, np.uint8)
-    for i in range(n):
-        r, k = divmod(i, ncol)
-        y, x = pad + r * (h + pad), pad + k * (w + pad)
-        out[y : y + h, x : x + w] = arr[i].transpose(1, 2, 0)
-    return out
+    # make_grid narrows the grid to n columns when n < ncol and returns a lone image unpadded: blank
+    # (pad-coloured) tiles keep ncol columns and the frame, as callers lay rows out by ncol
+    if n < max(ncol, 2):
+        arr = np.concatenate([arr, np.full((max(ncol, 2) - n, *arr.shape[1:]), pad_value, np.uint8)])
+    grid = make_grid(torch.from_numpy(arr), nrow=ncol, padding=pad, pad_value=pad_value)
+    if n == 1 and ncol == 1:  # the second, blank tile only defeated make_grid's unpadded single image
+        grid = grid[:, : arr.shape[2] + 2 * pad, : arr.shape[3] + 2 * pad]
+    return grid.permute(1, 2, 0).numpy().copy()
 
 
 def rows_grid(rows: Sequence, pad: int = 2, scale: int | None = None) -> np.ndarray:
