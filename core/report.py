@@ -93,7 +93,7 @@ def group_runs(df: pd.DataFrame) -> pd.DataFrame:
         differ = sorted({name for o in peers for name in set(o) | set(settings[k]) if o.get(name) != settings[k].get(name)})
         extra = ", ".join(f"{name}={settings[k].get(name)}" for name in differ if name not in ("balance_method", "arch"))
         steps = sorted({int(x) for x in g["steps"].dropna()})
-        seen = sorted({int(x) for x in g["images_seen"].dropna()})
+        seen = sorted({int(x) for x in g["images_seen"].dropna()}) if "images_seen" in g else []
         row = {"group": k, "label": f"{method} · {clf}" + (f" ({extra})" if extra else ""), "method": method, "classifier": clf,
                "n": len(g), "seeds": sorted(int(x) for x in g["seed"].dropna()), "steps": "/".join(map(str, steps)) or "?",
                "images_seen": "/".join(map(str, seen)) or "?",
