@@ -15,9 +15,11 @@ skips without it, except under CI, where it fails.
 
 from __future__ import annotations
 
+import io
 import re
 
 import pytest
+from PIL import Image
 
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, OUT, server  # noqa: F401  (the fixture)
 
@@ -45,6 +47,16 @@ def _fill(page, label, value) -> None:
     field = (page.get_by_label(label) if isinstance(label, re.Pattern) else page.get_by_label(label, exact=True)).first
     field.fill(str(value))
     field.press("Tab")  # commit the value (Enter no longer submits forms)
+
+
+def _chart_download(page, raw: bool = False):
+    """Download the first chart through its toolbar's camera button: the image (PIL), or the raw bytes."""
+    chart = page.locator('[data-testid="stPlotlyChart"]').first
+    chart.hover()
+    with page.expect_download() as dl:
+        chart.locator('.modebar-btn[data-title^="Download plot"]').click()
+    data = open(dl.value.path(), "rb").read()
+    return data if raw else Image.open(io.BytesIO(data))
 
 
 @pytest.mark.timeout(900)
@@ -118,6 +130,12 @@ def test_newcomer_path_in_chromium(server):  # noqa: F811
         expect(page.get_by_text(re.compile(r"^cfg@w=0 · model"))).to_be_visible()
         expect(page.get_by_text(re.compile(r"^cfg@w=2 · model"))).to_be_visible()
         _no_trouble(page)
+        # the newest preview's grid downloads as PNG, 4x nearest-neighbour
+        shown = page.locator('[data-testid="stImage"] img').first
+        with page.expect_download() as dl:
+            page.get_by_role("button", name=re.compile(r"Download PNG \(4×\)")).first.click()
+        grid = Image.open(dl.value.path())
+        assert grid.format == "PNG" and grid.width == 4 * shown.evaluate("i => i.naturalWidth")
 
         # 5. Balance with the CFG model (w = 2) to a small target.
         _fill(page, re.compile(r"^Balance: fill each class up to"), TARGET)
@@ -146,6 +164,11 @@ def test_newcomer_path_in_chromium(server):  # noqa: F811
         expect(page.locator('[data-testid="stPlotlyChart"]').first).to_be_visible()
         _no_trouble(page)
         page.screenshot(path=str(OUT / "newcomer-results.png"), full_page=True)
+        # the chart toolbar's camera: PNG 1600 px wide, or SVG after the sidebar's choice (plotly.js renders both)
+        assert _chart_download(page).width == 1600
+        page.locator('[data-testid="stSidebar"]').get_by_text("SVG (vector)").click()
+        svg = _chart_download(page, raw=True)
+        assert svg.lstrip().startswith(b"<svg")
         browser.close()
 
     import json
