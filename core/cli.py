@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 
+from core.commands.config_file import add_verbosity, configure_logging, reparse_with_config
 from core.errors import LabError
 
 COMMANDS = {
@@ -21,11 +22,13 @@ COMMANDS = {
     "train-classifier": "core.commands.train_classifier",
     "experiment": "core.commands.experiment",
     "novelty": "core.commands.novelty",
+    "export": "core.commands.export",
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="Imbalance Lab: diffusion-based rebalancing experiments.")
+    add_verbosity(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in COMMANDS.items():
         try:
@@ -36,13 +39,17 @@ def build_parser() -> argparse.ArgumentParser:
             raise
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         mod.add_arguments(p)
+        add_verbosity(p)
         p.set_defaults(_run=mod.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
+        args = reparse_with_config(parser, args, argv)  # --config FILE: its settings as defaults, explicit flags win
+        configure_logging(args.verbosity)
         return int(args._run(args) or 0)
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)
