@@ -20,7 +20,7 @@ from core.viz import method_label
 
 CLS_COLUMNS = ["source", "run_id", "dataset", "profile", "method", "classifier", "seed", "steps", "images_seen", "train_size", "loss",
                "test_n", "accuracy", "balanced_accuracy", "macro_f1", "minority_f1", "minority_classes", "classes", "per_class_f1",
-               "confusion_matrix", "settings", "path"]
+               "confusion_matrix", "imbalanced_counts", "settings", "path"]
 METRICS = ("accuracy", "macro_f1", "minority_f1")
 # Settings that never change a run's results: where and how it was logged, checkpointed or
 # previewed. Seeds are left out too: runs that differ only in them are repeats of one setting.
@@ -58,7 +58,7 @@ def _classifier_row(folder: Path, source: str) -> dict | None:
         "test_n": res.get("n"),
         "settings": settings_of(cfg),
         **{k: res.get(k) for k in ("accuracy", "balanced_accuracy", "macro_f1", "minority_f1", "minority_classes", "classes",
-                                   "per_class_f1", "confusion_matrix")},
+                                   "per_class_f1", "confusion_matrix", "imbalanced_counts")},
         "path": str(folder),
     }
 
@@ -78,7 +78,7 @@ def group_runs(df: pd.DataFrame) -> pd.DataFrame:
     """
     from core.stats import summary
 
-    cols = ["group", "label", "method", "classifier", "n", "seeds", "steps", "runs"]
+    cols = ["group", "label", "method", "classifier", "n", "seeds", "steps", "images_seen", "runs"]
     cols += [f"{m}_{k}" for m in METRICS for k in ("mean", "std", "lo", "hi")]
     if df is None or df.empty:
         return pd.DataFrame(columns=cols)
@@ -94,8 +94,10 @@ def group_runs(df: pd.DataFrame) -> pd.DataFrame:
         differ = sorted({name for o in peers for name in set(o) | set(settings[k]) if o.get(name) != settings[k].get(name)})
         extra = ", ".join(f"{name}={settings[k].get(name)}" for name in differ if name not in ("balance_method", "arch"))
         steps = sorted({int(x) for x in g["steps"].dropna()})
+        seen = sorted({int(x) for x in g["images_seen"].dropna()}) if "images_seen" in g else []
         row = {"group": k, "label": f"{method} · {clf}" + (f" ({extra})" if extra else ""), "method": method, "classifier": clf,
                "n": len(g), "seeds": sorted(int(x) for x in g["seed"].dropna()), "steps": "/".join(map(str, steps)) or "?",
+               "images_seen": "/".join(map(str, seen)) or "?",
                "runs": list(g["run_id"])}
         for m in METRICS:
             s = summary([None if pd.isna(v) else float(v) for v in g[m]])
@@ -103,6 +105,53 @@ def group_runs(df: pd.DataFrame) -> pd.DataFrame:
             row.update({f"{m}_mean": s["mean"], f"{m}_std": s["std"], f"{m}_lo": lo, f"{m}_hi": hi})
         rows.append(row)
     return pd.DataFrame(rows, columns=cols)
+
+
+def _numeric_key(v: str) -> tuple:
+    try:
+        return (0, float(v.split("/")[0]), v)
+    except ValueError:
+        return (1, 0.0, v)
+
+
+def unequal_compute(df: pd.DataFrame) -> str | None:
+    """Why the rows of a comparison are not like for like, or None: they differ in optimizer
+    steps, else in images seen (same steps at other batch sizes). A value "9/33" (a group whose
+    own runs differ) counts as differing. Unknown values ("?", empty) are left out."""
+    if df is None or df.empty:
+        return None
+    for col, what in (("steps", "training steps"), ("images_seen", "images seen")):
+        if col not in df:
+            continue
+        vals = [str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in df[col] if v is not None and not pd.isna(v)]
+        distinct = sorted(dict.fromkeys(v for v in vals if v not in ("?", "")), key=_numeric_key)
+        if len(distinct) > 1 or any("/" in v for v in distinct):
+            return f"these runs differ in {what} ({' vs '.join(distinct)}): not a like-for-like comparison"
+    return None
+
+
+def compute_column(df: pd.DataFrame, by: list[str] | None = None) -> list[str]:
+    """One cell per row for a comparison table: its steps (and images seen), flagged "⚠ differs"
+    when the rows compared with it (all rows, or those sharing ``by``) differ in compute."""
+    if df is None or df.empty:
+        return []
+    notes = {}
+    for key, g in (df.groupby(by, dropna=False, sort=False) if by else [(None, df)]):
+        note = unequal_compute(g)
+        notes.update({i: note for i in g.index})
+
+    def known(v) -> bool:
+        return v is not None and not (isinstance(v, float) and pd.isna(v)) and v != "?"
+
+    out = []
+    for i, r in df.iterrows():
+        steps, seen = r.get("steps"), r.get("images_seen")
+        text = (f"{steps:g}" if isinstance(steps, float) else str(steps)) + " steps" if known(steps) else "steps unknown"
+        if known(seen):
+            text += f", {seen:g}" if isinstance(seen, float) else f", {seen}"
+            text += " images seen"
+        out.append(("⚠ differs: " if notes[i] else "same: ") + text)
+    return out
 
 
 def study_rows(root: str | os.PathLike | None = None) -> pd.DataFrame:
