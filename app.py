@@ -30,6 +30,7 @@ PAGES = [
     st.Page("app_pages/generate.py", title="Generate", icon=":material/auto_awesome:"),
     st.Page("app_pages/guidance.py", title="Guidance explorer", icon=":material/tune:"),
     st.Page("app_pages/results.py", title="Results", icon=":material/bar_chart:"),
+    st.Page("app_pages/study.py", title="Study", icon=":material/science:"),
 ]
 
 page = st.navigation(PAGES)

@@ -229,32 +229,4 @@ if not srows.empty:
                           help="Every chart, the tables, the config, commit and versions in one HTML file that opens offline")
 
 # -- whole study --------------------------------------------------------------------------
-with st.expander("Run a whole study (every method × classifier × seed) in the background"):
-    exp, why = optional("core.experiment")
-    if exp is None:
-        st.warning(f"Studies are not available yet: {why}")
-    else:
-        c = st.columns(3)
-        name = c[0].selectbox("Preset", list(exp.PRESETS), key="res_study_preset")
-        own = c[1].checkbox("Use the dataset from the Dataset page", value=False, key="res_study_own")
-        if c[2].button("Start study", key="res_study_go"):
-            try:
-                cfg = exp.preset(name)
-                if own:
-                    cfg.data = data_cfg()
-                cfg.validate()
-                job = mgr.submit("study", cfg.to_dict(), name=cfg.name)
-                st.session_state["res_study_job"] = job.id
-            except LabError as exc:
-                st.error(str(exc))
-        st.caption("The quick preset runs on digits in about ten minutes on a laptop CPU; the paper preset needs a GPU.")
-
-
-@st.fragment(run_every=poll_every())
-def study_view() -> None:
-    rid = st.session_state.get("res_study_job")
-    if rid:
-        job_panel(rid, key="study", show_curve=False, show_preview=False)
-
-
-study_view()
+st.page_link("app_pages/study.py", label="Run a whole study (every method × classifier × seed) on the Study page", icon=":material/science:")
