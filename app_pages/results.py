@@ -8,10 +8,9 @@ import pandas as pd
 import streamlit as st
 
 from core import report, viz
-from core.errors import LabError
 from core.paths import runs_dir
 from core.runs import Run, runs_table
-from app_pages._common import data_cfg, job_panel, manager, optional, poll_every
+from app_pages._common import manager
 from app_pages._export import chart_config
 
 def group_table(groups: pd.DataFrame, cd: pd.DataFrame) -> pd.DataFrame:
@@ -92,7 +91,7 @@ mgr = manager()
 st.subheader("Runs")
 table = runs_table(root)
 if table.empty:
-    st.info("No runs yet. Train a model on the **Train** page, or run a whole study below.")
+    st.info("No runs yet. Train a model on the **Train** page, or start a study on the **Study** page.")
 else:
     f = st.columns([2, 2, 3])
     kinds = f[0].multiselect("Kind", sorted(table["kind"].dropna().unique()), key="res_kinds")
@@ -223,7 +222,9 @@ if not srows.empty:
     from core.study_report import build_html
 
     rc = st.columns([3, 2], vertical_alignment="bottom")
-    rep = rc[0].selectbox("Study report", sorted(srows["study"].unique(), reverse=True), key="res_report_study")
+    studies = sorted(srows["study"].unique(), reverse=True)
+    wanted = st.query_params.get("study")  # the Study page links here with ?study=<id>
+    rep = rc[0].selectbox("Study report", studies, index=studies.index(wanted) if wanted in studies else 0, key="res_report_study")
     rc[1].download_button("Download study report (HTML)", data=lambda p=root / rep: build_html(p).encode(),
                           file_name=f"{rep}-report.html", mime="text/html", key="res_report_html",
                           help="Every chart, the tables, the config, commit and versions in one HTML file that opens offline")

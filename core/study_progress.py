@@ -24,6 +24,7 @@ import pandas as pd
 from core.atomic import read_json
 from core.cells import CANCELLED, FAILED, OK, UNAVAILABLE, CellOutcome, blocked_by
 from core.experiment import StudyConfig, cell_dir, plan_study
+from core.stats import describe_verdict
 
 # what the grid shows per cell; "stopped": it was running when the study stopped (cancel, restart)
 PENDING, RUNNING, DONE, STOPPED = "pending", "running", "done", "stopped"
@@ -165,7 +166,7 @@ def verdict_frame(rows: list[dict]) -> pd.DataFrame:
             has = v is not None and v.get("diff_mean") is not None
             line[f"vs {ref}: Δ accuracy"] = v["diff_mean"] if has else None
             line[f"vs {ref}: 95% CI"] = (_ci(v["ci95"]) if v["ci95"] else "n/a (one seed)") if has else "—"
-            line[f"vs {ref}: verdict"] = v["verdict"] if has else ("(itself)" if r["method"] == ref else "—")
+            line[f"vs {ref}: verdict"] = describe_verdict(v) if has else ("(itself)" if r["method"] == ref else "—")
         line["why"] = r.get("reason") or "; ".join(f"seed {s}: {str(e).splitlines()[0]}" for s, e in (r.get("errors") or {}).items())
         out.append(line)
     order = {"done": 0, "partial": 1, "failed": 2, "unavailable": 3, "waiting": 4}
