@@ -74,11 +74,11 @@ def _charts(t: dict[str, pd.DataFrame], raw: list[dict]) -> list[tuple[str, go.F
     classes = next((c for c in cls["classes"] if c), None) if not cls.empty else None
     if not cls.empty:
         classes = classes or [str(i) for i in range(len(next((p for p in cls["per_class_f1"] if p), [])))]
-        minority = next((m for m in cls["minority_classes"] if m), None) or []
         for arch in sorted(cls["classifier"].dropna().unique()):
             sub = cls[cls["classifier"] == arch]
-            out.append(_titled(viz.per_class_f1_figure(report.per_class_long(sub), classes, minority),
-                               f"Per-class F1, {arch} (mean over seeds); shaded: minority classes"))
+            counts = next((c for c in sub.get("imbalanced_counts", []) if c and len(c) == len(classes)), None)
+            out.append(_titled(viz.per_class_f1_heatmap(report.per_class_long(sub), classes, counts),
+                               f"Per-class F1 of every method, {arch} (mean over seeds), minority classes first"))
         for (method, arch), g in cls.groupby(["method", "classifier"], sort=False):
             cms = [np.asarray(m) for m in g["confusion_matrix"] if m]
             if cms:

@@ -202,7 +202,7 @@ def test_the_report_of_a_real_tiny_study(tmp_path, monkeypatch):
     # accuracy, macro-F1, minority-F1, per-class F1 of "small", one confusion matrix per method; the budget
     # curves (2 charts) once rows carry them (issue 17)
     curves = 2 if any(r.get("curve") for r in rows) else 0
-    assert [t.split(",")[0].split(" per ")[0] for t, _ in figs[:4]] == ["Test accuracy (%)", "Macro-F1", "Minority-class F1", "Per-class F1"]
+    assert [t.split(",")[0].split(" per ")[0] for t, _ in figs[:4]] == ["Test accuracy (%)", "Macro-F1", "Minority-class F1", "Per-class F1 of every method"]
     assert len(figs) == 7 + curves and sum(t.startswith("Confusion matrix") for t, _ in figs) == 3
     page = build_html(root)
     assert page.count('class="plotly-graph-div"') == 7 + curves
