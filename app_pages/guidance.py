@@ -15,6 +15,7 @@ from core.job_runners import SWEEP
 from core.runs import Run
 from app_pages._common import (cfg_model_options, confirm_pending, data_cfg, dataset_caption, form_memory, job_panel, manager, poll_every,
                                prepared_or_stop, remember_form, runs_of, submit_job)
+from app_pages._serving import number
 
 DEFAULT_WS = "0, 0.1, 0.5, 1, 2, 4, 7.5"
 SAMPLERS = ["dpm", "ddim", "ddpm"]
@@ -60,13 +61,13 @@ else:
         c = st.columns(2)
         cls_default = mem["class"] if mem.get("class") in classes else (minority[0] if minority else 0)
         cls = c[0].selectbox("Class", classes, index=cls_default, format_func=lambda i: ds.classes[i], key="gd_class")
-        n_seeds = c[1].number_input("Seeds (columns)", 1, 16, int(mem.get("seeds", 6)), key="gd_seeds")
+        n_seeds = number("Seeds (columns)", "guidance_seeds", int(mem.get("seeds", 6)), key="gd_seeds", where=c[1])
         ws_text = st.text_input("w values (rows; the paper's w, guidance_scale = 1 + w)", mem.get("ws", DEFAULT_WS), key="gd_ws")
         c = st.columns(3)
         sampler = c[0].selectbox("Sampler", SAMPLERS, index=SAMPLERS.index(mem["sampler"]) if mem.get("sampler") in SAMPLERS else 0, key="gd_sampler")
-        steps = c[1].number_input("Sampling steps", 1, 1000, int(mem.get("steps", 25)), key="gd_steps")
-        measure = c[2].number_input("Images per w for the curves (0 = grid only)", 0, 1024, int(mem.get("measure", 32)), key="gd_measure",
-                                    help="class consistency and diversity are scored by the judge CNN trained on the real balanced data; "
+        steps = number("Sampling steps", "sampling_steps", int(mem.get("steps", 25)), key="gd_steps", where=c[1])
+        measure = number("Images per w for the curves (0 = grid only)", "measure_n", int(mem.get("measure", 32)), key="gd_measure", where=c[2],
+                             help="class consistency and diversity are scored by the judge CNN trained on the real balanced data; "
                                          "near-copy rate and precision/recall against real images the model never saw")
         go = st.form_submit_button("Run the sweep", type="primary")
     job = None

@@ -21,6 +21,7 @@ COMMANDS = {
     "train-classifier": "core.commands.train_classifier",
     "experiment": "core.commands.experiment",
     "novelty": "core.commands.novelty",
+    "app": "core.commands.app",
 }
 
 
