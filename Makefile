@@ -27,7 +27,7 @@ $(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.app-installed
 
 # Through `python -m core app`: a non-loopback HOST needs IMBALANCE_LAB_DATA_ROOTS (README, "Serving a class").
 run: $(VENV)/.app-installed
-	$(PY) -m core app --host $(HOST) --port $(PORT)
+	$(PY) -m core app --host $(HOST) --port $(PORT) $(if $(SHARED),--shared,)
 
 test: $(VENV)/.test-installed
 	$(PY) -m pytest

@@ -25,7 +25,10 @@ def session_id() -> str | None:
 
 def shared_server() -> bool:
     """True when the server listens beyond this machine (the launcher's host, else server.address):
-    then every browser session keeps its own workspace and the server-wide file is left alone."""
+    then every browser session keeps its own workspace and the server-wide file is left alone.
+    ``IMBALANCE_LAB_SHARED=1`` (the launcher's --shared: behind a reverse proxy) says so on loopback."""
+    if os.environ.get(serving.SHARED_VAR) == "1":
+        return True
     host = os.environ.get(serving.HOST_VAR)
     if host is None:
         host = st.get_option("server.address")

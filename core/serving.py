@@ -32,6 +32,7 @@ from core.paths import PROJECT_ROOT, cache_dir
 ROOTS_VAR = "IMBALANCE_LAB_DATA_ROOTS"
 TOKEN_VAR = "IMBALANCE_LAB_TOKEN"
 HOST_VAR = "IMBALANCE_LAB_HOST"  # set by the launcher for the server it starts
+SHARED_VAR = "IMBALANCE_LAB_SHARED"  # "1": serve as shared even on loopback (behind a reverse proxy); the launcher's --shared
 PER_SESSION_VAR = "IMBALANCE_LAB_MAX_JOBS_PER_SESSION"
 PER_SERVER_VAR = "IMBALANCE_LAB_MAX_JOBS"
 INTERACTIVE_VAR = "IMBALANCE_LAB_MAX_INTERACTIVE_PER_SESSION"

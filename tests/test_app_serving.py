@@ -21,7 +21,7 @@ TIMEOUT = 60
 def env(runs_root, tmp_path, monkeypatch):
     monkeypatch.setenv("IMBALANCE_LAB_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv(serving.ROOTS_VAR, str(tmp_path / "allowed"))
-    for var in (serving.TOKEN_VAR, serving.HOST_VAR, serving.PER_SESSION_VAR, serving.PER_SERVER_VAR, "IMBALANCE_LAB_MEMORY_BUDGET_GB"):
+    for var in (serving.TOKEN_VAR, serving.HOST_VAR, serving.SHARED_VAR, serving.PER_SESSION_VAR, serving.PER_SERVER_VAR, "IMBALANCE_LAB_MEMORY_BUDGET_GB"):
         monkeypatch.delenv(var, raising=False)
     (tmp_path / "allowed").mkdir()
     return tmp_path
@@ -174,6 +174,8 @@ def test_a_shared_server_keeps_the_workspace_per_session(env, monkeypatch):
     assert workspace.path().read_text() == before  # neither read nor written
     monkeypatch.setenv(serving.HOST_VAR, "127.0.0.1")
     assert _app().selectbox(key="ds_profile").value == "linear"  # on a loopback server the file is shared, as before
+    monkeypatch.setenv(serving.SHARED_VAR, "1")  # loopback behind a reverse proxy (python -m core app --shared)
+    assert _app().selectbox(key="ds_profile").value == "paper"
 
 
 # ------------------------------------------------------------------------------ token

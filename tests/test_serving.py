@@ -273,8 +273,10 @@ def test_launcher_refuses_a_non_loopback_host_without_roots(tmp_path):
     assert "required, once per browser session" in ok.stdout and "--server.address 0.0.0.0 --server.port 8799" in ok.stdout
     local = _launch(["--check"])
     assert local.returncode == 0 and "every machine" not in local.stdout  # loopback: nothing exposed, nothing printed
+    proxied = _launch(["--shared", "--check"])  # loopback behind a reverse proxy, serving a class: the same rule
+    assert proxied.returncode == 2 and "for a class (--shared)" in proxied.stderr
 
 
 def test_make_run_goes_through_the_launcher():
     make = (ROOT / "Makefile").read_text()
-    assert "$(PY) -m core app --host $(HOST) --port $(PORT)" in make
+    assert "$(PY) -m core app --host $(HOST) --port $(PORT) $(if $(SHARED),--shared,)" in make
