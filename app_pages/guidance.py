@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import viz
+from core import bounds, viz
 from core.data.profiles import most_reduced_classes
 from core.errors import ConfigError, LabError
 from core.job_runners import SWEEP
@@ -62,7 +62,8 @@ else:
         cls_default = mem["class"] if mem.get("class") in classes else (minority[0] if minority else 0)
         cls = c[0].selectbox("Class", classes, index=cls_default, format_func=lambda i: ds.classes[i], key="gd_class")
         n_seeds = number("Seeds (columns)", "guidance_seeds", int(mem.get("seeds", 6)), key="gd_seeds", where=c[1])
-        ws_text = st.text_input("w values (rows; the paper's w, guidance_scale = 1 + w)", mem.get("ws", DEFAULT_WS), key="gd_ws")
+        ws_text = st.text_input("w values (rows; the paper's w, guidance_scale = 1 + w)", mem.get("ws", DEFAULT_WS), key="gd_ws",
+                                help=bounds.help_text("w", f"Comma-separated, at most {bounds.MAX_WS} values"))
         c = st.columns(3)
         sampler = c[0].selectbox("Sampler", SAMPLERS, index=SAMPLERS.index(mem["sampler"]) if mem.get("sampler") in SAMPLERS else 0, key="gd_sampler")
         steps = number("Sampling steps", "sampling_steps", int(mem.get("steps", 25)), key="gd_steps", where=c[1])
@@ -78,6 +79,7 @@ else:
             ws = _floats(ws_text, "w values")
             if any(w < 0 for w in ws):
                 raise ConfigError("w must be >= 0 (w = 0 is plain conditional sampling).", "Remove the negative values.")
+            bounds.check_values("w", ws, "w values", bounds.MAX_WS)
             config = {"data": cfg_data.to_dict(), "cfg_run": model, "class_idx": int(cls), "ws": ws, "seeds": list(range(int(n_seeds))),
                       "sampler": sampler, "steps": int(steps), "measure_n": int(measure)}
             job = submit_job("guidance", config, name=f"class{cls}", key="gd_form")

@@ -59,6 +59,7 @@ BOUNDS: dict[str, Bound] = {
     "measure_n": Bound(0, 1024, what="images per w"),
 }
 MAX_LIST = 10_000  # entries in a comma-separated list (counts) read from a URL
+MAX_WS = 16  # guidance weights in one sweep (rows of the grid)
 
 
 def help_text(name: str, text: str | None = None) -> str:
@@ -85,6 +86,18 @@ def read(name: str, raw, label: str | None = None) -> tuple[float | int | None, 
         side = "above its maximum" if v > b.hi else "below its minimum"
         return c, f"{label}={str(raw)[:40]} is {side} ({b.text()}); {c:g} is used instead."
     return (int(v) if b.integer else v), None
+
+
+def check_values(name: str, values: list[float], label: str, max_len: int = MAX_LIST) -> None:
+    """Raise a ConfigError unless every value is a finite number in ``BOUNDS[name]`` and there are at most ``max_len``."""
+    from core.errors import ConfigError
+
+    b = BOUNDS[name]
+    if len(values) > max_len:
+        raise ConfigError(f"{label} has {len(values):,} values; at most {max_len:,} are allowed.", f"Remove some of the {label}.")
+    bad = [v for v in values if not (math.isfinite(v) and b.lo <= v <= b.hi)]
+    if bad:
+        raise ConfigError(f"{label}: {bad[0]:g} is out of range; each goes {b.text()}.", f"Change it to a value {b.text()}.")
 
 
 def clamp_default(name: str, value):

@@ -107,6 +107,13 @@ def test_read_clamps_and_refuses_with_a_note():
     assert bounds.clamp_default("batch_size", 4096) == 1024 and bounds.clamp_default("cfg_lr", None) is None
 
 
+def test_check_values_refuses_nan_huge_and_too_many():
+    bounds.check_values("w", [0.0, 7.5, 50.0], "w values", bounds.MAX_WS)
+    for bad in ([float("nan")], [1e308], [-0.5], [1.0] * 17):
+        with pytest.raises(ConfigError):
+            bounds.check_values("w", bad, "w values", bounds.MAX_WS)
+
+
 def test_help_text_states_the_bound():
     assert bounds.help_text("batch_size") == "Allowed: from 1 to 1,024 images per step."
     assert bounds.help_text("w", "The paper's w.") == "The paper's w. Allowed: from 0 to 50."
