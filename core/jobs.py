@@ -486,14 +486,16 @@ class JobManager:
         return Callbacks(on_metrics=on_metrics, on_preview=on_preview, on_progress=on_progress, should_stop=should_stop)
 
     def _finish(self, job: Job, state: str, message: str, error: str | None = None, tb: str | None = None) -> None:
-        job.state, job.message, job.error, job.traceback = state, message, error, tb
-        job.finished = time.time()
-        fields: dict[str, Any] = {"message": message, "error": error, "traceback": tb, "owner": None, "finished": job.finished}
+        finished = time.time()
+        fields: dict[str, Any] = {"message": message, "error": error, "traceback": tb, "owner": None, "finished": finished}
         if job.total:
             fields.update(step=job.step, total=job.total)
         if job.result is not None and isinstance(job.result, dict):
             fields["result"] = job.result
         job.run.set_status(state, **fields)
+        # the state last: wait() returns once the job is final, and status.json must already say so
+        job.message, job.error, job.traceback, job.finished = message, error, tb, finished
+        job.state = state
 
     def _worker(self, device: str, lane: str) -> None:
         q = self._queues[(device, lane)]
@@ -520,8 +522,12 @@ class JobManager:
         if not run.exists():
             self._finish(job, "failed", "the run folder was removed before the job started", error="run folder removed")
             return
-        job.state, job.started, job.message = "running", time.time(), "starting"
-        run.set_status("running", message="starting", owner=self.token, device=job.device, started=job.started)
+        with self._lock:  # status.json first, then the state others read: whoever sees "running" finds it on disk
+            if job.state != "queued":  # cancelled between the queue and here
+                return
+            started = time.time()
+            run.set_status("running", message="starting", owner=self.token, device=job.device, started=started)
+            job.state, job.started, job.message = "running", started, "starting"
         config = {k: v for k, v in run.config.items() if k not in ("kind", "created")}
         ctx = JobContext(run=run, config=config, callbacks=self._callbacks(job), resume=job.resume, device=job.device, job=job)
         try:
