@@ -25,8 +25,9 @@ $(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.app-installed
 	$(PIP) install -q -r requirements-bench.txt
 	touch $@
 
+# Through `python -m core app`: a non-loopback HOST needs IMBALANCE_LAB_DATA_ROOTS (README, "Serving a class").
 run: $(VENV)/.app-installed
-	$(VENV)/bin/streamlit run app.py --server.address $(HOST) --server.port $(PORT)
+	$(PY) -m core app --host $(HOST) --port $(PORT) $(if $(SHARED),--shared,)
 
 test: $(VENV)/.test-installed
 	$(PY) -m pytest

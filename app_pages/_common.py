@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import json
 import time
+from dataclasses import astuple
 from pathlib import Path
 
 import streamlit as st
@@ -22,6 +23,8 @@ from core.paths import runs_dir
 from core.runs import Run, list_runs
 from core import viz, workspace
 from app_pages._export import chart_config, grid_download
+from core.serving import JobLimits, check_data_dir
+from app_pages._serving import admit_job, guard_data, session_id, shared_server, show_notes
 
 DATA_KEY = "data_cfg"
 # How often job panels refresh (seconds). Each refresh re-runs a fragment in the server's process
@@ -42,13 +45,15 @@ CURVE_EVERY_S = 15.0
 
 # ------------------------------------------------------------------------ job manager
 @st.cache_resource(show_spinner=False)
-def _manager(root: str) -> JobManager:
-    return JobManager(root=root)
+def _manager(root: str, limits: tuple[int, int, int]) -> JobManager:
+    # every job records the browser session that started it, counts against its limits, and
+    # has its data checked against the data roots and the memory budget (app_pages/_serving.py)
+    return JobManager(root=root, limits=JobLimits(*limits), owner_fn=session_id, admit=admit_job)
 
 
 def manager() -> JobManager:
     """The one JobManager of this server process (per runs folder), shared by every tab."""
-    return _manager(str(runs_dir()))
+    return _manager(str(runs_dir()), astuple(JobLimits.from_env()))
 
 
 def optional(module: str):
@@ -71,10 +76,14 @@ def data_cfg() -> DataConfig:
     The choice is written back to the URL (page switches clear it), so a reload or a shared
     link reproduces the view.
     """
-    cfg = workspace.from_params(st.query_params.to_dict())
+    notes: list[str] = []
+    cfg = workspace.from_params(st.query_params.to_dict(), notes)
+    if notes:  # out-of-range or junk values: say so once, and put the values used in the URL
+        show_notes(notes)
+        _to_url(cfg)
     if cfg is None:
         d = st.session_state.get(DATA_KEY)
-        cfg = DataConfig.from_dict(d) if d else (workspace.saved_data() or default_data_cfg())
+        cfg = DataConfig.from_dict(d) if d else (_saved_data() or default_data_cfg())
         _to_url(cfg)
     st.session_state[DATA_KEY] = cfg.to_dict()
     return cfg
@@ -90,7 +99,22 @@ def set_data_cfg(cfg: DataConfig) -> None:
     """The Dataset page's valid choice: this tab's session and URL, and the server's last workspace."""
     st.session_state[DATA_KEY] = cfg.to_dict()
     _to_url(cfg)
-    workspace.save(data=cfg.to_dict())
+    _save_workspace(data=cfg.to_dict())
+
+
+# On a server shared beyond this machine each browser session keeps its own workspace (its
+# session_state): the server-wide file would hand one user's data choice to the next.
+def _load_workspace() -> dict:
+    return {} if shared_server() else workspace.load()
+
+
+def _save_workspace(**parts) -> None:
+    if not shared_server():
+        workspace.save(**parts)
+
+
+def _saved_data() -> DataConfig | None:
+    return None if shared_server() else workspace.saved_data()
 
 
 # ------------------------------------------------------------------------ remembered forms
@@ -102,13 +126,15 @@ def form_memory(form: str) -> dict:
     """
     mem = st.session_state.setdefault("_forms", {})
     if form not in mem:
-        mem[form] = dict((workspace.load().get("forms") or {}).get(form) or {})
+        mem[form] = dict((_load_workspace().get("forms") or {}).get(form) or {})
     return mem[form]
 
 
 def remember_form(form: str, values: dict) -> None:
     mem = st.session_state.setdefault("_forms", {})
     mem[form] = {**mem.get(form, {}), **values}
+    if shared_server():
+        return
     forms = dict(workspace.load().get("forms") or {})
     forms[form] = mem[form]
     workspace.save(forms=forms)
@@ -175,7 +201,12 @@ def _load(dataset: str, data_dir: str | None, image_size: int | None, test_fract
 
 
 def load(cfg: DataConfig) -> LoadedDataset:
-    return _load(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.test_fraction, _stamp(cfg.data_dir))
+    """The dataset, once its folder is known to lie inside the data roots and its estimated
+    memory within the budget (a LabError otherwise: nothing of the folder is read or shown)."""
+    check_data_dir(cfg.data_dir)  # before anything reads the folder, even its mtimes
+    stamp = _stamp(cfg.data_dir)
+    guard_data(cfg.dataset, cfg.data_dir, cfg.image_size, stamp)
+    return _load(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.test_fraction, stamp)
 
 
 def prepared(cfg: DataConfig | None = None):
@@ -301,10 +332,15 @@ def job_panel(run_id: str, key: str, show_curve: bool = True, show_preview: bool
         st.warning(message or "interrupted by a server restart; resume to continue from the last checkpoint")
     elif message:
         st.caption(message)
-    if state in ("queued", "running"):
+    if state in ("queued", "running") and job is not None and job.owner not in (None, session_id()):
+        st.caption("Started in another browser session: only that session can cancel it.")
+    elif state in ("queued", "running"):
         if st.button("Cancel", key=f"{key}-cancel-{run_id}"):
-            mgr.cancel(run_id)
-            st.toast(f"Cancelling {run_id}: it saves a checkpoint at its next step.")
+            try:
+                mgr.cancel(run_id, owner=session_id())
+                st.toast(f"Cancelling {run_id}: it saves a checkpoint at its next step.")
+            except LabError as exc:
+                st.error(str(exc))
     elif state in RESUMABLE and run.kind in (CFG_KIND, CLS_KIND):
         if st.button("Resume", key=f"{key}-resume-{run_id}"):
             try:

@@ -8,7 +8,7 @@ from pathlib import Path
 import streamlit as st
 
 from core.atomic import atomic_write_bytes
-from core.data.archive import DEFAULT_LIMITS
+from core.data.archive import DEFAULT_LIMITS, MAX_UPLOAD_MB
 from core.balance import fill_plan
 from core.data.loading import DATASETS, DataConfig
 from core.data.profiles import ORDERS, PROFILES, most_reduced_classes
@@ -16,8 +16,10 @@ from core.errors import ConfigError, LabError
 from core.generators.registry import build_generator
 from core.paths import cache_dir
 from core import viz
+from core import bounds
 from app_pages._common import data_cfg, load, set_data_cfg
 from app_pages._export import chart_config, grid_download
+from app_pages._serving import number
 
 st.title("Dataset")
 st.caption("Pick the data and make it imbalanced. The choice carries over to every other page.")
@@ -53,6 +55,10 @@ def _check_counts(profile: str, counts: list[int] | None, dataset: str, data_dir
         raise ConfigError(f"Every class needs at least 1 image; the count of class {', '.join(map(str, bad[:5]))} is "
                           f"{counts[bad[0]]}. A class with no images cannot be trained on, evaluated or filled.",
                           "Type counts of 1 or more in the Counts box.")
+    top = bounds.BOUNDS["count"]
+    if len(counts) > bounds.MAX_LIST or max(counts) > top.hi:
+        raise ConfigError(f"The Counts box asks for {max(counts):,} images in a class ({len(counts):,} entries); counts go {top.text()}, "
+                          f"at most {bounds.MAX_LIST:,} entries.", "Type smaller counts in the Counts box.")
     n = len(load(DataConfig(dataset=dataset, data_dir=data_dir, image_size=image_size, test_fraction=cur.test_fraction)).classes)
     if profile == "custom" and len(counts) != n:
         raise ConfigError(f"The custom profile needs {n} counts (one per class); the Counts box has {len(counts)}.",
@@ -76,7 +82,7 @@ with left:
         elif source == "zip upload":
             lim = DEFAULT_LIMITS
             up = st.file_uploader("Dataset zip (ROOT/<class>/*.png or ROOT/train/<class>/…)", type=["zip"], key=f"ds_zip_{dataset}",
-                                  help=f"Checked before anything is written: at most {lim.max_bytes / 1024**3:g} GB unpacked, "
+                                  help=f"At most {MAX_UPLOAD_MB / 1024:g} GB uploaded. Checked before anything is written: at most {lim.max_bytes / 1024**3:g} GB unpacked, "
                                        f"{lim.max_entries:,} files, and no file compressed more than {lim.max_ratio:g}-fold (zip bombs are refused).")
             if up is not None:
                 data = up.getvalue()
@@ -91,24 +97,27 @@ with left:
         else:
             data_dir = None
     native = st.checkbox("Native image size", value=cur.image_size is None, key="ds_native")
-    image_size = None if native else int(st.number_input("Image size (pixels)", 4, 1024, value=cur.image_size or 32, key="ds_size"))
+    image_size = None if native else int(number("Image size (pixels)", "image_size", cur.image_size or 32, key="ds_size",
+                                                 help="Each image is resized to this square size when the dataset loads"))
     profile = st.selectbox("Imbalance profile", PROFILES, index=PROFILES.index(cur.profile) if cur.profile in PROFILES else 1, key="ds_profile",
                            format_func=lambda p: f"{p}: {PROFILE_HELP[p]}")
     ratio, minority_fraction, counts = cur.ratio, cur.minority_fraction, cur.counts
     if profile in ("linear", "exponential", "step"):
-        ratio = float(st.number_input("Imbalance ratio (largest / smallest class, ≥ 1)", value=float(cur.ratio), step=1.0, key="ds_ratio"))
+        ratio = float(number("Imbalance ratio (largest / smallest class, ≥ 1)", "ratio", float(cur.ratio), step=1.0, key="ds_ratio"))
     if profile == "step":
-        minority_fraction = float(st.slider("Share of minority classes", 0.05, 0.95, float(cur.minority_fraction), 0.05, key="ds_mfrac"))
-    order = st.selectbox("Which classes become minorities", ORDERS, index=ORDERS.index(cur.minority_order), key="ds_order",
+        minority_fraction = float(st.slider("Share of minority classes", 0.05, 0.95, bounds.clamp_default("minority_fraction", float(cur.minority_fraction)),
+                                            0.05, key="ds_mfrac", help=bounds.help_text("minority_fraction")))
+    order = st.selectbox("Which classes become minorities", ORDERS, index=ORDERS.index(cur.minority_order) if cur.minority_order in ORDERS else 0, key="ds_order",
                          help="index: class 0 smallest (the paper); reversed: class 0 largest (CIFAR-10-LT); shuffled: random with the seed")
-    seed = int(st.number_input("Seed (which images each class keeps)", 0, 2**31 - 1, value=int(cur.seed), key="ds_seed"))
+    seed = int(number("Seed (which images each class keeps)", "seed", int(cur.seed), key="ds_seed"))
 
 ok = True
 try:
     if profile in ("custom", "balanced"):
         with left:
             counts_text = st.text_input("Counts (one per class)" if profile == "custom" else "Count per class (empty: the smallest class)",
-                                        value=",".join(map(str, cur.counts or [])) if profile == cur.profile else "", key=f"ds_counts_{profile}")
+                                        value=",".join(map(str, cur.counts or [])) if profile == cur.profile else "", key=f"ds_counts_{profile}",
+                                        help=bounds.help_text("count", "Whole numbers separated by commas"))
         counts = _int_list(counts_text)
         if profile == "custom" and counts is None:
             raise ConfigError("The custom profile needs one count per class.", "Type the counts, e.g. 50,100,150,… (one per class).")

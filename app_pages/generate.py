@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from core import viz
+from core import bounds, viz
 from core.data.profiles import most_reduced_classes
 from core.errors import LabError
 from core.job_runners import BALANCED, GENERATED, export_zip, load_imageset
@@ -18,6 +18,7 @@ from app_pages._export import chart_config, grid_download
 from core.workspace import same_split
 from app_pages._common import (cfg_model_options, data_cfg, dataset_caption, form_memory, fresh_model_id, job_panel, manager, optional, poll_every,
                                prepared_or_stop, remember_form, runs_of)
+from app_pages._serving import number
 
 st.title("Generate")
 st.markdown(dataset_caption())
@@ -70,15 +71,15 @@ with left:
     params = dict(base_params)
     minority = most_reduced_classes(train.counts(), ds.train.counts())
     classes = st.multiselect("Classes", list(range(len(ds.classes))), default=minority, format_func=lambda c: ds.classes[c], key="gen_classes")
-    count = int(st.number_input("Images per class", 1, 256, int(mem.get("count", 8)), key="gen_count"))
+    count = int(number("Images per class", "images_per_class", int(mem.get("count", 8)), key="gen_count"))
     if method in ("cfg", "sd"):
-        w = float(st.number_input("Guidance weight w (paper's; 0 = plain conditional)", 0.0, 50.0,
-                                  float(mem.get(f"w_{method}", 7.5 if method == "cfg" else 6.5)), 0.1, key=f"gen_w_{method}"))
+        w = float(number("Guidance weight w (paper's; 0 = plain conditional)", "w",
+                           float(mem.get(f"w_{method}", 7.5 if method == "cfg" else 6.5)), step=0.1, key=f"gen_w_{method}"))
         st.markdown(f"guidance_scale = 1 + w = **{1 + w:g}** (diffusers' convention)")
         c = st.columns(2)
         if method == "cfg":
             params["sampler"] = c[0].selectbox("Sampler", SAMPLERS, key="gen_sampler")
-        params["steps"] = int(c[1].number_input("Sampling steps", 1, 1000, int(mem.get("steps", 25)), key="gen_steps"))
+        params["steps"] = int(number("Sampling steps", "sampling_steps", int(mem.get("steps", 25)), key="gen_steps", where=c[1]))
         params["w"] = w
     elif method in ("mixup", "cutmix"):
         params["lam"] = float(st.slider("λ (share of the first image)", 0.05, 0.95, 0.6, 0.05, key="gen_lam", help="the paper uses λ = 0.6"))
@@ -88,14 +89,14 @@ with left:
         st.session_state["gen_seed"] = random.randrange(2**31 - 1)
     reuse = c[1].checkbox(f"reuse last seed ({last})" if last is not None else "reuse last seed", value=False, disabled=last is None, key="gen_reuse")
     st.session_state.setdefault("gen_seed", 0)
-    seed = int(c[0].number_input("Seed", 0, 2**31 - 1, key="gen_seed"))
+    seed = int(c[0].number_input("Seed", 0, 2**31 - 1, key="gen_seed", help=bounds.help_text("seed")))
     if reuse and last is not None:
         seed = int(last)
     go = st.button("Generate preview", type="primary", key="gen_go", disabled=not classes, width="stretch")
     largest = max(train.counts())
-    target = int(st.number_input(f"Balance: fill each class up to (0 = the largest class, {largest})", 0, 1_000_000,
-                                 int(mem.get("target", 0)), key="gen_target",
-                                 help="classes already at or above this count keep their real images and get none added"))
+    target = int(number(f"Balance: fill each class up to (0 = the largest class, {largest})", "fill_target",
+                          int(mem.get("target", 0)), key="gen_target",
+                          help="classes already at or above this count keep their real images and get none added"))
     bal = st.button("Balance the dataset with this generator", key="gen_balance", width="stretch",
                     help="fills every class up to the target with this generator, as a background job")
 

@@ -10,15 +10,16 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import viz, viz_denoise
+from core import bounds, viz, viz_denoise
 from core.data.profiles import most_reduced_classes
 from core.errors import ConfigError, LabError
-from core.job_runners import SWEEP, TRAJECTORY, TRAJECTORY_MAX_STEPS, TRAJECTORY_MAX_WS, load_trajectory
+from core.job_runners import SWEEP, TRAJECTORY, TRAJECTORY_MAX_WS, load_trajectory
 from core.runs import Run
 from core.workspace import same_split
 from app_pages._export import chart_config, grid_download
 from app_pages._common import (cfg_model_options, confirm_pending, data_cfg, dataset_caption, form_memory, fresh_model_id, job_panel, manager, poll_every,
                                prepared_or_stop, remember_form, runs_of, submit_job)
+from app_pages._serving import number
 
 DEFAULT_WS = "0, 0.1, 0.5, 1, 2, 4, 7.5"
 SAMPLERS = ["dpm", "ddim", "ddpm"]
@@ -73,12 +74,13 @@ with sweep_tab:
             c = st.columns(2)
             cls_default = mem["class"] if mem.get("class") in classes else (minority[0] if minority else 0)
             cls = c[0].selectbox("Class", classes, index=cls_default, format_func=lambda i: ds.classes[i], key="gd_class")
-            n_seeds = c[1].number_input("Seeds (columns)", 1, 16, int(mem.get("seeds", 6)), key="gd_seeds")
-            ws_text = st.text_input("w values (rows; the paper's w, guidance_scale = 1 + w)", mem.get("ws", DEFAULT_WS), key="gd_ws")
+            n_seeds = number("Seeds (columns)", "guidance_seeds", int(mem.get("seeds", 6)), key="gd_seeds", where=c[1])
+            ws_text = st.text_input("w values (rows; the paper's w, guidance_scale = 1 + w)", mem.get("ws", DEFAULT_WS), key="gd_ws",
+                                    help=bounds.help_text("w", f"Comma-separated, at most {bounds.MAX_WS} values"))
             c = st.columns(3)
             sampler = c[0].selectbox("Sampler", SAMPLERS, index=SAMPLERS.index(mem["sampler"]) if mem.get("sampler") in SAMPLERS else 0, key="gd_sampler")
-            steps = c[1].number_input("Sampling steps", 1, 1000, int(mem.get("steps", 25)), key="gd_steps")
-            measure = c[2].number_input("Images per w for the curves (0 = grid only)", 0, 1024, int(mem.get("measure", 32)), key="gd_measure",
+            steps = number("Sampling steps", "sampling_steps", int(mem.get("steps", 25)), key="gd_steps", where=c[1])
+            measure = number("Images per w for the curves (0 = grid only)", "measure_n", int(mem.get("measure", 32)), key="gd_measure", where=c[2],
                                         help="class consistency and diversity are scored by the judge CNN trained on the real balanced data; "
                                              "near-copy rate and precision/recall against real images the model never saw")
             go = st.form_submit_button("Run the sweep", type="primary")
@@ -90,6 +92,7 @@ with sweep_tab:
                 ws = _floats(ws_text, "w values")
                 if any(w < 0 for w in ws):
                     raise ConfigError("w must be >= 0 (w = 0 is plain conditional sampling).", "Remove the negative values.")
+                bounds.check_values("w", ws, "w values", bounds.MAX_WS)
                 config = {"data": cfg_data.to_dict(), "cfg_run": model, "class_idx": int(cls), "ws": ws, "seeds": list(range(int(n_seeds))),
                           "sampler": sampler, "steps": int(steps), "measure_n": int(measure)}
                 job = submit_job("guidance", config, name=f"class{cls}", key="gd_form")
@@ -207,13 +210,13 @@ with denoise_tab:
             c = st.columns(3)
             d_cls = c[0].selectbox("Class", d_classes, index=dmem["class"] if dmem.get("class") in d_classes else (d_minority[0] if d_minority else 0),
                                    format_func=lambda i: ds.classes[i], key="dn_class")
-            d_seed = c[1].number_input("Seed (the starting noise x_T)", 0, 2**31 - 1, int(dmem.get("seed", 0)), key="dn_seed")
-            d_ws = c[2].text_input("2 or 3 values of w (columns)", dmem.get("ws", DEFAULT_DENOISE_WS), key="dn_ws")
+            d_seed = number("Seed (the starting noise x_T)", "seed", int(dmem.get("seed", 0)), key="dn_seed", where=c[1])
+            d_ws = c[2].text_input("2 or 3 values of w (columns)", dmem.get("ws", DEFAULT_DENOISE_WS), key="dn_ws",
+                                   help=bounds.help_text("w", "Comma-separated, 2 or 3 values"))
             c = st.columns(2)
             d_sampler = c[0].selectbox("Sampler", SAMPLERS, index=SAMPLERS.index(dmem["sampler"]) if dmem.get("sampler") in SAMPLERS else 0,
                                        key="dn_sampler", help="ddpm is stochastic: every column then draws the same noise at each step")
-            d_steps = c[1].number_input(f"Sampling steps (at most {TRAJECTORY_MAX_STEPS})", 1, TRAJECTORY_MAX_STEPS,
-                                        int(dmem.get("steps", 25)), key="dn_steps")
+            d_steps = number("Sampling steps", "trajectory_steps", int(dmem.get("steps", 25)), key="dn_steps", where=c[1])
             d_go = st.form_submit_button("Compute the trajectory", type="primary")
         d_job = None
         if d_go:

@@ -17,6 +17,7 @@ from core.jobs import RESUMABLE
 from core.runs import ACTIVE, Run
 from core.study_start import BOUNDS, from_study_file, from_upload, ready, study_files, with_seeds
 from app_pages._common import confirm_pending, data_cfg, manager, poll_every, runs_of, submit_job
+from app_pages._serving import number
 
 st.title("Study")
 mgr = manager()
@@ -54,8 +55,8 @@ with st.expander("Start a study", expanded=not runs_of(KIND, state=None)):
         st.error(str(exc))
     if cfg is not None:
         c = st.columns([1, 2, 1])
-        n = c[0].number_input("Seeds", 1, BOUNDS["seeds"], min(len(cfg.seeds), BOUNDS["seeds"]), key=f"study_seeds_{source}",
-                              help=f"1 to {BOUNDS['seeds']}: every cell runs once per seed; the CI needs at least 2")
+        n = number("Seeds", "study_seeds", min(len(cfg.seeds), BOUNDS["seeds"]), key=f"study_seeds_{source}", where=c[0],
+                   help="Every cell runs once per seed; the CI needs at least 2")
         mine = c[1].checkbox("Use the dataset from the Dataset page", value=False, key="study_own",
                              help=f"instead of the study's own ({cfg.data.dataset}, profile {cfg.data.profile})")
         go = c[2].button("Start study", type="primary", key="study_go")

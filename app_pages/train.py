@@ -13,6 +13,7 @@ from core.runs import list_runs
 from core.paths import runs_dir
 from app_pages._common import (CURVE_EVERY_S, confirm_pending, job_media, poll_every, run_row, data_cfg, dataset_caption, form_memory, job_panel, manager, optional,
                                remember_form, runs_of, submit_job)
+from app_pages._serving import number
 
 st.title("Train")
 st.markdown(dataset_caption())
@@ -81,20 +82,20 @@ with tab_cfg:
         with st.form("cfg_form", enter_to_submit=False):  # Enter in a field must not start a job
             c = st.columns(3)
             preset = c[0].selectbox("Preset (model size)", presets, index=presets.index(d.get("preset", presets[0])) if d.get("preset") in presets else 0, key="cfg_preset")
-            steps = c[1].number_input("Training steps", 1, 10_000_000, int(d.get("steps", 2000)), key="cfg_steps")
-            batch = c[2].number_input("Batch size", 1, 4096, int(d.get("batch_size", 64)), key="cfg_batch")
+            steps = number("Training steps", "cfg_steps", int(d.get("steps", 2000)), key="cfg_steps", where=c[1])
+            batch = number("Batch size", "batch_size", int(d.get("batch_size", 64)), key="cfg_batch", where=c[2])
             c = st.columns(3)
             p_uncond = c[0].slider("p_uncond (label dropped, for CFG)", 0.0, 0.5, float(d.get("p_uncond", 0.1)), 0.05, key="cfg_puncond")
             sampler = c[1].selectbox("Preview sampler", SAMPLERS, index=SAMPLERS.index(d.get("preview_sampler", "dpm")) if d.get("preview_sampler") in SAMPLERS else 0, key="cfg_sampler")
-            pv_steps = c[2].number_input("Preview sampling steps", 1, 1000, int(d.get("preview_steps", 25)), key="cfg_pv_steps")
+            pv_steps = number("Preview sampling steps", "preview_steps", int(d.get("preview_steps", 25)), key="cfg_pv_steps", where=c[2])
             c = st.columns(3)
-            preview_every = c[0].number_input("Preview every (steps; 0 = at the end)", 0, 1_000_000, int(500 if d.get("preview_every") is None else d["preview_every"]), key="cfg_pv_every")
-            lr = c[1].number_input("Learning rate (empty: the preset's)", 1e-6, 1.0, d.get("lr"), format="%.5f", key="cfg_lr")
-            seed = c[2].number_input("Seed", 0, 2**31 - 1, int(d.get("seed", 0)), key="cfg_seed")
+            preview_every = number("Preview every (steps; 0 = at the end)", "preview_every", int(500 if d.get("preview_every") is None else d["preview_every"]), key="cfg_pv_every", where=c[0])
+            lr = number("Learning rate (empty: the preset's)", "cfg_lr", d.get("lr"), format="%.5f", key="cfg_lr", where=c[1])
+            seed = number("Seed", "seed", int(d.get("seed", 0)), key="cfg_seed", where=c[2])
             uniform = st.checkbox("Sample classes uniformly (instead of by their imbalanced frequency)", bool(d.get("uniform_classes", False)), key="cfg_uniform")
             c = st.columns(2)
-            cbdm_tau = c[0].number_input("CBDM τ (class-balancing regulariser, Qin et al. 2023; 0 = off)", 0.0, 10.0, float(d.get("cbdm_tau", 0.0)), 0.1,
-                                         key="cfg_cbdm_tau", help="pulls the model's prediction for a class towards its prediction for "
+            cbdm_tau = number("CBDM τ (class-balancing regulariser, Qin et al. 2023; 0 = off)", "cbdm_tau", float(d.get("cbdm_tau", 0.0)), step=0.1,
+                                         where=c[0], key="cfg_cbdm_tau", help="pulls the model's prediction for a class towards its prediction for "
                                          "another class drawn from the target distribution; costs one more forward pass per step (about 1.33×)")
             targets = list(mod.CBDM_TARGETS)
             cbdm_target = c[1].selectbox("CBDM target classes", targets, index=targets.index(d["cbdm_target"]) if d.get("cbdm_target") in targets else 0,
@@ -139,16 +140,16 @@ with tab_cls:
             budget = c[1].radio("Budget", budget_names, index=list(BUDGETS.values()).index(d["budget"]) if d.get("budget") in BUDGETS.values() else 0,
                                 key="cls_budget", help="steps: every method trains the same optimizer steps at the same batch size; "
                                                        "epochs: the same passes over each training set, so a filled set trains longer")
-            batch = c[2].number_input("Batch size", 1, 4096, int(d.get("batch_size", 128)), key="cls_batch")
+            batch = number("Batch size", "batch_size", int(d.get("batch_size", 128)), key="cls_batch", where=c[2])
             c = st.columns(3)
-            cls_steps = c[0].number_input("Optimizer steps (budget: steps)", 1, 10_000_000, int(d.get("steps") or DEFAULT_CLS_STEPS), key="cls_steps")
-            epochs = c[1].number_input("Epochs (budget: epochs)", 1, 10_000, int(d.get("epochs", 30)), key="cls_epochs")
-            seed = c[2].number_input("Seed", 0, 2**31 - 1, int(d.get("seed", 0)), key="cls_seed")
+            cls_steps = number("Optimizer steps (budget: steps)", "cls_steps", int(d.get("steps") or DEFAULT_CLS_STEPS), key="cls_steps", where=c[0])
+            epochs = number("Epochs (budget: epochs)", "epochs", int(d.get("epochs", 30)), key="cls_epochs", where=c[1])
+            seed = number("Seed", "seed", int(d.get("seed", 0)), key="cls_seed", where=c[2])
             c = st.columns(2)
             set_names = list(sets)
             choice = c[0].selectbox("Training set", set_names, index=set_names.index(d["set"]) if d.get("set") in set_names else 0, key="cls_set",
                                     help="Make more balanced sets on the Generate page (“balance the dataset”).")
-            lr = c[1].number_input("Peak learning rate", 1e-5, 10.0, float(d.get("lr", 0.1)), format="%.4f", key="cls_lr")
+            lr = number("Peak learning rate", "cls_lr", float(d.get("lr", 0.1)), format="%.4f", key="cls_lr", where=c[1])
             loss = None
             if has_loss:
                 loss = st.selectbox("Loss", losses, index=losses.index(d["loss"]) if d.get("loss") in losses else 0, key="cls_loss",

@@ -24,6 +24,7 @@ COMMANDS = {
     "novelty": "core.commands.novelty",
     "export": "core.commands.export",
     "report": "core.commands.report",
+    "app": "core.commands.app",
 }
 
 

@@ -15,6 +15,11 @@ worker thread picks it up, calls the job kind's *runner* with a :class:`JobConte
   the training loops save a checkpoint before they return.
 * Failures are captured: a ``LabError`` keeps its message, out-of-memory becomes a clear
   message with the fix, anything else keeps its traceback. The server keeps serving.
+* Sessions apart (a server shared by a class): a job records its ``owner`` (the browser
+  session that started it); ``cancel(run_id, owner=...)`` refuses another owner's job, and
+  ``limits`` (core.serving.JobLimits) caps queued-or-running jobs per owner and per server
+  before anything is created. ``admit`` lets the app refuse a config (data outside its roots)
+  first. The CLI and tests build managers without either: unlimited, as before.
 * Restart: runs found ``queued``/``running`` whose owner process is gone are marked
   ``interrupted`` on construction; ``resume()`` queues them again with ``resume=True``.
 * Runners are registered by their owner with :func:`register_runner` (``core.job_runners``
@@ -40,6 +45,7 @@ from core.callbacks import Callbacks
 from core.errors import ConfigError, LabError
 from core.paths import runs_dir
 from core.runs import ACTIVE, Run, list_runs
+from core.serving import JobLimits
 
 Runner = Callable[["JobContext"], Any]  # runner(ctx) -> optional result dict
 
@@ -163,6 +169,7 @@ class Job:
     latest_metrics: dict = field(default_factory=dict)
     latest_preview: Path | None = None
     lane: str = TRAIN_LANE
+    owner: str | None = None  # the browser session that started it (None: the CLI, a test, a resume after restart)
     cancel_event: threading.Event = field(default_factory=threading.Event)
     _samples: deque = field(default_factory=lambda: deque(maxlen=ETA_WINDOW))  # recent (time, step) progress reports
     _last_write: float = 0.0
@@ -216,6 +223,7 @@ class Job:
             "eta_s": self.eta_s,
             "error": self.error,
             "lane": self.lane,
+            "owner": self.owner,
         }
 
 
@@ -238,11 +246,18 @@ class JobManager:
         root: str | os.PathLike | None = None,
         devices: list[str] | None = None,
         runners: dict[str, Runner] | None = None,
+        limits: JobLimits | None = None,
+        owner_fn: Callable[[], str | None] | None = None,
+        admit: Callable[[str, dict], None] | None = None,
     ):
+        """``limits``: jobs allowed per owner and server (None: unlimited). ``owner_fn``: the
+        owner of a job submitted without one (the app: the current browser session). ``admit``:
+        called with (kind, config) before a job is created; it raises a LabError to refuse."""
         self.root = Path(root) if root else runs_dir()
         self.root.mkdir(parents=True, exist_ok=True)
         self.devices = list(devices or default_devices())
         self._runners = runners  # None: the module registry (registered runners + RUNNERS overrides)
+        self.limits, self._owner_fn, self._admit = limits, owner_fn, admit
         self.token = f"{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self._lock = threading.RLock()
         self._jobs: dict[str, Job] = {}
@@ -311,7 +326,21 @@ class JobManager:
         """Queued or running jobs of one lane on one device (cancelled ones are not counted)."""
         return [j for j in self._jobs.values() if j.device == device and j.lane == lane and j.active]
 
-    def submit(self, kind: str, config: dict, name: str | None = None, device: str | None = None, lane: str | None = None) -> Job:
+    def _owner(self, owner: str | None) -> str | None:
+        return owner if owner is not None or self._owner_fn is None else self._owner_fn()
+
+    def _check_limits(self, lane: str, owner: str | None) -> None:
+        """Raise ConfigError when one more ``lane`` job of ``owner`` would pass ``limits`` (hold the lock)."""
+        if self.limits is None:
+            return
+        same = [j for j in self._jobs.values() if j.active and j.lane == lane]
+        mine = len([j for j in same if owner is not None and j.owner == owner])
+        why = self.limits.refusal(lane == INTERACTIVE_LANE, mine, len(same))
+        if why:
+            raise ConfigError(*why)
+
+    def submit(self, kind: str, config: dict, name: str | None = None, device: str | None = None, lane: str | None = None,
+               owner: str | None = None) -> Job:
         """Create a run folder for ``kind`` and queue it in its lane (``lane_for`` unless given). Returns at once."""
         if self._closed:
             raise ConfigError("The job manager has been shut down.", "Restart the app.")
@@ -321,10 +350,15 @@ class JobManager:
         lane = lane or lane_for(kind, config)
         if lane not in (TRAIN_LANE, INTERACTIVE_LANE):
             raise ConfigError(f"Unknown lane '{lane}'.", f"Use '{TRAIN_LANE}' or '{INTERACTIVE_LANE}'.")
-        run = Run.create(kind, config, root=self.root, name=name)
-        return self._enqueue(run, kind, device, resume=False, lane=lane)
+        if self._admit is not None:
+            self._admit(kind, config)
+        owner = self._owner(owner)
+        with self._lock:  # the count and the enqueue together, so two sessions cannot both take the last place
+            self._check_limits(lane, owner)
+            run = Run.create(kind, config, root=self.root, name=name)
+            return self._enqueue(run, kind, device, resume=False, lane=lane, owner=owner)
 
-    def resume(self, run_id: str, device: str | None = None) -> Job:
+    def resume(self, run_id: str, device: str | None = None, owner: str | None = None) -> Job:
         """Queue an interrupted, cancelled or failed run again, continuing from its checkpoint."""
         run = Run(self.root / run_id)
         if not run.exists():
@@ -340,10 +374,15 @@ class JobManager:
         if self.runner_for(kind) is None:
             raise _no_runner(kind, self.kinds())
         config = {k: v for k, v in run.config.items() if k not in ("kind", "created")}
-        return self._enqueue(run, kind, self._pick_device(device), resume=True, lane=lane_for(kind, config))
+        if self._admit is not None:
+            self._admit(kind, config)
+        lane, owner = lane_for(kind, config), self._owner(owner)
+        with self._lock:
+            self._check_limits(lane, owner)
+            return self._enqueue(run, kind, self._pick_device(device), resume=True, lane=lane, owner=owner)
 
-    def _enqueue(self, run: Run, kind: str, device: str, resume: bool, lane: str = TRAIN_LANE) -> Job:
-        job = Job(run=run, kind=kind, device=device, resume=resume, lane=lane)
+    def _enqueue(self, run: Run, kind: str, device: str, resume: bool, lane: str = TRAIN_LANE, owner: str | None = None) -> Job:
+        job = Job(run=run, kind=kind, device=device, resume=resume, lane=lane, owner=owner)
         with self._lock:
             ahead = len(self._ahead(device, lane))
             where = f"{device}" + (" (interactive lane)" if lane == INTERACTIVE_LANE else "")
@@ -354,12 +393,19 @@ class JobManager:
         return job
 
     # -- control -----------------------------------------------------------------------
-    def cancel(self, run_id: str) -> bool:
-        """Ask a job to stop. A queued job is cancelled at once; a running one at its next check."""
+    def cancel(self, run_id: str, owner: str | None = None) -> bool:
+        """Ask a job to stop. A queued job is cancelled at once; a running one at its next check.
+
+        With ``owner`` (the app passes its browser session), a job another owner started is
+        refused with a ConfigError; without it (the CLI, shutdown) any job may be cancelled.
+        """
         with self._lock:
             job = self._jobs.get(run_id)
             if job is None or not job.active:
                 return False
+            if owner is not None and job.owner is not None and job.owner != owner:
+                raise ConfigError(f"Job {run_id} was started in another browser session; only that session can cancel it.",
+                                  "Nothing was cancelled. Ask whoever started it, or the person running the server.")
             job.cancel_event.set()
             if job.state == "queued":
                 self._finish(job, "cancelled", "cancelled before it started")
@@ -440,14 +486,16 @@ class JobManager:
         return Callbacks(on_metrics=on_metrics, on_preview=on_preview, on_progress=on_progress, should_stop=should_stop)
 
     def _finish(self, job: Job, state: str, message: str, error: str | None = None, tb: str | None = None) -> None:
-        job.state, job.message, job.error, job.traceback = state, message, error, tb
-        job.finished = time.time()
-        fields: dict[str, Any] = {"message": message, "error": error, "traceback": tb, "owner": None, "finished": job.finished}
+        finished = time.time()
+        fields: dict[str, Any] = {"message": message, "error": error, "traceback": tb, "owner": None, "finished": finished}
         if job.total:
             fields.update(step=job.step, total=job.total)
         if job.result is not None and isinstance(job.result, dict):
             fields["result"] = job.result
         job.run.set_status(state, **fields)
+        # the state last: wait() returns once the job is final, and status.json must already say so
+        job.message, job.error, job.traceback, job.finished = message, error, tb, finished
+        job.state = state
 
     def _worker(self, device: str, lane: str) -> None:
         q = self._queues[(device, lane)]
@@ -474,8 +522,12 @@ class JobManager:
         if not run.exists():
             self._finish(job, "failed", "the run folder was removed before the job started", error="run folder removed")
             return
-        job.state, job.started, job.message = "running", time.time(), "starting"
-        run.set_status("running", message="starting", owner=self.token, device=job.device, started=job.started)
+        with self._lock:  # status.json first, then the state others read: whoever sees "running" finds it on disk
+            if job.state != "queued":  # cancelled between the queue and here
+                return
+            started = time.time()
+            run.set_status("running", message="starting", owner=self.token, device=job.device, started=started)
+            job.state, job.started, job.message = "running", started, "starting"
         config = {k: v for k, v in run.config.items() if k not in ("kind", "created")}
         ctx = JobContext(run=run, config=config, callbacks=self._callbacks(job), resume=job.resume, device=job.device, job=job)
         try:

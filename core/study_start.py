@@ -9,20 +9,20 @@ restricted (``python -m core experiment --config ANY.toml``).
 from __future__ import annotations
 
 import dataclasses
-import os
 import tempfile
 from pathlib import Path
 
+from core.bounds import BOUNDS as LAB_BOUNDS
 from core.errors import ConfigError
 from core.experiment import StudyConfig
-from core.paths import PROJECT_ROOT, cache_dir
+from core.paths import PROJECT_ROOT
 
 STUDIES_DIR = PROJECT_ROOT / "studies"
 MAX_UPLOAD_BYTES = 64 * 1024  # a study file is a few hundred bytes; anything this large is not one
 
 # Upper bounds on what a study started from the app may ask for (a shared server's CPU and disk).
 # The page's help text states them.
-BOUNDS = {"seeds": 10, "methods": 16, "cfg_ws": 8, "classifiers": 3, "target": 10_000, "cfg_train.steps": 200_000,
+BOUNDS = {"seeds": int(LAB_BOUNDS["study_seeds"].hi), "methods": 16, "cfg_ws": 8, "classifiers": 3, "target": 10_000, "cfg_train.steps": 200_000,
           "classifier.steps": 200_000, "classifier.epochs": 300}
 
 
@@ -52,26 +52,12 @@ def from_upload(name: str, data: bytes) -> StudyConfig:
             raise ConfigError(exc.problem.replace(str(path), name), exc.fix and exc.fix.replace(str(path), name)) from None
 
 
-def data_roots() -> list[Path]:
-    """The folders a study started from the app may read: IMBALANCE_LAB_DATA_ROOTS (os.pathsep
-    separated) if set, else the cache folder, ../shared/data and a project data/ folder.
-    Issue 19 ("A lab a class can share") brings the lab-wide data roots; this follows its
-    defaults until that lands, and should then call it."""
-    env = os.environ.get("IMBALANCE_LAB_DATA_ROOTS")
-    if env:
-        return [Path(p).expanduser().resolve() for p in env.split(os.pathsep) if p.strip()]
-    return [cache_dir().resolve()] + [p.resolve() for p in (PROJECT_ROOT.parent / "shared" / "data", PROJECT_ROOT / "data") if p.is_dir()]
-
-
 def check_data_dir(cfg: StudyConfig, roots: list[Path] | None = None) -> None:
-    """ConfigError when the study's data folder resolves (symlinks followed) outside the data roots."""
-    if not cfg.data.data_dir:
-        return
-    path = Path(cfg.data.data_dir).expanduser().resolve()
-    roots = data_roots() if roots is None else roots
-    if not any(path == r or r in path.parents for r in roots):
-        raise ConfigError("The study's data folder is outside the data roots this server may read.",
-                          "Put the data under one of the data roots (set IMBALANCE_LAB_DATA_ROOTS), or run the study from the command line.")
+    """DataError when the study's data folder resolves (symlinks followed) outside the server's
+    data roots (core.serving, IMBALANCE_LAB_DATA_ROOTS)."""
+    from core.serving import check_data_dir as check_folder
+
+    check_folder(cfg.data.data_dir, roots)
 
 
 def check_bounds(cfg: StudyConfig) -> None:

@@ -18,6 +18,7 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
+from core import bounds
 from core.atomic import atomic_write_json, read_json
 from core.checkpoint import checkpoint_path
 from core.data.loading import DataConfig
@@ -29,7 +30,6 @@ FILE = "workspace.json"
 PARAM_NAMES = {"dataset": "dataset", "profile": "profile", "ratio": "ratio", "minority_fraction": "minority",
                "counts": "counts", "minority_order": "order", "seed": "seed", "image_size": "size",
                "data_dir": "dir", "test_fraction": "test", "subset_seed": "subset", "test_per_class": "testn"}
-INT_FIELDS = ("seed", "image_size", "subset_seed", "test_per_class")
 DUPLICATE_WINDOW_S = 60.0
 
 
@@ -46,32 +46,56 @@ def to_params(cfg: DataConfig) -> dict[str, str]:
     return out
 
 
-def from_params(params) -> DataConfig | None:
+# DataConfig field -> its range in core.bounds (every number a URL can set is bounded)
+BOUNDED = {"ratio": "ratio", "minority_fraction": "minority_fraction", "test_fraction": "test_fraction", "seed": "seed",
+           "image_size": "image_size", "subset_seed": "subset_seed", "test_per_class": "test_per_class"}
+
+
+def from_params(params, notes: list[str] | None = None) -> DataConfig | None:
     """A DataConfig from query parameters (a mapping of str -> str), or None without ``dataset``.
 
-    Unparseable values are dropped (the field keeps its default): a hand-edited URL must
-    not break the page; validation of the values themselves is the loader's job.
+    A hand-edited URL must not break the page: a number out of its range (core.bounds) is
+    clamped into it, and an unparseable or non-finite value is dropped (the field keeps its
+    default); either way a sentence saying so is appended to ``notes``. Whether the values
+    make sense together is the loader's job.
     """
     if not params or "dataset" not in params:
         return None
+    notes = [] if notes is None else notes
     kw: dict = {}
     for f in fields(DataConfig):
         key = PARAM_NAMES.get(f.name, f.name)  # a field added later still round-trips under its own name
         if key not in params:
             continue
         raw = str(params[key])
-        try:
-            if f.name == "counts":
-                kw[f.name] = [int(x) for x in raw.split(",") if x.strip()] or None
-            elif f.name in ("ratio", "minority_fraction", "test_fraction"):
-                kw[f.name] = float(raw)
-            elif f.name in INT_FIELDS:
-                kw[f.name] = int(raw)
-            else:
-                kw[f.name] = raw
-        except ValueError:
-            continue
+        if f.name == "counts":
+            kw[f.name] = _counts(raw, key, notes)
+        elif f.name in BOUNDED:
+            value, note = bounds.read(BOUNDED[f.name], raw, label=key)
+            if note:
+                notes.append(note)
+            if value is not None:
+                kw[f.name] = value
+        else:
+            kw[f.name] = raw
     return DataConfig(**kw)
+
+
+def _counts(raw: str, key: str, notes: list[str]) -> list[int] | None:
+    parts = [x for x in raw.split(",") if x.strip()]
+    if len(parts) > bounds.MAX_LIST:
+        notes.append(f"{key} has {len(parts):,} entries, more than {bounds.MAX_LIST:,}; it was ignored.")
+        return None
+    out = []
+    for x in parts:
+        value, note = bounds.read("count", x, label=key)
+        if value is None:
+            notes.append(f"{key}={raw[:40]!r} is not a list of whole numbers; it was ignored.")
+            return None
+        if note:
+            notes.append(note)
+        out.append(value)
+    return out or None
 
 
 # ---------------------------------------------------------------------------- the file

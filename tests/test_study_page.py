@@ -19,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 from core import jobs
 from core import study_progress as sp
 from core import study_start
-from core.errors import ConfigError
+from core.errors import ConfigError, LabError
 from core.experiment import StudyConfig
 from core.runs import Run
 
@@ -145,10 +145,10 @@ def test_bounds_seeds_uploads_and_data_roots(tmp_path, tiny):
     for where, ok in ((inside, True), (inside / "link", False), (outside, False)):
         cfg = StudyConfig.from_dict({**tiny.to_dict(), "data": {**tiny.data.to_dict(), "data_dir": str(where)}})
         if ok:
-            study_start.check_data_dir(cfg, [tmp_path / "roots"])
+            study_start.check_data_dir(cfg, [(tmp_path / "roots").resolve()])
         else:
-            with pytest.raises(ConfigError, match="outside the data roots"):
-                study_start.check_data_dir(cfg, [tmp_path / "roots"])
+            with pytest.raises(LabError, match="outside the data folders this server may read"):
+                study_start.check_data_dir(cfg, [(tmp_path / "roots").resolve()])
 
 
 # ----------------------------------------------------------------------------- the page

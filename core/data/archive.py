@@ -39,6 +39,10 @@ class ZipLimits:
 
 
 DEFAULT_LIMITS = ZipLimits()
+# The largest zip the app accepts as an upload, in MB: .streamlit/config.toml's server.maxUploadSize
+# must equal it (tests/test_serving.py checks). Images barely compress, so a 1 GB zip unpacks to a
+# little over 1 GB, well inside max_bytes; a larger dataset is pointed at as a folder under the data roots.
+MAX_UPLOAD_MB = 1024
 
 
 def _gb(n: int) -> str:

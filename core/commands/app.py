@@ -1,0 +1,67 @@
+"""``python -m core app``: start the Streamlit app (``make run`` calls this).
+
+On a loopback address it just starts. On any other address (``--host 0.0.0.0``), or with
+``--shared`` (a loopback address behind a reverse proxy that serves a class), every machine
+that reaches the port can use the lab, so it first prints what it exposes
+(core.serving.exposure_summary) and refuses to start unless ``IMBALANCE_LAB_DATA_ROOTS``
+names the folders the server may read.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from core import serving
+from core.errors import ConfigError
+from core.paths import PROJECT_ROOT
+
+HELP = "Start the lab's app (Streamlit) on --host:--port; a non-loopback host needs IMBALANCE_LAB_DATA_ROOTS."
+APP = PROJECT_ROOT / "app.py"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on; anything but 127.0.0.1/localhost/::1 serves other machines")
+    p.add_argument("--port", type=int, default=8501, help="port to listen on")
+    p.add_argument("--shared", action="store_true",
+                   help="serve a class through a reverse proxy on this machine: a loopback host, but treated as exposed "
+                        "(explicit data roots required, one workspace per browser session)")
+    p.add_argument("--check", action="store_true", help="print what would be exposed and check the settings, then exit without starting")
+
+
+def streamlit_command(host: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", host, "--server.port", str(port)]
+
+
+def exposed(host: str, shared: bool = False) -> bool:
+    return shared or not serving.is_loopback(host)
+
+
+def prepare(host: str, port: int, env: dict | None = None, shared: bool = False) -> list[str]:
+    """Check the settings for serving on host:port (ConfigError if they do not allow it), print
+    what an exposed server (non-loopback, or ``shared``) exposes, and return the command that starts it."""
+    env = os.environ if env is None else env
+    if not 0 < port < 65536:
+        raise ConfigError(f"Port {port} is not a TCP port.", "Pass --port between 1 and 65535, e.g. 8501.")
+    serving.JobLimits.from_env(env)  # a malformed limit is reported now, not on the first page view
+    if exposed(host, shared):
+        if not serving.roots_explicit(env):
+            raise ConfigError(
+                f"Refusing to serve on {host}" + (" for a class (--shared)" if shared else "") + ": every machine that reaches it could read the data folders, and "
+                f"{serving.ROOTS_VAR} is not set to say which ones.",
+                f"Set {serving.ROOTS_VAR} to the folders the class may use (separated by '{os.pathsep}'), e.g. "
+                f"`{serving.ROOTS_VAR}=../shared/data make run HOST={host}`; or serve on 127.0.0.1.")
+        print(serving.exposure_summary(host, port, env), flush=True)
+    return streamlit_command(host, port)
+
+
+def run(args) -> int:
+    cmd = prepare(args.host, args.port, shared=args.shared)
+    if args.check:
+        print("settings OK; would run: " + " ".join(cmd))
+        return 0
+    os.environ[serving.HOST_VAR] = args.host  # the app keeps per-session workspaces when this is not loopback
+    if exposed(args.host, args.shared):
+        os.environ[serving.SHARED_VAR] = "1"  # ... and when shared behind a proxy
+    os.execv(sys.executable, cmd)  # the server replaces this process (Ctrl-C reaches Streamlit directly)
+    return 0  # not reached
