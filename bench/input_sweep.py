@@ -16,6 +16,7 @@ import argparse
 import collections
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -36,7 +37,9 @@ def sweep(examples: int) -> dict:
     problems: dict[str, dict] = {}
     for r in rows:
         for p in r["problems"]:
-            key = p.split(": ", 1)[0] + ": " + p.split(": ", 1)[-1][:160]
+            # one row per kind of problem, not per value: "'x' is not in list", "The `value` 9 is greater ..."
+            key = re.sub(r"'.*' is not in list", "'…' is not in list", p[:200])
+            key = re.sub(r"-?\d[\d.e+-]*", "N", key)
             entry = problems.setdefault(key, {"count": 0, "example": r["inputs"], "kind": r["kind"]})
             entry["count"] += 1
     per_kind = collections.Counter(r["kind"] for r in rows)

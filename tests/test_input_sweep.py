@@ -78,6 +78,7 @@ def sweep_env(tmp_path, monkeypatch):
         from tests.helpers import cfg_run
 
         cfg_run(tmp_path / "runs", "cfg-model", "done", 10, 10)
+    _fresh.keep = {d.name for d in (tmp_path / "runs").iterdir()}
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     vsize = int(Path("/proc/self/statm").read_text().split()[0]) * resource.getpagesize()
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -94,6 +95,17 @@ def _log(kind: str, inputs: dict, problem: str | None, seconds: float) -> None:
     if LOG:
         with open(LOG, "a") as f:
             f.write(json.dumps({"kind": kind, "inputs": inputs, "problem": problem, "seconds": round(seconds, 3)}, default=repr) + "\n")
+
+
+def _fresh(root: Path) -> None:
+    """Forget what earlier examples left (their runs, the saved workspace and forms): each example's
+    pages, and so what it draws, must not depend on the examples before it."""
+    import shutil
+
+    for d in (root / "runs").iterdir():
+        if d.name not in _fresh.keep:
+            shutil.rmtree(d, ignore_errors=True)
+    (root / "cache" / "workspace.json").unlink(missing_ok=True)
 
 
 def _run(at: AppTest) -> str | None:
@@ -121,6 +133,7 @@ def _report(kind: str, inputs: dict, problems: list[str], t0: float) -> None:
 @SETTINGS
 @given(params=URL_PARAMS, page=hs.sampled_from(PAGES))
 def test_any_url_gives_a_page_never_an_exception_box(sweep_env, params, page):
+    _fresh(sweep_env)
     t0 = time.time()
     at = AppTest.from_file(APP, default_timeout=RUN_TIMEOUT)
     for k, v in params.items():
@@ -181,6 +194,7 @@ def _fill_fields(at: AppTest, draw) -> dict:
 @given(form=hs.sampled_from(FORMS), data=hs.data())
 def test_any_form_values_give_a_page_never_an_exception_box(sweep_env, form, data):
     page, submit = form
+    _fresh(sweep_env)
     t0 = time.time()
     at = AppTest.from_file(APP, default_timeout=RUN_TIMEOUT)
     inputs = {"page": page, "submit": submit}
