@@ -6,27 +6,62 @@ never a torn one. ``os.replace`` is atomic on POSIX and Windows within one files
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
+
+from core.errors import DiskFullError, LabError
+
+LOW_SPACE = 1 << 20  # bytes: a write that failed with less free space than this is taken for a full disk
+# How a full disk reads in the libraries' errors, as seen on a full 64 KiB tmpfs: open()/write()
+# raise OSError(ENOSPC); safetensors raises SafetensorError("... No space left on device (os error 28)");
+# torch.save raises RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598"),
+# which names no cause, so the disk's free space decides.
+_FULL_TEXTS = ("No space left on device", "os error 28", "Disk quota exceeded", "os error 122")
+
+
+def is_disk_full(exc: BaseException, folder: str | os.PathLike) -> bool:
+    """Whether a failed write failed for want of space (call it before deleting the partial file)."""
+    if isinstance(exc, LabError) or not isinstance(exc, Exception):
+        return False
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if any(t in str(exc) for t in _FULL_TEXTS):
+        return True
+    try:
+        return shutil.disk_usage(folder).free < LOW_SPACE
+    except OSError:
+        return False
+
+
+def disk_full_error(path: str | os.PathLike, exc: BaseException) -> DiskFullError:
+    return DiskFullError(f"The disk is full: could not write {path} ({type(exc).__name__}: {str(exc)[:200]}).",
+                         "Free space on that disk (or write to a folder on another disk) and run again; "
+                         "the file that was there before is left as it was.")
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     """Call ``write(tmp_path)`` then atomically move tmp_path onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as exc:
+        full = is_disk_full(exc, path.parent)
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if full:
+            raise disk_full_error(path, exc) from exc
         raise
     return path
 

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from core.atomic import disk_full_error, is_disk_full
 from core.errors import ConfigError
 
 
@@ -28,13 +29,24 @@ def save_checkpoint(root: str | os.PathLike, name: str, weights: dict[str, torch
     root.mkdir(parents=True, exist_ok=True)
     final, tmp, old = root / name, root / f".{name}.tmp", root / f".{name}.old"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    save_file({k: v.detach().contiguous().cpu() for k, v in weights.items()}, str(tmp / "weights.safetensors"))
-    torch.save(state, tmp / "state.pt")
-    (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))
-    for f in tmp.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
+    current = "weights.safetensors"
+    try:  # a full disk: the partial folder goes, the previous checkpoint stays, the error says so
+        tmp.mkdir()
+        save_file({k: v.detach().contiguous().cpu() for k, v in weights.items()}, str(tmp / current))
+        current = "state.pt"
+        torch.save(state, tmp / current)
+        current = "config.json"
+        (tmp / current).write_text(json.dumps(config, indent=2, default=str))
+        for f in tmp.iterdir():
+            current = f.name
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+    except Exception as exc:
+        full = is_disk_full(exc, root)
+        shutil.rmtree(tmp, ignore_errors=True)
+        if full:
+            raise disk_full_error(final / current, exc) from exc
+        raise
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
         os.replace(final, old)

@@ -38,3 +38,7 @@ class Unavailable(LabError):
 
 class Cancelled(Exception):
     """Raised when ``should_stop()`` turned true; the caller keeps what it saved before."""
+
+
+class DiskFullError(LabError):
+    """A write failed because its disk (or quota) is full; the file it replaced is left as it was."""

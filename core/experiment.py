@@ -750,8 +750,15 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, callbacks: Callbacks | None
     counts = {s: sum(1 for o in outcomes.values() if o.state == s) for s in ("ok", "failed", "unavailable", "cancelled")}
     payload = {"study": cfg.name, "budget": cfg.budget, "rows": rows, "notes": notes, "state": state, "cells": counts,
                "test_size": len(ds.test), "seconds": time.time() - t0}
-    atomic_write_json(out_dir / "results.json", payload)
-    atomic_write(out_dir / "results.csv", lambda tmp: frame.to_csv(tmp, index=False))
+    try:
+        atomic_write_json(out_dir / "results.json", payload)
+        atomic_write(out_dir / "results.csv", lambda tmp: frame.to_csv(tmp, index=False))
+    except LabError as exc:  # e.g. a full disk: the previous results stay; the status says why (if it still fits)
+        try:
+            run.set_status("failed", error=str(exc))
+        except LabError:
+            pass
+        raise
     msg = f"{state}: {counts['ok']} cells ok, {counts['failed']} failed, {counts['unavailable']} unavailable, {counts['cancelled']} cancelled"
     run.set_status(state, step=len(plan.cells), total=len(plan.cells), message=msg, cell_counts=counts,
                    error=(f"{counts['failed']} cell(s) failed; see cells in status.json" if state == "failed" else None))
