@@ -18,7 +18,7 @@ if str(ROOT) not in sys.path:  # AppTest and odd launch folders: make `core` and
 
 import streamlit as st  # noqa: E402
 
-from app_pages._common import dataset_caption, sidebar_jobs  # noqa: E402
+from app_pages._common import dataset_caption, set_page, sidebar_jobs  # noqa: E402
 
 st.set_page_config(page_title="Imbalance Lab", page_icon=":material/balance:", layout="wide")
 
@@ -31,6 +31,7 @@ PAGES = [
 ]
 
 page = st.navigation(PAGES)
+set_page(page.title)
 caption = st.sidebar.empty()
 sidebar_jobs()
 try:

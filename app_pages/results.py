@@ -8,9 +8,10 @@ import streamlit as st
 
 from core import report, viz
 from core.errors import LabError
+from core.provenance import summary_row
 from core.paths import runs_dir
 from core.runs import Run, runs_table
-from app_pages._common import data_cfg, job_panel, manager, optional, poll_every
+from app_pages._common import data_cfg, job_panel, manager, optional, page_name, poll_every
 
 def group_table(groups: pd.DataFrame, cd: pd.DataFrame) -> pd.DataFrame:
     """The groups as a readable table: mean ± std only for several seeds of one setting, the CI, steps."""
@@ -59,6 +60,9 @@ else:
         mask = shown.astype(str).apply(lambda col: col.str.contains(text, case=False, regex=False)).any(axis=1)
         shown = shown[mask]
     st.dataframe(shown.drop(columns=["path"]), hide_index=True, width="stretch")
+    with st.expander("Provenance: commit, package versions, device, and the command or page that started each run"):
+        st.dataframe(pd.DataFrame([summary_row(rid, Run(root / rid).provenance) for rid in shown["id"]]), hide_index=True, width="stretch",
+                     key="res_provenance")
     compare = st.multiselect("Compare runs (loss curves and the settings that differ)", list(shown["id"]), max_selections=6, key="res_compare")
     if compare:
         configs, curves = {}, []
@@ -183,7 +187,7 @@ with st.expander("Run a whole study (every method × classifier × seed) in the 
                 if own:
                     cfg.data = data_cfg()
                 cfg.validate()
-                job = mgr.submit("study", cfg.to_dict(), name=cfg.name)
+                job = mgr.submit("study", cfg.to_dict(), name=cfg.name, page=page_name())
                 st.session_state["res_study_job"] = job.id
             except LabError as exc:
                 st.error(str(exc))

@@ -311,8 +311,10 @@ class JobManager:
         """Queued or running jobs of one lane on one device (cancelled ones are not counted)."""
         return [j for j in self._jobs.values() if j.device == device and j.lane == lane and j.active]
 
-    def submit(self, kind: str, config: dict, name: str | None = None, device: str | None = None, lane: str | None = None) -> Job:
-        """Create a run folder for ``kind`` and queue it in its lane (``lane_for`` unless given). Returns at once."""
+    def submit(self, kind: str, config: dict, name: str | None = None, device: str | None = None, lane: str | None = None,
+               page: str | None = None) -> Job:
+        """Create a run folder for ``kind`` and queue it in its lane (``lane_for`` unless given). Returns at once.
+        ``page``: the app page that asked, recorded in the run's provenance."""
         if self._closed:
             raise ConfigError("The job manager has been shut down.", "Restart the app.")
         if self.runner_for(kind) is None:
@@ -321,7 +323,7 @@ class JobManager:
         lane = lane or lane_for(kind, config)
         if lane not in (TRAIN_LANE, INTERACTIVE_LANE):
             raise ConfigError(f"Unknown lane '{lane}'.", f"Use '{TRAIN_LANE}' or '{INTERACTIVE_LANE}'.")
-        run = Run.create(kind, config, root=self.root, name=name)
+        run = Run.create(kind, config, root=self.root, name=name, page=page, device=device)
         return self._enqueue(run, kind, device, resume=False, lane=lane)
 
     def resume(self, run_id: str, device: str | None = None) -> Job:
