@@ -135,3 +135,79 @@ def test_wheel_install_puts_data_in_the_working_directory_and_ships_the_app(sour
         assert (app / f).is_file(), f
     assert _run(bin_ / "imbalance-lab", "--version", cwd=work, env=_clean_env()) == f"imbalance-lab {core.__version__}"
     assert _run(bin_ / "python", "-c", "from importlib.metadata import version; print(version('imbalance-lab'))", cwd=work) == core.__version__
+
+
+# ------------------------------------------------------------------ reproducible installs (item 2)
+def _requirements(*files: str) -> list:
+    from packaging.requirements import Requirement
+
+    out = []
+    for f in files:
+        for line in (ROOT / f).read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                out.append(Requirement(line))
+    return out
+
+
+def _canon(name: str) -> str:
+    from packaging.utils import canonicalize_name
+
+    return canonicalize_name(name)
+
+
+def _imported_top_level(*roots: Path) -> set[str]:
+    import ast
+
+    names = set()
+    for root in roots:
+        for path in [root] if root.is_file() else sorted(root.rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+                if isinstance(node, ast.Import):
+                    names |= {a.name.split(".")[0] for a in node.names}
+                elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                    names.add(node.module.split(".")[0])
+    return names - set(sys.stdlib_module_names) - {"core", "app_pages", "__future__"}
+
+
+OPTIONAL = {"ray"}  # `pip install ray` for --ray (README); installed for the tests by requirements-test.txt
+
+
+def test_every_imported_package_is_declared():
+    from importlib.metadata import packages_distributions
+
+    dists = packages_distributions()
+    declared = {_canon(r.name) for r in _requirements("requirements.txt")}
+    imported = _imported_top_level(ROOT / "core", ROOT / "app_pages", ROOT / "app.py")
+    assert {"torch", "huggingface_hub", "tokenizers", "torch_fidelity", "sklearn", "PIL"} <= imported
+    missing = {}
+    for module in sorted(imported - OPTIONAL):
+        names = {_canon(d) for d in dists.get(module, [module])}
+        if not names & declared:
+            missing[module] = sorted(names)
+    assert not missing, f"imported but not in requirements.txt: {missing}"
+
+
+def test_constraints_pin_every_requirement_exactly_and_satisfy_the_floors():
+    """constraints.txt (make lock) pins each package to one plain PyPI version per Python; a floor
+    raised in requirements*.txt without `make lock` fails here."""
+    from packaging.markers import Marker
+
+    pins: dict[str, list[tuple[str, str | None]]] = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        spec, _, marker = line.partition(";")
+        name, sep, version = spec.strip().partition("==")
+        assert sep and version, f"not an exact pin: {line!r}"
+        assert "+" not in version, f"local build tag in the lock: {line!r}"
+        pins.setdefault(_canon(name), []).append((version, marker.strip() or None))
+    for req in _requirements("requirements.txt", "requirements-test.txt", "requirements-bench.txt"):
+        if req.marker is not None and not req.marker.evaluate():
+            continue
+        here = [v for v, m in pins.get(_canon(req.name), []) if m is None or Marker(m).evaluate()]
+        assert len(here) == 1, f"{req.name}: {len(here)} pins apply to this Python"
+        assert req.specifier.contains(here[0], prereleases=True), f"{req.name}=={here[0]} does not satisfy {req}"
+    from packaging.version import Version
+
+    assert pins["torch"] and all(Version(v) >= Version("2.5") for v, _ in pins["torch"])  # torch.OutOfMemoryError
