@@ -39,7 +39,7 @@ from typing import Any, Callable
 from core.callbacks import Callbacks
 from core.errors import ConfigError, LabError
 from core.paths import runs_dir
-from core.runs import ACTIVE, Run, list_runs
+from core.runs import ACTIVE, META_KEYS, Run, list_runs
 
 Runner = Callable[["JobContext"], Any]  # runner(ctx) -> optional result dict
 
@@ -129,7 +129,7 @@ class JobContext:
     """What a runner gets: the run folder, its config, callbacks wired to the job."""
 
     run: Run
-    config: dict  # the run's config.json without "kind"/"created"
+    config: dict  # the run's config.json without "kind", "created" and "provenance" (META_KEYS)
     callbacks: Callbacks
     resume: bool
     device: str
@@ -341,7 +341,7 @@ class JobManager:
         kind = run.kind
         if self.runner_for(kind) is None:
             raise _no_runner(kind, self.kinds())
-        config = {k: v for k, v in run.config.items() if k not in ("kind", "created")}
+        config = {k: v for k, v in run.config.items() if k not in META_KEYS}
         return self._enqueue(run, kind, self._pick_device(device), resume=True, lane=lane_for(kind, config))
 
     def _enqueue(self, run: Run, kind: str, device: str, resume: bool, lane: str = TRAIN_LANE) -> Job:
@@ -478,7 +478,7 @@ class JobManager:
             return
         job.state, job.started, job.message = "running", time.time(), "starting"
         run.set_status("running", message="starting", owner=self.token, device=job.device, started=job.started)
-        config = {k: v for k, v in run.config.items() if k not in ("kind", "created")}
+        config = {k: v for k, v in run.config.items() if k not in META_KEYS}
         ctx = JobContext(run=run, config=config, callbacks=self._callbacks(job), resume=job.resume, device=job.device, job=job)
         try:
             runner = self.runner_for(job.kind)
