@@ -1,4 +1,5 @@
-"""Guidance explorer (teaching): one class, fixed seeds, one grid row per guidance weight w."""
+"""Guidance explorer (teaching). Two tabs: a sweep (one class, fixed seeds, one grid row per
+guidance weight w) and the denoising view (one image's trajectory per w, step by step)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import viz
+from core import viz, viz_denoise
 from core.data.profiles import most_reduced_classes
 from core.errors import ConfigError, LabError
-from core.job_runners import SWEEP
+from core.job_runners import SWEEP, TRAJECTORY, TRAJECTORY_MAX_STEPS, TRAJECTORY_MAX_WS, load_trajectory
 from core.runs import Run
 from app_pages._common import (cfg_model_options, confirm_pending, data_cfg, dataset_caption, form_memory, job_panel, manager, poll_every,
                                prepared_or_stop, remember_form, runs_of, submit_job)
@@ -45,82 +46,174 @@ def _floats(text: str, what: str) -> list[float]:
     return vals
 
 
-if not models:
-    st.info(f"No trained CFG model for **{cfg_data.dataset}** yet. Train one on the **Train** page (the tiny preset takes a few minutes on a CPU), then come back.")
-else:
-    minority = most_reduced_classes(train.counts(), ds.train.counts())
-    mem = form_memory("gd_form")
-    ids = [r.id for _, r in models]
-    labels = dict((r.id, label) for label, r in models)
-    classes = list(range(len(ds.classes)))
-    with st.form("guidance_form", enter_to_submit=False):  # Enter in a field must not start a sweep
-        # the model gets a full-width row: a label like "⚠ CANCELLED, 7 of 250 steps" must never be cut off
-        model = st.selectbox("CFG model", ids, index=ids.index(mem["model"]) if mem.get("model") in ids else 0,
-                             format_func=labels.get, key="gd_model")
-        c = st.columns(2)
-        cls_default = mem["class"] if mem.get("class") in classes else (minority[0] if minority else 0)
-        cls = c[0].selectbox("Class", classes, index=cls_default, format_func=lambda i: ds.classes[i], key="gd_class")
-        n_seeds = c[1].number_input("Seeds (columns)", 1, 16, int(mem.get("seeds", 6)), key="gd_seeds")
-        ws_text = st.text_input("w values (rows; the paper's w, guidance_scale = 1 + w)", mem.get("ws", DEFAULT_WS), key="gd_ws")
-        c = st.columns(3)
-        sampler = c[0].selectbox("Sampler", SAMPLERS, index=SAMPLERS.index(mem["sampler"]) if mem.get("sampler") in SAMPLERS else 0, key="gd_sampler")
-        steps = c[1].number_input("Sampling steps", 1, 1000, int(mem.get("steps", 25)), key="gd_steps")
-        measure = c[2].number_input("Images per w for the curves (0 = grid only)", 0, 1024, int(mem.get("measure", 32)), key="gd_measure",
-                                    help="class consistency and diversity are scored by the judge CNN trained on the real balanced data; "
-                                         "near-copy rate and precision/recall against real images the model never saw")
-        go = st.form_submit_button("Run the sweep", type="primary")
-    job = None
-    if go:
-        remember_form("gd_form", {"model": model, "class": int(cls), "seeds": int(n_seeds), "ws": ws_text, "sampler": sampler,
-                                  "steps": int(steps), "measure": int(measure)})
-        try:
-            ws = _floats(ws_text, "w values")
-            if any(w < 0 for w in ws):
-                raise ConfigError("w must be >= 0 (w = 0 is plain conditional sampling).", "Remove the negative values.")
-            config = {"data": cfg_data.to_dict(), "cfg_run": model, "class_idx": int(cls), "ws": ws, "seeds": list(range(int(n_seeds))),
-                      "sampler": sampler, "steps": int(steps), "measure_n": int(measure)}
-            job = submit_job("guidance", config, name=f"class{cls}", key="gd_form")
-        except LabError as exc:
-            st.error(str(exc))
-    job = job or confirm_pending("gd_form")
-    if job is not None:
-        st.session_state["gd_job"] = job.id
+sweep_tab, denoise_tab = st.tabs(["Sweep over w", "Denoising, step by step"])
+with sweep_tab:
+    if not models:
+        st.info(f"No trained CFG model for **{cfg_data.dataset}** yet. Train one on the **Train** page (the tiny preset takes a few minutes on a CPU), then come back.")
+    else:
+        minority = most_reduced_classes(train.counts(), ds.train.counts())
+        mem = form_memory("gd_form")
+        ids = [r.id for _, r in models]
+        labels = dict((r.id, label) for label, r in models)
+        classes = list(range(len(ds.classes)))
+        with st.form("guidance_form", enter_to_submit=False):  # Enter in a field must not start a sweep
+            # the model gets a full-width row: a label like "⚠ CANCELLED, 7 of 250 steps" must never be cut off
+            model = st.selectbox("CFG model", ids, index=ids.index(mem["model"]) if mem.get("model") in ids else 0,
+                                 format_func=labels.get, key="gd_model")
+            c = st.columns(2)
+            cls_default = mem["class"] if mem.get("class") in classes else (minority[0] if minority else 0)
+            cls = c[0].selectbox("Class", classes, index=cls_default, format_func=lambda i: ds.classes[i], key="gd_class")
+            n_seeds = c[1].number_input("Seeds (columns)", 1, 16, int(mem.get("seeds", 6)), key="gd_seeds")
+            ws_text = st.text_input("w values (rows; the paper's w, guidance_scale = 1 + w)", mem.get("ws", DEFAULT_WS), key="gd_ws")
+            c = st.columns(3)
+            sampler = c[0].selectbox("Sampler", SAMPLERS, index=SAMPLERS.index(mem["sampler"]) if mem.get("sampler") in SAMPLERS else 0, key="gd_sampler")
+            steps = c[1].number_input("Sampling steps", 1, 1000, int(mem.get("steps", 25)), key="gd_steps")
+            measure = c[2].number_input("Images per w for the curves (0 = grid only)", 0, 1024, int(mem.get("measure", 32)), key="gd_measure",
+                                        help="class consistency and diversity are scored by the judge CNN trained on the real balanced data; "
+                                             "near-copy rate and precision/recall against real images the model never saw")
+            go = st.form_submit_button("Run the sweep", type="primary")
+        job = None
+        if go:
+            remember_form("gd_form", {"model": model, "class": int(cls), "seeds": int(n_seeds), "ws": ws_text, "sampler": sampler,
+                                      "steps": int(steps), "measure": int(measure)})
+            try:
+                ws = _floats(ws_text, "w values")
+                if any(w < 0 for w in ws):
+                    raise ConfigError("w must be >= 0 (w = 0 is plain conditional sampling).", "Remove the negative values.")
+                config = {"data": cfg_data.to_dict(), "cfg_run": model, "class_idx": int(cls), "ws": ws, "seeds": list(range(int(n_seeds))),
+                          "sampler": sampler, "steps": int(steps), "measure_n": int(measure)}
+                job = submit_job("guidance", config, name=f"class{cls}", key="gd_form")
+            except LabError as exc:
+                st.error(str(exc))
+        job = job or confirm_pending("gd_form")
+        if job is not None:
+            st.session_state["gd_job"] = job.id
+
+
+    @st.fragment(run_every=poll_every())
+    def sweep_view() -> None:
+        rid = st.session_state.get("gd_job") or next((r.id for r in runs_of("guidance", state=None)
+                                                      if (r.config.get("data") or {}).get("dataset") == cfg_data.dataset), None)
+        if not rid:
+            return
+        status = job_panel(rid, key="gd", show_curve=False, show_preview=False)
+        run = Run(Path(mgr.root) / rid)
+        f = run.path / SWEEP
+        if not f.exists():
+            return
+        grid = np.load(f)
+        c = run.config
+        st.caption(f"class **{ds.classes[c['class_idx']]}**, seeds {c['seeds']} (columns), sampler {c.get('sampler')}, {c.get('steps')} steps")
+        for w, row in zip(c["ws"], grid):
+            cols = st.columns([1, 6])
+            cols[0].markdown(f"w = **{w:g}**  \nscale {1 + w:g}")
+            cols[1].image(viz.image_grid(row, ncol=len(row), scale=viz.auto_scale(row.shape[-1], 96)), clamp=True)
+        metrics = run.metrics()
+        if status.get("state") == "done" and not metrics.empty and "w" in metrics:
+            cols = st.columns(2)
+            cols[0].plotly_chart(viz.guidance_curves(metrics), key=f"gd_curves_{rid}", width="stretch")
+            cols[0].caption("**Class consistency**: share the judge CNN assigns to the class asked for. "
+                            "**Diversity**: mean pairwise distance of judge features (0 = all the same image).")
+            if "near_copy_rate" in metrics:
+                cols[1].plotly_chart(viz.novelty_curves(metrics), key=f"gd_novelty_{rid}", width="stretch")
+                feats = next((f for f in metrics.get("features", []) if isinstance(f, str)), "judge CNN features")
+                n_train = metrics["n_train"].iloc[0] if "n_train" in metrics else "?"
+                cols[1].caption(f"**Near-copy rate**: share of images closer (in pixels) to one of the class's {n_train} training images than 95% "
+                                "of real images the model never saw are — high means the model copies instead of generating. "
+                                "**Precision**: how real they look; **recall**: how much of the real variety they cover "
+                                f"(k-NN manifolds on {feats}, against held-out real images).")
+            shown = [k for k in ["w", "guidance_scale", "class_consistency", "diversity", "near_copy_rate", "median_nn_relative", "precision", "recall", "n"] if k in metrics]
+            st.dataframe(pd.DataFrame(metrics)[shown], hide_index=True)
+
+
+    sweep_view()
+
+
+# --------------------------------------------------------------------------- denoising view
+DEFAULT_DENOISE_WS = "0, 2, 7.5"
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _trajectory(path: str, mtime: float) -> dict:
+    return load_trajectory(path)
 
 
 @st.fragment(run_every=poll_every())
-def sweep_view() -> None:
-    rid = st.session_state.get("gd_job") or next((r.id for r in runs_of("guidance", state=None)
+def denoise_view() -> None:
+    """The saved trajectory of the chosen (or newest) trajectory job: only read and displayed."""
+    rid = st.session_state.get("dn_job") or next((r.id for r in runs_of("trajectory", state=None)
                                                   if (r.config.get("data") or {}).get("dataset") == cfg_data.dataset), None)
     if not rid:
         return
-    status = job_panel(rid, key="gd", show_curve=False, show_preview=False)
+    status = job_panel(rid, key="dn", show_curve=False, show_preview=False)
     run = Run(Path(mgr.root) / rid)
-    f = run.path / SWEEP
+    f = run.path / TRAJECTORY
     if not f.exists():
         return
-    grid = np.load(f)
+    traj = _trajectory(str(f), f.stat().st_mtime)
     c = run.config
-    st.caption(f"class **{ds.classes[c['class_idx']]}**, seeds {c['seeds']} (columns), sampler {c.get('sampler')}, {c.get('steps')} steps")
-    for w, row in zip(c["ws"], grid):
-        cols = st.columns([1, 6])
-        cols[0].markdown(f"w = **{w:g}**  \nscale {1 + w:g}")
-        cols[1].image(viz.image_grid(row, ncol=len(row), scale=viz.auto_scale(row.shape[-1], 96)), clamp=True)
-    metrics = run.metrics()
-    if status.get("state") == "done" and not metrics.empty and "w" in metrics:
-        cols = st.columns(2)
-        cols[0].plotly_chart(viz.guidance_curves(metrics), key=f"gd_curves_{rid}", width="stretch")
-        cols[0].caption("**Class consistency**: share the judge CNN assigns to the class asked for. "
-                        "**Diversity**: mean pairwise distance of judge features (0 = all the same image).")
-        if "near_copy_rate" in metrics:
-            cols[1].plotly_chart(viz.novelty_curves(metrics), key=f"gd_novelty_{rid}", width="stretch")
-            feats = next((f for f in metrics.get("features", []) if isinstance(f, str)), "judge CNN features")
-            n_train = metrics["n_train"].iloc[0] if "n_train" in metrics else "?"
-            cols[1].caption(f"**Near-copy rate**: share of images closer (in pixels) to one of the class's {n_train} training images than 95% "
-                            "of real images the model never saw are — high means the model copies instead of generating. "
-                            "**Precision**: how real they look; **recall**: how much of the real variety they cover "
-                            f"(k-NN manifolds on {feats}, against held-out real images).")
-        shown = [k for k in ["w", "guidance_scale", "class_consistency", "diversity", "near_copy_rate", "median_nn_relative", "precision", "recall", "n"] if k in metrics]
-        st.dataframe(pd.DataFrame(metrics)[shown], hide_index=True)
+    ws, S = [float(w) for w in traj["ws"]], len(traj["timesteps"])
+    name = ds.classes[c["class_idx"]] if c["class_idx"] < len(ds.classes) else c["class_idx"]
+    st.caption(f"class **{name}**, seed {c.get('seed', 0)}, sampler {c.get('sampler')}, {S} steps, model `{c.get('cfg_run')}`. "
+               "Every column starts from the same noise x_T"
+               + (" and draws the same noise at each step" if c.get("sampler") == "ddpm" else "") + ": only guidance differs.")
+    step = st.slider("Sampler step (drag to scrub: noisy → clean)", 1, S, S if status.get("state") == "done" else 1, key=f"dn_step_{rid}") - 1
+    st.markdown(f"**{viz_denoise.step_label(traj, step)}**")
+    cols = st.columns(len(ws))
+    for k, (w, col) in enumerate(zip(ws, cols)):
+        imgs = viz_denoise.step_images(traj, k, step)
+        col.markdown(f"w = **{w:g}** · guidance_scale {1 + w:g}")
+        col.image([imgs["x_t"], imgs["x0_hat"]], caption=["x_t", "x̂₀ (predicted clean image)"])
+        col.image([imgs["eps_cond"], imgs["eps_uncond"], imgs["eps_guided"]], caption=["ε(x_t, c)", "ε(x_t)", "ε̃ (guided)"])
+        col.caption(f"‖w·(ε(x_t,c) − ε(x_t))‖ = {float(traj['guidance_norm'][k, step]):.3f}")
+    st.caption(r"x̂₀ = (x_t − √(1−ᾱ_t)·ε̃) / √ᾱ_t (Ho et al. 2020, Eq. 15). "
+               f"ε images share one scale, ±{viz_denoise.EPS_RANGE:g} (grey = 0), so a stronger ε̃ looks more saturated.")
+    st.plotly_chart(viz_denoise.guidance_norm_figure(traj, step), key=f"dn_norm_{rid}", width="stretch")
+    with st.expander("▶ Play x_t and x̂₀ through every step (plays in the browser)"):
+        st.plotly_chart(viz_denoise.trajectory_animation(traj), key=f"dn_play_{rid}", width="stretch")
 
 
-sweep_view()
+with denoise_tab:
+    st.markdown("Follow **one** image from noise to picture, once per value of w, side by side. Each step shows the noisy "
+                "x_t, the clean image x̂₀ the model predicts from it, and how guidance builds ε̃ from the conditional "
+                "ε(x_t, c) and the unconditional ε(x_t). The trajectory is computed once; the slider only shows saved steps.")
+    if not models:
+        st.info(f"No trained CFG model for **{cfg_data.dataset}** yet. Train one on the **Train** page (the tiny preset takes a few minutes on a CPU), then come back.")
+    else:
+        dmem = form_memory("dn_form")
+        d_ids = [r.id for _, r in models]
+        d_labels = dict((r.id, label) for label, r in models)
+        d_classes = list(range(len(ds.classes)))
+        d_minority = most_reduced_classes(train.counts(), ds.train.counts())
+        with st.form("denoise_form", enter_to_submit=False):
+            d_model = st.selectbox("CFG model", d_ids, index=d_ids.index(dmem["model"]) if dmem.get("model") in d_ids else 0,
+                                   format_func=d_labels.get, key="dn_model")
+            c = st.columns(3)
+            d_cls = c[0].selectbox("Class", d_classes, index=dmem["class"] if dmem.get("class") in d_classes else (d_minority[0] if d_minority else 0),
+                                   format_func=lambda i: ds.classes[i], key="dn_class")
+            d_seed = c[1].number_input("Seed (the starting noise x_T)", 0, 2**31 - 1, int(dmem.get("seed", 0)), key="dn_seed")
+            d_ws = c[2].text_input("2 or 3 values of w (columns)", dmem.get("ws", DEFAULT_DENOISE_WS), key="dn_ws")
+            c = st.columns(2)
+            d_sampler = c[0].selectbox("Sampler", SAMPLERS, index=SAMPLERS.index(dmem["sampler"]) if dmem.get("sampler") in SAMPLERS else 0,
+                                       key="dn_sampler", help="ddpm is stochastic: every column then draws the same noise at each step")
+            d_steps = c[1].number_input(f"Sampling steps (at most {TRAJECTORY_MAX_STEPS})", 1, TRAJECTORY_MAX_STEPS,
+                                        int(dmem.get("steps", 25)), key="dn_steps")
+            d_go = st.form_submit_button("Compute the trajectory", type="primary")
+        d_job = None
+        if d_go:
+            remember_form("dn_form", {"model": d_model, "class": int(d_cls), "seed": int(d_seed), "ws": d_ws, "sampler": d_sampler, "steps": int(d_steps)})
+            try:
+                ws = _floats(d_ws, "w values")
+                if not 2 <= len(ws) <= TRAJECTORY_MAX_WS:
+                    raise ConfigError(f"The denoising view compares 2 or 3 values of w; you gave {len(ws)}.", "Type two or three, e.g. 0, 2, 7.5.")
+                if any(w < 0 for w in ws):
+                    raise ConfigError("w must be >= 0 (w = 0 is plain conditional sampling).", "Remove the negative values.")
+                config = {"data": cfg_data.to_dict(), "cfg_run": d_model, "class_idx": int(d_cls), "ws": ws, "seed": int(d_seed),
+                          "sampler": d_sampler, "steps": int(d_steps)}
+                d_job = submit_job("trajectory", config, name=f"class{d_cls}-seed{d_seed}", key="dn_form")
+            except LabError as exc:
+                st.error(str(exc))
+        d_job = d_job or confirm_pending("dn_form")
+        if d_job is not None:
+            st.session_state["dn_job"] = d_job.id
+    denoise_view()

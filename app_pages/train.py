@@ -20,6 +20,14 @@ cfg_data = data_cfg()
 mgr = manager()
 
 SAMPLERS = ["dpm", "ddim", "ddpm"]
+TRACKERS = ["off", "tensorboard", "mlflow"]  # core.tracking: metrics rows also go there
+TRACKER_HELP = "TensorBoard: event files in the run folder (`tensorboard --logdir runs`); MLflow: MLFLOW_TRACKING_URI or runs/mlruns (`pip install mlflow-skinny`)"
+
+
+def _tracker(prefix: str, d: dict):
+    """The "also log metrics to" choice of a form (off by default)."""
+    i = TRACKERS.index(d["log_with"]) if d.get("log_with") in TRACKERS else 0
+    return st.selectbox("Also log metrics to", TRACKERS, index=i, key=f"{prefix}_log_with", help=TRACKER_HELP)
 
 
 def _defaults(cls) -> dict:
@@ -85,11 +93,13 @@ with tab_cfg:
             targets = list(mod.CBDM_TARGETS)
             cbdm_target = c[1].selectbox("CBDM target classes", targets, index=targets.index(d["cbdm_target"]) if d.get("cbdm_target") in targets else 0,
                                          key="cfg_cbdm_target", help="train: drawn by the training set's class frequencies; uniform: every class equally")
+            log_with = _tracker("cfg", d)
             go = st.form_submit_button("Start CFG training", type="primary")
         if go:
             values = dict(preset=preset, steps=int(steps), batch_size=int(batch), p_uncond=float(p_uncond), preview_sampler=sampler,
                           preview_steps=int(pv_steps), preview_every=int(preview_every), lr=None if lr is None else float(lr),
                           seed=int(seed), uniform_classes=bool(uniform), cbdm_tau=float(cbdm_tau), cbdm_target=cbdm_target)
+            values["log_with"] = None if log_with == "off" else log_with
             remember_form("cfg_form", values)
             try:
                 # the job keeps a copy of this tab's data config, taken now
@@ -132,10 +142,12 @@ with tab_cls:
                 loss = st.selectbox("Loss", losses, index=losses.index(d["loss"]) if d.get("loss") in losses else 0, key="cls_loss",
                                     help="ce: plain cross-entropy; reweight: classes weighted by inverse frequency; "
                                          "logit-adjust: log class priors added to the logits (Menon et al. 2021)")
+            log_with = _tracker("cls", d)
             go = st.form_submit_button("Start classifier training", type="primary")
         if go:
             method, params, set_run = sets[choice]
             values = dict(arch=arch, epochs=int(epochs), batch_size=int(batch), lr=float(lr), seed=int(seed), **({"loss": loss} if has_loss else {}))
+            values["log_with"] = None if log_with == "off" else log_with
             remember_form("cls_form", {**values, "set": choice})
             try:
                 cfg = _build(mod.ClassifierConfig, data=cfg_data, **values)

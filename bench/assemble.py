@@ -37,7 +37,7 @@ ORDER = [
     "cfg_digits", "cfg_vs_peer", "cfg_flops", "tail_cfg", "gpu_cfg_cifar",
     "quick_study", "quick_study_2026_11_28",
     "sd_tiny", "sd_not_measured",
-    "app",
+    "app", "trajectory",
 ]
 PLACEHOLDER = re.compile(r"\{\{\s*([\w.\-]+)(?::([^}]*))?\s*\}\}")
 

@@ -12,6 +12,7 @@ import importlib
 import sys
 
 from core import __version__
+from core.commands.config_file import add_verbosity, configure_logging, reparse_with_config
 from core.errors import LabError
 
 COMMANDS = {
@@ -22,12 +23,14 @@ COMMANDS = {
     "train-classifier": "core.commands.train_classifier",
     "experiment": "core.commands.experiment",
     "novelty": "core.commands.novelty",
+    "export": "core.commands.export",
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="Imbalance Lab: diffusion-based rebalancing experiments.")
     parser.add_argument("--version", action="version", version=f"imbalance-lab {__version__}")
+    add_verbosity(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in COMMANDS.items():
         try:
@@ -38,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
             raise
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         mod.add_arguments(p)
+        add_verbosity(p)
         p.set_defaults(_run=mod.run)
     return parser
 
@@ -47,8 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv == ["--version"]:  # answered before build_parser imports every command (torch and all: seconds)
         print(f"imbalance-lab {__version__}")
         return 0
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
+        args = reparse_with_config(parser, args, argv)  # --config FILE: its settings as defaults, explicit flags win
+        configure_logging(args.verbosity)
         return int(args._run(args) or 0)
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -611,7 +611,16 @@ def _novelty(ctx: _Context, generated: ImageSet, imbalanced: ImageSet, seed: int
     from core.metrics.novelty import fill_scores, held_out_from
 
     held_out, source = held_out_from(dropped_by_profile(ctx.ds.train, ctx.cfg.data_for_seed(seed)), ctx.ds.test)
-    return {**fill_scores(generated, imbalanced, held_out, extractor, seed=seed), "held_out_source": source}
+    return {**fill_scores(generated, imbalanced, held_out, extractor, seed=seed, flips=_trains_with_flips(ctx.cfg, imbalanced)),
+            "held_out_source": source}
+
+
+def _trains_with_flips(cfg: StudyConfig, train: ImageSet) -> bool:
+    """Whether the study's CFG generator sees mirrored images (CFGTrainConfig.hflip: None = RGB
+    on, grayscale off). Every fill of the study is then searched with flips, so the near-copy
+    rates of all fills are measured alike."""
+    hflip = cfg.cfg_train.get("hflip")
+    return bool(hflip) if hflip is not None else train.channels == 3
 
 
 def _train_set(ctx: _Context, spec: dict) -> ImageSet:
@@ -653,8 +662,8 @@ def _posthoc_cell(ctx: _Context, spec: dict, device: str, cb: Callbacks) -> dict
     from safetensors.torch import load_file
 
     from core.metrics.classification import classification_report
-    from core.train.classifier import ClassifierConfig
-    from core.train.losses import posthoc_adjust
+    from core.train.classifier import ClassifierConfig, save_test_logits
+    from core.train.losses import adjusted_logits
 
     src = cell_dir(ctx.root, cell_id("clf", "none", spec["classifier"], spec["seed"]))
     base, path = read_json(src / "results.json"), src / "test_logits.safetensors"
@@ -662,11 +671,15 @@ def _posthoc_cell(ctx: _Context, spec: dict, device: str, cb: Callbacks) -> dict
         raise LabError(f"posthoc-adjust needs the finished `none` run in {src} with its test logits.", "Resume the study so the `none` cell runs first.")
     t = load_file(str(path))
     tau = ClassifierConfig.from_dict(classifier_overrides(ctx.cfg, spec["classifier"])).la_tau
-    pred = posthoc_adjust(t["logits"], base["train_counts"], tau)
-    rep = classification_report(t["labels"], pred, ctx.ds.test.num_classes, base.get("minority_classes"), ctx.ds.test.classes)
+    logits = adjusted_logits(t["logits"], base["train_counts"], tau)
+    rep = classification_report(t["labels"], logits.argmax(-1), ctx.ds.test.num_classes, base.get("minority_classes"), ctx.ds.test.classes)
+    own = cell_dir(ctx.root, cell_id("clf", spec["variant"], spec["classifier"], spec["seed"]))
+    own.mkdir(parents=True, exist_ok=True)
+    save_test_logits(own, logits, t["labels"])  # its own per-image results, for the paired verdicts
     keep = ("classes", "arch", "epochs", "steps", "batch_size", "images_seen", "train_size", "epochs_run", "test_size", "train_images",
             "train_counts", "imbalanced_counts", "device", "precision")
-    return {**{k: base.get(k) for k in keep}, **rep, "loss": POSTHOC, "study_method": POSTHOC, "la_tau": tau, "adjusted_run": str(src)}
+    return {**{k: base.get(k) for k in keep}, **rep, "loss": POSTHOC, "study_method": POSTHOC, "la_tau": tau, "adjusted_run": str(src),
+            "run_dir": str(own)}
 
 
 # ------------------------------------------------------------------------- the run

@@ -7,6 +7,7 @@
     balance           core.balance.balance -> balanced.npz (a classifier job can train on it)
     guidance          core.generators.cfg.guidance_sweep (+ judge consistency/diversity, near-copy rate
                       and precision/recall vs held-out real images over w)
+    trajectory        core.diffusion.trajectory.trajectory: one image's denoising steps per w -> trajectory.npz
     study             core.experiment.run_study
 
 Importing this module registers every kind with the job manager
@@ -37,6 +38,7 @@ CLS_KIND = "classifier"
 GENERATED = "generated.npz"
 BALANCED = "balanced.npz"
 SWEEP = "sweep.npy"
+TRAJECTORY = "trajectory.npz"
 
 
 # ------------------------------------------------------------------ image sets on disk
@@ -276,6 +278,54 @@ def _novelty_scorer(cfg_run: Path, config: dict, device):
     return score
 
 
+def save_trajectory(path: str | Path, traj: dict) -> Path:
+    """A trajectory (core.diffusion.trajectory.trajectory's tensors) as one .npz, atomically."""
+    arrays = {k: (v.numpy() if isinstance(v, torch.Tensor) else np.asarray(v)) for k, v in traj.items()}
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+    return atomic_write(path, write)
+
+
+def load_trajectory(path: str | Path) -> dict[str, np.ndarray]:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path} is missing.", "Compute the trajectory again; its run folder may have been removed.")
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def run_trajectory(ctx: JobContext):
+    """One image's denoising trajectory for 1-3 values of w, saved to trajectory.npz (computed
+    once; the Guidance page's denoising view only displays it)."""
+    from core.device import resolve_device
+    from core.diffusion.samplers import model_eps_fn
+    from core.diffusion.trajectory import trajectory
+    from core.generators.cfg import load_model
+
+    c = ctx.config
+    run_dir = Path(c["cfg_run"])
+    if not run_dir.is_absolute():
+        run_dir = ctx.run.path.parent / run_dir
+    if not run_dir.exists():
+        raise DataError(f"The CFG run {run_dir.name} no longer exists.", "Pick another trained CFG run.")
+    ws = [float(w) for w in c.get("ws") or []]
+    if not 1 <= len(ws) <= TRAJECTORY_MAX_WS:
+        raise ConfigError(f"The denoising view compares 1 to {TRAJECTORY_MAX_WS} values of w, got {len(ws)}.", "Enter two or three, e.g. 0, 2, 7.5.")
+    device = resolve_device(ctx.device)
+    model, ck, _ = load_model(run_dir, device=device)
+    size = int(ck["image_size"])
+    ctx.progress(0, int(c.get("steps", 25)), "denoising")
+    traj = trajectory(model_eps_fn(model, device), int(c["class_idx"]), int(c.get("seed", 0)), (int(ck["channels"]), size, size),
+                      int(ck["null_label"]), ws, sampler=c.get("sampler", "dpm"), steps=int(c.get("steps", 25)),
+                      beta_schedule=ck.get("beta_schedule", "linear"), device=device, progress=_progress2(ctx, "denoising"),
+                      should_stop=ctx.should_stop)
+    save_trajectory(ctx.run.path / TRAJECTORY, traj)
+    return {"ws": ws, "steps": int(len(traj["timesteps"]))}
+
+
 def run_study(ctx: JobContext):
     from core import experiment
 
@@ -299,10 +349,12 @@ def run_study(ctx: JobContext):
 # Short work that must not wait behind a training (core.jobs: the training pauses between
 # steps while it runs). Stated limits: any Mixup/CutMix/oversample preview (no network);
 # a CFG or SD preview of at most PREVIEW_MAX images in all; a guidance sweep whose grid
-# holds at most SWEEP_GRID_MAX images and whose curves sample at most SWEEP_MEASURE_MAX.
+# holds at most SWEEP_GRID_MAX images and whose curves sample at most SWEEP_MEASURE_MAX;
+# a denoising trajectory of at most TRAJECTORY_MAX_WS values of w and TRAJECTORY_MAX_STEPS steps.
 PREVIEW_MAX = 64
 SWEEP_GRID_MAX = 64
 SWEEP_MEASURE_MAX = 128
+TRAJECTORY_MAX_WS, TRAJECTORY_MAX_STEPS = 3, 100  # a denoising trajectory: at most 3 columns of w, 100 sampler steps
 
 
 def generate_is_interactive(config: dict) -> bool:
@@ -318,6 +370,7 @@ def guidance_is_interactive(config: dict) -> bool:
 
 register_interactive("generate", generate_is_interactive)
 register_interactive("guidance", guidance_is_interactive)
+register_interactive("trajectory", lambda c: len(c.get("ws") or []) <= TRAJECTORY_MAX_WS and int(c.get("steps", 25)) <= TRAJECTORY_MAX_STEPS)
 
 
 DEFAULT_RUNNERS = {
@@ -326,6 +379,7 @@ DEFAULT_RUNNERS = {
     "generate": run_generate,
     "balance": run_balance,
     "guidance": run_guidance,
+    "trajectory": run_trajectory,
     "study": run_study,
 }
 

@@ -16,6 +16,7 @@ import pandas as pd
 from core.atomic import read_json
 from core.provenance import KEY as PROVENANCE
 from core.runs import list_runs
+from core.stats import describe_verdict
 from core.viz import method_label
 
 CLS_COLUMNS = ["source", "run_id", "dataset", "profile", "method", "classifier", "seed", "steps", "images_seen", "train_size", "loss",
@@ -136,8 +137,10 @@ def verdict_table(rows: pd.DataFrame) -> pd.DataFrame:
             ci = v.get("ci95")
             out.append({"study": r["study"], "method": r["method"], "classifier": r["classifier"], "vs": ref, "metric": v.get("metric"),
                         "difference": v.get("diff_mean"), "95% CI": f"[{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else "n/a (one seed)",
-                        "verdict": v.get("verdict")})
-    return pd.DataFrame(out, columns=["study", "method", "classifier", "vs", "metric", "difference", "95% CI", "verdict"])
+                        "p": v.get("p"), "p (Holm)": v.get("p_holm"), "MDE (pts)": None if v.get("mde") is None else 100 * v["mde"],
+                        "verdict": describe_verdict(v)})
+    return pd.DataFrame(out, columns=["study", "method", "classifier", "vs", "metric", "difference", "95% CI", "p", "p (Holm)", "MDE (pts)",
+                                      "verdict"])
 
 
 def classifier_results(root: str | os.PathLike | None = None) -> pd.DataFrame:

@@ -32,6 +32,7 @@ from core.provenance import record as provenance_record
 META_KEYS = ("kind", "created", PROVENANCE)  # what config.json holds besides the job's own settings
 STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 ACTIVE = ("queued", "running")
+ENDED = ("done", "failed", "cancelled", "interrupted")
 
 
 def _slug(text: str) -> str:
@@ -122,6 +123,8 @@ class Run:
         cur["updated"] = time.time()
         if self.path.exists():
             atomic_write_json(self.path / "status.json", cur)
+            if state in ENDED:
+                _track(self.path, state=state)
         return cur
 
     # -- metrics -------------------------------------------------------------------
@@ -129,6 +132,7 @@ class Run:
         row = {"time": time.time(), **row}
         with open(self.path / "metrics.jsonl", "a") as f:  # append-only; one line per write
             f.write(json.dumps(row, default=float) + "\n")
+        _track(self.path, row=row)
 
     def metrics(self) -> pd.DataFrame:
         path = self.path / "metrics.jsonl"
@@ -155,6 +159,17 @@ class Run:
 
     def exists(self) -> bool:
         return (self.path / "config.json").exists()
+
+
+def _track(path: Path, row: dict | None = None, state: str | None = None) -> None:
+    """The one tracking hook: rows and run ends go on to TensorBoard/MLflow when the run's
+    config asks for it (``log_with``; core.tracking), whatever loop wrote them."""
+    from core import tracking
+
+    if row is not None:
+        tracking.forward(path, row)
+    if state is not None:
+        tracking.finish(path, state)
 
 
 def list_runs(root: str | os.PathLike | None = None) -> list[Run]:

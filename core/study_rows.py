@@ -9,31 +9,35 @@ One row (the JSON contract of ``experiment --json``)::
     n_seeds, seeds                              the seeds that succeeded
     accuracy, balanced_accuracy, macro_f1, minority_f1   {mean, std, ci95: [lo, hi] | None}
     accuracy_binomial_hw95                      z·√(p(1−p)/n) on the test set's n images (not in ci95)
-    vs           {reference: {metric: "accuracy", diff_mean, ci95, verdict}} per compare_to entry ≠ the row
+    vs           {reference: {metric: "accuracy", diff_mean, ci95, p, p_holm, mde, test_noise, verdict}} per compare_to
+                 entry ≠ the row: a paired two-level bootstrap (seeds, then test images), Holm across the study
     per_class_f1, minority_classes, train_images, kid, fd_judge | fid, per_class_<key>   as before
 
-The CI is Student t over seeds: it covers training randomness and the choice of subset
-(each seed draws its own unless fixed_subset), not the finite test set.
+A metric's ci95 is Student t over seeds, clipped to [0, 1]: it covers training randomness and
+the choice of subset (each seed draws its own unless fixed_subset), not the finite test set.
+The verdicts carry both (core.stats.paired_bootstrap), from each cell's saved test logits.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from core.cells import CANCELLED, FAILED, OK, UNAVAILABLE
-from core.stats import binomial_halfwidth, paired, summary
+from core.stats import VERDICT_RULE, binomial_halfwidth, holm, holm_verdict, mde, paired_bootstrap, paired_t, summary
 
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "minority_f1")
-CI_NOTE = ("ci95 is a Student-t 95% interval over seeds: it covers training randomness and the choice of imbalanced subset, "
-           "not the finite test set (see accuracy_binomial_hw95). 'inconclusive' means no difference was detected, not that "
-           "the methods are equal.")
+CI_NOTE = ("ci95 is a Student-t 95% interval over seeds, clipped to [0, 1]: it covers training randomness and the choice of "
+           "imbalanced subset, not the finite test set (see accuracy_binomial_hw95). The verdicts carry both: " + VERDICT_RULE + ". "
+           "'inconclusive' means no difference was detected (mde: the smallest it could have detected), not that the methods are equal.")
 EPOCHS_NOTE = ("budget = epochs (the paper's protocol): every method trains the same number of epochs, so smaller training sets "
                "get fewer optimizer steps; compare the steps and images_seen columns before reading a gap as the method's.")
 
 
 def _msc(values: list) -> dict:
-    s = summary(values)
+    s = summary(values, bounds=(0.0, 1.0))  # every metric of a row is a rate in [0, 1]
     return {"mean": s["mean"], "std": s["std"], "ci95": s["ci95"]}
 
 
@@ -74,7 +78,7 @@ def _generation(cfg, plan, v, outcomes) -> dict:
              if (o := outcomes.get(plan.fill_id(v.fill_name, s))) is not None and o.state == OK and o.result.get("novelty")]
     if fills:  # the generated images only, against held-out real images (core.metrics.novelty)
         nov = [f["novelty"] for f in fills]
-        for k in ("near_copy_rate", "precision", "recall"):
+        for k in ("near_copy_rate", "cross_class_rate", "mirrored_rate", "feature_near_copy_rate", "precision", "recall"):
             out[k] = {**_msc([n.get(k) for n in nov]), "n_images": fills[0]["n_generated"]}
         out["near_copy_rate"]["rule"] = nov[0].get("rule")
         out["novelty_extractor"] = nov[0].get("extractor")
@@ -120,14 +124,53 @@ def make_row(cfg, plan, v, clf, outcomes, test_size: int) -> dict:
     row["kid"] = None
     row.update(_generation(cfg, plan, v, outcomes))
     row["_acc"] = {s: r["accuracy"] for s, r in zip(seeds, rs)}  # per-seed accuracy for the paired comparisons (dropped below)
+    row["_correct"] = _correctness(seeds, rs)  # per-seed per-image correctness, or None (dropped below)
     return row
 
 
+def _correctness(seeds: list[int], rs: list[dict]) -> dict | None:
+    """{seed: (correct bool vector, labels)} from each run's test_logits.safetensors, or None
+    when any is missing (a study from before they were saved: the verdicts fall back to a
+    paired t over seeds and say so)."""
+    from safetensors.torch import load_file
+
+    out = {}
+    for s, r in zip(seeds, rs):
+        path = Path(r.get("run_dir") or "") / "test_logits.safetensors"
+        if not r.get("run_dir") or not path.is_file():
+            return None
+        try:
+            t = load_file(str(path))
+        except Exception:  # unreadable: treat like missing, the fallback says so
+            return None
+        labels = t["labels"].numpy()
+        out[s] = (t["logits"].argmax(-1).numpy() == labels, labels)
+    return out
+
+
+def _compare(r: dict, other: dict) -> dict:
+    """One paired comparison of accuracy (before Holm): the bootstrap from per-image results, or
+    the paired t over seeds where a row lacks them."""
+    a, b = r.get("_correct"), other.get("_correct")
+    common = sorted(set(r["_acc"]) & set(other["_acc"]))
+    if a is not None and b is not None and common and all(len(a[s][0]) == len(b[s][0]) for s in common):
+        labels_equal = all(np.array_equal(a[s][1], a[common[0]][1]) for s in common)
+        p = paired_bootstrap({s: a[s][0] for s in common}, {s: b[s][0] for s in common}, labels_equal=labels_equal)
+        return {"metric": "accuracy", "diff_mean": p["diff_mean"], "ci95": p["ci95"], "p": p["p"], "se": p["se"], "n": p["n"],
+                "test_noise": True}
+    p = paired_t(r["_acc"], other["_acc"])
+    return {"metric": "accuracy", "diff_mean": p["diff_mean"], "ci95": p["ci95"], "p": p["p"], "se": p["se"], "n": p["n"],
+            "test_noise": False}
+
+
 def add_comparisons(rows: list[dict], compare_to: list[str]) -> list[str]:
-    """vs[ref] = paired difference of accuracy on the seeds both rows have (same classifier):
-    mean of d_s = acc_s − ref_s, its Student-t 95 % CI and the verdict (core.stats.paired)."""
+    """vs[ref]: the paired difference of accuracy against each reference on the seeds both rows
+    have (same classifier): diff_mean, a 95 % interval, the two-sided p, p_holm (Holm across
+    every comparison of the study), mde (the smallest difference it could have detected at 80 %
+    power) and the verdict, which follows p_holm."""
     missing = set()
     by = {(r["method"], r["classifier"]): r for r in rows}
+    entries = []
     for r in rows:
         r["vs"] = {}
         for ref in compare_to:
@@ -137,10 +180,18 @@ def add_comparisons(rows: list[dict], compare_to: list[str]) -> list[str]:
             if other is None:
                 missing.add(ref)
                 continue
-            p = paired(r["_acc"], other["_acc"])
-            r["vs"][ref] = {"metric": "accuracy", "diff_mean": p["diff_mean"], "ci95": p["ci95"], "verdict": p["verdict"]}
+            r["vs"][ref] = _compare(r, other)
+            entries.append(r["vs"][ref])
+    adjusted = holm([e["p"] for e in entries])
+    m = sum(p is not None for p in adjusted)
+    for e, ph in zip(entries, adjusted):
+        e["p_holm"] = ph
+        se = e.pop("se")
+        e["mde"] = mde(se, m) if ph is not None else None
+        e["verdict"] = holm_verdict(e["diff_mean"], ph)
     for r in rows:
         r.pop("_acc")
+        r.pop("_correct", None)
     return [f"compare_to names '{m}', which is not a row of this study: no comparison against it." for m in sorted(missing)]
 
 
@@ -169,6 +220,7 @@ def rows_frame(rows: list[dict]) -> pd.DataFrame:
         f["accuracy_binomial_hw95"] = r["accuracy_binomial_hw95"]
         for ref, c in r["vs"].items():
             f[f"vs_{ref}_diff"], f[f"vs_{ref}_verdict"] = c["diff_mean"], c["verdict"]
+            f[f"vs_{ref}_p_holm"], f[f"vs_{ref}_mde"] = c.get("p_holm"), c.get("mde")
         for key in ("fid", "fd_judge"):
             if r.get(key):
                 f[f"{key}_mean"], f[f"{key}_std"], f[f"{key}_n_images"] = r[key]["mean"], r[key]["std"], r[key]["n_images"]

@@ -38,3 +38,18 @@ def cfg_run(root, name: str, state: str, step: int, total: int, checkpoint: bool
         save_checkpoint(run.checkpoints, "latest", {"w": torch.zeros(1)}, {"step": step}, {})
     time.sleep(1.01)  # run ids carry a one-second timestamp: keep the creation order visible
     return run
+
+
+def tiny_cfg_checkpoint(run, classes: int = 10, channels: int = 1, image_size: int = 16, seed: int = 0):
+    """A real (untrained, seeded) tiny-preset CFG checkpoint in ``run``'s checkpoints/latest, in the
+    format core.generators.cfg.load_model reads: enough to sample from in a test."""
+    from core.checkpoint import save_checkpoint
+    from core.nets.unet import build_unet
+
+    torch.manual_seed(seed)
+    model = build_unet("tiny", classes, channels, image_size)
+    config = {"kind": "cfg", "model": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(model.config).items() if not k.startswith("_")},
+              "classes": [str(i) for i in range(classes)], "channels": channels, "image_size": image_size, "null_label": classes,
+              "train_counts": [10] * classes, "beta_schedule": "linear"}
+    save_checkpoint(run.checkpoints, "latest", {f"model.{k}": v for k, v in model.state_dict().items()}, {"step": 1}, config)
+    return run

@@ -5,6 +5,7 @@ import math
 import os
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -78,6 +79,10 @@ def test_tiny_study_end_to_end_then_resumes(lab_env, capsys, monkeypatch):
         # compare_to = ["none", "oversample"], except against itself
         assert set(r["vs"]) == {"none", "oversample"} - {r["method"]}
         assert all(v["metric"] == "accuracy" and v["verdict"] in ("better", "worse", "inconclusive") for v in r["vs"].values())
+        # every cell saved its test logits, so the verdicts carry test-set noise (two-level bootstrap) and Holm over the study
+        for v in r["vs"].values():
+            assert v["test_noise"] is True and v["n"] == 2 and v["p_holm"] >= v["p"] and v["mde"] is not None
+            assert v["verdict"] == ("inconclusive" if v["p_holm"] >= 0.05 else "better" if v["diff_mean"] > 0 else "worse")
         p = r["accuracy"]["mean"]
         assert r["accuracy_binomial_hw95"] == pytest.approx(1.959964 * math.sqrt(p * (1 - p) / 360), rel=1e-5)
     assert {n: rows[n]["train_size"] for n in ("none", "oversample", "reweight", "logit-adjust", "posthoc-adjust")} == \
@@ -95,6 +100,8 @@ def test_tiny_study_end_to_end_then_resumes(lab_env, capsys, monkeypatch):
     assert (combo["fill"], combo["loss"], combo["w"]) == ("cfg", "logit-adjust", 0.1)
     # novelty of the generated images only: oversampled images are exact copies of training images
     assert rows["oversample"]["near_copy_rate"]["mean"] == 1.0 and rows["oversample"]["near_copy_rate"]["n_images"] == 400 - 137
+    # digits are grayscale: no flips searched; oversampled copies are of their own class
+    assert rows["oversample"]["cross_class_rate"]["mean"] == 0.0 and rows["oversample"]["mirrored_rate"]["mean"] == 0.0
     assert rows["cfg@w=0.1"]["near_copy_rate"]["n_images"] == 400 - 137 and "near_copy_rate" not in rows["none"]
     assert "near_copy_rate" not in combo and "near_copy_rate_mean" in (out_dir / "results.csv").read_text().splitlines()[0]
     # the CFG fill
@@ -298,7 +305,8 @@ def test_a_failing_cell_fails_its_row_and_the_exit_status_then_resume_reruns_it(
     assert bad["state"] == "failed" and bad["n_seeds"] == 0 and set(bad["errors"]) == {"0", "1"}
     assert "generator exploded" in bad["errors"]["0"] and bad["accuracy"]["mean"] is None
     assert rows["none"]["state"] == rows["mixup"]["state"] == "ok" and rows["mixup"]["n_seeds"] == 2
-    assert rows["mixup"]["vs"]["oversample"] == {"metric": "accuracy", "diff_mean": None, "ci95": None, "verdict": "n/a"}  # no seed to pair
+    assert rows["mixup"]["vs"]["oversample"] == {"metric": "accuracy", "diff_mean": None, "ci95": None, "p": None, "p_holm": None,
+                                                 "mde": None, "n": 0, "test_noise": False, "verdict": "n/a"}  # no seed to pair
     assert rows["mixup"]["vs"]["none"]["diff_mean"] is not None
     status = json.loads((lab_env / "f" / "status.json").read_text())
     assert status["state"] == "failed" and status["cells"]["fill__oversample__seed0"]["state"] == "failed"
@@ -337,13 +345,21 @@ def test_paired_verdicts_on_constructed_numbers():
     notes = add_comparisons(rows, ["none", "oversample"])
     vs = {r["method"]: r["vs"].get("none") for r in rows}
     assert rows[0]["vs"] == {} and notes and "oversample" in notes[0]
-    # a − none = 0.10, 0.11, 0.12: mean 0.11, sd 0.01, t_{0.975,2} = 4.3027 -> ± 4.3027·0.01/√3 = 0.02484
+    # Without per-image results these rows fall back to a paired t over seeds, then Holm over the 3 comparisons that have a p.
+    # a − none = 0.10, 0.11, 0.12: mean 0.11, sd 0.01, t_{0.975,2} = 4.3027 -> ± 4.3027·0.01/√3 = 0.02484; t = 19.05, p = 0.002744
     assert vs["a"]["diff_mean"] == pytest.approx(0.11) and vs["a"]["ci95"] == pytest.approx([0.11 - 0.024841, 0.11 + 0.024841], abs=1e-5)
     assert vs["a"]["verdict"] == "better" and vs["a"]["metric"] == "accuracy"
-    assert set(vs["a"]) == {"metric", "diff_mean", "ci95", "verdict"}
-    # b − none = −0.01 each seed: sd 0, CI [−0.01, −0.01] excludes 0
-    assert vs["b"]["verdict"] == "worse" and vs["b"]["diff_mean"] == pytest.approx(-0.01)
-    # c − none = 0.05, −0.05, 0.02: mean 0.00667, sd 0.0513 -> ± 0.1274 covers 0
+    assert set(vs["a"]) == {"metric", "diff_mean", "ci95", "p", "p_holm", "mde", "n", "test_noise", "verdict"}
+    assert vs["a"]["test_noise"] is False
+    # b − none = −0.01 each seed: sd 0 (up to rounding), p ≈ 0 -> Holm 3·p ≈ 0 -> worse
+    assert vs["b"]["verdict"] == "worse" and vs["b"]["diff_mean"] == pytest.approx(-0.01) and vs["b"]["p_holm"] < 1e-6
+    # Holm, m = 3: b (0) first, then a: 2·0.002744 = 0.005488, then c: max(0.005488, 1·p_c)
+    assert vs["a"]["p_holm"] == pytest.approx(2 * 0.002744, rel=1e-3)
+    # c − none = 0.05, −0.05, 0.02: mean 0.00667, sd 0.0513 -> ± 0.1274 covers 0; t = 0.225, p = 0.843
     assert vs["c"]["verdict"] == "inconclusive" and vs["c"]["ci95"][0] < 0 < vs["c"]["ci95"][1]
-    # one shared seed: no CI, no verdict
-    assert vs["d"] == {"metric": "accuracy", "diff_mean": pytest.approx(0.15), "ci95": None, "verdict": "n/a"}
+    assert vs["c"]["p_holm"] == pytest.approx(0.843, abs=0.002)
+    # its MDE at 80 % power, Bonferroni level 0.05/3: (z_{1-0.05/6} + z_0.8)·sd/√3
+    assert vs["c"]["mde"] == pytest.approx((2.393980 + 0.841621) * 0.051316 / np.sqrt(3), rel=1e-3)
+    # one shared seed: no CI, no p, no verdict
+    assert vs["d"]["diff_mean"] == pytest.approx(0.15) and vs["d"]["ci95"] is None and vs["d"]["p"] is None
+    assert vs["d"]["verdict"] == "n/a" and vs["d"]["mde"] is None

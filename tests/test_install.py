@@ -170,7 +170,7 @@ def _imported_top_level(*roots: Path) -> set[str]:
     return names - set(sys.stdlib_module_names) - {"core", "app_pages", "__future__"}
 
 
-OPTIONAL = {"ray"}  # `pip install ray` for --ray (README); installed for the tests by requirements-test.txt
+OPTIONAL = {"ray", "mlflow"}  # `pip install ray` (--ray), `pip install mlflow-skinny` (--log-with mlflow); both in requirements-test.txt
 
 
 def test_every_imported_package_is_declared():

@@ -154,3 +154,47 @@ def test_novelty_cli_refuses_unknown_class_folders(tmp_path, capsys):
     (tmp_path / "imgs" / "zebra").mkdir(parents=True)
     assert main(["novelty", "--dataset", "digits", "--images", str(tmp_path / "imgs"), "--extractor", "none", "--json"]) == 2
     assert "match no class" in capsys.readouterr().err
+
+
+# ---------------------------------------------------- issue 17 item 5: across classes and flips
+def test_a_copy_filed_under_another_class_is_a_near_copy():
+    train, held = _gauss_set(40, seed=11), _gauss_set(60, seed=12)
+    src = train.images[40:50]  # ten class-b training images ...
+    noisy = (src.float() + 2.0 * torch.randn(src.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 255).round().to(torch.uint8)
+    gen = ImageSet(noisy, torch.zeros(10, dtype=torch.long), list(CLASSES))  # ... slightly noisy, filed under class a
+    out = nv.novelty(gen, train, held, extractor=_PixelExtractor(), per_sample=True)
+    assert out["near_copy_rate"] == 1.0 and out["cross_class_rate"] == 1.0 and out["mirrored_rate"] == 0.0
+    assert out["feature"]["near_copy_rate"] == 1.0 and out["feature"]["cross_class_rate"] == 1.0
+    assert [s["neighbour_class"] for s in out["samples"]] == ["b"] * 10
+    assert [s["neighbour_index"] for s in out["samples"]] == list(range(40, 50))
+    e = out["per_class"]["a"]
+    assert e["cross_class_copies"] == 10 and e["neighbour_classes"] == {"b": 10}
+    # the nearest image shown beside a preview is that class-b image, named as such
+    nn = nv.nearest_training(gen.subset(torch.tensor([0])), train, held)
+    assert nn[0]["train_index"] == 40 and nn[0]["neighbour_class"] == "b" and nn[0]["near_copy"] is True
+
+
+def test_a_mirrored_copy_is_a_near_copy_when_the_generator_trained_with_flips():
+    train, held = _gauss_set(40, seed=13), _gauss_set(60, seed=14)
+    mirrored = ImageSet(train.images[:8].flip(-1), train.labels[:8], list(CLASSES))
+    without = nv.novelty(mirrored, train, held)
+    assert without["near_copy_rate"] < 0.3  # a mirror image of noise is far from the image itself
+    out = nv.novelty(mirrored, train, held, flips=True, per_sample=True)
+    assert out["near_copy_rate"] == 1.0 and out["mirrored_rate"] == 1.0 and out["cross_class_rate"] == 0.0 and out["flips"] is True
+    assert all(s["mirrored"] and s["distance"] == 0.0 for s in out["samples"])
+    assert "horizontal flips" in out["rule"]
+    assert out["per_class"]["a"]["mirrored_copies"] == 8
+    nn = nv.nearest_training(mirrored.subset(torch.tensor([2])), train, held, flips=True)
+    assert nn[0]["mirrored"] is True and torch.equal(nn[0]["image"], mirrored.images[2])
+
+
+def test_digits_class9_copies_filed_under_class0_are_caught():
+    # the case the issue measured at 0.00 with the same-class search
+    cfg = DataConfig(dataset="digits", profile="paper")
+    train, held, _ = nv.held_out_split(cfg)
+    nines = train.images[train.labels == 9][:20]
+    noisy = (nines.float() + 3.0 * torch.randn(nines.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 255).round().to(torch.uint8)
+    gen = ImageSet(noisy, torch.zeros(len(nines), dtype=torch.long), list(train.classes))
+    out = nv.novelty(gen, train, held)
+    assert out["near_copy_rate"] >= 0.9 and out["cross_class_rate"] == out["near_copy_rate"]
+    assert out["per_class"]["0"]["neighbour_classes"] == {"9": 20}

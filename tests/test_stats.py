@@ -37,3 +37,91 @@ def test_verdicts_on_constructed_numbers():
 def test_binomial_halfwidth_by_hand():
     assert binomial_halfwidth(0.9, 360) == pytest.approx(1.959963984540054 * math.sqrt(0.09 / 360))
     assert binomial_halfwidth(0.9, 0) is None
+
+
+# ------------------------------------------------------------------ verdicts with power (issue 17 item 3)
+import numpy as np  # noqa: E402
+
+from core.stats import describe_verdict, holm, holm_verdict, mde, paired_bootstrap, paired_t  # noqa: E402
+
+
+def test_holm_on_known_pvalues():
+    # sorted 0.005, 0.01, 0.03, 0.04 (m = 4): 4·0.005 = 0.02, 3·0.01 = 0.03, 2·0.03 = 0.06, max(0.06, 1·0.04) = 0.06
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    # None does not count towards m: m = 2 -> 2·0.02 = 0.04, max(0.04, 0.5) = 0.5; and a cap at 1
+    assert holm([None, 0.5, 0.02]) == [None, pytest.approx(0.5), pytest.approx(0.04)]
+    assert holm([0.6, 0.7]) == pytest.approx([1.0, 1.0])
+    assert holm([]) == []
+
+
+def test_holm_verdict_follows_the_adjusted_p():
+    assert holm_verdict(0.02, 0.049) == "better"
+    assert holm_verdict(-0.02, 0.01) == "worse"
+    assert holm_verdict(0.02, 0.051) == "inconclusive"
+    assert holm_verdict(None, None) == "n/a"
+
+
+def test_mde_by_hand():
+    # (z_0.975 + z_0.80)·SE = (1.959964 + 0.841621)·0.01
+    assert mde(0.01) == pytest.approx(0.0280159, abs=1e-6)
+    # four comparisons: Bonferroni level 0.05/4, z_{1-0.00625} = 2.497705
+    assert mde(0.01, m=4) == pytest.approx((2.497705 + 0.841621) * 0.01, abs=1e-6)
+    assert mde(None) is None
+
+
+def test_describe_verdict_states_what_it_could_have_detected():
+    assert describe_verdict({"verdict": "inconclusive", "mde": 0.041, "p_holm": 0.3}) == "inconclusive (could not detect < 4.1 pts)"
+    assert describe_verdict({"verdict": "better", "mde": 0.02, "p_holm": 0.0012}) == "better (p_holm = 0.0012)"
+    assert describe_verdict({"verdict": "n/a"}) == "n/a" and describe_verdict(None) == "–"
+
+
+def test_bootstrap_identical_methods_give_p_one():
+    rng = np.random.default_rng(0)
+    c = {s: rng.random(300) < 0.8 for s in range(3)}
+    r = paired_bootstrap(c, c, n_boot=500)
+    assert r["diff_mean"] == 0 and r["p"] == 1.0 and r["ci95"] == [0.0, 0.0] and r["se"] == 0.0
+
+
+def test_bootstrap_a_clear_lead_gets_the_smallest_p():
+    # method right on all 200 images; reference wrong on every 10th: +0.1 on every seed
+    ref = {s: np.arange(200) % 10 != 0 for s in range(3)}
+    met = {s: np.ones(200, bool) for s in range(3)}
+    r = paired_bootstrap(met, ref, n_boot=999)
+    assert r["diff_mean"] == pytest.approx(0.1)
+    assert r["p"] == pytest.approx(2 / 1000)  # no replicate reaches 0: p = 2·(0+1)/(B+1)
+    assert r["n"] == 3 and r["seeds"] == [0, 1, 2]
+
+
+def test_bootstrap_carries_test_set_noise():
+    # one seed: the spread is the test set's alone. 40 of 400 images differ (+1): SE = sqrt(0.1·0.9/400) = 0.015
+    met = {0: np.ones(400, bool)}
+    ref = {0: np.arange(400) % 10 != 0}
+    r = paired_bootstrap(met, ref, n_boot=4000)
+    assert r["se"] == pytest.approx(0.015, rel=0.08)
+    # the seed-only paired t sees no spread at all in a constant lead; the bootstrap does
+    assert paired_t({0: 1.0, 1: 1.0}, {0: 0.9, 1: 0.9})["se"] == 0
+
+
+def test_bootstrap_carries_seed_noise():
+    # three seeds whose differences are 0.0, 0.1, 0.2 on 1000 images each, images shared.
+    # Seed level alone: population sd of {0, .1, .2} = 0.08165, /sqrt(3) = 0.04714; test noise adds a little.
+    N = 1000
+    ref = {s: np.zeros(N, bool) for s in range(3)}
+    met = {s: np.arange(N) < int(N * 0.1 * s) for s in range(3)}
+    r = paired_bootstrap(met, ref, n_boot=4000)
+    assert r["diff_mean"] == pytest.approx(0.1)
+    assert 0.047 * 0.9 < r["se"] < 0.047 * 1.25
+    assert r["p"] > 0.01  # 0 is reached whenever all three draws are seed 0 (1/27 of replicates, both tails counted)
+
+
+def test_paired_t_fallback_by_hand():
+    # diffs 0.10, 0.11, 0.12: t = 0.11 / (0.01/sqrt 3) = 19.05, df 2 -> p = 0.002744
+    r = paired_t({0: 0.90, 1: 0.92, 2: 0.94}, {0: 0.80, 1: 0.81, 2: 0.82})
+    assert r["p"] == pytest.approx(0.002744, rel=1e-3) and r["se"] == pytest.approx(0.01 / np.sqrt(3))
+    assert paired_t({0: 0.9, 1: 0.9}, {0: 0.8, 1: 0.8})["p"] == 0.0  # a constant lead
+    assert paired_t({0: 0.9}, {0: 0.8})["p"] is None
+
+
+def test_summary_interval_stays_inside_the_bounds():
+    s = summary([0.98, 1.0, 0.90], bounds=(0.0, 1.0))
+    assert s["ci95"][1] == 1.0 and s["ci95"][0] == pytest.approx(0.96 - 4.302653 * 0.052915 / np.sqrt(3), abs=1e-4)

@@ -42,3 +42,28 @@ def data_config(args: argparse.Namespace) -> DataConfig:
         seed=args.seed,
         test_fraction=args.test_fraction,
     )
+
+
+DATA_FLAGS = ("dataset", "data_dir", "image_size", "profile", "ratio", "minority_fraction", "counts", "minority_order", "seed", "test_fraction")
+
+
+def data_defaults(data: dict) -> dict:
+    """A saved ``data`` config -> the data flags' defaults (``--config``)."""
+    return {k: data[k] for k in DATA_FLAGS if k in data}
+
+
+def data_dict(args: argparse.Namespace) -> dict:
+    """The data config as a dict: a --config file's ``data`` (settings without a flag too), the flags over it."""
+    flags = {k: v for k, v in data_config(args).to_dict().items() if k in DATA_FLAGS}
+    return {**((getattr(args, "config_dict", None) or {}).get("data") or {}), **flags}
+
+
+def add_tracking_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--log-with", default=None, choices=["tensorboard", "mlflow", "none"],
+                   help="also send the metrics to TensorBoard (event files in the run folder) or MLflow (MLFLOW_TRACKING_URI, "
+                        "else runs/mlruns; needs `pip install mlflow-skinny`); default: off")
+
+
+def log_with(args: argparse.Namespace) -> str | None:
+    """--log-with as a config value: None for none/absent."""
+    return None if args.log_with in (None, "none") else args.log_with

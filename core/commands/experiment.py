@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
+from core.commands.common import add_tracking_argument, log_with
+
 HELP = "Run a study (methods × classifiers × seeds) from --preset or --config and write results.csv/results.json."
 
 
@@ -30,10 +32,12 @@ def add_arguments(p) -> None:
     where.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                        help="run cells as Ray tasks: a local instance, or the cluster at ADDRESS (needs `pip install ray`)")
     p.add_argument("--json", action="store_true", help='print {"rows": [...]} as one JSON object on stdout (progress goes to stderr)')
+    add_tracking_argument(p)
 
 
 def run(args) -> int:
-    from core.callbacks import Callbacks
+    from core.atomic import read_json
+    from core.callbacks import Callbacks, ProgressBar
     from core.errors import ConfigError
     from core.experiment import StudyConfig, load_results, preset, run_study
 
@@ -56,10 +60,19 @@ def run(args) -> int:
         d["methods"] = [m.strip() for m in args.methods.split(",") if m.strip()]
     if args.device:
         d["device"] = args.device
+    saved = read_json(f"{args.out}/config.json") or {}
+    # every CFG and classifier training of the study logs to the tracker; without --log-with, as the study was made
+    tracker = log_with(args) if args.log_with is not None else (saved.get("classifier") or {}).get("log_with") if saved.get("kind") == "study" else None
+    if tracker is not None:
+        d["classifier"] = {**d["classifier"], "log_with": tracker}
+        d["cfg_train"] = {**d["cfg_train"], "log_with": tracker}
     cfg = StudyConfig.from_dict(d)
+    bar = ProgressBar("experiment", unit="cell", disable=args.verbosity < 0)
 
     def progress(done, total, msg=""):
-        print(f"[{done}/{total} cells] {msg}", file=sys.stderr, flush=True)
+        bar(done, total, msg)
+        if args.verbosity > 0:
+            bar.write(f"[{done}/{total} cells] {msg}", file=sys.stderr)
 
     from core.executors import executor_for
 
@@ -69,6 +82,7 @@ def run(args) -> int:
     try:
         run_study(cfg, args.out, Callbacks(on_progress=progress), executor=executor)
     finally:
+        bar.close()
         if hasattr(executor, "shutdown"):
             executor.shutdown()
     res = load_results(args.out)
@@ -102,6 +116,8 @@ def _pm(x: dict | None, scale: float = 100.0, nd: int = 1) -> str:
 def render_table(rows: list[dict]) -> str:
     """A markdown table of the rows (what BENCHMARKS.md holds): mean ± std over seeds, the
     Student-t 95 % CI, the paired verdicts against every reference, steps and images seen."""
+    from core.stats import describe_verdict
+
     gen_key = next((k for r in rows for k in ("fid", "fd_judge") if r.get(k)), None)
     labels = {"fid": "FID", "fd_judge": "FD (judge CNN features)"}
     order = [r["method"] for r in rows]
@@ -121,7 +137,7 @@ def render_table(rows: list[dict]) -> str:
                  _pm(r["accuracy"]), _ci(r["accuracy"]), f"± {hw * 100:.1f}" if hw is not None else "–", _pm(r["macro_f1"]), _pm(r["minority_f1"])]
         for ref in refs:
             c = r.get("vs", {}).get(ref)
-            cells.append("–" if not c or c["diff_mean"] is None else f"{c['diff_mean'] * 100:+.1f} {_ci({'ci95': c['ci95']})} {c['verdict']}")
+            cells.append("–" if not c or c["diff_mean"] is None else f"{c['diff_mean'] * 100:+.1f} {_ci({'ci95': c['ci95']})} {describe_verdict(c)}")
         if gen_key:
             cells.append(_pm(r.get(gen_key), 1.0, 2))
         out.append("| " + " | ".join(cells) + " |")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 from core.commands.common import add_data_arguments, data_config
@@ -18,7 +19,21 @@ def add_arguments(p) -> None:
     p.add_argument("--extractor", default="auto", choices=["auto", "inception", "judge", "none"],
                    help="features for the feature-space distances and precision/recall: auto = Inception-v3 when its weights exist, else the judge CNN; none = pixel space only")
     p.add_argument("--k", type=int, default=3, help="neighbours k of the precision/recall manifolds (Kynkäänniemi et al. 2019)")
+    p.add_argument("--flips", action=argparse.BooleanOptionalAction, default=None,
+                   help="also search the horizontal flips of the training images (default: as the --run's generator trained, "
+                        "else on for RGB data, off for grayscale)")
+    p.add_argument("--per-sample", action="store_true", help="with --json: each image's nearest neighbour (class, index, mirrored, distance)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _flips(args, channels: int) -> bool:
+    """--flips, else the run's generator (hflip: None = on for RGB), else on for RGB data."""
+    from core.atomic import read_json
+
+    if args.flips is not None:
+        return args.flips
+    hflip = ((read_json(f"{args.run}/config.json") or {}).get("hflip") if args.run else None)
+    return bool(hflip) if hflip is not None else channels == 3
 
 
 def _data_cfg(args):
@@ -45,10 +60,14 @@ def run(args) -> int:
         from core.metrics.generation import get_extractor
 
         extractor, note = get_extractor(args.extractor, cfg)
-    nov = nv.novelty(generated, train, held_out, extractor, quantile=args.quantile, seed=cfg.seed)
-    out = {"near_copy_rate": nov["near_copy_rate"], "per_class": nov["per_class"], "median_nn_relative": nov["median_nn_relative"],
+    flips = _flips(args, train.channels)
+    nov = nv.novelty(generated, train, held_out, extractor, quantile=args.quantile, seed=cfg.seed, flips=flips, per_sample=args.per_sample)
+    out = {"near_copy_rate": nov["near_copy_rate"], "cross_class_rate": nov["cross_class_rate"], "mirrored_rate": nov["mirrored_rate"],
+           "flips": flips, "per_class": nov["per_class"], "median_nn_relative": nov["median_nn_relative"],
            "heldout_rate": nov["heldout_rate"], "space": "pixel", "rule": nov["rule"], "held_out_source": source,
            "n_images": len(generated)}
+    if args.per_sample:
+        out["samples"] = nov["samples"]
     if extractor is not None:
         pr = nv.fidelity_diversity(extractor.features(generated.images), generated.labels.numpy(), extractor.features(held_out.images),
                                    held_out.labels.numpy(), generated.classes, k=args.k)
@@ -61,8 +80,13 @@ def run(args) -> int:
         print(json.dumps(out))
         return 0
     print(f"{len(generated)} images; {out['rule']}")
-    print(f"near-copy rate {_fmt(out['near_copy_rate'])}, median NN distance / real-to-real {_fmt(out['median_nn_relative'])}, "
+    print(f"near-copy rate {_fmt(out['near_copy_rate'])} (of which another class's image {_fmt(out['cross_class_rate'])}, mirrored "
+          f"{_fmt(out['mirrored_rate'])}), median NN distance / real-to-real {_fmt(out['median_nn_relative'])}, "
           f"held-out check rate {_fmt(out['heldout_rate'])}")
+    if "feature" in out:
+        f = out["feature"]
+        print(f"feature space ({f['extractor']}): near-copy rate {_fmt(f['near_copy_rate'])} (another class {_fmt(f['cross_class_rate'])}, "
+              f"mirrored {_fmt(f['mirrored_rate'])})")
     if "precision_recall" in out:
         pr = out["precision_recall"]
         print(f"precision {_fmt(pr['precision'])}, recall {_fmt(pr['recall'])} (k={pr['k']}, {pr['extractor']}, vs held-out real images)")

@@ -6,6 +6,8 @@ import argparse
 import time
 
 from core.data.imageset import ImageSet
+from core.callbacks import ProgressBar
+from core.commands.config_file import add_config_argument
 from core.diffusion.samplers import DEFAULT_STEPS, SAMPLERS
 from core.errors import ConfigError
 from core.generators.base import image_seed, resolve_class
@@ -14,7 +16,7 @@ HELP = "Generate images of chosen classes from a trained CFG run; writes one PNG
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--run", required=True, help="run folder made by `python -m core train-cfg` (or one of its checkpoint folders)")
+    p.add_argument("--run", default=None, help="run folder made by `python -m core train-cfg` (or one of its checkpoint folders); required unless --config names it")
     p.add_argument("--checkpoint", default="latest", choices=["latest", "best"], help="which checkpoint of the run to use")
     p.add_argument("--classes", default=None, help="comma-separated class indices or names (default: every class)")
     p.add_argument("--n", type=int, default=16, help="images per class")
@@ -29,11 +31,38 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed; image j of class c uses its own seed derived from (seed, c, j)")
     p.add_argument("--batch-size", type=int, default=None, help="images per sampling batch; never changes the images (default: 256 on a GPU, 64 on a CPU)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA if available)")
-    p.add_argument("--out", required=True, help="output folder: <class>/<j>_seed<s>.png, samples.npz, params.json")
+    p.add_argument("--out", default=None, help="output folder (required): <class>/<j>_seed<s>.png, samples.npz, params.json")
+    add_config_argument(p, None, config_defaults)
+
+
+def _csv(v) -> str | None:
+    return ",".join(str(x) for x in v) if isinstance(v, (list, tuple)) else v
+
+
+def config_defaults(d: dict) -> dict:
+    """A sample folder's params.json (or JSON/TOML with these flags' names) -> the flag defaults (``--config``).
+    params.json's ``w_per_class`` is the per-class w it used, so a γ rule comes back as those exact values."""
+    keys = ("run", "checkpoint", "classes", "n", "w", "guidance_scale", "w_per_class", "w_gamma", "w_max", "sampler", "steps", "seed",
+            "batch_size", "device", "out")
+    out = {k: d[k] for k in keys if k in d}
+    if "run_dir" in d:
+        out["run"] = d["run_dir"]
+    if "w" in out:  # params.json has both; an explicit --w must not lose to the file's guidance_scale
+        out.pop("guidance_scale", None)
+    if out.get("w_per_class") is not None:  # already applied: not again through the γ rule
+        out["w_gamma"], out["w_max"] = 0.0, None
+    for k in ("classes", "w_per_class"):
+        if k in out:
+            out[k] = _csv(out[k])
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
     from core.generators.cfg import CFGGenerator, save_samples
+
+    for flag in ("run", "out"):
+        if not getattr(args, flag):
+            raise ConfigError(f"--{flag} is missing.", f"Pass --{flag} (or a --config file that names it).")
 
     if args.guidance_scale is not None:
         if args.guidance_scale < 1:
@@ -57,13 +86,14 @@ def run(args: argparse.Namespace) -> int:
     if args.n <= 0:
         raise ConfigError(f"--n {args.n} must be a positive integer.", "Ask for at least 1 image per class.")
     t0, parts, seeds = time.time(), [], []
-    for c in classes:
-        def progress(done, total, c=c):
-            print(f"\rclass {gen.classes[c]}: {done}/{total}", end="", flush=True)
+    bar = ProgressBar("sample", unit="img", disable=args.verbosity < 0)
+    for i, c in enumerate(classes):
+        def progress(done, total, i=i, c=c):
+            bar(i * args.n + done, len(classes) * args.n, f"class {gen.classes[c]}")
 
         parts.append(gen.generate(c, args.n, seed=args.seed, progress=progress))
         seeds += [image_seed(args.seed, c, j) for j in range(args.n)]
-        print()
+    bar.close()
     images = ImageSet.concat(parts)
     secs = time.time() - t0
     params = {**gen.describe(), "classes": [gen.classes[c] for c in classes], "n": args.n, "seed": args.seed, "seconds": round(secs, 2)}

@@ -6,8 +6,9 @@ import sys
 import time
 
 from core.atomic import read_json
-from core.callbacks import Callbacks
-from core.commands.common import add_data_arguments, data_config
+from core.callbacks import Callbacks, ProgressBar
+from core.commands.common import add_data_arguments, add_tracking_argument, data_defaults, data_dict, log_with
+from core.commands.config_file import add_config_argument, without
 from core.diffusion.samplers import BETA_SCHEDULES, SAMPLERS
 from core.nets.unet import PRESET_HELP, PRESETS
 from core.paths import runs_dir
@@ -40,7 +41,23 @@ def add_arguments(p) -> None:
     g.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA if available)")
     p.add_argument("--out", default=None, help="run folder to create (default: a new folder under runs/)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint with its own settings")
-    p.add_argument("--quiet", action="store_true", help="print only the final line")
+    add_tracking_argument(p)
+    add_config_argument(p, "cfg", config_defaults)
+
+
+# flag dest -> CFGTrainConfig field, where the names agree
+FIELDS = ("preset", "steps", "batch_size", "lr", "p_uncond", "beta_schedule", "ema_decay", "warmup_steps", "grad_clip", "uniform_classes",
+          "cbdm_tau", "cbdm_target", "preview_every", "preview_sampler", "preview_steps", "preview_w", "checkpoint_every", "device", "log_with")
+
+
+def config_defaults(d: dict) -> dict:
+    """A saved cfg run's config.json -> this command's flag defaults (``--config``)."""
+    out = {**data_defaults(d.get("data") or {}), **{k: d[k] for k in FIELDS if k in d}}
+    if "seed" in d:
+        out["train_seed"] = d["seed"]
+    if "max_seconds" in d:
+        out["max_minutes"] = d["max_seconds"] / 60 if d["max_seconds"] else None
+    return out
 
 
 def run(args) -> int:
@@ -49,48 +66,35 @@ def run(args) -> int:
     out = args.out or str(runs_dir() / time.strftime("%Y%m%d-%H%M%S-cfg"))
     stored = read_json(f"{out}/config.json") if args.resume else None
     if stored and stored.get("kind") == "cfg":
-        # Resume with the run's own settings; only --steps, --device and --max-minutes change.
+        # Resume with the run's own settings; only --steps, --device, --max-minutes and --log-with change.
         cfg = CFGTrainConfig.from_dict(stored)
         if args.steps is not None:
             cfg.steps = args.steps
         cfg.device = args.device or cfg.device
         cfg.max_seconds = args.max_minutes * 60 if args.max_minutes else None
+        if args.log_with is not None:
+            cfg.log_with = log_with(args)
         print(f"resuming {out} with its saved settings (steps={cfg.steps})", file=sys.stderr)
     else:
-        cfg = CFGTrainConfig(
-            data=data_config(args),
-            preset=args.preset,
-            steps=args.steps if args.steps is not None else 3000,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            p_uncond=args.p_uncond,
-            beta_schedule=args.beta_schedule,
-            ema_decay=args.ema_decay,
-            warmup_steps=args.warmup_steps,
-            grad_clip=args.grad_clip,
-            uniform_classes=args.uniform_classes,
-            cbdm_tau=args.cbdm_tau,
-            cbdm_target=args.cbdm_target,
-            preview_every=args.preview_every,
-            preview_sampler=args.preview_sampler,
-            preview_steps=args.preview_steps,
-            preview_w=args.preview_w,
-            checkpoint_every=args.checkpoint_every,
-            max_seconds=args.max_minutes * 60 if args.max_minutes else None,
-            seed=args.train_seed,
-            device=args.device,
-        )
-    quiet = args.quiet
+        # --config: the file's settings (also those without a flag), then every flag's value over them
+        fields = {k: getattr(args, k) for k in FIELDS}
+        fields.update(steps=args.steps if args.steps is not None else 3000, seed=args.train_seed, log_with=log_with(args),
+                      max_seconds=args.max_minutes * 60 if args.max_minutes else None)
+        cfg = CFGTrainConfig.from_dict({**without(args.config_dict, "kind", "created"), **fields, "data": data_dict(args)})
+    quiet, bar = args.verbosity < 0, ProgressBar("train-cfg", unit="step", disable=args.verbosity < 0)
 
     def on_metrics(row: dict) -> None:
         if not quiet:
-            print(f"step {row['step']:>6}/{cfg.steps}  loss {row['loss']:.4f}  lr {row['lr']:.2e}  {row['images_per_s']:.0f} img/s", flush=True)
+            bar.write(f"step {row['step']:>6}/{cfg.steps}  loss {row['loss']:.4f}  lr {row['lr']:.2e}  {row['images_per_s']:.0f} img/s")
 
     def on_preview(path) -> None:
         if not quiet:
-            print(f"preview {path}", flush=True)
+            bar.write(f"preview {path}")
 
-    path = train_cfg(cfg, out, Callbacks(on_metrics=on_metrics, on_preview=on_preview), resume=args.resume)
+    try:
+        path = train_cfg(cfg, out, Callbacks(on_metrics=on_metrics, on_preview=on_preview, on_progress=bar), resume=args.resume)
+    finally:
+        bar.close()
     status = read_json(path / "status.json", {}) or {}
     print(f"{status.get('state', '?')}: {status.get('message', '')} -> {path}")
     return 0

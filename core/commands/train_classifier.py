@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from core.callbacks import Callbacks
-from core.commands.common import add_data_arguments, data_config
+from core.callbacks import Callbacks, ProgressBar
+from core.commands.common import add_data_arguments, add_tracking_argument, data_defaults, data_dict, log_with
+from core.commands.config_file import add_config_argument, without
 from core.generators.registry import METHODS
 from core.nets.resnet import ARCHS
 
@@ -37,6 +38,29 @@ def add_arguments(p) -> None:
     p.add_argument("--out", default=None, help="run folder (default: a new folder under runs/)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
+    add_tracking_argument(p)
+    add_config_argument(p, "classifier", config_defaults)
+
+
+# flag dest -> ClassifierConfig field, where the names agree
+FIELDS = ("arch", "epochs", "steps", "loss", "cb_beta", "la_tau", "batch_size", "lr", "weight_decay", "warmup_epochs", "label_smoothing",
+          "synthetic_weight", "train_mix", "device", "log_with")
+# what train_classifier adds to config.json besides the ClassifierConfig (not settings)
+RECORDED = ("kind", "created", "balance_method", "balance_params", "balance_target", "train_set", "schedule")
+
+
+def config_defaults(d: dict) -> dict:
+    """A saved classifier run's config.json -> this command's flag defaults (``--config``)."""
+    out = {**data_defaults(d.get("data") or {}), **{k: d[k] for k in FIELDS if k in d}}
+    if "seed" in d:
+        out["train_seed"] = d["seed"]
+    if "cifar_stem" in d:
+        out["no_cifar_stem"] = not d["cifar_stem"]
+    if "balance_method" in d:
+        out["method"] = d["balance_method"]
+    if "balance_params" in d:
+        out["method_params"] = json.dumps(d["balance_params"] or {})
+    return out
 
 
 def run(args) -> int:
@@ -52,12 +76,10 @@ def run(args) -> int:
         params = json.loads(args.method_params)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"--method-params is not valid JSON ({exc}).", 'Pass e.g. \'{"lam": 0.6}\'.')
-    cfg = ClassifierConfig(
-        data=data_config(args), arch=args.arch, cifar_stem=not args.no_cifar_stem, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
-        synthetic_weight=args.synthetic_weight, train_mix=args.train_mix, steps=args.steps, loss=args.loss, cb_beta=args.cb_beta,
-        la_tau=args.la_tau, seed=args.train_seed, device=args.device,
-    )
+    # --config: the file's settings (also those without a flag), then every flag's value over them
+    fields = {k: getattr(args, k) for k in FIELDS}
+    fields.update(cifar_stem=not args.no_cifar_stem, seed=args.train_seed, log_with=log_with(args))
+    cfg = ClassifierConfig.from_dict({**without(args.config_dict, *RECORDED), **fields, "data": data_dict(args)})
     cfg.validate()
     out = args.out
     if out is None:
@@ -67,21 +89,25 @@ def run(args) -> int:
         while out.exists():
             i += 1
             out = runs_dir() / f"{stamp}-{KIND}-{args.dataset}-{args.arch}-{args.method}-{i}"
-    quiet = args.json
+    quiet = args.json or args.verbosity < 0
+    bar = ProgressBar("train-classifier", disable=quiet)
     cb = Callbacks(
-        on_progress=None if quiet else (lambda d, t, m="": print(f"\r[{d}/{t}] {m}".ljust(80), end="", flush=True)),
-        on_metrics=None if quiet else (lambda row: print(f"\n{json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})}")),
+        on_progress=bar,
+        on_metrics=None if quiet else (lambda row: bar.write(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}))),
     )
     # The loop takes a ready training set: fill the minority classes here first.
     ds, imbalanced = prepare(cfg.data)
     train_set = balanced_train_set(imbalanced, args.method, params, seed=cfg.seed, progress=lambda d, t: cb.progress(d, t, f"generating {args.method} images"),
                                    should_stop=cb.should_stop)
-    res = train_classifier(cfg, out, callbacks=cb, resume=args.resume, train_set=train_set, dataset=ds,
-                           train_set_info=train_set_info(args.method, params))
+    try:
+        res = train_classifier(cfg, out, callbacks=cb, resume=args.resume, train_set=train_set, dataset=ds,
+                               train_set_info=train_set_info(args.method, params))
+    finally:
+        bar.close()
     if args.json:
         print(json.dumps(res))
         return 0
-    print(f"\nrun folder: {out}")
+    print(f"run folder: {out}")
     print(f"{res['steps']} steps at batch {res['batch_size']}: {res['images_seen']} images seen, {res['train_size']} training images, loss {res['loss']}")
     print(f"accuracy {res['accuracy']:.4f}  balanced {res['balanced_accuracy']:.4f}  macro-F1 {res['macro_f1']:.4f}  minority-F1 {res['minority_f1']:.4f}")
     for name, f1 in zip(res["classes"], res["per_class_f1"]):

@@ -1,9 +1,14 @@
 """Novelty (memorisation) and fidelity/diversity of generated images.
 
-**Nearest neighbour.** For a generated image g of class c (Somepalli et al. 2023 and Carlini
-et al. 2023 test for copies the same way: distance to the closest training image)
+**Nearest neighbour.** For a generated image g (Somepalli et al. 2023 and Carlini et al. 2023
+test for copies the same way: distance to the closest training image)
 
-    d(g) = min_{x ∈ train_c} ‖φ(g) − φ(x)‖₂
+    d(g) = min_{x ∈ train, m ∈ M} ‖φ(g) − φ(m(x))‖₂
+
+over the training images of *every* class, so a copy filed under the wrong label is still a
+copy, and over M = {identity, horizontal flip} when the generator trained with flips (RGB by
+default: it saw mirrored images, so it can reproduce them), else M = {identity}. Each sample
+reports its neighbour's class and whether the neighbour was mirrored.
 
 with φ either the pixels the classifier sees (``pixel``: uint8 / 255, flattened) or the lab's
 feature extractor (``feature``: Inception-v3 pool3 when its weights exist, else the judge CNN's
@@ -19,8 +24,9 @@ split in two halves by a fixed seed. On the calibration half A
 
     τ_c = Q_q({ d(h) : h ∈ A }),   q = 0.05 by default (the 5th percentile),
 
-and g is a near-copy when d(g) ≤ τ_c: it is closer to a training image than 95 % of new real
-images of its class are. The other half B is scored with the same τ_c and reported as
+and g (of class c) is a near-copy when d(g) ≤ τ_c: it is closer to a training image than 95 %
+of new real images of its class are. d(h) is the same search (every class, the same M), so the
+threshold and the samples are measured alike. The other half B is scored with the same τ_c and reported as
 ``heldout_rate``: it should come out near q, which measures the rule instead of assuming it.
 ``median_nn_relative`` = median d(g) / median d(h ∈ B): 1 means "as far from the training set
 as new real images", near 0 means copies.
@@ -49,9 +55,10 @@ DEFAULT_QUANTILE = 0.05
 DEFAULT_K = 3  # torch-fidelity's default prc_neighborhood (Kynkäänniemi et al. use k = 3)
 
 
-def rule_text(quantile: float = DEFAULT_QUANTILE) -> str:
-    return (f"near-copy: NN distance to the class's training images <= the {quantile * 100:g}th percentile of the same "
-            f"distance for held-out real images (calibrated on one half of them; heldout_rate is the other half's rate)")
+def rule_text(quantile: float = DEFAULT_QUANTILE, flips: bool = False) -> str:
+    space = "the training images of every class" + (" and their horizontal flips" if flips else "")
+    return (f"near-copy: NN distance to {space} <= the {quantile * 100:g}th percentile of the same distance for held-out "
+            f"real images of the sample's class (calibrated on one half of them; heldout_rate is the other half's rate)")
 
 
 # ------------------------------------------------------------------------------ held out
@@ -86,21 +93,51 @@ def pixel_vectors(images: torch.Tensor) -> np.ndarray:
     return (images.float() / 255.0).flatten(1).numpy()
 
 
-def nn_distances(query: np.ndarray, ref: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+def nn_distances(query: np.ndarray, ref: np.ndarray, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """(distance, index) of each query row's nearest ``ref`` row, Euclidean.
 
-    torch.cdist without the matrix-product shortcut, so an exact copy gives exactly 0."""
+    The search uses torch.cdist's matrix-product form (fast: one GEMM per chunk); the winner's
+    distance is then recomputed directly, ‖q − r‖, so an exact copy gives exactly 0 (the
+    product form rounds it to ~1e-3)."""
     if len(ref) == 0:
         return np.full(len(query), np.inf), np.full(len(query), -1)
     r = torch.as_tensor(np.asarray(ref, np.float32))
     dist, idx = [], []
     for lo in range(0, len(query), chunk):
         q = torch.as_tensor(np.asarray(query[lo:lo + chunk], np.float32))
-        d = torch.cdist(q, r, compute_mode="donot_use_mm_for_euclid_dist")
-        v, i = d.min(dim=1)
-        dist.append(v.numpy())
+        i = torch.cdist(q, r, compute_mode="use_mm_for_euclid_dist").argmin(dim=1)
+        dist.append(torch.linalg.vector_norm(q - r[i], dim=1).numpy())
         idx.append(i.numpy())
     return (np.concatenate(dist), np.concatenate(idx)) if dist else (np.zeros(0), np.zeros(0, np.int64))
+
+
+class SearchSpace:
+    """The training images a sample is compared with: every class, plus their horizontal flips
+    when ``flipped`` vectors are given. Keeps, for each row, its class, its index in the
+    training set and whether it is mirrored."""
+
+    def __init__(self, train: np.ndarray, train_labels: np.ndarray, flipped: np.ndarray | None = None):
+        n = len(train)
+        self.vectors = train if flipped is None else np.concatenate([train, flipped])
+        self.labels = np.asarray(train_labels) if flipped is None else np.concatenate([train_labels, train_labels])
+        self.index = np.arange(n) if flipped is None else np.concatenate([np.arange(n), np.arange(n)])
+        self.mirrored = np.zeros(len(self.vectors), bool)
+        self.mirrored[n:] = True
+
+    @property
+    def flips(self) -> bool:
+        return bool(self.mirrored.any())
+
+    def nearest(self, query: np.ndarray) -> dict[str, np.ndarray]:
+        d, j = nn_distances(query, self.vectors)
+        ok = j >= 0
+        return {"distance": d, "neighbour_class": np.where(ok, self.labels[np.maximum(j, 0)], -1),
+                "neighbour_index": np.where(ok, self.index[np.maximum(j, 0)], -1), "mirrored": ok & self.mirrored[np.maximum(j, 0)]}
+
+
+def flipped_pixels(images: torch.Tensor) -> np.ndarray:
+    """The pixel vectors of horizontally mirrored images (width is the last axis)."""
+    return pixel_vectors(images.flip(-1))
 
 
 def _halves(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -122,58 +159,85 @@ def _median(x: np.ndarray) -> float | None:
     return float(np.median(x)) if len(x) else None
 
 
-def score_space(gen: np.ndarray, gen_labels: np.ndarray, tr: np.ndarray, tr_labels: np.ndarray, ho: np.ndarray, ho_labels: np.ndarray,
-                classes: list[str], quantile: float = DEFAULT_QUANTILE, seed: int = 0) -> dict:
-    """Near-copy rate and NN distances in one space (rows are vectors, labels are class indices)."""
-    per_class, copies, scored, ho_hits, ho_scored, rel = {}, 0, 0, 0, 0, []
+def score_space(gen: np.ndarray, gen_labels: np.ndarray, space: SearchSpace, ho: np.ndarray, ho_labels: np.ndarray,
+                classes: list[str], quantile: float = DEFAULT_QUANTILE, seed: int = 0, per_sample: bool = False) -> dict:
+    """Near-copy rate and NN distances in one space (rows are vectors, labels are class indices).
+
+    Every sample and every held-out image is searched against the whole ``space`` (all classes,
+    flips when it has them); the near-copy threshold is per class of the sample. Top-level
+    ``near_copy_rate`` counts every copy; ``cross_class_rate`` and ``mirrored_rate`` are the
+    shares of generated images that are near-copies of another class's image / of a mirrored one."""
+    ng, nh = space.nearest(gen), space.nearest(ho)
+    d_all, near_all = ng["distance"], np.zeros(len(gen), bool)
+    scored_all = np.zeros(len(gen), bool)
+    per_class, ho_hits, ho_scored, rel = {}, 0, 0, []
     for c, name in enumerate(classes):
-        g, t, h = gen[gen_labels == c], tr[tr_labels == c], ho[ho_labels == c]
-        entry = {"n": int(len(g)), "n_train": int(len(t)), "n_held_out": int(len(h)), "threshold": None,
-                 "near_copy_rate": None, "median_nn_distance": None, "median_nn_relative": None, "heldout_rate": None}
-        if len(g) == 0:
+        gm, hm = gen_labels == c, ho_labels == c
+        d_g, d_h = d_all[gm], nh["distance"][hm]
+        entry = {"n": int(gm.sum()), "n_train": int(((space.labels == c) & ~space.mirrored).sum()), "n_held_out": int(hm.sum()),
+                 "threshold": None, "near_copy_rate": None, "cross_class_copies": None, "mirrored_copies": None,
+                 "median_nn_distance": None, "median_nn_relative": None, "heldout_rate": None,
+                 "neighbour_classes": {classes[k]: int(v) for k, v in zip(*np.unique(ng["neighbour_class"][gm], return_counts=True)) if k >= 0}}
+        if not gm.any():
             continue  # only classes that have generated images are reported
-        d_g, _ = nn_distances(g, t)
         entry["median_nn_distance"] = _median(d_g)
-        if len(h) < 2:
-            entry["note"] = f"only {len(h)} held-out real image(s): no threshold can be calibrated"
+        if len(d_h) < 2:
+            entry["note"] = f"only {len(d_h)} held-out real image(s): no threshold can be calibrated"
             per_class[name] = entry
             continue
-        d_h, _ = nn_distances(h, t)
-        a, b = _halves(len(h), seed * 1_000_003 + c)
+        a, b = _halves(len(d_h), seed * 1_000_003 + c)
         tau = float(np.quantile(d_h[a], quantile))
         near = d_g <= tau
-        entry.update(threshold=tau, near_copy_rate=float(near.mean()), heldout_rate=float((d_h[b] <= tau).mean()))
+        near_all[gm], scored_all[gm] = near, True
+        entry.update(threshold=tau, near_copy_rate=float(near.mean()), heldout_rate=float((d_h[b] <= tau).mean()),
+                     cross_class_copies=int((near & (ng["neighbour_class"][gm] != c)).sum()),
+                     mirrored_copies=int((near & ng["mirrored"][gm]).sum()))
         ref_med = float(np.median(d_h[b]))
         if ref_med > 0:
             entry["median_nn_relative"] = float(np.median(d_g) / ref_med)
             rel.append(d_g / ref_med)
-        copies, scored = copies + int(near.sum()), scored + len(g)
         ho_hits, ho_scored = ho_hits + int((d_h[b] <= tau).sum()), ho_scored + len(b)
         per_class[name] = entry
-    return {
-        "near_copy_rate": copies / scored if scored else None,
+    n_scored = int(scored_all.sum())
+    out = {
+        "near_copy_rate": float(near_all[scored_all].mean()) if n_scored else None,
+        "cross_class_rate": float((near_all & scored_all & (ng["neighbour_class"] != gen_labels)).sum() / n_scored) if n_scored else None,
+        "mirrored_rate": float((near_all & scored_all & ng["mirrored"]).sum() / n_scored) if n_scored else None,
         "median_nn_relative": float(np.median(np.concatenate(rel))) if rel else None,
         "heldout_rate": ho_hits / ho_scored if ho_scored else None,
+        "flips": space.flips,
         "per_class": per_class,
     }
+    if per_sample:
+        out["samples"] = [{"class": classes[int(gen_labels[i])], "neighbour_class": classes[int(ng["neighbour_class"][i])] if ng["neighbour_class"][i] >= 0 else None,
+                           "neighbour_index": int(ng["neighbour_index"][i]), "mirrored": bool(ng["mirrored"][i]),
+                           "distance": float(d_all[i]), "near_copy": bool(near_all[i]) if scored_all[i] else None}
+                          for i in range(len(gen))]
+    return out
 
 
 def novelty(generated: ImageSet, train: ImageSet, held_out: ImageSet, extractor=None, quantile: float = DEFAULT_QUANTILE,
-            seed: int = 0, features: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> dict:
-    """Near-copy rates of ``generated`` against ``train`` (the generator's training images),
-    calibrated on ``held_out``; pixel space first, feature space under "feature" when an
-    extractor (or precomputed (generated, train, held-out) features) is given."""
+            seed: int = 0, features: tuple[np.ndarray, ...] | None = None, flips: bool = False, per_sample: bool = False) -> dict:
+    """Near-copy rates of ``generated`` against ``train`` (the generator's training images, every
+    class, and their mirror images when ``flips``), calibrated on ``held_out``; pixel space
+    first, feature space under "feature" when an extractor (or precomputed (generated, train,
+    held-out[, mirrored train]) features) is given."""
     if not 0.0 < quantile < 1.0:
         raise ConfigError(f"quantile {quantile} must be between 0 and 1.", "Use e.g. 0.05 (the 5th percentile).")
     _check_images(generated, train)
     labs = [s.labels.numpy() for s in (generated, train, held_out)]
-    px = score_space(pixel_vectors(generated.images), labs[0], pixel_vectors(train.images), labs[1],
-                     pixel_vectors(held_out.images), labs[2], generated.classes, quantile, seed)
-    out = {"space": "pixel", "rule": rule_text(quantile), "quantile": quantile, **px}
+    px_space = SearchSpace(pixel_vectors(train.images), labs[1], flipped_pixels(train.images) if flips else None)
+    px = score_space(pixel_vectors(generated.images), labs[0], px_space, pixel_vectors(held_out.images), labs[2], generated.classes,
+                     quantile, seed, per_sample)
+    out = {"space": "pixel", "rule": rule_text(quantile, flips), "quantile": quantile, **px}
     if features is None and extractor is not None:
         features = tuple(extractor.features(s.images) for s in (generated, train, held_out))
     if features is not None:
-        fs = score_space(features[0], labs[0], features[1], labs[1], features[2], labs[2], generated.classes, quantile, seed)
+        flipped = None
+        if flips:
+            flipped = features[3] if len(features) > 3 else extractor.features(train.images.flip(-1))
+        f_space = SearchSpace(features[1], labs[1], flipped)
+        fs = score_space(features[0], labs[0], f_space, features[2], labs[2], generated.classes, quantile, seed, per_sample)
         out["feature"] = {"space": "feature", "extractor": getattr(extractor, "label", "features given"), **fs}
     return out
 
@@ -219,51 +283,55 @@ def fidelity_diversity(gen: np.ndarray, gen_labels: np.ndarray, real: np.ndarray
 
 # ------------------------------------------------------------------------------- for callers
 def fill_scores(generated: ImageSet, train: ImageSet, held_out: ImageSet, extractor, k: int = DEFAULT_K,
-                quantile: float = DEFAULT_QUANTILE, seed: int = 0) -> dict:
-    """What a study fill row needs: near-copy rate (pixel space), precision and recall (on the
-    extractor's features, vs held-out real images), and per class both."""
+                quantile: float = DEFAULT_QUANTILE, seed: int = 0, flips: bool = False) -> dict:
+    """What a study fill row needs: near-copy rate (pixel space, every class, flips when the
+    generator saw them), precision and recall (on the extractor's features, vs held-out real
+    images), and per class both."""
     _check_images(generated, train)
     feats = tuple(extractor.features(s.images) for s in (generated, train, held_out))
-    nov = novelty(generated, train, held_out, extractor, quantile, seed, features=feats)
+    nov = novelty(generated, train, held_out, extractor, quantile, seed, features=feats, flips=flips)
     pr = fidelity_diversity(feats[0], generated.labels.numpy(), feats[2], held_out.labels.numpy(), generated.classes, k)
     per_class = {name: {**e, **{f"{key}": pr["per_class"].get(name, {}).get(key) for key in ("precision", "recall")},
                         "feature_near_copy_rate": nov["feature"]["per_class"].get(name, {}).get("near_copy_rate")}
                  for name, e in nov["per_class"].items()}
     return {"near_copy_rate": nov["near_copy_rate"], "feature_near_copy_rate": nov["feature"]["near_copy_rate"],
+            "cross_class_rate": nov["cross_class_rate"], "mirrored_rate": nov["mirrored_rate"], "flips": flips,
+            "feature_cross_class_rate": nov["feature"]["cross_class_rate"], "feature_mirrored_rate": nov["feature"]["mirrored_rate"],
             "median_nn_relative": nov["median_nn_relative"], "heldout_rate": nov["heldout_rate"],
             "precision": pr["precision"], "recall": pr["recall"], "k": k, "extractor": getattr(extractor, "label", None),
             "rule": nov["rule"], "per_class": per_class}
 
 
 def nearest_training(preview: ImageSet, train: ImageSet, held_out: ImageSet | None = None, quantile: float = DEFAULT_QUANTILE,
-                     seed: int = 0) -> list[dict]:
-    """For each preview image: its nearest training image of the same class (pixel space).
+                     seed: int = 0, flips: bool = False) -> list[dict]:
+    """For each preview image: its nearest training image in pixel space, searched over every
+    class (and their mirror images with ``flips``), as the near-copy rule searches.
 
-    Returns one dict per image: ``train_index`` (into ``train``), ``image`` (uint8 C×H×W),
-    ``distance``, and, with ``held_out``, the class's ``threshold`` and ``near_copy``."""
+    Returns one dict per image: ``train_index`` (into ``train``), ``image`` (uint8 C×H×W, mirrored
+    when the neighbour was), ``neighbour_class`` (its class name), ``mirrored``, ``distance``, and,
+    with ``held_out``, the sample class's ``threshold`` and ``near_copy``."""
     _check_images(preview, train)
-    tr, pv = pixel_vectors(train.images), pixel_vectors(preview.images)
     tr_lab, pv_lab = train.labels.numpy(), preview.labels.numpy()
+    space = SearchSpace(pixel_vectors(train.images), tr_lab, flipped_pixels(train.images) if flips else None)
     thresholds: dict[int, float] = {}
     if held_out is not None:
-        ho, ho_lab = pixel_vectors(held_out.images), held_out.labels.numpy()
+        ho_lab = held_out.labels.numpy()
         for c in np.unique(pv_lab):
-            h = ho[ho_lab == c]
+            h = held_out.images[torch.from_numpy(ho_lab == c)]
             if len(h) >= 2:
-                d_h, _ = nn_distances(h, tr[tr_lab == c])
+                d_h = space.nearest(pixel_vectors(h))["distance"]
                 a, _ = _halves(len(h), seed * 1_000_003 + int(c))
                 thresholds[int(c)] = float(np.quantile(d_h[a], quantile))
+    if len(train) == 0:
+        return [{"train_index": None, "image": None, "neighbour_class": None, "mirrored": None, "distance": None, "threshold": None,
+                 "near_copy": None} for _ in range(len(preview))]
+    nn = space.nearest(pixel_vectors(preview.images))
     out = []
     for i in range(len(preview)):
-        c = int(pv_lab[i])
-        idx_c = np.nonzero(tr_lab == c)[0]
-        if len(idx_c) == 0:
-            out.append({"train_index": None, "image": None, "distance": None, "threshold": None, "near_copy": None})
-            continue
-        d, j = nn_distances(pv[i:i + 1], tr[idx_c])
-        tau = thresholds.get(c)
-        out.append({"train_index": int(idx_c[j[0]]), "image": train.images[int(idx_c[j[0]])], "distance": float(d[0]),
-                    "threshold": tau, "near_copy": None if tau is None else bool(d[0] <= tau)})
+        j, tau, d = int(nn["neighbour_index"][i]), thresholds.get(int(pv_lab[i])), float(nn["distance"][i])
+        img = train.images[j].flip(-1) if nn["mirrored"][i] else train.images[j]
+        out.append({"train_index": j, "image": img, "neighbour_class": train.classes[int(nn["neighbour_class"][i])],
+                    "mirrored": bool(nn["mirrored"][i]), "distance": d, "threshold": tau, "near_copy": None if tau is None else bool(d <= tau)})
     return out
 
 

@@ -43,6 +43,7 @@ from core.errors import ConfigError, LabError, TrainingError
 from core.imageio import save_png
 from core.nets.unet import PRESETS, build_unet
 from core.runs import Run
+from core.tracking import check_log_with
 
 KIND = "cfg"
 PRESET_LR = {"tiny": 1e-3, "small": 2e-4, "ddpm": 2e-4}  # AdamW peak learning rate per preset
@@ -75,6 +76,7 @@ class CFGTrainConfig(JobConfig):
     max_seconds: float | None = None  # wall-clock budget of this call, s; reaching it ends the run as done
     seed: int = 0  # training randomness: init, batches, noise, timesteps, label dropout
     device: str | None = None  # cpu | cuda | cuda:N; None = CUDA if available. Under torchrun each process picks its own
+    log_with: str | None = None  # tensorboard | mlflow: metrics rows also go there (core.tracking); None = off
 
     @property
     def peak_lr(self) -> float:
@@ -106,6 +108,7 @@ class CFGTrainConfig(JobConfig):
         check_cbdm(self.cbdm_tau, self.cbdm_target)
         check_sampler(self.preview_sampler, int(self.preview_steps))
         check_w(self.preview_w)
+        check_log_with(self.log_with)
 
 
 # ----------------------------------------------------------------------------- devices

@@ -42,6 +42,7 @@ from core.metrics.classification import check_test_classes, classification_repor
 from core.nets.resnet import ARCHS, build_classifier
 from core.train.losses import LOSSES, REDUCTION, ClassifierLoss
 from core.runs import Run
+from core.tracking import check_log_with
 
 KIND = "classifier"
 GLYPH_DATASETS = ("digits", "mnist")  # a mirrored digit is another glyph: no flips
@@ -76,8 +77,10 @@ class ClassifierConfig(JobConfig):
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 otherwise) | fp32 | bf16
     seed: int = 0  # weights init, batch order, augmentation
     device: str | None = None  # cpu | cuda | None (CUDA when available)
+    log_with: str | None = None  # tensorboard | mlflow: metrics rows also go there (core.tracking); None = off
 
     def validate(self) -> None:
+        check_log_with(self.log_with)
         if self.arch not in ARCHS:
             raise ConfigError(f"Unknown classifier '{self.arch}'.", f"Choose one of: {', '.join(ARCHS)}.")
         for name in ("epochs", "batch_size"):
@@ -190,7 +193,7 @@ def save_test_logits(run_dir: Path, logits: torch.Tensor, labels: torch.Tensor) 
 
 def _same_config(saved: dict, cfg: ClassifierConfig, info: dict) -> bool:
     cur = {**cfg.to_dict(), **info}
-    return all(saved.get(k) == v for k, v in cur.items() if k != "device")
+    return all(saved.get(k) == v for k, v in cur.items() if k not in ("device", "log_with"))
 
 
 # ---------------------------------------------------------------------------- train

@@ -90,6 +90,11 @@ class ClassifierLoss:
         return (weights * per_image).sum() / s.sum().clamp_min(1e-12)
 
 
+def adjusted_logits(logits: torch.Tensor, counts: list[int], tau: float = 1.0) -> torch.Tensor:
+    """z_c − τ·log π_c (Menon et al. 2021, §4, Eq. 8), before the argmax."""
+    return logits.float() - float(tau) * log_prior(counts).to(logits.device)
+
+
 def posthoc_adjust(logits: torch.Tensor, counts: list[int], tau: float = 1.0) -> torch.Tensor:
     """Predictions argmax_c (z_c − τ·log π_c) (Menon et al. 2021, §4, Eq. 8)."""
-    return (logits.float() - float(tau) * log_prior(counts).to(logits.device)).argmax(-1)
+    return adjusted_logits(logits, counts, tau).argmax(-1)

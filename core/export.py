@@ -1,0 +1,68 @@
+"""Export a trained CFG generator as a plain diffusers folder, usable without the lab.
+
+    OUT/unet/        the EMA UNet2DModel (``save_pretrained``: config.json + safetensors)
+    OUT/scheduler/   the lab's default sampler, DPM-Solver++(2M) with dynamic thresholding
+                     (``DPMSolverMultistepScheduler.from_pretrained``); its betas are the training schedule
+    OUT/classes.json the class names, the null label and the guidance convention
+
+The lab's own checkpoint mixes ``model.`` and ``ema.`` keys with the optimizer state, which
+``UNet2DModel.from_pretrained`` cannot read; this writes the EMA weights (the ones the lab
+samples with) on their own. The UNet has C + 1 class embeddings: rows 0..C-1 are the classes,
+row C the *null* label of the unconditional branch, and guidance is the paper's
+ε̃ = (1 + w)·ε(x, c) − w·ε(x, C) (diffusers' ``guidance_scale`` = 1 + w).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from core.atomic import atomic_write_json
+from core.diffusion.samplers import DEFAULT_STEPS, make_scheduler
+from core.errors import ConfigError
+from core.generators.cfg import find_checkpoint, load_model
+
+CLASSES_FILE = "classes.json"
+
+
+def export_generator(run_dir: str | os.PathLike, out_dir: str | os.PathLike, checkpoint: str = "latest", overwrite: bool = False) -> Path:
+    """Write the run's EMA UNet, scheduler and class names to ``out_dir``; returns it.
+
+    The folder is built beside ``out_dir`` and renamed into place, so a failed export
+    leaves nothing half-written; an existing non-empty ``out_dir`` is refused unless
+    ``overwrite``."""
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise ConfigError(f"{out} already exists and is not empty.", "Choose a new --out folder, or pass --overwrite to replace it.")
+    path = find_checkpoint(run_dir, checkpoint)
+    model, config, state = load_model(run_dir, checkpoint, "cpu", ema=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp, old = out.parent / f".{out.name}.export-tmp", out.parent / f".{out.name}.export-old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        model.save_pretrained(tmp / "unet", safe_serialization=True)
+        make_scheduler("dpm", DEFAULT_STEPS["dpm"], config.get("beta_schedule", "linear")).save_pretrained(tmp / "scheduler")
+        atomic_write_json(tmp / CLASSES_FILE, {
+            "classes": list(config["classes"]),
+            "null_label": int(config["null_label"]),
+            "num_class_embeds": int(model.config.num_class_embeds),
+            "guidance": "eps = (1 + w) * eps(x, c) - w * eps(x, null_label); w = 0 is plain conditional; diffusers guidance_scale = 1 + w",
+            "channels": int(config["channels"]),
+            "image_size": int(config["image_size"]),
+            "pixel_range": "[-1, 1]; uint8 = round((x.clamp(-1, 1) + 1) * 127.5)",
+            "beta_schedule": config.get("beta_schedule", "linear"),
+            "train_counts": config.get("train_counts"),
+            "trained_steps": int(state.get("step", 0)),
+            "weights": "EMA",
+            "source": str(path),
+        })
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        os.replace(out, old)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
+    return out
