@@ -19,6 +19,8 @@ if str(ROOT) not in sys.path:  # AppTest and odd launch folders: make `core` and
 import streamlit as st  # noqa: E402
 
 from app_pages._common import dataset_caption, set_page, sidebar_jobs  # noqa: E402
+from app_pages._export import export_format_picker  # noqa: E402
+from app_pages._first_visit import first_visit_strip  # noqa: E402
 
 st.set_page_config(page_title="Imbalance Lab", page_icon=":material/balance:", layout="wide")
 
@@ -28,12 +30,15 @@ PAGES = [
     st.Page("app_pages/generate.py", title="Generate", icon=":material/auto_awesome:"),
     st.Page("app_pages/guidance.py", title="Guidance explorer", icon=":material/tune:"),
     st.Page("app_pages/results.py", title="Results", icon=":material/bar_chart:"),
+    st.Page("app_pages/study.py", title="Study", icon=":material/science:"),
 ]
 
 page = st.navigation(PAGES)
 set_page(page.title)
 caption = st.sidebar.empty()
 sidebar_jobs()
+export_format_picker()
+first_visit_strip()  # above every page until this browser dismisses it
 try:
     page.run()
 finally:

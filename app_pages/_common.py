@@ -21,6 +21,7 @@ from core.jobs import INTERACTIVE_LANE, RESUMABLE, Job, JobManager, format_eta
 from core.paths import runs_dir
 from core.runs import Run, list_runs
 from core import viz, workspace
+from app_pages._export import chart_config, grid_download
 
 DATA_KEY = "data_cfg"
 # How often job panels refresh (seconds). Each refresh re-runs a fragment in the server's process
@@ -227,9 +228,25 @@ def run_row(run: Run) -> dict:
             "message": st_.get("message", "")}
 
 
-def cfg_model_options(dataset: str) -> list[tuple[str, Run]]:
-    """CFG models for a picker: finished first, newest first, state and trained steps in the label."""
-    return workspace.cfg_models(runs_of(CFG_KIND, state=None), dataset)
+def cfg_model_options(data: DataConfig | str) -> list[tuple[str, Run]]:
+    """CFG models for a picker: those trained on the page's data (a DataConfig: same dataset and
+    profile) first, the others marked with their profile; finished first, newest first; state and
+    trained steps in the label. A dataset name alone lists that dataset's models unmarked."""
+    if isinstance(data, DataConfig):
+        return workspace.cfg_models(runs_of(CFG_KIND, state=None), data=data)
+    return workspace.cfg_models(runs_of(CFG_KIND, state=None), data)
+
+
+def fresh_model_id(page: str, options: list[tuple[str, Run]], since: float | None = None) -> str | None:
+    """The id of a model in ``options`` that finished since ``page`` was last shown in this session
+    (or, on its first showing, since ``since``: when its form was last used), else None. The page
+    preselects it, over the generator its form remembers."""
+    key = f"_models_seen_{page}"
+    runs = [r for _, r in options]
+    prev = st.session_state.get(key)
+    new = workspace.fresh_model(runs, set(prev) if prev is not None else None, since)
+    st.session_state[key] = [r.id for r in runs if r.status.get("state") == "done"]
+    return new.id if new is not None else None
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -326,9 +343,18 @@ def job_media(run: Run, key: str, show_curve: bool = True, show_preview: bool = 
     if has_curve or prev is not None:
         left, right = st.columns([3, 2]) if has_curve and prev is not None else (st.container(), st.container())
         if has_curve:
-            left.plotly_chart(viz.loss_figure(metrics), key=f"{key}-loss-{run.id}", width="stretch")
+            left.plotly_chart(viz.loss_figure(metrics), key=f"{key}-loss-{run.id}", width="stretch", config=chart_config(f"loss-{run.id}"))
         if prev is not None:
             right.image(str(prev), caption=f"newest preview: {prev.name}", width="stretch" if has_curve else 360)
+            grid_download(_png_array(str(prev)), f"{run.id}-{prev.stem}", key=f"{key}-png-{run.id}", where=right)
+
+
+def _png_array(path: str):
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
 
 
 def sidebar_jobs() -> None:

@@ -17,6 +17,7 @@ from core.generators.registry import build_generator
 from core.paths import cache_dir
 from core import viz
 from app_pages._common import data_cfg, load, set_data_cfg
+from app_pages._export import chart_config, grid_download
 
 st.title("Dataset")
 st.caption("Pick the data and make it imbalanced. The choice carries over to every other page.")
@@ -138,7 +139,7 @@ if ok:
         m[1].metric("imbalance ratio", f"{max(real) / max(1, min(real)):.1f}", help="largest / smallest class")
         m[2].metric("balancing adds", f"{sum(added):,}")
         m[3].metric("test images", f"{len(ds.test):,}", help="balanced test split")
-        st.plotly_chart(viz.counts_figure(ds.classes, real, added, available, minority), key="ds_counts_fig", width="stretch")
+        st.plotly_chart(viz.counts_figure(ds.classes, real, added, available, minority), key="ds_counts_fig", width="stretch", config=chart_config("class-counts"))
         if ds.skipped:
             st.warning(f"{len(ds.skipped)} file(s) were skipped while reading the dataset (corrupt or not images). The rest loaded.")
             with st.expander("skipped files"):
@@ -153,6 +154,9 @@ if ok:
         cols[1].image(viz.image_grid(imgs, ncol=per), clamp=True)
     if len(ds.classes) > 20:
         st.caption(f"showing 20 of {len(ds.classes)} classes")
+    shown = range(min(20, len(ds.classes)))
+    grid_download(viz.labelled_grid([train.of_class(c).images[:per] for c in shown], [f"{ds.classes[c]} ({real[c]})" for c in shown], row_title="class"),
+                  f"{cur.dataset}-{cur.profile}-samples", key="ds_samples_png")
 
     st.subheader("Preview: what Mixup / CutMix balancing would add")
     p = st.columns([1, 1, 1, 2])
@@ -162,7 +166,8 @@ if ok:
     try:
         gen = build_generator(method, train, **({"lam": lam} if lam is not None else {}))
         fake = gen.generate(int(pc), 10, seed=0)
-        st.image(viz.rows_grid([train.of_class(int(pc)).images[:10], fake.images]), clamp=True,
-                 caption=f"top: real '{ds.classes[pc]}' images; bottom: {method} images that balancing would add (seed 0)")
+        prev_grid = viz.rows_grid([train.of_class(int(pc)).images[:10], fake.images])
+        st.image(prev_grid, clamp=True, caption=f"top: real '{ds.classes[pc]}' images; bottom: {method} images that balancing would add (seed 0)")
+        grid_download(prev_grid, f"{method}-class{pc}-preview", key="ds_prev_png")
     except LabError as exc:
         st.error(str(exc))

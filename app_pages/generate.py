@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,9 @@ from core.data.profiles import most_reduced_classes
 from core.errors import LabError
 from core.job_runners import BALANCED, GENERATED, export_zip, load_imageset
 from core.runs import Run
-from app_pages._common import (cfg_model_options, data_cfg, dataset_caption, form_memory, job_panel, manager, optional, page_name, poll_every,
+from app_pages._export import chart_config, grid_download
+from core.workspace import same_split
+from app_pages._common import (cfg_model_options, data_cfg, dataset_caption, form_memory, fresh_model_id, job_panel, manager, optional, page_name, poll_every,
                                prepared_or_stop, remember_form, runs_of)
 
 st.title("Generate")
@@ -25,8 +28,10 @@ SAMPLERS = ["dpm", "ddim", "ddpm"]
 
 # -- which generators exist ------------------------------------------------------------
 options: dict[str, tuple[str, dict]] = {}
-# finished models first, newest first; a cancelled/interrupted one only with a checkpoint, and labelled so
-for label, r in cfg_model_options(cfg_data.dataset):
+# models trained on this page's data first (others marked with their profile); finished first, newest first;
+# a cancelled/interrupted one only with a checkpoint, and labelled so
+models = cfg_model_options(cfg_data)
+for label, r in models:
     options[f"CFG model {label}"] = ("cfg", {"run_dir": str(r.path)})
 sd_mod, sd_why = optional("core.generators.sd")
 sd_note = None
@@ -44,11 +49,17 @@ if ok:
     options["Stable Diffusion (pretrained, prompted with the class name" + ("; downloads on first use)" if downloads else ")")] = ("sd", {})
 
 mem = form_memory("gen_form")
+# a model that finished since this page was last shown wins over the generator used last (e.g. Mixup)
+fresh = fresh_model_id("generate", [(lb, r) for lb, r in models if same_split(r.config.get("data") or {}, cfg_data)], mem.get("saved_at"))
+fresh_label = next((f"CFG model {lb}" for lb, r in models if r.id == fresh), None)
+if fresh_label:
+    st.session_state.pop("gen_choice", None)  # the box takes the index below, not the choice it kept
 left, right = st.columns([1, 2])
 with left:
     names = list(options)
+    remembered = fresh_label or mem.get("generator")
     # the label is repeated below the box in full: a long "⚠ CANCELLED, 7 of 250 steps" must never be cut off
-    label = st.selectbox("Generator", names, index=names.index(mem["generator"]) if mem.get("generator") in names else 0, key="gen_choice")
+    label = st.selectbox("Generator", names, index=names.index(remembered) if remembered in names else 0, key="gen_choice")
     st.caption(label)
     if not any(m == "cfg" for m, _ in options.values()):
         st.caption("No trained CFG model for this dataset yet: train one on the **Train** page.")
@@ -89,7 +100,7 @@ with left:
                     help="fills every class up to the target with this generator, as a background job")
 
 if go or bal:
-    remember_form("gen_form", {"generator": label, "count": count, "target": target, "steps": params.get("steps", mem.get("steps", 25)),
+    remember_form("gen_form", {"generator": label, "saved_at": time.time(), "count": count, "target": target, "steps": params.get("steps", mem.get("steps", 25)),
                                **({f"w_{method}": params["w"]} if "w" in params else {})})
 STRIP = 4  # previews kept side by side
 if go:
@@ -217,6 +228,7 @@ def generated_view() -> None:
         grid, near = preview_grid(run, s, with_real=True)
         st.caption(f"newest preview: {settings_label(run.config)}")
         st.image(grid, clamp=True)
+        grid_download(grid, f"preview-{rid}", key=f"gen_png_{rid}")
         st.caption("Above each class's generated row: " + ("the nearest training image of each generated image (same class, pixel distance)."
                                                           if near else "real training images of that class."))
         f = run.path / GENERATED
@@ -234,7 +246,9 @@ def generated_view() -> None:
                 col.caption(f"{r.id}: unreadable")
                 continue
             col.markdown(f"**{settings_label(r.config)}**")
-            col.image(preview_grid(r, s, with_real=False)[0], clamp=True)
+            g = preview_grid(r, s, with_real=False)[0]
+            col.image(g, clamp=True)
+            grid_download(g, f"preview-{r.id}", key=f"gen_side_png_{r.id}", where=col)
 
 
 def balance_view() -> None:
@@ -250,7 +264,7 @@ def balance_view() -> None:
         real = by.get("real", [0] * s.num_classes)
         added = [sum(v[c] for k, v in by.items() if k != "real") for c in range(s.num_classes)]
         st.plotly_chart(viz.counts_figure(s.classes, real, added, minority=minority, added_label=f"added by {run.config.get('method')}"),
-                        key=f"bal_fig_{rid}", width="stretch")
+                        key=f"bal_fig_{rid}", width="stretch", config=chart_config(f"balanced-counts-{rid}"))
         st.success("Balanced set saved. Train a classifier on it on the **Train** page (Classifier tab → Training set).")
 
 

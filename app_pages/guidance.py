@@ -3,6 +3,7 @@ guidance weight w) and the denoising view (one image's trajectory per w, step by
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,9 @@ from core.data.profiles import most_reduced_classes
 from core.errors import ConfigError, LabError
 from core.job_runners import SWEEP, TRAJECTORY, TRAJECTORY_MAX_STEPS, TRAJECTORY_MAX_WS, load_trajectory
 from core.runs import Run
-from app_pages._common import (cfg_model_options, confirm_pending, data_cfg, dataset_caption, form_memory, job_panel, manager, poll_every,
+from core.workspace import same_split
+from app_pages._export import chart_config, grid_download
+from app_pages._common import (cfg_model_options, confirm_pending, data_cfg, dataset_caption, form_memory, fresh_model_id, job_panel, manager, poll_every,
                                prepared_or_stop, remember_form, runs_of, submit_job)
 
 DEFAULT_WS = "0, 0.1, 0.5, 1, 2, 4, 7.5"
@@ -32,8 +35,10 @@ st.latex(r"\tilde{\epsilon}_\theta(\mathbf{z}_\lambda, \mathbf{c}) = (1 + w)\,\e
 cfg_data = data_cfg()
 ds, train = prepared_or_stop(cfg_data)
 mgr = manager()
-# finished models first, newest first; a cancelled/interrupted one only with a checkpoint, and labelled so
-models = cfg_model_options(cfg_data.dataset)
+# models trained on this page's data first (others marked with their profile); finished first, newest first;
+# a cancelled/interrupted one only with a checkpoint, and labelled so
+models = cfg_model_options(cfg_data)
+own_models = [(lb, r) for lb, r in models if same_split(r.config.get("data") or {}, cfg_data)]
 
 
 def _floats(text: str, what: str) -> list[float]:
@@ -54,11 +59,16 @@ with sweep_tab:
         minority = most_reduced_classes(train.counts(), ds.train.counts())
         mem = form_memory("gd_form")
         ids = [r.id for _, r in models]
+        # a model that finished since this page was last shown wins over the one used last
+        fresh = fresh_model_id("guidance", own_models, mem.get("saved_at"))
+        if fresh:
+            st.session_state.pop("gd_model", None)
+        remembered = fresh or mem.get("model")
         labels = dict((r.id, label) for label, r in models)
         classes = list(range(len(ds.classes)))
         with st.form("guidance_form", enter_to_submit=False):  # Enter in a field must not start a sweep
             # the model gets a full-width row: a label like "⚠ CANCELLED, 7 of 250 steps" must never be cut off
-            model = st.selectbox("CFG model", ids, index=ids.index(mem["model"]) if mem.get("model") in ids else 0,
+            model = st.selectbox("CFG model", ids, index=ids.index(remembered) if remembered in ids else 0,
                                  format_func=labels.get, key="gd_model")
             c = st.columns(2)
             cls_default = mem["class"] if mem.get("class") in classes else (minority[0] if minority else 0)
@@ -74,7 +84,7 @@ with sweep_tab:
             go = st.form_submit_button("Run the sweep", type="primary")
         job = None
         if go:
-            remember_form("gd_form", {"model": model, "class": int(cls), "seeds": int(n_seeds), "ws": ws_text, "sampler": sampler,
+            remember_form("gd_form", {"model": model, "saved_at": time.time(), "class": int(cls), "seeds": int(n_seeds), "ws": ws_text, "sampler": sampler,
                                       "steps": int(steps), "measure": int(measure)})
             try:
                 ws = _floats(ws_text, "w values")
@@ -108,14 +118,16 @@ with sweep_tab:
             cols = st.columns([1, 6])
             cols[0].markdown(f"w = **{w:g}**  \nscale {1 + w:g}")
             cols[1].image(viz.image_grid(row, ncol=len(row), scale=viz.auto_scale(row.shape[-1], 96)), clamp=True)
+        grid_download(viz.labelled_grid(list(grid), [f"w={w:g}" for w in c["ws"]], [f"seed {s}" for s in c["seeds"]], row_title="w", col_title="seeds"),
+                      f"guidance-{ds.classes[c['class_idx']]}-{rid}", key=f"gd_png_{rid}")
         metrics = run.metrics()
         if status.get("state") == "done" and not metrics.empty and "w" in metrics:
             cols = st.columns(2)
-            cols[0].plotly_chart(viz.guidance_curves(metrics), key=f"gd_curves_{rid}", width="stretch")
+            cols[0].plotly_chart(viz.guidance_curves(metrics), key=f"gd_curves_{rid}", width="stretch", config=chart_config("guidance-curves"))
             cols[0].caption("**Class consistency**: share the judge CNN assigns to the class asked for. "
                             "**Diversity**: mean pairwise distance of judge features (0 = all the same image).")
             if "near_copy_rate" in metrics:
-                cols[1].plotly_chart(viz.novelty_curves(metrics), key=f"gd_novelty_{rid}", width="stretch")
+                cols[1].plotly_chart(viz.novelty_curves(metrics), key=f"gd_novelty_{rid}", width="stretch", config=chart_config("guidance-novelty"))
                 feats = next((f for f in metrics.get("features", []) if isinstance(f, str)), "judge CNN features")
                 n_train = metrics["n_train"].iloc[0] if "n_train" in metrics else "?"
                 cols[1].caption(f"**Near-copy rate**: share of images closer (in pixels) to one of the class's {n_train} training images than 95% "
@@ -168,9 +180,9 @@ def denoise_view() -> None:
         col.caption(f"‖w·(ε(x_t,c) − ε(x_t))‖ = {float(traj['guidance_norm'][k, step]):.3f}")
     st.caption(r"x̂₀ = (x_t − √(1−ᾱ_t)·ε̃) / √ᾱ_t (Ho et al. 2020, Eq. 15). "
                f"ε images share one scale, ±{viz_denoise.EPS_RANGE:g} (grey = 0), so a stronger ε̃ looks more saturated.")
-    st.plotly_chart(viz_denoise.guidance_norm_figure(traj, step), key=f"dn_norm_{rid}", width="stretch")
+    st.plotly_chart(viz_denoise.guidance_norm_figure(traj, step), key=f"dn_norm_{rid}", width="stretch", config=chart_config("guidance-norm"))
     with st.expander("▶ Play x_t and x̂₀ through every step (plays in the browser)"):
-        st.plotly_chart(viz_denoise.trajectory_animation(traj), key=f"dn_play_{rid}", width="stretch")
+        st.plotly_chart(viz_denoise.trajectory_animation(traj), key=f"dn_play_{rid}", width="stretch", config=chart_config("denoising"))
 
 
 with denoise_tab:
@@ -182,11 +194,15 @@ with denoise_tab:
     else:
         dmem = form_memory("dn_form")
         d_ids = [r.id for _, r in models]
+        d_fresh = fresh_model_id("denoise", own_models, dmem.get("saved_at"))
+        if d_fresh:
+            st.session_state.pop("dn_model", None)
+        d_remembered = d_fresh or dmem.get("model")
         d_labels = dict((r.id, label) for label, r in models)
         d_classes = list(range(len(ds.classes)))
         d_minority = most_reduced_classes(train.counts(), ds.train.counts())
         with st.form("denoise_form", enter_to_submit=False):
-            d_model = st.selectbox("CFG model", d_ids, index=d_ids.index(dmem["model"]) if dmem.get("model") in d_ids else 0,
+            d_model = st.selectbox("CFG model", d_ids, index=d_ids.index(d_remembered) if d_remembered in d_ids else 0,
                                    format_func=d_labels.get, key="dn_model")
             c = st.columns(3)
             d_cls = c[0].selectbox("Class", d_classes, index=dmem["class"] if dmem.get("class") in d_classes else (d_minority[0] if d_minority else 0),
@@ -201,7 +217,7 @@ with denoise_tab:
             d_go = st.form_submit_button("Compute the trajectory", type="primary")
         d_job = None
         if d_go:
-            remember_form("dn_form", {"model": d_model, "class": int(d_cls), "seed": int(d_seed), "ws": d_ws, "sampler": d_sampler, "steps": int(d_steps)})
+            remember_form("dn_form", {"model": d_model, "saved_at": time.time(), "class": int(d_cls), "seed": int(d_seed), "ws": d_ws, "sampler": d_sampler, "steps": int(d_steps)})
             try:
                 ws = _floats(d_ws, "w values")
                 if not 2 <= len(ws) <= TRAJECTORY_MAX_WS:

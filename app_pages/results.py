@@ -1,4 +1,5 @@
-"""Results page: the runs table, generation metrics, accuracy / F1 by method and classifier, confusion matrix."""
+"""Results page: the runs table, generation metrics, accuracy / F1 by method and classifier (marked when
+the runs compared differ in compute), per-class F1 of every method, two runs' confusion matrices and their difference."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ import pandas as pd
 import streamlit as st
 
 from core import report, viz
-from core.errors import LabError
 from core.provenance import summary_row
 from core.paths import runs_dir
 from core.runs import Run, runs_table
-from app_pages._common import data_cfg, job_panel, manager, optional, page_name, poll_every
+from app_pages._common import manager
+from app_pages._export import chart_config
 
 def group_table(groups: pd.DataFrame, cd: pd.DataFrame) -> pd.DataFrame:
     """The groups as a readable table: mean ± std only for several seeds of one setting, the CI, steps."""
@@ -34,7 +35,53 @@ def group_table(groups: pd.DataFrame, cd: pd.DataFrame) -> pd.DataFrame:
             row[f"{m} 95% CI"] = f"[{lo:.4f}, {g[f'{m}_hi']:.4f}]" if lo is not None and not pd.isna(lo) else "—"
         row["± test set (accuracy)"] = f"±{half:.4f}" if half is not None else "—"
         rows.append(row)
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    if not out.empty:
+        out.insert(4, "compute", report.compute_column(groups))
+    return out
+
+
+def _classes(cd: pd.DataFrame) -> list[str]:
+    return next((r for r in cd["classes"] if r), None) or [str(i) for i in range(len(cd["per_class_f1"].iloc[0] or []))]
+
+
+def per_class_view(cd: pd.DataFrame) -> None:
+    """Per-class F1 of every method at once (a heat map), minority classes first, counts on the axis."""
+    classes = _classes(cd)
+    arch = st.selectbox("Per-class F1 for classifier", sorted(cd["classifier"].dropna().unique()), key="res_pc_arch")
+    sub = cd[cd["classifier"] == arch]
+    counts = next((r for r in sub["imbalanced_counts"] if r and len(r) == len(classes)), None)
+    st.plotly_chart(viz.per_class_f1_heatmap(report.per_class_long(sub), classes, counts, title=f"per-class F1 of every method · {arch}"),
+                    key="res_pcf1", width="stretch", config=chart_config(f"per-class-f1-{arch}"))
+    st.caption("Per-class F1 of each method (the paper's Table 4), mean over seeds. Columns run from the smallest class in the "
+               "imbalanced training set to the largest; n is the class's real training images"
+               + ("." if counts else " (not recorded by these runs: columns in class order)."))
+
+
+def confusion_view(cd: pd.DataFrame) -> None:
+    """Two chosen runs' confusion matrices side by side, and their difference (B − A)."""
+    classes = _classes(cd)
+    names = list(cd["run_id"] + " · " + cd["method"].astype(str) + " · " + cd["classifier"].astype(str))
+    st.markdown("**Confusion matrices**: two runs side by side, and what changed from A to B")
+    c = st.columns(2)
+    a = c[0].selectbox("Run A", names, key="res_cm")
+    b = c[1].selectbox("Run B", names, index=min(1, len(names) - 1), key="res_cm_b")
+    ra, rb = cd.iloc[names.index(a)], cd.iloc[names.index(b)]
+    if not ra["confusion_matrix"] or not rb["confusion_matrix"]:
+        st.caption("One of these runs recorded no confusion matrix.")
+        return
+    c = st.columns(3)
+    for col, r, tag in ((c[0], ra, "A"), (c[1], rb, "B")):
+        fig = viz.confusion_figure(r["confusion_matrix"], classes)
+        fig.update_layout(title=f"{tag}: {r['method']} · {r['classifier']}")
+        col.plotly_chart(fig, key=f"res_cmfig_{tag}", width="stretch", config=chart_config(f"confusion-{r['run_id']}"))
+    try:
+        c[2].plotly_chart(viz.confusion_difference_figure(ra["confusion_matrix"], rb["confusion_matrix"], classes, "A", "B"),
+                          key="res_cmfig_diff", width="stretch", config=chart_config("confusion-difference"))
+    except ValueError as exc:
+        c[2].warning(f"These two runs cannot be compared cell by cell: {exc}.")
+    st.caption("Colours are the share of each true class (rows) predicted as each class (columns); numbers in A and B are counts. "
+               "The difference is B − A: blue where B predicts that cell more often, red where less; each row sums to 0.")
 
 
 st.title("Results")
@@ -45,7 +92,7 @@ mgr = manager()
 st.subheader("Runs")
 table = runs_table(root)
 if table.empty:
-    st.info("No runs yet. Train a model on the **Train** page, or run a whole study below.")
+    st.info("No runs yet. Train a model on the **Train** page, or start a study on the **Study** page.")
 else:
     f = st.columns([2, 2, 3])
     kinds = f[0].multiselect("Kind", sorted(table["kind"].dropna().unique()), key="res_kinds")
@@ -78,7 +125,8 @@ else:
         if curves:
             import plotly.express as px
 
-            st.plotly_chart(px.line(pd.concat(curves), x="step", y="loss", color="run", title="loss"), key="res_cmp_loss", width="stretch")
+            st.plotly_chart(px.line(pd.concat(curves), x="step", y="loss", color="run", title="loss"), key="res_cmp_loss", width="stretch",
+                            config=chart_config("loss-compare"))
         diff = report.compare_configs(configs)
         if diff.empty:
             st.caption("These runs have identical settings.")
@@ -90,7 +138,8 @@ cls_df = report.classifier_results(root)
 gen_df = report.generation_results(root)
 st.subheader("Method comparison")
 if cls_df.empty and gen_df.empty:
-    st.info("No finished classifier runs or studies yet.")
+    st.info("No finished classifier runs or studies yet. Train a classifier on the **Train** page (Classifier tab), or run the "
+            "quick study: every method × seed, compared here when it finishes.")
 else:
     sources = ["all"] + sorted(set(cls_df["source"]) | set(gen_df["source"]))
     c = st.columns([2, 2, 2])
@@ -108,42 +157,39 @@ else:
             label = g["label"].iloc[0]
             ref = viz.paper_reference("fid") if paper else None
             st.plotly_chart(viz.metric_bars(g, "value", x="method", color=None, paper=ref, title=f"{label} of (imbalanced + generated) vs the full train split, lower is better"),
-                            key=f"res_gen_{metric}", width="stretch")
+                            key=f"res_gen_{metric}", width="stretch", config=chart_config(f"generation-{metric}"))
             if paper and metric != "fid":
                 st.caption(f"Note: the paper's numbers are Inception-v3 FID on CIFAR-10; {label} uses other features and is not comparable in scale.")
         if gd["kid"].notna().any():
             kid = gd.dropna(subset=["kid"])
-            st.plotly_chart(viz.metric_bars(kid, "kid", x="method", color=None, title=f"{kid['kid_label'].iloc[0]}, lower is better"), key="res_kid", width="stretch")
+            st.plotly_chart(viz.metric_bars(kid, "kid", x="method", color=None, title=f"{kid['kid_label'].iloc[0]}, lower is better"), key="res_kid", width="stretch", config=chart_config("kid"))
     elif paper:
         st.plotly_chart(viz.metric_bars(pd.DataFrame(), "FID", paper=viz.paper_reference("fid"), title="FID (paper only: no generation metrics measured yet)"),
-                        key="res_gen_paper", width="stretch")
+                        key="res_gen_paper", width="stretch", config=chart_config("fid-paper"))
 
     if not cd.empty:
         # Like with like: runs pooled only when their whole configuration, seeds aside, is the same.
         groups = report.group_runs(cd)
+        unequal = report.unequal_compute(groups)
         c = st.columns(2)
         acc_fig = viz.ci_bars(groups, "accuracy", scale=100, title="test accuracy (%) per setting; bars: 95% CI over seeds (n ≥ 2)")
         if paper:
             viz.add_paper_series(acc_fig, viz.paper_reference("accuracy"), "ResNet18")
-        c[0].plotly_chart(acc_fig, key="res_acc", width="stretch")
-        c[1].plotly_chart(viz.ci_bars(groups, "macro_f1", title="macro-F1 per setting; bars: 95% CI over seeds (n ≥ 2)"),
-                          key="res_f1", width="stretch")
+        c[0].plotly_chart(viz.mark_unequal_compute(acc_fig, unequal), key="res_acc", width="stretch", config=chart_config("accuracy"))
+        c[1].plotly_chart(viz.mark_unequal_compute(viz.ci_bars(groups, "macro_f1", title="macro-F1 per setting; bars: 95% CI over seeds (n ≥ 2)"), unequal),
+                          key="res_f1", width="stretch", config=chart_config("macro-f1"))
         if paper and dataset != "cifar10":
             c[0].caption("The paper's series is ResNet18 on CIFAR-10 (its Table 3), shown for orientation only: not comparable with results on another dataset.")
+        if unequal:
+            st.warning(f"Not a fair comparison: {unequal}. A method that trained longer or on more images can win for that reason alone. "
+                       "Train each with the same budget in optimizer steps (the **Train** page's default), or compare within one study.")
         st.dataframe(group_table(groups, cd), hide_index=True, width="stretch", key="res_groups")
         st.caption("One row per setting: runs are pooled only when every setting but the seeds is the same (device, logging and "
                    "checkpoint cadence aside); settings that differ are named in the label. The CI covers seed-to-seed spread; "
-                   "the test set's own sampling error is the ± column (binomial 95% half-width of the accuracy).")
-        classes = next((r for r in cd["classes"] if r), None) or [str(i) for i in range(len(cd["per_class_f1"].iloc[0] or []))]
-        minority = next((r for r in cd["minority_classes"] if r), None) or []
-        arch = st.selectbox("Per-class F1 for classifier", sorted(cd["classifier"].dropna().unique()), key="res_pc_arch")
-        st.plotly_chart(viz.per_class_f1_figure(report.per_class_long(cd[cd["classifier"] == arch]), classes, minority),
-                        key="res_pcf1", width="stretch")
-        st.caption("Per-class F1 across methods (the paper's Table 4); shaded columns are the minority classes.")
-        pick = st.selectbox("Confusion matrix of run", list(cd["run_id"] + " · " + cd["method"] + " · " + cd["classifier"].astype(str)), key="res_cm")
-        row = cd.iloc[[i for i, v in enumerate(cd["run_id"] + " · " + cd["method"] + " · " + cd["classifier"].astype(str)) if v == pick][0]]
-        if row["confusion_matrix"]:
-            st.plotly_chart(viz.confusion_figure(row["confusion_matrix"], classes), key="res_cmfig", width="stretch")
+                   "the test set's own sampling error is the ± column (binomial 95% half-width of the accuracy). "
+                   "**compute**: each setting's optimizer steps and images seen, \u26a0 when the rows differ in them.")
+        per_class_view(cd)
+        confusion_view(cd)
     csv = cd.drop(columns=["per_class_f1", "confusion_matrix", "classes"], errors="ignore")
     if not csv.empty:
         f1 = pd.DataFrame([r or [] for r in cd["per_class_f1"]], index=csv.index).add_prefix("f1_class_")
@@ -157,48 +203,35 @@ srows = report.study_rows(root)
 if not srows.empty:
     st.subheader("Studies: each method against its references")
     shown_rows = srows[["study", "method", "classifier", "state", "n_seeds", "steps", "images_seen", "train_size",
-                        "accuracy_mean", "accuracy_lo", "accuracy_hi", "accuracy_test_hw95", "macro_f1_mean", "minority_f1_mean", "why"]]
+                        "accuracy_mean", "accuracy_lo", "accuracy_hi", "accuracy_test_hw95", "macro_f1_mean", "minority_f1_mean", "why"]].copy()
+    # within a study and classifier, rows that differ in steps or images seen are flagged (a study's budget = "epochs")
+    shown_rows.insert(5, "compute", report.compute_column(srows, by=["study", "classifier"]))
+    study_unequal = next((n for _, g in srows.groupby(["study", "classifier"], sort=False) if (n := report.unequal_compute(g))), None)
     st.dataframe(shown_rows, hide_index=True, width="stretch", key="res_study_rows",
                  column_config={"accuracy_lo": "accuracy CI low", "accuracy_hi": "accuracy CI high",
                                 "accuracy_test_hw95": "± test set (binomial 95%)", "why": "failed / unavailable because"})
     sc = st.columns(2)
-    sc[0].plotly_chart(viz.ci_bars(srows.assign(label=srows["study"].str[-24:] + " · " + srows["method"].astype(str)), "accuracy", scale=100,
-                                   title="study accuracy (%) per method; bars: 95% CI over seeds"), key="res_study_acc", width="stretch")
-    sc[1].plotly_chart(viz.ci_bars(srows.assign(label=srows["study"].str[-24:] + " · " + srows["method"].astype(str)), "macro_f1",
-                                   title="study macro-F1 per method; bars: 95% CI over seeds"), key="res_study_f1", width="stretch")
+    study_acc = viz.mark_unequal_compute(viz.ci_bars(srows.assign(label=srows["study"].str[-24:] + " · " + srows["method"].astype(str)), "accuracy", scale=100,
+                                   title="study accuracy (%) per method; bars: 95% CI over seeds"), study_unequal)
+    sc[0].plotly_chart(study_acc, key="res_study_acc", width="stretch", config=chart_config("study-accuracy"))
+    sc[1].plotly_chart(viz.mark_unequal_compute(viz.ci_bars(srows.assign(label=srows["study"].str[-24:] + " · " + srows["method"].astype(str)), "macro_f1",
+                                   title="study macro-F1 per method; bars: 95% CI over seeds"), study_unequal),
+                       key="res_study_f1", width="stretch", config=chart_config("study-macro-f1"))
     verdicts = report.verdict_table(srows)
     if not verdicts.empty:
         st.dataframe(verdicts, hide_index=True, width="stretch", key="res_verdicts")
         st.caption("Paired over the seeds both methods share. **better/worse**: the 95% CI of the difference excludes 0. "
                    "**inconclusive** means no difference was detected with these seeds, not that the methods are equal.")
+    # one study as a self-contained HTML file to send; built only when clicked (a callable)
+    from core.study_report import build_html
+
+    rc = st.columns([3, 2], vertical_alignment="bottom")
+    studies = sorted(srows["study"].unique(), reverse=True)
+    wanted = st.query_params.get("study")  # the Study page links here with ?study=<id>
+    rep = rc[0].selectbox("Study report", studies, index=studies.index(wanted) if wanted in studies else 0, key="res_report_study")
+    rc[1].download_button("Download study report (HTML)", data=lambda p=root / rep: build_html(p).encode(),
+                          file_name=f"{rep}-report.html", mime="text/html", key="res_report_html",
+                          help="Every chart, the tables, the config, commit and versions in one HTML file that opens offline")
 
 # -- whole study --------------------------------------------------------------------------
-with st.expander("Run a whole study (every method × classifier × seed) in the background"):
-    exp, why = optional("core.experiment")
-    if exp is None:
-        st.warning(f"Studies are not available yet: {why}")
-    else:
-        c = st.columns(3)
-        name = c[0].selectbox("Preset", list(exp.PRESETS), key="res_study_preset")
-        own = c[1].checkbox("Use the dataset from the Dataset page", value=False, key="res_study_own")
-        if c[2].button("Start study", key="res_study_go"):
-            try:
-                cfg = exp.preset(name)
-                if own:
-                    cfg.data = data_cfg()
-                cfg.validate()
-                job = mgr.submit("study", cfg.to_dict(), name=cfg.name, page=page_name())
-                st.session_state["res_study_job"] = job.id
-            except LabError as exc:
-                st.error(str(exc))
-        st.caption("The quick preset runs on digits in about ten minutes on a laptop CPU; the paper preset needs a GPU.")
-
-
-@st.fragment(run_every=poll_every())
-def study_view() -> None:
-    rid = st.session_state.get("res_study_job")
-    if rid:
-        job_panel(rid, key="study", show_curve=False, show_preview=False)
-
-
-study_view()
+st.page_link("app_pages/study.py", label="Run a whole study (every method × classifier × seed) on the Study page", icon=":material/science:")

@@ -20,6 +20,12 @@ cfg_data = data_cfg()
 mgr = manager()
 
 SAMPLERS = ["dpm", "ddim", "ddpm"]
+# The classifier's budget. Steps by default: every method then gets the same optimizer steps at the
+# same batch size, so a bigger (filled) set does not win by training longer (issue 20: with epochs,
+# `none` for 3 epochs trained 9 steps and `oversample` 33).
+BUDGETS = {"optimizer steps (fair across methods)": "steps", "epochs (the paper's: fewer steps for smaller sets)": "epochs"}
+DEFAULT_CLS_STEPS = 300
+WARMUP_SHARE = 0.05  # of the steps, under the steps budget
 TRACKERS = ["off", "tensorboard", "mlflow"]  # core.tracking: metrics rows also go there
 TRACKER_HELP = "TensorBoard: event files in the run folder (`tensorboard --logdir runs`); MLflow: MLFLOW_TRACKING_URI or runs/mlruns (`pip install mlflow-skinny`)"
 
@@ -129,14 +135,20 @@ with tab_cls:
         with st.form("cls_form", enter_to_submit=False):  # Enter in a field must not start a job
             c = st.columns(3)
             arch = c[0].selectbox("Classifier", archs, index=archs.index(d["arch"]) if d.get("arch") in archs else 0, key="cls_arch")
-            epochs = c[1].number_input("Epochs", 1, 10_000, int(d.get("epochs", 30)), key="cls_epochs")
+            budget_names = list(BUDGETS)
+            budget = c[1].radio("Budget", budget_names, index=list(BUDGETS.values()).index(d["budget"]) if d.get("budget") in BUDGETS.values() else 0,
+                                key="cls_budget", help="steps: every method trains the same optimizer steps at the same batch size; "
+                                                       "epochs: the same passes over each training set, so a filled set trains longer")
             batch = c[2].number_input("Batch size", 1, 4096, int(d.get("batch_size", 128)), key="cls_batch")
             c = st.columns(3)
+            cls_steps = c[0].number_input("Optimizer steps (budget: steps)", 1, 10_000_000, int(d.get("steps") or DEFAULT_CLS_STEPS), key="cls_steps")
+            epochs = c[1].number_input("Epochs (budget: epochs)", 1, 10_000, int(d.get("epochs", 30)), key="cls_epochs")
+            seed = c[2].number_input("Seed", 0, 2**31 - 1, int(d.get("seed", 0)), key="cls_seed")
+            c = st.columns(2)
             set_names = list(sets)
             choice = c[0].selectbox("Training set", set_names, index=set_names.index(d["set"]) if d.get("set") in set_names else 0, key="cls_set",
                                     help="Make more balanced sets on the Generate page (“balance the dataset”).")
             lr = c[1].number_input("Peak learning rate", 1e-5, 10.0, float(d.get("lr", 0.1)), format="%.4f", key="cls_lr")
-            seed = c[2].number_input("Seed", 0, 2**31 - 1, int(d.get("seed", 0)), key="cls_seed")
             loss = None
             if has_loss:
                 loss = st.selectbox("Loss", losses, index=losses.index(d["loss"]) if d.get("loss") in losses else 0, key="cls_loss",
@@ -146,9 +158,13 @@ with tab_cls:
             go = st.form_submit_button("Start classifier training", type="primary")
         if go:
             method, params, set_run = sets[choice]
-            values = dict(arch=arch, epochs=int(epochs), batch_size=int(batch), lr=float(lr), seed=int(seed), **({"loss": loss} if has_loss else {}))
+            by_steps = BUDGETS[budget] == "steps"
+            # under a steps budget the warm-up is in steps too (5 % of them), so every training set warms up alike
+            values = dict(arch=arch, epochs=int(epochs), steps=int(cls_steps) if by_steps else None,
+                          warmup_steps=max(1, round(WARMUP_SHARE * int(cls_steps))) if by_steps else None, batch_size=int(batch), lr=float(lr),
+                          seed=int(seed), **({"loss": loss} if has_loss else {}))
             values["log_with"] = None if log_with == "off" else log_with
-            remember_form("cls_form", {**values, "set": choice})
+            remember_form("cls_form", {**values, "steps": int(cls_steps), "budget": BUDGETS[budget], "set": choice})
             try:
                 cfg = _build(mod.ClassifierConfig, data=cfg_data, **values)
                 # how the training set is made: the classifier job fills it before training (core.balance)

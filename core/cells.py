@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import importlib
 import time
+from graphlib import CycleError, TopologicalSorter
 import traceback
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -74,32 +75,80 @@ class CellOutcome:
         return asdict(self)
 
 
-def topological(cells: list[Cell]) -> list[Cell]:
-    """The cells in an order where every dependency comes first; a cycle or an unknown id is a bug."""
+def _sorter(cells: list[Cell]) -> TopologicalSorter:
+    """The cells' graph as a ``graphlib.TopologicalSorter`` (nodes added in the given order, so ties
+    keep it). Unique ids and known dependencies are checked here: the sorter would take an unknown
+    id for a new node without dependencies, i.e. run the cell before what it really needs."""
     by_id = {c.id: c for c in cells}
     if len(by_id) != len(cells):
         raise ValueError("cell ids must be unique")
+    ts: TopologicalSorter = TopologicalSorter()
     for c in cells:
         missing = [d for d in c.deps if d not in by_id]
         if missing:
             raise ValueError(f"cell {c.id} depends on unknown cell(s) {missing}")
-    order, seen, active = [], set(), set()
-
-    def visit(c: Cell) -> None:
-        if c.id in seen:
-            return
-        if c.id in active:
-            raise ValueError(f"dependency cycle through {c.id}")
-        active.add(c.id)
-        for d in c.deps:
-            visit(by_id[d])
-        active.discard(c.id)
-        seen.add(c.id)
-        order.append(c)
-
+        ts.add(c.id)
     for c in cells:
-        visit(c)
-    return order
+        ts.add(c.id, *c.deps)
+    return ts
+
+
+def topological(cells: list[Cell]) -> list[Cell]:
+    """The cells in an order where every dependency comes first; a cycle or an unknown id is a bug."""
+    by_id = {c.id: c for c in cells}
+    try:
+        return [by_id[i] for i in _sorter(cells).static_order()]
+    except CycleError as exc:
+        raise ValueError(f"dependency cycle through {exc.args[1][0]}") from None
+
+
+class Schedule:
+    """The one readiness loop every in-house executor shares: which cells may start now.
+
+    ``runnable()`` first settles the ready cells that will never run (a dependency did not end
+    ok: they take its state; or the study was cancelled) through ``finish``, then returns the
+    rest, in the graph's order. An executor ``take``s the cells it starts and ``finish``es each
+    with its outcome, which makes its dependents ready (``graphlib.TopologicalSorter``)."""
+
+    def __init__(self, cells: list[Cell], on_finish: Callable[[Cell, "CellOutcome"], None] | None = None):
+        self.order = topological(cells)
+        self.rank = {c.id: i for i, c in enumerate(self.order)}
+        self.by_id = {c.id: c for c in self.order}
+        self.outcomes: dict[str, CellOutcome] = {}
+        self.on_finish = on_finish
+        self._ts = _sorter(cells)
+        self._ts.prepare()
+        self._ready: list[Cell] = []
+        self._collect()
+
+    def _collect(self) -> None:
+        self._ready = sorted(self._ready + [self.by_id[i] for i in self._ts.get_ready()], key=lambda c: self.rank[c.id])
+
+    @property
+    def done(self) -> bool:
+        return len(self.outcomes) == len(self.order)
+
+    def runnable(self, cancelled: bool = False) -> list[Cell]:
+        while True:
+            settled = False
+            for cell in list(self._ready):
+                o = CellOutcome(CANCELLED, error="cancelled before it started") if cancelled else blocked_by(cell, self.outcomes)
+                if o is not None:
+                    self._ready.remove(cell)
+                    self.finish(cell, o)
+                    settled = True
+            if not settled:
+                return list(self._ready)
+
+    def take(self, cell: Cell) -> None:
+        self._ready.remove(cell)
+
+    def finish(self, cell: Cell, outcome: "CellOutcome") -> None:
+        self.outcomes[cell.id] = outcome
+        self._ts.done(cell.id)
+        self._collect()
+        if self.on_finish:
+            self.on_finish(cell, outcome)
 
 
 def blocked_by(cell: Cell, outcomes: dict[str, CellOutcome]) -> CellOutcome | None:
@@ -138,18 +187,19 @@ class SerialExecutor:
     def run(self, cells: list[Cell], task: CellTask, callbacks: Callbacks | None = None,
             on_event: CellEvent | None = None) -> dict[str, CellOutcome]:
         cb = callbacks or Callbacks()
-        order = topological(cells)
-        outcomes: dict[str, CellOutcome] = {}
-        for i, cell in enumerate(order):
-            if cb.stop_requested():
-                outcomes[cell.id] = CellOutcome(CANCELLED, error="cancelled before it started")
-            else:
-                outcomes[cell.id] = blocked_by(cell, outcomes) or self._one(task, cell, cb, on_event, i, len(order))
-            o = outcomes[cell.id]
+
+        def report(cell: Cell, o: CellOutcome) -> None:
             if on_event:
                 on_event(cell.id, o.state, o.device or "", o.error or "")
-            cb.progress(i + 1, len(order), f"{cell.label or cell.id}: {o.state}")
-        return outcomes
+            cb.progress(len(sched.outcomes), n, f"{cell.label or cell.id}: {o.state}")
+
+        sched = Schedule(cells, report)
+        n = len(sched.order)
+        while ready := sched.runnable(cancelled=cb.stop_requested()):
+            cell = ready[0]
+            sched.take(cell)
+            sched.finish(cell, self._one(task, cell, cb, on_event, len(sched.outcomes), n))
+        return sched.outcomes
 
     def _one(self, task: CellTask, cell: Cell, cb: Callbacks, on_event: CellEvent | None, i: int, n: int) -> CellOutcome:
         if on_event:

@@ -24,6 +24,7 @@ COMMANDS = {
     "experiment": "core.commands.experiment",
     "novelty": "core.commands.novelty",
     "export": "core.commands.export",
+    "report": "core.commands.report",
 }
 
 

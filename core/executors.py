@@ -26,7 +26,10 @@ cell function then starts its own multi-process job on those devices, e.g. with
 ``core.train.cfg`` already runs unchanged under it).
 
 ``RayExecutor``: each cell becomes a Ray task asking for ``num_cpus`` CPUs and, for cells with
-``gpu=True`` when the cluster has GPUs, one GPU (Ray sets ``CUDA_VISIBLE_DEVICES`` for it).
+``gpu=True`` when the cluster has GPUs, one GPU (Ray sets ``CUDA_VISIBLE_DEVICES`` for it). All
+tasks are submitted at once, each given its dependencies' object refs, so Ray starts a cell when
+they have ended; a task whose worker died (OOM kill, lost node) is retried ``max_retries`` times,
+which is safe because cells resume from what they keep on disk.
 The cell functions write into the study folder named in their payload, so on several machines
 that folder must be on a filesystem every node mounts at the same path (NFS, a cluster FS).
 Ray is optional: ``pip install ray``; without it ``RayExecutor`` raises a ``ConfigError``
@@ -47,7 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.callbacks import Callbacks
-from core.cells import CANCELLED, FAILED, OK, Cell, CellEvent, CellOutcome, CellTask, blocked_by, execute, topological
+from core.cells import CANCELLED, FAILED, OK, Cell, CellEvent, CellOutcome, CellTask, Schedule, blocked_by, execute, topological
 from core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -179,11 +182,6 @@ class LocalExecutor:
     def run(self, cells: list[Cell], task: CellTask, callbacks: Callbacks | None = None,
             on_event: CellEvent | None = None) -> dict[str, CellOutcome]:
         cb = callbacks or Callbacks()
-        order = topological(cells)
-        by_id = {c.id: c for c in order}
-        n = len(order)
-        outcomes: dict[str, CellOutcome] = {}
-        pending = list(order)
         ctx = mp.get_context("spawn")  # never fork a process that may hold CUDA or torch threads
         stop = ctx.Event()
         outbox = ctx.Queue()
@@ -198,43 +196,31 @@ class LocalExecutor:
             p.start()
             workers[i] = (p, inbox)
 
-        def finish(cell: Cell, o: CellOutcome) -> None:
-            outcomes[cell.id] = o
+        def report(cell: Cell, o: CellOutcome) -> None:
             if on_event:
                 on_event(cell.id, o.state, o.device or "", o.error or "")
-            cb.progress(len(outcomes), n, f"{cell.label or cell.id}: {o.state}" + (f" [{o.device}]" if o.device else ""))
+            cb.progress(len(sched.outcomes), n, f"{cell.label or cell.id}: {o.state}" + (f" [{o.device}]" if o.device else ""))
 
+        sched = Schedule(cells, report)
+        by_id, n, finish, outcomes = sched.by_id, len(sched.order), sched.finish, sched.outcomes
         try:
             for i in range(len(self.lanes)):
                 spawn(i)
-            while len(outcomes) < n:
+            while not sched.done:
                 if not cancelled and cb.stop_requested():
                     cancelled = True
                     stop.set()
-                # cells that will never run: a dependency did not end ok, or the study was cancelled
-                for cell in list(pending):
-                    if cancelled:
-                        pending.remove(cell)
-                        finish(cell, CellOutcome(CANCELLED, error="cancelled before it started"))
-                    elif all(d in outcomes for d in cell.deps):
-                        o = blocked_by(cell, outcomes)
-                        if o is not None:
-                            pending.remove(cell)
-                            finish(cell, o)
-                # start ready cells on free lanes, in dependency order; a wide cell that does not fit
-                # yet holds back the cells after it, so the lanes drain for it (no starvation)
+                # start ready cells on free lanes, in dependency order (cells that will never run are settled
+                # by the schedule); a wide cell that does not fit yet holds back the cells after it, so the
+                # lanes drain for it (no starvation)
                 busy = {i for lanes, _ in running.values() for i in lanes}
                 free = [i for i in range(len(self.lanes)) if i not in busy]
-                for cell in list(pending):
-                    if not free:
-                        break
-                    if not all(d in outcomes for d in cell.deps):
-                        continue
+                for cell in sched.runnable(cancelled):
                     k = self._width(cell)
                     if k > len(free):
                         break
                     take, free = free[:k], free[k:]
-                    pending.remove(cell)
+                    sched.take(cell)
                     label = ",".join(self.lanes[i].label for i in take)
                     device = self.lanes[take[0]].device if k == 1 else label
                     running[cell.id] = (take, time.time())
@@ -307,12 +293,19 @@ def _import_ray():
     return ray
 
 
-def _ray_cell(task: CellTask, cell: Cell, threads: int | None, events, cwd: str) -> dict:
-    """Body of one Ray task: pin threads, work in the driver's folder, say where it runs, run the cell."""
+def _ray_cell(task: CellTask, cell: Cell, threads: int | None, events, cwd: str, *upstream: dict) -> dict:
+    """Body of one Ray task: pin threads, work in the driver's folder, say where it runs, run the cell.
+
+    ``upstream`` are the outcomes of the cell's dependencies: Ray passes them in once those tasks
+    ended, so Ray, not a loop here, decides when a cell may start. A cell whose dependency did not
+    end ok returns that state at once, without running (and without a "start" event)."""
     import socket
 
     import ray
 
+    blocked = blocked_by(cell, {d: CellOutcome(**o) for d, o in zip(cell.deps, upstream)})
+    if blocked is not None:
+        return blocked.to_dict()
     if os.path.isdir(cwd):  # relative paths in the payload (--out, --data-dir) mean what they meant to the driver
         os.chdir(cwd)
     if threads:
@@ -335,7 +328,7 @@ class RayExecutor:
     """Runs each cell as a Ray task (``ray.init(address)``, or a local instance when address is None)."""
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None, threads: int | None = 1,
-                 cpus_per_cell: float = 1, init_kwargs: dict | None = None, poll_s: float = 0.2):
+                 cpus_per_cell: float = 1, init_kwargs: dict | None = None, poll_s: float = 0.2, max_retries: int = 2):
         self.ray = _import_ray()
         self.address = address
         self.num_cpus = num_cpus  # only for a local instance
@@ -343,6 +336,9 @@ class RayExecutor:
         self.cpus_per_cell = cpus_per_cell
         self.init_kwargs = dict(init_kwargs or {})
         self.poll_s = poll_s
+        # a cell whose worker died (OOM kill, node lost) runs again up to this many times: cells resume
+        # from what they keep on disk. Exceptions raised by the cell itself are outcomes, never retried.
+        self.max_retries = max_retries
         self.device = f"ray:{address or 'local'}"
 
     def _init(self) -> None:
@@ -375,16 +371,18 @@ class RayExecutor:
         has_gpu = ray.cluster_resources().get("GPU", 0) > 0
         events = Queue(actor_options={"num_cpus": 0})
         remote = ray.remote(_ray_cell)
+        # Every cell is submitted at once, with its dependencies' object refs as arguments: Ray starts
+        # it when they have ended (whatever their state) and hands their outcomes in.
+        refs: dict[str, object] = {}
+        for cell in order:
+            opts = {"num_cpus": self.cpus_per_cell, "num_gpus": 1 if (cell.gpu and has_gpu) else 0, "max_retries": self.max_retries}
+            refs[cell.id] = remote.options(**opts).remote(task, cell, self.threads, events, os.getcwd(), *(refs[d] for d in cell.deps))
+        cell_of = {ref: cell for cell, ref in zip(order, refs.values())}
         outcomes: dict[str, CellOutcome] = {}
-        pending = list(order)
-        inflight: dict = {}  # ObjectRef -> cell
+        ended: dict[str, CellOutcome | BaseException] = {}  # what Ray returned, before it is reported in order
+        started: set[str] = set()
+        inflight = set(refs.values())
         cancelled = False
-
-        def finish(cell: Cell, o: CellOutcome) -> None:
-            outcomes[cell.id] = o
-            if on_event:
-                on_event(cell.id, o.state, o.device or "", o.error or "")
-            cb.progress(len(outcomes), n, f"{cell.label or cell.id}: {o.state}" + (f" [{o.device}]" if o.device else ""))
 
         def drain_events() -> None:
             while True:
@@ -392,8 +390,20 @@ class RayExecutor:
                     cid, ev, where = events.get_nowait()
                 except Exception:  # ray.util.queue.Empty
                     return
+                started.add(cid)
                 if on_event:
                     on_event(cid, ev, where, "")
+
+        def settle(cell: Cell, got) -> CellOutcome:
+            if not isinstance(got, BaseException):
+                return CellOutcome(**got)
+            if isinstance(got, ray.exceptions.TaskCancelledError):
+                return CellOutcome(CANCELLED, error="cancelled while running" if cell.id in started else "cancelled before it started")
+            # a task whose dependency's task failed is failed by Ray without running: it takes that dependency's state
+            blocked = blocked_by(cell, outcomes)
+            if blocked is not None:
+                return blocked
+            return CellOutcome(FAILED, error=f"Ray task failed (a dead worker is retried {self.max_retries} time(s)): {type(got).__name__}: {str(got)[:2000]}")
 
         try:
             while len(outcomes) < n:
@@ -401,32 +411,22 @@ class RayExecutor:
                     cancelled = True
                     for ref in inflight:
                         ray.cancel(ref)  # interrupts the task; the cell keeps what it checkpointed
-                for cell in list(pending):
-                    if cancelled:
-                        pending.remove(cell)
-                        finish(cell, CellOutcome(CANCELLED, error="cancelled before it started"))
-                    elif all(d in outcomes for d in cell.deps):
-                        pending.remove(cell)
-                        o = blocked_by(cell, outcomes)
-                        if o is not None:
-                            finish(cell, o)
-                            continue
-                        opts = {"num_cpus": self.cpus_per_cell, "num_gpus": 1 if (cell.gpu and has_gpu) else 0,
-                                "max_retries": 0}
-                        inflight[remote.options(**opts).remote(task, cell, self.threads, events, os.getcwd())] = cell
-                if not inflight:
-                    continue
-                ready, _ = ray.wait(list(inflight), num_returns=1, timeout=self.poll_s)
-                drain_events()
-                for ref in ready:
-                    cell = inflight.pop(ref)
-                    try:
-                        o = CellOutcome(**ray.get(ref))
-                    except ray.exceptions.TaskCancelledError:
-                        o = CellOutcome(CANCELLED, error="cancelled while running")
-                    except ray.exceptions.RayError as exc:  # the worker died (OOM kill, node lost)
-                        o = CellOutcome(FAILED, error=f"Ray task failed: {type(exc).__name__}: {str(exc)[:2000]}")
-                    finish(cell, o)
+                if inflight:
+                    ready, _ = ray.wait(list(inflight), num_returns=1, timeout=self.poll_s)
+                    drain_events()
+                    for ref in ready:
+                        inflight.discard(ref)
+                        try:
+                            ended[cell_of[ref].id] = ray.get(ref)
+                        except ray.exceptions.RayError as exc:  # TaskCancelledError is one too
+                            ended[cell_of[ref].id] = exc
+                # report in dependency order, so a cell's dependencies are settled before it
+                for cell in order:
+                    if cell.id not in outcomes and cell.id in ended and all(d in outcomes for d in cell.deps):
+                        o = outcomes[cell.id] = settle(cell, ended[cell.id])
+                        if on_event:
+                            on_event(cell.id, o.state, o.device or "", o.error or "")
+                        cb.progress(len(outcomes), n, f"{cell.label or cell.id}: {o.state}" + (f" [{o.device}]" if o.device else ""))
         finally:
             for ref in inflight:
                 ray.cancel(ref, force=True)

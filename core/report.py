@@ -21,7 +21,7 @@ from core.viz import method_label
 
 CLS_COLUMNS = ["source", "run_id", "dataset", "profile", "method", "classifier", "seed", "steps", "images_seen", "train_size", "loss",
                "test_n", "accuracy", "balanced_accuracy", "macro_f1", "minority_f1", "minority_classes", "classes", "per_class_f1",
-               "confusion_matrix", "settings", "path"]
+               "confusion_matrix", "imbalanced_counts", "settings", "path"]
 METRICS = ("accuracy", "macro_f1", "minority_f1")
 # Settings that never change a run's results: where and how it was logged, checkpointed or
 # previewed. Seeds are left out too: runs that differ only in them are repeats of one setting.
@@ -59,7 +59,7 @@ def _classifier_row(folder: Path, source: str) -> dict | None:
         "test_n": res.get("n"),
         "settings": settings_of(cfg),
         **{k: res.get(k) for k in ("accuracy", "balanced_accuracy", "macro_f1", "minority_f1", "minority_classes", "classes",
-                                   "per_class_f1", "confusion_matrix")},
+                                   "per_class_f1", "confusion_matrix", "imbalanced_counts")},
         "path": str(folder),
     }
 
@@ -79,7 +79,7 @@ def group_runs(df: pd.DataFrame) -> pd.DataFrame:
     """
     from core.stats import summary
 
-    cols = ["group", "label", "method", "classifier", "n", "seeds", "steps", "runs"]
+    cols = ["group", "label", "method", "classifier", "n", "seeds", "steps", "images_seen", "runs"]
     cols += [f"{m}_{k}" for m in METRICS for k in ("mean", "std", "lo", "hi")]
     if df is None or df.empty:
         return pd.DataFrame(columns=cols)
@@ -95,8 +95,10 @@ def group_runs(df: pd.DataFrame) -> pd.DataFrame:
         differ = sorted({name for o in peers for name in set(o) | set(settings[k]) if o.get(name) != settings[k].get(name)})
         extra = ", ".join(f"{name}={settings[k].get(name)}" for name in differ if name not in ("balance_method", "arch"))
         steps = sorted({int(x) for x in g["steps"].dropna()})
+        seen = sorted({int(x) for x in g["images_seen"].dropna()}) if "images_seen" in g else []
         row = {"group": k, "label": f"{method} · {clf}" + (f" ({extra})" if extra else ""), "method": method, "classifier": clf,
                "n": len(g), "seeds": sorted(int(x) for x in g["seed"].dropna()), "steps": "/".join(map(str, steps)) or "?",
+               "images_seen": "/".join(map(str, seen)) or "?",
                "runs": list(g["run_id"])}
         for m in METRICS:
             s = summary([None if pd.isna(v) else float(v) for v in g[m]])
@@ -106,27 +108,86 @@ def group_runs(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
+def _numeric_key(v: str) -> tuple:
+    try:
+        return (0, float(v.split("/")[0]), v)
+    except ValueError:
+        return (1, 0.0, v)
+
+
+def unequal_compute(df: pd.DataFrame) -> str | None:
+    """Why the rows of a comparison are not like for like, or None: they differ in optimizer
+    steps, else in images seen (same steps at other batch sizes). A value "9/33" (a group whose
+    own runs differ) counts as differing. Unknown values ("?", empty) are left out."""
+    if df is None or df.empty:
+        return None
+    for col, what in (("steps", "training steps"), ("images_seen", "images seen")):
+        if col not in df:
+            continue
+        vals = [str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in df[col] if v is not None and not pd.isna(v)]
+        distinct = sorted(dict.fromkeys(v for v in vals if v not in ("?", "")), key=_numeric_key)
+        if len(distinct) > 1 or any("/" in v for v in distinct):
+            return f"these runs differ in {what} ({' vs '.join(distinct)}): not a like-for-like comparison"
+    return None
+
+
+def compute_column(df: pd.DataFrame, by: list[str] | None = None) -> list[str]:
+    """One cell per row for a comparison table: its steps (and images seen), flagged "⚠ differs"
+    when the rows compared with it (all rows, or those sharing ``by``) differ in compute."""
+    if df is None or df.empty:
+        return []
+    notes = {}
+    for key, g in (df.groupby(by, dropna=False, sort=False) if by else [(None, df)]):
+        note = unequal_compute(g)
+        notes.update({i: note for i in g.index})
+
+    def known(v) -> bool:
+        return v is not None and not (isinstance(v, float) and pd.isna(v)) and v != "?"
+
+    out = []
+    for i, r in df.iterrows():
+        steps, seen = r.get("steps"), r.get("images_seen")
+        text = (f"{steps:g}" if isinstance(steps, float) else str(steps)) + " steps" if known(steps) else "steps unknown"
+        if known(seen):
+            text += f", {seen:g}" if isinstance(seen, float) else f", {seen}"
+            text += " images seen"
+        out.append(("⚠ differs: " if notes[i] else "same: ") + text)
+    return out
+
+
 def study_rows(root: str | os.PathLike | None = None) -> pd.DataFrame:
     """The rows of every study's results.json (one per method × classifier): state, steps,
     n_seeds, metric mean/std/CI and the verdicts against the reference methods."""
+    return pd.DataFrame([row for run in list_runs(root) if run.kind == "study" for row in _study_rows_of(run)])
+
+
+def _study_rows_of(run) -> list[dict]:
     out = []
-    for run in list_runs(root):
-        if run.kind != "study":
-            continue
-        res = _safe_json(run.path / "results.json") or {}
-        for r in res.get("rows") or []:
-            row = {"study": run.id, "method": r.get("method"), "classifier": r.get("classifier"), "state": r.get("state", "ok"),
-                   "n_seeds": r.get("n_seeds", len(r.get("seeds") or [])), "steps": r.get("steps"), "images_seen": r.get("images_seen"),
-                   "train_size": r.get("train_size", r.get("train_images")), "budget": r.get("budget"),
-                   "accuracy_test_hw95": r.get("accuracy_binomial_hw95"),
-                   "why": r.get("reason") or "; ".join(f"seed {k}: {str(e).splitlines()[0]}" for k, e in (r.get("errors") or {}).items())}
-            for m in METRICS:
-                v = r.get(m) or {}
-                ci = v.get("ci95") or [None, None]
-                row.update({f"{m}_mean": v.get("mean"), f"{m}_std": v.get("std"), f"{m}_lo": ci[0], f"{m}_hi": ci[1]})
-            row["vs"] = r.get("vs") or {}
-            out.append(row)
-    return pd.DataFrame(out)
+    res = _safe_json(run.path / "results.json") or {}
+    for r in res.get("rows") or []:
+        row = {"study": run.id, "method": r.get("method"), "classifier": r.get("classifier"), "state": r.get("state", "ok"),
+               "n_seeds": r.get("n_seeds", len(r.get("seeds") or [])), "steps": r.get("steps"), "images_seen": r.get("images_seen"),
+               "train_size": r.get("train_size", r.get("train_images")), "budget": r.get("budget"),
+               "accuracy_test_hw95": r.get("accuracy_binomial_hw95"),
+               "why": r.get("reason") or "; ".join(f"seed {k}: {str(e).splitlines()[0]}" for k, e in (r.get("errors") or {}).items())}
+        for m in METRICS:
+            v = r.get(m) or {}
+            ci = v.get("ci95") or [None, None]
+            row.update({f"{m}_mean": v.get("mean"), f"{m}_std": v.get("std"), f"{m}_lo": ci[0], f"{m}_hi": ci[1]})
+        row["vs"] = r.get("vs") or {}
+        out.append(row)
+    return out
+
+
+def one_study(path: str | os.PathLike) -> dict[str, pd.DataFrame]:
+    """The tables of one study folder: {"rows": study_rows, "classifiers": classifier_results,
+    "generation": generation_results}, restricted to that study."""
+    from core.runs import Run
+
+    run = Run(path)
+    return {"rows": pd.DataFrame(_study_rows_of(run)),
+            "classifiers": pd.DataFrame(_study_classifier_rows(run), columns=CLS_COLUMNS),
+            "generation": pd.DataFrame(_generation_rows(run), columns=GEN_COLUMNS)}
 
 
 def verdict_table(rows: pd.DataFrame) -> pd.DataFrame:
@@ -150,32 +211,35 @@ def classifier_results(root: str | os.PathLike | None = None) -> pd.DataFrame:
             r = _classifier_row(run.path, "standalone")
             if r:
                 rows.append(r)
-        elif run.kind == "study" and (run.path / "cells").is_dir():
-            for cell in sorted((run.path / "cells").iterdir()):
-                r = _classifier_row(cell, run.id)
-                if r:
-                    rows.append(r)
+        elif run.kind == "study":
+            rows += _study_classifier_rows(run)
     return pd.DataFrame(rows, columns=CLS_COLUMNS)
 
 
+def _study_classifier_rows(run) -> list[dict]:
+    if not (run.path / "cells").is_dir():
+        return []
+    return [r for cell in sorted((run.path / "cells").iterdir()) if (r := _classifier_row(cell, run.id))]
+
+
 def generation_results(root: str | os.PathLike | None = None) -> pd.DataFrame:
-    rows = []
-    for run in list_runs(root):
-        if run.kind != "study":
+    return pd.DataFrame([row for run in list_runs(root) if run.kind == "study" for row in _generation_rows(run)], columns=GEN_COLUMNS)
+
+
+def _generation_rows(run) -> list[dict]:
+    rows, found = [], []
+    for f in sorted((run.path / "generation").glob("*.json")):  # studies before the cells layout
+        found.append(_safe_json(f))
+    for f in sorted((run.path / "cells").glob("fill__*/results.json")):  # a fill cell: {"name", "seed", "generation": {...}}
+        r = _safe_json(f)
+        if r and isinstance(r.get("generation"), dict):
+            found.append({**r["generation"], "variant": r.get("name"), "seed": r.get("seed")})
+    for g in found:
+        if not g or "key" not in g or g.get(g["key"]) is None:
             continue
-        found = []
-        for f in sorted((run.path / "generation").glob("*.json")):  # studies before the cells layout
-            found.append(_safe_json(f))
-        for f in sorted((run.path / "cells").glob("fill__*/results.json")):  # a fill cell: {"name", "seed", "generation": {...}}
-            r = _safe_json(f)
-            if r and isinstance(r.get("generation"), dict):
-                found.append({**r["generation"], "variant": r.get("name"), "seed": r.get("seed")})
-        for g in found:
-            if not g or "key" not in g or g.get(g["key"]) is None:
-                continue
-            rows.append({"source": run.id, "method": g.get("variant"), "seed": g.get("seed"), "metric": g["key"], "label": g.get("label", g["key"]),
-                         "value": g[g["key"]], "kid": g.get("kid"), "kid_label": g.get("kid_label", "KID"), "n_images": g.get("n_images")})
-    return pd.DataFrame(rows, columns=GEN_COLUMNS)
+        rows.append({"source": run.id, "method": g.get("variant"), "seed": g.get("seed"), "metric": g["key"], "label": g.get("label", g["key"]),
+                     "value": g[g["key"]], "kid": g.get("kid"), "kid_label": g.get("kid_label", "KID"), "n_images": g.get("n_images")})
+    return rows
 
 
 def per_class_long(df: pd.DataFrame) -> pd.DataFrame:
@@ -187,15 +251,13 @@ def per_class_long(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["method", "classifier", "class", "f1"])
 
 
-def flat_config(cfg: dict, prefix: str = "") -> dict:
-    """Nested config -> {"data.profile": ..., "lr": ...} for side-by-side comparison."""
-    out = {}
-    for k, v in cfg.items():
-        if isinstance(v, dict):
-            out.update(flat_config(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v if not isinstance(v, list) else str(v)
-    return out
+def flat_config(cfg: dict) -> dict:
+    """Nested config -> {"data.profile": ..., "lr": ...} for side-by-side comparison (``pd.json_normalize``;
+    lists become their text, so they compare and hash like the other values)."""
+    if not cfg:
+        return {}
+    flat = pd.json_normalize(cfg, sep=".").to_dict(orient="records")[0]
+    return {k: str(v) if isinstance(v, list) else v for k, v in flat.items()}
 
 
 def compare_configs(configs: dict[str, dict]) -> pd.DataFrame:

@@ -2,8 +2,9 @@
 
 What ``summary``'s CI covers: the spread between seeds, i.e. training randomness
 (initialisation, batch order, augmentation) and, when each seed draws its own imbalanced
-subset, the choice of subset. It does **not** cover the finite test set;
-``binomial_halfwidth`` gives that part for an accuracy measured on n test images.
+subset, the choice of subset. It does **not** cover the finite test set; ``binomial_ci``
+(Wilson) gives that part for an accuracy measured on n test images, ``binomial_halfwidth``
+half its width.
 
 The paired verdicts (``paired_bootstrap``) carry both: a two-level bootstrap resamples the
 seeds, then the test images, so a difference has to stand out of training noise *and* of
@@ -71,13 +72,20 @@ def paired(method: dict[int, float], reference: dict[int, float]) -> dict:
     return {"n": s["n"], "seeds": seeds, "diff_mean": s["mean"], "ci95": s["ci95"], "verdict": verdict(s["ci95"])}
 
 
-def binomial_halfwidth(p: float, n: int) -> float | None:
-    """Normal-approximation 95 % half-width of an accuracy p measured on n test images:
-    z_{0.975}·√(p(1−p)/n). The test set's own sampling error, which seeds do not show."""
+def binomial_ci(p: float | None, n: int) -> list[float] | None:
+    """Wilson 95 % interval [lo, hi] of an accuracy p measured on n test images (scipy's
+    ``binomtest(k, n).proportion_ci("wilson")`` with k = round(p·n) correct answers; a mean over
+    seeds is rounded to the nearest count). The test set's own sampling error, which seeds do not show."""
     if n <= 0 or p is None:
         return None
-    z = float(_st.norm.ppf(0.5 + CONFIDENCE / 2))
-    return z * math.sqrt(max(p * (1 - p), 0.0) / n)
+    ci = _st.binomtest(int(round(p * n)), n).proportion_ci(confidence_level=CONFIDENCE, method="wilson")
+    return [float(ci.low), float(ci.high)]
+
+
+def binomial_halfwidth(p: float | None, n: int) -> float | None:
+    """Half the width of ``binomial_ci`` (the Wilson interval is not centred on p: its ± summary)."""
+    ci = binomial_ci(p, n)
+    return None if ci is None else (ci[1] - ci[0]) / 2
 
 
 # ----------------------------------------------------------------------------- paired verdicts

@@ -8,7 +8,8 @@ One row (the JSON contract of ``experiment --json``)::
     steps, images_seen, train_size, batch_size   integers (the same for every seed); budget "steps" | "epochs"
     n_seeds, seeds                              the seeds that succeeded
     accuracy, balanced_accuracy, macro_f1, minority_f1   {mean, std, ci95: [lo, hi] | None}
-    accuracy_binomial_hw95                      z·√(p(1−p)/n) on the test set's n images (not in ci95)
+    accuracy_binomial_ci95, accuracy_binomial_hw95   Wilson 95 % interval of the accuracy on the test set's n
+                                                images, and half its width (not in ci95; core.stats.binomial_ci)
     vs           {reference: {metric: "accuracy", diff_mean, ci95, p, p_holm, mde, test_noise, verdict}} per compare_to
                  entry ≠ the row: a paired two-level bootstrap (seeds, then test images), Holm across the study
     per_class_f1, minority_classes, train_images, kid, fd_judge | fid, per_class_<key>   as before
@@ -26,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from core.cells import CANCELLED, FAILED, OK, UNAVAILABLE
-from core.stats import VERDICT_RULE, binomial_halfwidth, holm, holm_verdict, mde, paired_bootstrap, paired_t, summary
+from core.stats import VERDICT_RULE, binomial_ci, binomial_halfwidth, holm, holm_verdict, mde, paired_bootstrap, paired_t, summary
 
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "minority_f1")
 CI_NOTE = ("ci95 is a Student-t 95% interval over seeds, clipped to [0, 1]: it covers training randomness and the choice of "
@@ -116,7 +117,8 @@ def make_row(cfg, plan, v, clf, outcomes, test_size: int) -> dict:
     for k in METRICS:
         row[k] = _msc([r.get(k) for r in rs])
     acc = row["accuracy"]["mean"]
-    row["accuracy_binomial_hw95"] = binomial_halfwidth(acc, test_size) if acc is not None else None
+    row["accuracy_binomial_ci95"] = binomial_ci(acc, test_size)
+    row["accuracy_binomial_hw95"] = binomial_halfwidth(acc, test_size)
     row["test_size"] = test_size
     row["per_class_f1"] = _per_class_f1(rs)
     row["minority_classes"] = rs[0].get("minority_classes") if rs else None
@@ -218,6 +220,7 @@ def rows_frame(rows: list[dict]) -> pd.DataFrame:
             f[f"{k}_mean"], f[f"{k}_std"] = m["mean"], m["std"]
             f[f"{k}_ci95_lo"], f[f"{k}_ci95_hi"] = (m["ci95"] or [None, None])
         f["accuracy_binomial_hw95"] = r["accuracy_binomial_hw95"]
+        f["accuracy_binomial_ci95_lo"], f["accuracy_binomial_ci95_hi"] = r.get("accuracy_binomial_ci95") or [None, None]
         for ref, c in r["vs"].items():
             f[f"vs_{ref}_diff"], f[f"vs_{ref}_verdict"] = c["diff_mean"], c["verdict"]
             f[f"vs_{ref}_p_holm"], f[f"vs_{ref}_mde"] = c.get("p_holm"), c.get("mde")

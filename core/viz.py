@@ -6,7 +6,6 @@ array, so pages stay thin and the builders are unit-testable.
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np
@@ -35,7 +34,11 @@ def auto_scale(image_size: int, target: int = 64) -> int:
 
 
 def image_grid(images, ncol: int | None = None, pad: int = 2, scale: int | None = None, pad_value: int = 255) -> np.ndarray:
-    """Tile images row-major into one (H, W, 3) uint8 array (grayscale is repeated to RGB)."""
+    """Tile images row-major into one (H, W, 3) uint8 array (grayscale is repeated to RGB);
+    ``torchvision.utils.make_grid`` does the tiling."""
+    import torch
+    from torchvision.utils import make_grid
+
     arr = to_numpy_images(images)
     n, c, h, w = arr.shape
     if n == 0:
@@ -47,15 +50,15 @@ def image_grid(images, ncol: int | None = None, pad: int = 2, scale: int | None 
     scale = scale or auto_scale(max(h, w))
     if scale > 1:
         arr = arr.repeat(scale, axis=2).repeat(scale, axis=3)
-        h, w = h * scale, w * scale
     ncol = ncol or min(n, 8)
-    nrow = math.ceil(n / ncol)
-    out = np.full((nrow * h + (nrow + 1) * pad, ncol * w + (ncol + 1) * pad, 3), pad_value, np.uint8)
-    for i in range(n):
-        r, k = divmod(i, ncol)
-        y, x = pad + r * (h + pad), pad + k * (w + pad)
-        out[y : y + h, x : x + w] = arr[i].transpose(1, 2, 0)
-    return out
+    # make_grid narrows the grid to n columns when n < ncol and returns a lone image unpadded: blank
+    # (pad-coloured) tiles keep ncol columns and the frame, as callers lay rows out by ncol
+    if n < max(ncol, 2):
+        arr = np.concatenate([arr, np.full((max(ncol, 2) - n, *arr.shape[1:]), pad_value, np.uint8)])
+    grid = make_grid(torch.from_numpy(arr), nrow=ncol, padding=pad, pad_value=pad_value)
+    if n == 1 and ncol == 1:  # the second, blank tile only defeated make_grid's unpadded single image
+        grid = grid[:, : arr.shape[2] + 2 * pad, : arr.shape[3] + 2 * pad]
+    return grid.permute(1, 2, 0).numpy().copy()
 
 
 def rows_grid(rows: Sequence, pad: int = 2, scale: int | None = None) -> np.ndarray:
@@ -269,23 +272,6 @@ def add_paper_series(fig: go.Figure, paper: dict, suffix: str = "") -> go.Figure
     return fig
 
 
-def per_class_f1_figure(rows: pd.DataFrame, classes: list[str], minority: list[int] | None = None) -> go.Figure:
-    """Per-class F1 across methods (the paper's Table 4), minority classes shaded.
-
-    ``rows``: columns method, class (index), f1 (one row per run and class; averaged here).
-    """
-    fig = go.Figure()
-    if rows is not None and not rows.empty:
-        s = rows.groupby(["method", "class"])["f1"].mean().reset_index()
-        for method, g in s.groupby("method"):
-            g = g.sort_values("class")
-            fig.add_bar(name=str(method), x=[classes[int(c)] if int(c) < len(classes) else str(c) for c in g["class"]], y=g["f1"].tolist())
-    _highlight(fig, classes, minority)
-    fig.update_layout(barmode="group", xaxis=dict(title="class", type="category", categoryorder="array", categoryarray=classes), yaxis=dict(title="F1", range=[0, 1]),
-                      legend=dict(orientation="h", y=1.15), margin=dict(t=40))
-    return fig
-
-
 def confusion_figure(cm, classes: list[str], normalize: bool = True) -> go.Figure:
     """Confusion-matrix heatmap; rows = true class, columns = predicted."""
     m = np.asarray(cm, dtype=float)
@@ -303,3 +289,93 @@ def paper_reference(metric: str) -> dict[str, float]:
     if metric.lower() in ("accuracy", "acc"):
         return dict(PAPER_ACC_RESNET18)
     return {}
+
+
+# ------------------------------------------------------------------ comparisons (issue 20)
+def per_class_f1_heatmap(rows: pd.DataFrame, classes: list[str], counts: Sequence[int] | None = None, title: str = "") -> go.Figure:
+    """Per-class F1 of every method at once: one row per method, one column per class.
+
+    Columns run minority first (ascending training count; ties by class index) and each is
+    labelled with its count, e.g. "airplane (n=5)". ``rows``: method, class (index), f1, one
+    row per run and class (averaged here over seeds). Replaces the grouped bars.
+    """
+    order, labels = per_class_axis(classes, counts)
+    fig = go.Figure()
+    if rows is not None and not rows.empty:
+        s = rows.groupby(["method", "class"])["f1"].mean()
+        methods = list(dict.fromkeys(rows["method"]))
+        z = [[s.get((m, c), np.nan) for c in order] for m in methods]
+        fig.add_heatmap(z=z, x=labels, y=[str(m) for m in methods], zmin=0, zmax=1, colorscale="Viridis", colorbar=dict(title="F1"),
+                        texttemplate="%{z:.2f}", hovertemplate="%{y} · %{x}: F1 %{z:.3f}<extra></extra>")
+    fig.update_layout(title=title, xaxis=dict(title="class (training images), minority first", type="category"),
+                      yaxis=dict(title="method", type="category", autorange="reversed"), margin=dict(t=50 if title else 30))
+    return fig
+
+
+def per_class_axis(classes: list[str], counts: Sequence[int] | None = None) -> tuple[list[int], list[str]]:
+    """(class indices minority first, their axis labels "name (n=count)"); without counts, index order."""
+    if counts is None or len(counts) != len(classes):
+        return list(range(len(classes))), [str(c) for c in classes]
+    order = sorted(range(len(classes)), key=lambda c: (int(counts[c]), c))
+    return order, [f"{classes[c]} (n={int(counts[c])})" for c in order]
+
+
+def confusion_difference(cm_a, cm_b) -> np.ndarray:
+    """Row-normalised confusion of run B minus run A (rows = true class): + where B predicts that
+    cell more often. Each row of a normalised matrix sums to 1, so each row of the difference sums to 0."""
+    a, b = np.asarray(cm_a, dtype=float), np.asarray(cm_b, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(f"confusion matrices of different shapes: {a.shape} and {b.shape}")
+    return b / np.maximum(b.sum(axis=1, keepdims=True), 1) - a / np.maximum(a.sum(axis=1, keepdims=True), 1)
+
+
+def confusion_difference_figure(cm_a, cm_b, classes: list[str], name_a: str = "A", name_b: str = "B") -> go.Figure:
+    """Heatmap of ``confusion_difference`` (B − A), diverging colours centred at 0."""
+    d = confusion_difference(cm_a, cm_b)
+    lim = max(float(np.abs(d).max()), 1e-9)
+    fig = go.Figure(go.Heatmap(z=d.tolist(), x=list(classes), y=list(classes), colorscale="RdBu", zmid=0, zmin=-lim, zmax=lim,
+                               texttemplate="%{z:+.2f}", hovertemplate="true %{y}, predicted %{x}: %{z:+.3f}<extra></extra>",
+                               colorbar=dict(title="Δ rate")))
+    fig.update_layout(title=f"difference: {name_b} − {name_a} (share of each true class)", xaxis=dict(title="predicted", type="category"),
+                      yaxis=dict(title="true", type="category", autorange="reversed"), margin=dict(t=50))
+    return fig
+
+
+def mark_unequal_compute(fig: go.Figure, note: str | None) -> go.Figure:
+    """A red warning above a comparison chart whose runs differ in training steps or images seen."""
+    if note:
+        fig.add_annotation(text=f"⚠ {note}", xref="paper", yref="paper", x=0, y=1.0, xanchor="left", yanchor="bottom",
+                           showarrow=False, font=dict(size=12, color="#d62728"), name="unequal-compute")
+        fig.update_layout(margin=dict(t=80))
+    return fig
+
+
+# ------------------------------------------------------------------------------ export
+EXPORT_WIDTH = 1600  # px: the toolbar's PNG download is at least this wide
+GRID_EXPORT_SCALE = 4  # an image grid's PNG download is upscaled this much (nearest-neighbour)
+
+
+def image_button_config(fmt: str = "png", filename: str = "imbalance-lab-chart") -> dict:
+    """plotly.js config for a chart's toolbar camera button (``toImageButtonOptions``): PNG at
+    EXPORT_WIDTH px wide (the browser renders it, no server-side renderer), or SVG. plotly.js has
+    one such button per chart, so the format is a choice rather than two buttons."""
+    if fmt not in ("png", "svg"):
+        raise ValueError(f"export format {fmt!r}: choose png or svg")
+    return {"displaylogo": False, "toImageButtonOptions": {"format": fmt, "filename": filename, "width": EXPORT_WIDTH,
+                                                           "height": EXPORT_WIDTH * 9 // 16, "scale": 1}}
+
+
+def grid_png(grid: np.ndarray, scale: int = GRID_EXPORT_SCALE) -> bytes:
+    """An (H, W, 3) uint8 grid as PNG bytes, upscaled ``scale``× with nearest-neighbour (sharp pixels)."""
+    import io
+
+    from PIL import Image
+
+    arr = np.asarray(grid)
+    if arr.dtype != np.uint8:
+        arr = np.clip(arr, 0, 255).astype(np.uint8)
+    img = Image.fromarray(arr)
+    img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()

@@ -116,15 +116,21 @@ def trained_steps(run: Run) -> int:
     return int(st.get("step") or 0)
 
 
-def cfg_models(runs: list[Run], dataset: str | None = None) -> list[tuple[str, Run]]:
+def cfg_models(runs: list[Run], dataset: str | None = None, data: DataConfig | None = None) -> list[tuple[str, Run]]:
     """(label, run) for CFG models usable for sampling, best choice first.
 
-    Finished models first, newest first; then cancelled/interrupted/failed ones that kept a
-    checkpoint, labelled as such. Running, queued and checkpoint-less runs are left out.
+    With ``data`` (the page's data config), models trained on that very split (same dataset,
+    profile and its settings, seed) come first, and every other one is labelled with the data
+    it was trained on (e.g. "⚠ other data: exponential ratio 50"): its samples and its "nearest
+    training image" come from a set the page's data is not. Within each, finished models first,
+    newest first; then cancelled/interrupted/failed ones that kept a checkpoint, labelled as
+    such. Running, queued and checkpoint-less runs are left out.
     """
+    dataset = data.dataset if data is not None else dataset
     out = []
     for r in runs:
-        if dataset is not None and (r.config.get("data") or {}).get("dataset") != dataset:
+        rdata = r.config.get("data") or {}
+        if dataset is not None and rdata.get("dataset") != dataset:
             continue
         state = r.status.get("state")
         if state not in ("done", "cancelled", "interrupted", "failed") or checkpoint_path(r.checkpoints, "latest") is None:
@@ -132,11 +138,65 @@ def cfg_models(runs: list[Run], dataset: str | None = None) -> list[tuple[str, R
         steps, total = trained_steps(r), int(r.status.get("total") or 0)
         trained = f"{steps:,} steps" if state == "done" or not total else f"{steps:,} of {total:,} steps"
         tag = "" if state == "done" else f"⚠ {state.upper()}, "
-        out.append((f"{r.id} · {tag}{trained}", r))
-    # ids start with a timestamp, so a reverse id sort is newest first (stable under the state sort)
+        other = data is not None and not same_split(rdata, data)
+        out.append((f"{r.id} · {tag}{trained}" + (f" · ⚠ other data: {split_label(rdata)}" if other else ""), r, other))
+    # ids start with a timestamp, so a reverse id sort is newest first (stable under the sorts below)
     out.sort(key=lambda t: t[1].id, reverse=True)
     out.sort(key=lambda t: STATE_ORDER.get(t[1].status.get("state"), 9))
-    return out
+    out.sort(key=lambda t: t[2])  # the page's own data first
+    return [(label, r) for label, r, _ in out]
+
+
+# The DataConfig fields that decide which training images a model saw (resolution and test split aside).
+SPLIT_FIELDS = ("dataset", "data_dir", "profile", "ratio", "minority_fraction", "counts", "minority_order", "seed", "subset_seed")
+
+
+def _split_key(d: dict | DataConfig) -> tuple:
+    cfg = d if isinstance(d, DataConfig) else DataConfig.from_dict(d)
+    vals = {f: getattr(cfg, f) for f in SPLIT_FIELDS}
+    if cfg.profile not in ("linear", "exponential", "step"):
+        vals["ratio"] = None  # ignored by the profile
+    if cfg.profile != "step":
+        vals["minority_fraction"] = None
+    if cfg.profile not in ("custom", "balanced"):
+        vals["counts"] = None
+    vals["counts"] = tuple(vals["counts"]) if vals["counts"] else None
+    return tuple(vals.values())
+
+
+def same_split(a: dict | DataConfig, b: dict | DataConfig) -> bool:
+    """Whether two data configs keep the same training images (settings a profile ignores aside)."""
+    return _split_key(a) == _split_key(b)
+
+
+def split_label(d: dict | DataConfig) -> str:
+    """A short name for a data config's split: "exponential ratio 50", "paper, seed 3", "custom 5,10"."""
+    cfg = d if isinstance(d, DataConfig) else DataConfig.from_dict(d)
+    text = cfg.profile
+    if cfg.profile in ("linear", "exponential", "step"):
+        text += f" ratio {cfg.ratio:g}"
+    if cfg.profile in ("custom", "balanced") and cfg.counts:
+        text += " " + ",".join(map(str, cfg.counts))
+    if cfg.minority_order != "index":
+        text += f", {cfg.minority_order}"
+    if cfg.seed != 0 or cfg.subset_seed is not None:
+        text += f", seed {cfg.seed}" + (f"/{cfg.subset_seed}" if cfg.subset_seed is not None else "")
+    return text
+
+
+def fresh_model(runs: list[Run], seen: set[str] | None, since: float | None = None) -> Run | None:
+    """The newest finished model that finished since a page was last shown: one not in ``seen``
+    (the finished ids that page showed last time), else, when the page has not been shown in
+    this session (``seen`` None), one whose status was last updated after ``since`` (when its
+    form was last used). None if there is none."""
+    done = [r for r in runs if r.status.get("state") == "done"]
+    if seen is not None:
+        new = [r for r in done if r.id not in seen]
+    elif since is not None:
+        new = [r for r in done if float(r.status.get("updated") or 0) > since]
+    else:
+        new = []
+    return max(new, key=lambda r: float(r.status.get("updated") or 0), default=None)
 
 
 # ---------------------------------------------------------------------- duplicate guard

@@ -1,7 +1,8 @@
 """Cell functions for the executor tests: they record where and when they ran, and nothing else.
 
 payload: {"dir": folder for the records, "sleep": {id: seconds}, "fail": [ids], "unavailable": [ids],
-          "crash": [ids] (the worker process exits hard), "until_stop": [ids] (poll should_stop),
+          "crash": [ids] (the worker process exits hard), "crash_once": [ids] (exits hard unless <dir>/<id>.crashed
+          exists, which it leaves behind: a retried cell succeeds), "until_stop": [ids] (poll should_stop),
           "threads": true (report torch's thread count),
           "meet": [ids] (each waits, up to 60 s, until every one of them has started: proof they overlap)}
 """
@@ -17,6 +18,9 @@ from core.errors import Cancelled, Unavailable
 def record(payload, cell, device, callbacks):
     start = time.time()
     if cell.id in payload.get("crash", []):
+        os._exit(3)
+    if cell.id in payload.get("crash_once", []) and not Path(payload["dir"], f"{cell.id}.crashed").exists():
+        Path(payload["dir"], f"{cell.id}.crashed").touch()
         os._exit(3)
     if cell.id in payload.get("unavailable", []):
         raise Unavailable("needs weights this machine lacks", "put them in models/")

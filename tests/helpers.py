@@ -27,12 +27,13 @@ def make_folder(root: Path, classes=("cat", "dog", "emu"), per_class=6, size=(8,
     return root
 
 
-def cfg_run(root, name: str, state: str, step: int, total: int, checkpoint: bool = True, dataset: str = "digits"):
-    """A CFG run folder in ``state`` after ``step`` of ``total`` steps, with a 'latest' checkpoint unless told not."""
+def cfg_run(root, name: str, state: str, step: int, total: int, checkpoint: bool = True, dataset: str = "digits", profile: str = "paper"):
+    """A CFG run folder in ``state`` after ``step`` of ``total`` steps, with a 'latest' checkpoint unless told not.
+    Trained on ``dataset`` with ``profile`` (the app's default page data: digits, paper)."""
     from core.checkpoint import save_checkpoint
     from core.runs import Run
 
-    run = Run.create("cfg", {"data": {"dataset": dataset}}, root=root, name=name)
+    run = Run.create("cfg", {"data": {"dataset": dataset, "profile": profile}}, root=root, name=name)
     run.set_status(state, step=step, total=total)
     if checkpoint:
         save_checkpoint(run.checkpoints, "latest", {"w": torch.zeros(1)}, {"step": step}, {})

@@ -536,8 +536,8 @@ def test_results_never_pools_runs_with_different_settings(app, runs_root):
     assert rows["none · small (epochs=5)"]["n runs"] == 1 and rows["none · small (epochs=5)"]["training steps"] == "55"
     assert rows["none · small (epochs=30)"]["n runs"] == 2 and "std over 2 seeds" in rows["none · small (epochs=30)"]["accuracy"]
     assert "(one run)" in rows["none · small (epochs=5)"]["accuracy"]
-    # binomial 95% half-width of 0.114 on 360 test images: 1.96·√(0.114·0.886/360) = 0.0328
-    assert rows["none · small (epochs=5)"]["± test set (accuracy)"] == "±0.0328"
+    # Wilson 95% half-width of 0.114 on 360 test images (k = 41): 1.96·√(41·319/360 + 1.96²/4)/(360 + 1.96²) = 0.0329
+    assert rows["none · small (epochs=5)"]["± test set (accuracy)"] == "±0.0329"
 
 
 def test_results_shows_study_rows_and_verdicts(app, runs_root):

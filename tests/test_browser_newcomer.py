@@ -1,8 +1,11 @@
 """End to end in headless Chromium: the newcomer's path through the whole lab.
 
-Pick a profile on the Dataset page, train a tiny CFG model for a few steps, preview it at
-two guidance weights (side by side), balance the data with it to a small target, train a
-classifier for one epoch on that balanced set, open Results. Every step is tiny (8 CFG
+Follow the first-visit strip (issue 20): its step 1 opens the Dataset page (pick a profile),
+step 2 the Train page (train a tiny CFG model for a few steps), step 3 the Guidance explorer
+(the new model is preselected); step 4 links to the Study page. Dismiss the strip: a reload
+keeps it hidden (a cookie in this browser). Then preview the model at two guidance weights
+(side by side), balance the data with it to a small target, train a classifier for a few
+optimizer steps on that balanced set, open Results. Every step is tiny (8 CFG
 steps, 10 sampler steps, fill to 20 images per class, one epoch), so it runs in a few
 minutes on a CPU. Asserts: no exception box, no magic output, the Results rows expected.
 
@@ -12,14 +15,18 @@ skips without it, except under CI, where it fails.
 
 from __future__ import annotations
 
+import io
 import re
 
 import pytest
+from PIL import Image
 
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, OUT, server  # noqa: F401  (the fixture)
 
 STEPS = 8
 TARGET = 20  # balance: fill each class up to this many images
+CLS_STEPS = 10
+STEPS_TEXT = ["1 · The data and its imbalance", "2 · Train a generator", "3 · Look at guidance", "4 · Run the quick study"]
 
 
 def _no_trouble(page) -> None:
@@ -42,6 +49,16 @@ def _fill(page, label, value) -> None:
     field.press("Tab")  # commit the value (Enter no longer submits forms)
 
 
+def _chart_download(page, raw: bool = False):
+    """Download the first chart through its toolbar's camera button: the image (PIL), or the raw bytes."""
+    chart = page.locator('[data-testid="stPlotlyChart"]').first
+    chart.hover()
+    with page.expect_download() as dl:
+        chart.locator('.modebar-btn[data-title^="Download plot"]').click()
+    data = open(dl.value.path(), "rb").read()
+    return data if raw else Image.open(io.BytesIO(data))
+
+
 @pytest.mark.timeout(900)
 def test_newcomer_path_in_chromium(server):  # noqa: F811
     from playwright.sync_api import expect, sync_playwright
@@ -54,16 +71,24 @@ def test_newcomer_path_in_chromium(server):  # noqa: F811
         page = browser.new_context(viewport={"width": 1500, "height": 1100}).new_page()
         page.set_default_timeout(60_000)
 
-        # 1. Dataset: pick the linear profile (ratio 10); the choice goes into the URL.
+        # 0. The first-visit strip: four steps, each a link to its page.
         page.goto(url)
+        strip = page.locator(".st-key-first_visit")
+        expect(strip).to_contain_text("New here?")
+        for label in STEPS_TEXT:
+            expect(strip.get_by_text(label, exact=True)).to_be_visible()
+        expect(strip.locator("a", has_text="4 · Run the quick study")).to_have_attribute("href", re.compile(r"(^|/)study$"))
+        strip.get_by_text(STEPS_TEXT[0], exact=True).click()
+
+        # 1. Dataset: pick the linear profile (ratio 10); the choice goes into the URL.
         expect(page.get_by_role("heading", name="Dataset")).to_be_visible()
         _select(page, "Imbalance profile", "linear:")
         expect(page).to_have_url(re.compile(r"profile=linear"))
         expect(page.locator('[data-testid="stSidebar"]').get_by_text(re.compile(r"profile linear, ratio 10"))).to_be_visible()
         _no_trouble(page)
 
-        # 2. Train a tiny CFG model.
-        page.locator('[data-testid="stSidebarNav"]').get_by_text("Train", exact=True).click()
+        # 2. Train a tiny CFG model (the strip's step 2).
+        strip.get_by_text(STEPS_TEXT[1], exact=True).click()
         expect(page.get_by_role("heading", name="Train")).to_be_visible()
         _fill(page, "Training steps", STEPS)
         page.get_by_label("Batch size").first.fill("32")
@@ -76,7 +101,21 @@ def test_newcomer_path_in_chromium(server):  # noqa: F811
         expect(bar).to_contain_text(re.compile(rf"done · step {STEPS}/{STEPS}"), timeout=300_000)
         _no_trouble(page)
 
-        # 3. Generate: previews at w = 0 and w = 2, side by side.
+        # 3. Guidance (the strip's step 3): the model just trained is preselected. Then dismiss the
+        # strip: a reload (a new session) keeps it hidden, from this browser's cookie.
+        strip.get_by_text(STEPS_TEXT[2], exact=True).click()
+        expect(page.get_by_role("heading", name="Guidance explorer")).to_be_visible()
+        expect(page.get_by_role("combobox", name="CFG model")).to_have_value(re.compile(re.escape(cfg_run.name)))
+        strip.get_by_role("button", name=re.compile("Got it")).click()
+        expect(strip).to_have_count(0)
+        page.wait_for_function("document.cookie.includes('imbalance_lab_intro=dismissed')")
+        page.reload()
+        expect(page.get_by_role("heading", name="Guidance explorer")).to_be_visible()
+        expect(page.locator('[data-testid="stSidebar"]').get_by_text(re.compile(r"profile linear, ratio 10"))).to_be_visible()
+        expect(page.locator(".st-key-first_visit")).to_have_count(0)
+        _no_trouble(page)
+
+        # 4. Generate: previews at w = 0 and w = 2, side by side.
         page.locator('[data-testid="stSidebarNav"]').get_by_text("Generate", exact=True).click()
         expect(page.get_by_role("heading", name="Generate")).to_be_visible()
         # the model picker preselects the model just trained (its label is the combobox's value, not its text)
@@ -91,19 +130,25 @@ def test_newcomer_path_in_chromium(server):  # noqa: F811
         expect(page.get_by_text(re.compile(r"^cfg@w=0 · model"))).to_be_visible()
         expect(page.get_by_text(re.compile(r"^cfg@w=2 · model"))).to_be_visible()
         _no_trouble(page)
+        # the newest preview's grid downloads as PNG, 4x nearest-neighbour
+        shown = page.locator('[data-testid="stImage"] img').first
+        with page.expect_download() as dl:
+            page.get_by_role("button", name=re.compile(r"Download PNG \(4×\)")).first.click()
+        grid = Image.open(dl.value.path())
+        assert grid.format == "PNG" and grid.width == 4 * shown.evaluate("i => i.naturalWidth")
 
-        # 4. Balance with the CFG model (w = 2) to a small target.
+        # 5. Balance with the CFG model (w = 2) to a small target.
         _fill(page, re.compile(r"^Balance: fill each class up to"), TARGET)
         page.get_by_role("button", name="Balance the dataset with this generator").click()
         expect(page.get_by_text("Balanced set saved.")).to_be_visible(timeout=240_000)
         _no_trouble(page)
         page.screenshot(path=str(OUT / "newcomer-generate.png"), full_page=True)
 
-        # 5. Train a classifier for one epoch on the balanced set.
+        # 6. Train a classifier on the balanced set, for a few optimizer steps (the default budget).
         page.locator('[data-testid="stSidebarNav"]').get_by_text("Train", exact=True).click()
         page.get_by_role("tab", name="Classifier").click()
         _select(page, "Training set", "balanced set")
-        _fill(page, "Epochs", 1)
+        _fill(page, "Optimizer steps (budget: steps)", CLS_STEPS)
         page.get_by_role("button", name="Start classifier training").click()
         expect(page.get_by_text(re.compile(r"Started classifier job"))).to_be_visible()
         cls_run = next(d for d in runs.iterdir() if "-classifier-" in d.name)
@@ -111,7 +156,7 @@ def test_newcomer_path_in_chromium(server):  # noqa: F811
         expect(bar).to_contain_text("done", timeout=300_000)
         _no_trouble(page)
 
-        # 6. Results: one row for the CFG-balanced classifier, with its steps; no exception, no magic.
+        # 7. Results: one row for the CFG-balanced classifier, with its steps; no exception, no magic.
         page.locator('[data-testid="stSidebarNav"]').get_by_text("Results", exact=True).click()
         expect(page.get_by_role("heading", name="Results")).to_be_visible()
         expect(page.get_by_text("Method comparison")).to_be_visible()
@@ -119,6 +164,11 @@ def test_newcomer_path_in_chromium(server):  # noqa: F811
         expect(page.locator('[data-testid="stPlotlyChart"]').first).to_be_visible()
         _no_trouble(page)
         page.screenshot(path=str(OUT / "newcomer-results.png"), full_page=True)
+        # the chart toolbar's camera: PNG 1600 px wide, or SVG after the sidebar's choice (plotly.js renders both)
+        assert _chart_download(page).width == 1600
+        page.locator('[data-testid="stSidebar"]').get_by_text("SVG (vector)").click()
+        svg = _chart_download(page, raw=True)
+        assert svg.lstrip().startswith(b"<svg")
         browser.close()
 
     import json
@@ -126,7 +176,7 @@ def test_newcomer_path_in_chromium(server):  # noqa: F811
     from core.report import classifier_results, group_runs
 
     res = json.loads((cls_run / "results.json").read_text())
-    assert 0.0 <= res["accuracy"] <= 1.0
+    assert 0.0 <= res["accuracy"] <= 1.0 and res["steps"] == CLS_STEPS
     cd = classifier_results(runs)
     groups = group_runs(cd)
     assert list(groups["label"]) == ["cfg@w=2 · small"] and list(groups["n"]) == [1]

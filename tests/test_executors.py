@@ -180,6 +180,24 @@ def test_ray_executor_matches_the_serial_executor(tmp_path, ray_local):
     assert out["a"].device == starts["a"]
 
 
+@pytest.mark.timeout(300)
+def test_ray_retries_a_cell_whose_worker_died(tmp_path, ray_local):
+    # "x" kills its worker on the first attempt (leaving x.crashed); Ray runs it again and it succeeds.
+    # "y" waits on x through Ray's object refs; "crash" dies on every attempt: failed after the retries.
+    cells = [Cell("x", "classifier"), Cell("y", "classifier", deps=("x",)), Cell("crash", "fill"),
+             Cell("after_crash", "classifier", deps=("crash",))]
+    events = []
+    out = ray_local.run(cells, CellTask(TASK, payload(tmp_path, crash_once=["x"], crash=["crash"])),
+                        on_event=lambda cid, ev, dev, msg: events.append((cid, ev)))
+    assert (tmp_path / "x.crashed").exists() and out["x"].state == OK and rec(tmp_path, "x")["id"] == "x"
+    assert out["y"].state == OK and rec(tmp_path, "y")["start"] >= rec(tmp_path, "x")["end"]
+    assert events.count(("x", "start")) == 2  # the killed attempt and the retry
+    assert out["crash"].state == FAILED and "WorkerCrashedError" in out["crash"].error
+    assert out["after_crash"].state == FAILED and out["after_crash"].error.startswith("crash failed")
+    assert events.count(("crash", "start")) == 3  # 1 + max_retries (2)
+    assert ("after_crash", "start") not in events
+
+
 def test_executor_for_the_cli_options(monkeypatch):
     from core.executors import executor_for
 

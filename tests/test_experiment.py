@@ -84,7 +84,10 @@ def test_tiny_study_end_to_end_then_resumes(lab_env, capsys, monkeypatch):
             assert v["test_noise"] is True and v["n"] == 2 and v["p_holm"] >= v["p"] and v["mde"] is not None
             assert v["verdict"] == ("inconclusive" if v["p_holm"] >= 0.05 else "better" if v["diff_mean"] > 0 else "worse")
         p = r["accuracy"]["mean"]
-        assert r["accuracy_binomial_hw95"] == pytest.approx(1.959964 * math.sqrt(p * (1 - p) / 360), rel=1e-5)
+        k, z = round(p * 360), 1.959964  # Wilson interval on the nearest count of correct test images
+        hw, centre = z * math.sqrt(k * (360 - k) / 360 + z * z / 4) / (360 + z * z), (k + z * z / 2) / (360 + z * z)
+        assert r["accuracy_binomial_hw95"] == pytest.approx(hw, rel=1e-5)
+        assert r["accuracy_binomial_ci95"] == pytest.approx([centre - hw, centre + hw], rel=1e-5)
     assert {n: rows[n]["train_size"] for n in ("none", "oversample", "reweight", "logit-adjust", "posthoc-adjust")} == \
         {"none": 137, "oversample": 400, "reweight": 137, "logit-adjust": 137, "posthoc-adjust": 137}
     assert (rows["reweight"]["fill"], rows["reweight"]["loss"], rows["posthoc-adjust"]["loss"]) == ("none", "reweight", "posthoc-adjust")

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from core.stats import binomial_halfwidth, paired, summary, verdict
+from core.stats import binomial_ci, binomial_halfwidth, paired, summary, verdict
 
 
 def test_summary_three_values_by_hand():
@@ -34,9 +34,17 @@ def test_verdicts_on_constructed_numbers():
     assert paired({0: 0.9}, {0: 0.8})["verdict"] == "n/a"
 
 
-def test_binomial_halfwidth_by_hand():
-    assert binomial_halfwidth(0.9, 360) == pytest.approx(1.959963984540054 * math.sqrt(0.09 / 360))
-    assert binomial_halfwidth(0.9, 0) is None
+def test_binomial_wilson_interval_by_hand():
+    # Wilson, k = 324 of n = 360, z = 1.959964: centre (k + z²/2)/(n + z²) = 0.895777,
+    # half-width z·√(k(n−k)/n + z²/4)/(n + z²) = 0.031114 (the normal approximation's 0.030990 is centred on 0.9)
+    z = 1.959963984540054
+    hw = z * math.sqrt(324 * 36 / 360 + z * z / 4) / (360 + z * z)
+    centre = (324 + z * z / 2) / (360 + z * z)
+    assert hw == pytest.approx(0.0311137, abs=1e-7) and centre == pytest.approx(0.8957768, abs=1e-7)
+    assert binomial_ci(0.9, 360) == pytest.approx([centre - hw, centre + hw], abs=1e-12)
+    assert binomial_halfwidth(0.9, 360) == pytest.approx(hw, abs=1e-12)
+    assert binomial_ci(0.8999, 360) == binomial_ci(0.9, 360)  # a mean over seeds: the nearest count, 324
+    assert binomial_halfwidth(0.9, 0) is None and binomial_ci(None, 360) is None
 
 
 # ------------------------------------------------------------------ verdicts with power (issue 17 item 3)

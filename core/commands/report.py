@@ -1,0 +1,21 @@
+"""``python -m core report``: one study as a self-contained HTML file you can send."""
+
+from __future__ import annotations
+
+HELP = "Write a study's report as one self-contained HTML file (every chart, the tables, the config, commit and versions; opens offline)."
+
+
+def add_arguments(p) -> None:
+    p.add_argument("study", help="the study folder (what `python -m core experiment --out` was given)")
+    p.add_argument("--html", default=None, metavar="FILE", help="where to write the report (default: STUDY/report.html)")
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from core.study_report import write_html
+
+    out = Path(args.html) if args.html else Path(args.study) / "report.html"
+    path = write_html(args.study, out)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0

@@ -1,0 +1,105 @@
+"""Starting a study from the app: where its TOML may come from, and the app's bounds on it.
+
+A study started from the browser reads a preset, a file of the project's studies/ folder (picked
+by name, never a typed path) or an uploaded TOML. Its data folder, if it names one, must resolve
+inside the data roots, and its sizes stay within BOUNDS. The CLI, run by the local user, is not
+restricted (``python -m core experiment --config ANY.toml``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from pathlib import Path
+
+from core.errors import ConfigError
+from core.experiment import StudyConfig
+from core.paths import PROJECT_ROOT, cache_dir
+
+STUDIES_DIR = PROJECT_ROOT / "studies"
+MAX_UPLOAD_BYTES = 64 * 1024  # a study file is a few hundred bytes; anything this large is not one
+
+# Upper bounds on what a study started from the app may ask for (a shared server's CPU and disk).
+# The page's help text states them.
+BOUNDS = {"seeds": 10, "methods": 16, "cfg_ws": 8, "classifiers": 3, "target": 10_000, "cfg_train.steps": 200_000,
+          "classifier.steps": 200_000, "classifier.epochs": 300}
+
+
+def study_files() -> dict[str, Path]:
+    """{file name: path} of the TOML studies shipped in studies/."""
+    return {p.name: p for p in sorted(STUDIES_DIR.glob("*.toml"))} if STUDIES_DIR.is_dir() else {}
+
+
+def from_study_file(name: str) -> StudyConfig:
+    """A study of studies/, by its file name (nothing outside that folder is read)."""
+    files = study_files()
+    if name not in files:
+        raise ConfigError(f"There is no study file '{name}' in studies/.", f"Pick one of: {', '.join(files) or '(none)'}, or upload a TOML file.")
+    return StudyConfig.from_toml(files[name])
+
+
+def from_upload(name: str, data: bytes) -> StudyConfig:
+    """A study from an uploaded TOML file (parsed from a private temporary copy)."""
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise ConfigError(f"{name} is {len(data):,} bytes; a study file is at most {MAX_UPLOAD_BYTES:,}.", "Upload the study's .toml file.")
+    with tempfile.TemporaryDirectory(prefix="study-upload-") as tmp:
+        path = Path(tmp) / (Path(name).name or "study.toml")
+        path.write_bytes(data)
+        try:
+            return StudyConfig.from_toml(path)
+        except ConfigError as exc:  # name the upload, not the temporary copy
+            raise ConfigError(exc.problem.replace(str(path), name), exc.fix and exc.fix.replace(str(path), name)) from None
+
+
+def data_roots() -> list[Path]:
+    """The folders a study started from the app may read: IMBALANCE_LAB_DATA_ROOTS (os.pathsep
+    separated) if set, else the cache folder, ../shared/data and a project data/ folder.
+    Issue 19 ("A lab a class can share") brings the lab-wide data roots; this follows its
+    defaults until that lands, and should then call it."""
+    env = os.environ.get("IMBALANCE_LAB_DATA_ROOTS")
+    if env:
+        return [Path(p).expanduser().resolve() for p in env.split(os.pathsep) if p.strip()]
+    return [cache_dir().resolve()] + [p.resolve() for p in (PROJECT_ROOT.parent / "shared" / "data", PROJECT_ROOT / "data") if p.is_dir()]
+
+
+def check_data_dir(cfg: StudyConfig, roots: list[Path] | None = None) -> None:
+    """ConfigError when the study's data folder resolves (symlinks followed) outside the data roots."""
+    if not cfg.data.data_dir:
+        return
+    path = Path(cfg.data.data_dir).expanduser().resolve()
+    roots = data_roots() if roots is None else roots
+    if not any(path == r or r in path.parents for r in roots):
+        raise ConfigError("The study's data folder is outside the data roots this server may read.",
+                          "Put the data under one of the data roots (set IMBALANCE_LAB_DATA_ROOTS), or run the study from the command line.")
+
+
+def check_bounds(cfg: StudyConfig) -> None:
+    """ConfigError naming the first of the app's bounds (BOUNDS) the study exceeds."""
+    sizes = {"seeds": len(cfg.seeds), "methods": len(cfg.methods), "cfg_ws": len(cfg.cfg_ws), "classifiers": len(cfg.classifiers),
+             "target": cfg.target or 0, "cfg_train.steps": cfg.cfg_train.get("steps") or 0,
+             "classifier.steps": cfg.classifier.get("steps") or 0, "classifier.epochs": cfg.classifier.get("epochs") or 0}
+    for key, limit in BOUNDS.items():
+        if float(sizes[key]) > limit:
+            raise ConfigError(f"This study asks for {key} = {sizes[key]:,}; a study started from the app allows at most {limit:,}.",
+                              "Make the study smaller, or run it from the command line (python -m core experiment --config FILE).")
+
+
+def with_seeds(cfg: StudyConfig, n: int) -> StudyConfig:
+    """The study with n seeds: its own first n, then the next unused integers."""
+    if not 1 <= n <= BOUNDS["seeds"]:
+        raise ConfigError(f"{n} seeds asked for; a study started from the app runs 1 to {BOUNDS['seeds']}.", "Pick fewer seeds.")
+    seeds = list(cfg.seeds[:n])
+    k = max(seeds, default=-1) + 1
+    while len(seeds) < n:
+        seeds.append(k)
+        k += 1
+    return dataclasses.replace(cfg, seeds=seeds)
+
+
+def ready(cfg: StudyConfig) -> StudyConfig:
+    """The study validated and checked against the data roots and bounds (ConfigError if not)."""
+    cfg.validate()
+    check_data_dir(cfg)
+    check_bounds(cfg)
+    return cfg
