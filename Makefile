@@ -5,25 +5,35 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 HOST   ?= 127.0.0.1
 PORT   ?= 8501
+# The exact versions CI passed with (`make lock` re-resolves them); `make test LOCK=` installs without it.
+LOCK   ?= constraints.txt
 
-.PHONY: run test bench clean-venv
+.PHONY: run test bench lock clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
-# Re-install whenever a requirements file is newer than the stamp.
-$(VENV)/.app-installed: requirements.txt | $(PY)
-	$(PIP) install -q -r requirements.txt
+# Re-install whenever a requirements file or the lock is newer than the stamp.
+$(VENV)/.app-installed: requirements.txt $(LOCK) | $(PY)
+	$(PIP) install -q -r requirements.txt $(if $(LOCK),-c $(LOCK))
 	touch $@
 
-$(VENV)/.test-installed: requirements.txt requirements-test.txt $(VENV)/.app-installed
-	$(PIP) install -q -r requirements-test.txt
+$(VENV)/.test-installed: requirements.txt requirements-test.txt $(LOCK) $(VENV)/.app-installed
+	$(PIP) install -q -r requirements-test.txt $(if $(LOCK),-c $(LOCK))
 	touch $@
 
-$(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.app-installed
-	$(PIP) install -q -r requirements-bench.txt
+$(VENV)/.bench-installed: requirements-bench.txt $(LOCK) $(VENV)/.app-installed
+	$(PIP) install -q -r requirements-bench.txt $(if $(LOCK),-c $(LOCK))
 	touch $@
+
+# Re-resolve constraints.txt from PyPI after a requirements file changed: one exact version per
+# package (per Python where they must differ, 3.10 and up), no local +cpu/+cu build tags. Pins
+# already in the file are kept when they still fit; `make lock UPGRADE=1` takes the newest allowed.
+lock: | $(PY)
+	$(PIP) install -q uv
+	$(VENV)/bin/uv pip compile requirements.txt requirements-test.txt requirements-bench.txt --universal --python-version 3.10 \
+		--custom-compile-command "make lock" $(if $(UPGRADE),--upgrade) -q -o constraints.txt
 
 # Through `python -m core app`: a non-loopback HOST needs IMBALANCE_LAB_DATA_ROOTS (README, "Serving a class").
 run: $(VENV)/.app-installed

@@ -18,7 +18,7 @@ if str(ROOT) not in sys.path:  # AppTest and odd launch folders: make `core` and
 
 import streamlit as st  # noqa: E402
 
-from app_pages._common import dataset_caption, sidebar_jobs  # noqa: E402
+from app_pages._common import dataset_caption, set_page, sidebar_jobs  # noqa: E402
 from app_pages._export import export_format_picker  # noqa: E402
 from app_pages._first_visit import first_visit_strip  # noqa: E402
 
@@ -40,6 +40,7 @@ PAGES = [
 ]
 
 page = st.navigation(PAGES)
+set_page(page.title)
 caption = st.sidebar.empty()
 sidebar_jobs()
 export_format_picker()

@@ -141,6 +141,15 @@ def remember_form(form: str, values: dict) -> None:
 
 
 # ---------------------------------------------------------------------- guarded submit
+def set_page(title: str) -> None:
+    """app.py names the page being shown; jobs submitted from it record that page (core.provenance)."""
+    st.session_state["_page"] = title
+
+
+def page_name() -> str | None:
+    return st.session_state.get("_page")
+
+
 def submit_job(kind: str, config: dict, name: str, key: str, force: bool = False) -> Job | None:
     """Queue a job unless an identical one was submitted in the last minute and is still queued
     or running: then remember it as pending and let ``confirm_pending(key)`` ask the user."""
@@ -151,7 +160,7 @@ def submit_job(kind: str, config: dict, name: str, key: str, force: bool = False
                                               "ago": round(time.time() - dup.submitted)}
         return None
     try:
-        job = mgr.submit(kind, config, name=name)
+        job = mgr.submit(kind, config, name=name, page=page_name())
     except LabError as exc:
         st.error(str(exc))
         return None

@@ -16,7 +16,7 @@ from core.job_runners import BALANCED, GENERATED, export_zip, load_imageset
 from core.runs import Run
 from app_pages._export import chart_config, grid_download
 from core.workspace import same_split
-from app_pages._common import (cfg_model_options, data_cfg, dataset_caption, form_memory, fresh_model_id, job_panel, manager, optional, poll_every,
+from app_pages._common import (cfg_model_options, data_cfg, dataset_caption, form_memory, fresh_model_id, job_panel, manager, optional, page_name, poll_every,
                                prepared_or_stop, remember_form, runs_of)
 from app_pages._serving import number
 
@@ -107,7 +107,7 @@ STRIP = 4  # previews kept side by side
 if go:
     try:
         job = mgr.submit("generate", {"data": cfg_data.to_dict(), "method": method, "params": params, "classes": [int(c) for c in classes],
-                                      "count": count, "seed": seed}, name=method)
+                                      "count": count, "seed": seed}, name=method, page=page_name())
         st.session_state["gen_job"] = job.id
         st.session_state["gen_strip"] = [job.id, *[r for r in st.session_state.get("gen_strip", []) if r != job.id]][:STRIP]
         st.session_state["gen_last_seed"] = seed
@@ -116,7 +116,7 @@ if go:
 if bal:
     try:
         job = mgr.submit("balance", {"data": cfg_data.to_dict(), "method": method, "params": params, "target": target or None, "seed": seed},
-                          name=method)
+                          name=method, page=page_name())
         st.session_state["bal_job"] = job.id
         st.session_state["gen_last_seed"] = seed
     except LabError as exc:

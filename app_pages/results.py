@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from core import report, viz
+from core.provenance import summary_row
 from core.paths import runs_dir
 from core.runs import Run, runs_table
 from app_pages._common import manager
@@ -106,6 +107,9 @@ else:
         mask = shown.astype(str).apply(lambda col: col.str.contains(text, case=False, regex=False)).any(axis=1)
         shown = shown[mask]
     st.dataframe(shown.drop(columns=["path"]), hide_index=True, width="stretch")
+    with st.expander("Provenance: commit, package versions, device, and the command or page that started each run"):
+        st.dataframe(pd.DataFrame([summary_row(rid, Run(root / rid).provenance) for rid in shown["id"]]), hide_index=True, width="stretch",
+                     key="res_provenance")
     compare = st.multiselect("Compare runs (loss curves and the settings that differ)", list(shown["id"]), max_selections=6, key="res_compare")
     if compare:
         configs, curves = {}, []

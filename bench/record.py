@@ -15,19 +15,13 @@ import datetime as _dt
 import json
 import os
 import platform
-import subprocess
 import sys
 from pathlib import Path
 
+from core.provenance import git_state
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-
-
-def _git(*args: str) -> str:
-    try:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
-    except Exception:  # no git (an exported tree): the file says so instead of guessing
-        return ""
 
 
 def machine(device: str | None = None) -> dict:
@@ -55,8 +49,7 @@ def write_result(name: str, results: dict, markdown: str | None = None, device: 
         "command": command or " ".join([Path(sys.executable).name, *sys.argv]),
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": machine(device),
-        "commit": _git("rev-parse", "HEAD") or None,
-        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        **{k: v for k, v in git_state(ROOT).items() if k != "git_error"},  # commit, dirty (None without git); as runs record it
         "results": results,
     }
     if markdown is not None:

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 
+from core import __version__
 from core.commands.config_file import add_verbosity, configure_logging, reparse_with_config
 from core.errors import LabError
 
@@ -30,6 +31,7 @@ COMMANDS = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="Imbalance Lab: diffusion-based rebalancing experiments.")
+    parser.add_argument("--version", action="version", version=f"imbalance-lab {__version__}")
     add_verbosity(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in COMMANDS.items():
@@ -47,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv == ["--version"]:  # answered before build_parser imports every command (torch and all: seconds)
+        print(f"imbalance-lab {__version__}")
+        return 0
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -57,7 +57,7 @@ from core.jobconfig import JobConfig
 from core.errors import Cancelled, ConfigError, LabError, Unavailable
 from core.generators.registry import METHODS
 from core.nets.resnet import ARCHS
-from core.runs import Run
+from core.runs import META_KEYS, Run
 
 KIND = "study"
 if sys.version_info >= (3, 11):
@@ -140,7 +140,8 @@ class StudyConfig(JobConfig):  # its from_dict below is strict: a study file mus
     @classmethod
     def from_dict(cls, d: dict) -> "StudyConfig":
         d = dict(d)
-        d.pop("kind", None), d.pop("created", None)
+        for key in META_KEYS:  # kind, created, provenance: what a saved config.json adds
+            d.pop(key, None)
         unknown = sorted(set(d) - set(cls.__dataclass_fields__))
         if unknown:
             raise ConfigError(f"Unknown study option(s): {', '.join(unknown)}.", f"Known options: {', '.join(cls.__dataclass_fields__)}.")
@@ -314,7 +315,7 @@ def preset(name: str) -> StudyConfig:
 
 
 # ------------------------------------------------------------------- folder / cells
-def open_study(cfg: StudyConfig, out_dir: str | Path) -> Run:
+def open_study(cfg: StudyConfig, out_dir: str | Path, device: str | None = None) -> Run:
     """The study's run folder: new, or the same study to resume. Anything else is refused untouched."""
     out_dir = Path(out_dir)
     saved = read_json(out_dir / "config.json")
@@ -330,7 +331,7 @@ def open_study(cfg: StudyConfig, out_dir: str | Path) -> Run:
                 f"{out_dir} holds another study ('{saved.get('name')}') with a different config; its results were left untouched.",
                 "Choose a new --out folder, or rerun with exactly that study's config to resume it.",
             )
-    return Run.open_or_create(out_dir, KIND, cfg.to_dict(), resume=True)
+    return Run.open_or_create(out_dir, KIND, cfg.to_dict(), resume=True, device=device)  # a new study records its provenance
 
 
 def _slug(variant: str) -> str:
@@ -722,7 +723,7 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, callbacks: Callbacks | None
     cfg.validate()
     out_dir = Path(out_dir)
     cb = callbacks or Callbacks()
-    run = open_study(cfg, out_dir)
+    run = open_study(cfg, out_dir, device=getattr(executor, "device", None) or default_device(cfg))
     run.set_status("running", message="planning")
     ds = load_dataset(cfg.data)
     plan = plan_study(cfg, target_counts(ds.train.counts(), cfg.data))

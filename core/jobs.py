@@ -44,7 +44,7 @@ from typing import Any, Callable
 from core.callbacks import Callbacks
 from core.errors import ConfigError, LabError
 from core.paths import runs_dir
-from core.runs import ACTIVE, Run, list_runs
+from core.runs import ACTIVE, META_KEYS, Run, list_runs
 from core.serving import JobLimits
 
 Runner = Callable[["JobContext"], Any]  # runner(ctx) -> optional result dict
@@ -135,7 +135,7 @@ class JobContext:
     """What a runner gets: the run folder, its config, callbacks wired to the job."""
 
     run: Run
-    config: dict  # the run's config.json without "kind"/"created"
+    config: dict  # the run's config.json without "kind", "created" and "provenance" (META_KEYS)
     callbacks: Callbacks
     resume: bool
     device: str
@@ -340,8 +340,9 @@ class JobManager:
             raise ConfigError(*why)
 
     def submit(self, kind: str, config: dict, name: str | None = None, device: str | None = None, lane: str | None = None,
-               owner: str | None = None) -> Job:
-        """Create a run folder for ``kind`` and queue it in its lane (``lane_for`` unless given). Returns at once."""
+               owner: str | None = None, page: str | None = None) -> Job:
+        """Create a run folder for ``kind`` and queue it in its lane (``lane_for`` unless given). Returns at once.
+        ``page``: the app page that asked, recorded in the run's provenance."""
         if self._closed:
             raise ConfigError("The job manager has been shut down.", "Restart the app.")
         if self.runner_for(kind) is None:
@@ -355,7 +356,7 @@ class JobManager:
         owner = self._owner(owner)
         with self._lock:  # the count and the enqueue together, so two sessions cannot both take the last place
             self._check_limits(lane, owner)
-            run = Run.create(kind, config, root=self.root, name=name)
+            run = Run.create(kind, config, root=self.root, name=name, page=page, device=device)
             return self._enqueue(run, kind, device, resume=False, lane=lane, owner=owner)
 
     def resume(self, run_id: str, device: str | None = None, owner: str | None = None) -> Job:
@@ -373,7 +374,7 @@ class JobManager:
         kind = run.kind
         if self.runner_for(kind) is None:
             raise _no_runner(kind, self.kinds())
-        config = {k: v for k, v in run.config.items() if k not in ("kind", "created")}
+        config = {k: v for k, v in run.config.items() if k not in META_KEYS}
         if self._admit is not None:
             self._admit(kind, config)
         lane, owner = lane_for(kind, config), self._owner(owner)
@@ -528,7 +529,7 @@ class JobManager:
             started = time.time()
             run.set_status("running", message="starting", owner=self.token, device=job.device, started=started)
             job.state, job.started, job.message = "running", started, "starting"
-        config = {k: v for k, v in run.config.items() if k not in ("kind", "created")}
+        config = {k: v for k, v in run.config.items() if k not in META_KEYS}
         ctx = JobContext(run=run, config=config, callbacks=self._callbacks(job), resume=job.resume, device=job.device, job=job)
         try:
             runner = self.runner_for(job.kind)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from core.atomic import read_json
+from core.provenance import KEY as PROVENANCE
 from core.runs import list_runs
 from core.stats import describe_verdict
 from core.viz import method_label
@@ -65,7 +66,7 @@ def _classifier_row(folder: Path, source: str) -> dict | None:
 
 def settings_of(cfg: dict) -> dict:
     """A run's flat config minus seeds and the settings that do not change its results."""
-    flat = flat_config(cfg)
+    flat = flat_config({k: v for k, v in cfg.items() if k != PROVENANCE})  # who ran it, not what was run
     return {k: v for k, v in flat.items() if k not in SEEDS and k.split(".")[-1] not in NO_EFFECT}
 
 
@@ -261,7 +262,7 @@ def flat_config(cfg: dict) -> dict:
 
 def compare_configs(configs: dict[str, dict]) -> pd.DataFrame:
     """Only the settings that differ between runs (rows = setting, columns = run)."""
-    flat = {rid: flat_config({k: v for k, v in c.items() if k != "created"}) for rid, c in configs.items()}
+    flat = {rid: flat_config({k: v for k, v in c.items() if k not in ("created", PROVENANCE)}) for rid, c in configs.items()}
     keys = sorted(set().union(*[set(f) for f in flat.values()])) if flat else []
     diff = [k for k in keys if len({repr(f.get(k)) for f in flat.values()}) > 1]
     return pd.DataFrame({rid: [f.get(k) for k in diff] for rid, f in flat.items()}, index=diff).astype(str)

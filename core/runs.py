@@ -1,6 +1,7 @@
 """The run store: one folder per job, readable by people, pandas and the app.
 
-    runs/<id>/config.json     the job's config dataclass (+ kind, created)
+    runs/<id>/config.json     the job's config dataclass (+ kind, created, provenance: commit,
+                              versions, device, command line or app page; core.provenance)
     runs/<id>/status.json     state, step/total, ETA, message, error (atomic rewrite)
     runs/<id>/metrics.jsonl   append-only, one JSON object per line
     runs/<id>/checkpoints/    latest/ and best/ (see core.checkpoint)
@@ -25,7 +26,10 @@ import pandas as pd
 from core.atomic import atomic_write_json, read_json
 from core.errors import ConfigError
 from core.paths import runs_dir
+from core.provenance import KEY as PROVENANCE
+from core.provenance import record as provenance_record
 
+META_KEYS = ("kind", "created", PROVENANCE)  # what config.json holds besides the job's own settings
 STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 ACTIVE = ("queued", "running")
 ENDED = ("done", "failed", "cancelled", "interrupted")
@@ -41,7 +45,9 @@ class Run:
 
     # -- creation ------------------------------------------------------------------
     @classmethod
-    def create(cls, kind: str, config: dict, root: str | os.PathLike | None = None, name: str | None = None) -> "Run":
+    def create(cls, kind: str, config: dict, root: str | os.PathLike | None = None, name: str | None = None,
+               page: str | None = None, device: str | None = None) -> "Run":
+        """A new run folder under ``root``; ``page``: the app page that started it (else the command line is recorded)."""
         root = Path(root) if root else runs_dir()
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         base = f"{stamp}-{_slug(kind)}" + (f"-{_slug(name)}" if name else "")
@@ -54,12 +60,12 @@ class Run:
                 i += 1
                 path = root / f"{base}-{i}"
         run = cls(path)
-        run.write_config(kind, config)
+        run.write_config(kind, config, page=page, device=device)
         run.set_status("queued", message="waiting to start")
         return run
 
     @classmethod
-    def open_or_create(cls, path: str | os.PathLike, kind: str, config: dict, resume: bool = False) -> "Run":
+    def open_or_create(cls, path: str | os.PathLike, kind: str, config: dict, resume: bool = False, device: str | None = None) -> "Run":
         """Open ``path`` as a run of ``kind``; create it if new. Refuses another kind's folder."""
         path = Path(path)
         cfg = read_json(path / "config.json")
@@ -68,7 +74,7 @@ class Run:
                 raise ConfigError(f"{path} exists and is not a run folder.", "Choose a new --out folder.")
             path.mkdir(parents=True, exist_ok=True)
             run = cls(path)
-            run.write_config(kind, config)
+            run.write_config(kind, config, device=device)
             run.set_status("queued", message="waiting to start")
             return run
         if cfg.get("kind") != kind:
@@ -78,12 +84,19 @@ class Run:
         return cls(path)
 
     # -- config / status -----------------------------------------------------------
-    def write_config(self, kind: str, config: dict) -> None:
-        atomic_write_json(self.path / "config.json", {"kind": kind, "created": datetime.now(timezone.utc).isoformat(), **config})
+    def write_config(self, kind: str, config: dict, page: str | None = None, device: str | None = None) -> None:
+        prov = provenance_record(device=device or config.get("device"), page=page)
+        atomic_write_json(self.path / "config.json", {"kind": kind, "created": datetime.now(timezone.utc).isoformat(), **config,
+                                                      PROVENANCE: prov})
 
     @property
     def config(self) -> dict:
         return read_json(self.path / "config.json", {}) or {}
+
+    @property
+    def provenance(self) -> dict:
+        """What made this run (core.provenance.record); empty for runs older than the record."""
+        return self.config.get(PROVENANCE) or {}
 
     @property
     def kind(self) -> str:

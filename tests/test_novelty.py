@@ -70,7 +70,24 @@ def test_precision_recall_of_a_set_against_itself_is_one_and_of_disjoint_sets_ze
     # a collapsed generator (every image the same real point) looks real but covers nothing
     collapsed = np.repeat(f[:1], 40, axis=0)
     p, r = nv.precision_recall(collapsed, f, k=3)
-    assert p == 1.0 and r < 0.1
+    assert p == 1.0 and r == pytest.approx(1 / 80)  # only f[0] itself lies in the generated (zero-radius) balls
+
+
+def test_torch_fidelity_precision_recall_argument_order():
+    """The order core.metrics.novelty relies on (requirements.txt: torch-fidelity>=0.4): generated
+    features first, real second, and (precision, recall) back. A collapsed generator (40 copies of
+    one real point) looks real (precision 1) and covers one real point of 80 (recall 1/80); with
+    the arguments or the results swapped it would read precision 1/80 or recall 1."""
+    import torch
+    from torch_fidelity.metric_prc import calculate_precision_recall_full
+
+    real = torch.as_tensor(np.random.default_rng(0).normal(size=(80, 16)), dtype=torch.float32)
+    collapsed = real[:1].repeat(40, 1)
+    precision, recall = calculate_precision_recall_full(collapsed, real, neighborhood=3)
+    assert precision == 1.0
+    assert recall == pytest.approx(1 / 80)
+    swapped = calculate_precision_recall_full(real, collapsed, neighborhood=3)
+    assert swapped == (pytest.approx(1 / 80), 1.0)
 
 
 def test_classes_with_fewer_images_than_k_get_a_clear_message():

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import ConfigError, WeightsMissingError
-from core.paths import PROJECT_ROOT, models_dir
+from core.paths import data_root, models_dir
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
@@ -121,7 +121,7 @@ def resolve(model: str) -> Source:
     model = ALIASES.get(str(model).strip(), str(model).strip())
     if not model:
         raise ConfigError("No Stable Diffusion model given.", f"Pass a hub id such as {DEFAULT_MODEL} or a pipeline folder.")
-    for path in (Path(model).expanduser(), PROJECT_ROOT / model):
+    for path in (Path(model).expanduser(), data_root() / model):  # relative to the project (a checkout) or the working folder
         if path.exists():
             if not (path / "model_index.json").is_file():
                 raise WeightsMissingError(

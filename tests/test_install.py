@@ -1,0 +1,213 @@
+"""The lab installs (issue 18 item 1): pyproject.toml, the `imbalance-lab` command, --version from
+one source, and, for a regular (non-editable) install, data beside the user, never in site-packages.
+
+Kept cheap: the packages come from the test's own interpreter (a .pth file in a bare venv),
+and pip installs only the lab itself (--no-deps --no-build-isolation, no network).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+import core
+from core import paths
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ["core", "app.py", "app_pages", ".streamlit", "studies", "pyproject.toml", "requirements.txt", "requirements-test.txt", "README.md"]
+
+
+def _run(*cmd, cwd=None, env=None) -> str:
+    done = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"{cmd} failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+    return done.stdout.strip()
+
+
+def test_pyproject_declares_the_command_and_one_version_source():
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert meta["project"]["name"] == "imbalance-lab"
+    assert meta["project"]["scripts"] == {"imbalance-lab": "core.cli:main"}
+    assert meta["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "core.__version__"}
+    assert meta["tool"]["setuptools"]["dynamic"]["dependencies"] == {"file": ["requirements.txt"]}
+
+
+def test_python_m_core_version():
+    out = _run(sys.executable, "-m", "core", "--version", cwd=ROOT)
+    assert out == f"imbalance-lab {core.__version__}"
+    assert core.__version__ == "0.1.0"
+
+
+# ------------------------------------------------------------------ where data goes
+def test_checkout_keeps_data_beside_the_code(monkeypatch, tmp_path):
+    for var in ("IMBALANCE_LAB_RUNS", "IMBALANCE_LAB_MODELS", "IMBALANCE_LAB_CACHE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert paths.is_checkout()
+    assert paths.runs_dir() == ROOT / "runs" and paths.models_dir() == ROOT / "models" and paths.cache_dir() == ROOT / ".cache"
+    assert paths.app_dir() == ROOT
+
+
+def test_installed_copy_keeps_data_in_the_working_directory(monkeypatch, tmp_path):
+    """core/ inside site-packages (no pyproject.toml beside it): runs/, models/, .cache/ follow the
+    folder the command runs in; the environment variables still win."""
+    site = tmp_path / "venv" / "lib" / "site-packages"
+    (site / "core").mkdir(parents=True)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setattr(paths, "PROJECT_ROOT", site)
+    for var in ("IMBALANCE_LAB_RUNS", "IMBALANCE_LAB_MODELS", "IMBALANCE_LAB_CACHE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(work)
+    assert not paths.is_checkout()
+    assert (paths.runs_dir(), paths.models_dir(), paths.cache_dir()) == (work / "runs", work / "models", work / ".cache")
+    monkeypatch.setenv("IMBALANCE_LAB_RUNS", str(tmp_path / "elsewhere"))
+    assert paths.runs_dir() == tmp_path / "elsewhere"
+    assert paths.models_dir() == work / "models"
+
+
+# ------------------------------------------------------------------ real installs
+@pytest.fixture(scope="module")
+def source_copy(tmp_path_factory) -> Path:
+    """The files a user's clone holds that matter to packaging, copied (pip writes build files into its source)."""
+    src = tmp_path_factory.mktemp("clone")
+    for name in SHIPPED:
+        p = ROOT / name
+        if p.is_dir():
+            shutil.copytree(p, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(p, src / name)
+    return src
+
+
+def _venv(where: Path) -> Path:
+    """A bare venv that sees this interpreter's packages (torch, setuptools, ...) through a .pth file."""
+    _run(sys.executable, "-m", "venv", "--without-pip", where)
+    site = next((where / "lib").glob("python3*/site-packages"))
+    (site / "_test_parent.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return where / "bin"
+
+
+def _pip(venv_bin: Path, *args) -> str:
+    return _run(sys.executable, "-m", "pip", "--python", venv_bin / "python", "install", "-q", "--no-deps", "--no-build-isolation", *args)
+
+
+def _clean_env() -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMBALANCE_LAB_") and k != "PYTHONPATH"}
+    return env
+
+
+def test_editable_install_gives_the_imbalance_lab_command(source_copy, tmp_path):
+    bin_ = _venv(tmp_path / "venv")
+    _pip(bin_, "-e", source_copy)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert _run(bin_ / "imbalance-lab", "--version", cwd=elsewhere, env=_clean_env()) == f"imbalance-lab {core.__version__}"
+    where = _run(bin_ / "python", "-c", "import core, core.paths as p; print(core.__file__); print(p.runs_dir())", cwd=elsewhere, env=_clean_env())
+    assert where.splitlines() == [str(source_copy / "core" / "__init__.py"), str(source_copy / "runs")]
+
+
+def test_wheel_install_puts_data_in_the_working_directory_and_ships_the_app(source_copy, tmp_path):
+    dist = tmp_path / "dist"
+    _run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", dist, source_copy)
+    (wheel,) = dist.glob("imbalance_lab-*.whl")
+    bin_ = _venv(tmp_path / "venv")
+    _pip(bin_, wheel)
+    work = tmp_path / "work"
+    work.mkdir()
+    code = "import core, core.paths as p; print(core.__file__); print(p.runs_dir()); print(p.models_dir()); print(p.cache_dir()); print(p.app_dir())"
+    lines = _run(bin_ / "python", "-c", code, cwd=work, env=_clean_env()).splitlines()
+    assert "site-packages" in lines[0] and str(source_copy) not in lines[0]
+    assert lines[1:4] == [str(work / "runs"), str(work / "models"), str(work / ".cache")]
+    app = Path(lines[4])
+    assert app == (tmp_path / "venv" / "share" / "imbalance-lab").resolve()
+    for f in ("app.py", "app_pages/results.py", "app_pages/_common.py", ".streamlit/config.toml", "studies/quick.toml"):
+        assert (app / f).is_file(), f
+    assert _run(bin_ / "imbalance-lab", "--version", cwd=work, env=_clean_env()) == f"imbalance-lab {core.__version__}"
+    assert _run(bin_ / "python", "-c", "from importlib.metadata import version; print(version('imbalance-lab'))", cwd=work) == core.__version__
+
+
+# ------------------------------------------------------------------ reproducible installs (item 2)
+def _requirements(*files: str) -> list:
+    from packaging.requirements import Requirement
+
+    out = []
+    for f in files:
+        for line in (ROOT / f).read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                out.append(Requirement(line))
+    return out
+
+
+def _canon(name: str) -> str:
+    from packaging.utils import canonicalize_name
+
+    return canonicalize_name(name)
+
+
+def _imported_top_level(*roots: Path) -> set[str]:
+    import ast
+
+    names = set()
+    for root in roots:
+        for path in [root] if root.is_file() else sorted(root.rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+                if isinstance(node, ast.Import):
+                    names |= {a.name.split(".")[0] for a in node.names}
+                elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                    names.add(node.module.split(".")[0])
+    return names - set(sys.stdlib_module_names) - {"core", "app_pages", "__future__"}
+
+
+OPTIONAL = {"ray", "mlflow"}  # `pip install ray` (--ray), `pip install mlflow-skinny` (--log-with mlflow); both in requirements-test.txt
+
+
+def test_every_imported_package_is_declared():
+    from importlib.metadata import packages_distributions
+
+    dists = packages_distributions()
+    declared = {_canon(r.name) for r in _requirements("requirements.txt")}
+    imported = _imported_top_level(ROOT / "core", ROOT / "app_pages", ROOT / "app.py")
+    assert {"torch", "huggingface_hub", "tokenizers", "torch_fidelity", "sklearn", "PIL"} <= imported
+    missing = {}
+    for module in sorted(imported - OPTIONAL):
+        names = {_canon(d) for d in dists.get(module, [module])}
+        if not names & declared:
+            missing[module] = sorted(names)
+    assert not missing, f"imported but not in requirements.txt: {missing}"
+
+
+def test_constraints_pin_every_requirement_exactly_and_satisfy_the_floors():
+    """constraints.txt (make lock) pins each package to one plain PyPI version per Python; a floor
+    raised in requirements*.txt without `make lock` fails here."""
+    from packaging.markers import Marker
+
+    pins: dict[str, list[tuple[str, str | None]]] = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        spec, _, marker = line.partition(";")
+        name, sep, version = spec.strip().partition("==")
+        assert sep and version, f"not an exact pin: {line!r}"
+        assert "+" not in version, f"local build tag in the lock: {line!r}"
+        pins.setdefault(_canon(name), []).append((version, marker.strip() or None))
+    for req in _requirements("requirements.txt", "requirements-test.txt", "requirements-bench.txt"):
+        if req.marker is not None and not req.marker.evaluate():
+            continue
+        here = [v for v, m in pins.get(_canon(req.name), []) if m is None or Marker(m).evaluate()]
+        assert len(here) == 1, f"{req.name}: {len(here)} pins apply to this Python"
+        assert req.specifier.contains(here[0], prereleases=True), f"{req.name}=={here[0]} does not satisfy {req}"
+    from packaging.version import Version
+
+    assert pins["torch"] and all(Version(v) >= Version("2.5") for v, _ in pins["torch"])  # torch.OutOfMemoryError
