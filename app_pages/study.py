@@ -180,13 +180,15 @@ if FILLS:
     seed = st.selectbox("Seed", seeds, key="study_strip_seed") if len(seeds) > 1 else seeds[0]
     fills = FILLS.get(seed, FILLS[seeds[0]])
     try:
-        grid, names = _strip(str(run.path), seed, tuple(fills), sp.fill_stamp(run.path, seed, fills))
+        grid, names, neighbours = _strip(str(run.path), seed, tuple(fills), sp.fill_stamp(run.path, seed, fills))
     except (LabError, OSError, ValueError) as exc:
         st.warning(f"The samples cannot be shown: {exc}")
     else:
         if names:
             st.image(grid, clamp=True)
             st.caption("For each fill, one generated image per class (the most-filled classes first); below it, that image's nearest "
-                       "training image of the same class (pixel distance). The column label is the images' class.")
+                       "training image of any class (pixel distance; mirrored images too for RGB data, as the near-copy rate searches). "
+                       "The column label is the generated image's class; the nearest image's class:")
+            st.markdown("\n".join(f"- {line}" for line in neighbours))
 elif LIVE:
     st.caption("Samples of the fills appear here once the first fill is saved.")

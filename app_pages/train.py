@@ -11,7 +11,7 @@ from core.errors import LabError
 from core.job_runners import BALANCED, CFG_KIND, CLS_KIND
 from core.runs import list_runs
 from core.paths import runs_dir
-from app_pages._common import (CURVE_EVERY_S, confirm_pending, job_media, poll_every, run_row, data_cfg, dataset_caption, form_memory, job_panel, manager, optional,
+from app_pages._common import (confirm_pending, curve_every, job_media, poll_every, run_row, data_cfg, dataset_caption, form_memory, job_panel, manager, optional,
                                remember_form, runs_of, submit_job)
 from app_pages._serving import number
 
@@ -209,15 +209,15 @@ def training_jobs() -> None:
             job_panel(rid, key="train", live_media=False)  # a running run's curve is drawn by live_curves()
 
 
-@st.fragment(run_every=CURVE_EVERY_S if manager().active() else None)  # a job starting reruns the page (above)
+@st.fragment(run_every=curve_every() if manager().active() else None)  # a job starting reruns the page (above)
 def live_curves() -> None:
-    """Loss curves and newest previews of the running trainings, redrawn every CURVE_EVERY_S
+    """Loss curves and newest previews of the running trainings, redrawn every curve_every() s
     (the progress above refreshes every few seconds; redrawing a chart that often costs the
     training CPU on a small machine)."""
     running = [r for r in _training_runs() if r.status.get("state") == "running"]
     if not running:
         return
-    st.markdown(f"**Live loss curves** (redrawn every {CURVE_EVERY_S:g} s)")
+    st.markdown(f"**Live loss curves** (redrawn every {curve_every():g} s)")
     for r in running:
         with st.container(border=True):
             st.caption(f"`{r.id}`")

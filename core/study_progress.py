@@ -201,35 +201,41 @@ def fill_stamp(study_dir: str | Path, seed: int, fills: list[str]) -> tuple[floa
     return tuple(_sets_path(Path(study_dir), n, seed).stat().st_mtime for n in fills)
 
 
-def sample_strip(study_dir: str | Path, cfg: StudyConfig, seed: int, fills: list[str], n_classes: int = 6) -> tuple[np.ndarray, list[str]]:
+def sample_strip(study_dir: str | Path, cfg: StudyConfig, seed: int, fills: list[str], n_classes: int = 6) -> tuple[np.ndarray, list[str], list[str]]:
     """An image grid: for each fill a row of generated images (one per class, the most-filled
-    classes first) and below it each image's nearest training image of the same class (pixel
-    space, core.metrics.novelty.nearest_training); columns are labelled with the class.
-    Returns (grid, class names of the columns)."""
+    classes first) and below it each image's nearest training image, searched over every class
+    (and their mirror images where the generator trains with flips), as the near-copy rule
+    searches (core.metrics.novelty.nearest_training); columns are labelled with the class.
+    Returns (grid, class names of the columns, one line per fill naming its neighbours' classes)."""
     import torch
 
     from core import viz
     from core.data.loading import load_dataset
     from core.data.profiles import apply_profile
-    from core.experiment import _load_generated, _sets_path
+    from core.experiment import _load_generated, _sets_path, _trains_with_flips
     from core.metrics.novelty import nearest_training
 
     train = apply_profile(load_dataset(cfg.data).train, cfg.data_for_seed(seed))
     sets = {n: s for n in fills if (s := _load_generated(_sets_path(Path(study_dir), n, seed))) is not None and len(s)}
     if not sets:
-        return np.zeros((0, 0, 3), np.uint8), []
+        return np.zeros((0, 0, 3), np.uint8), [], []
+    flips = _trains_with_flips(cfg, train)
     added = np.bincount(next(iter(sets.values())).labels.numpy(), minlength=len(train.classes))
     classes = [int(c) for c in np.argsort(-added, kind="stable") if added[c] > 0][:n_classes]
     blank = torch.full(tuple(train.images.shape[1:]), 255, dtype=torch.uint8)
-    rows, labels = [], []
+    rows, labels, neighbours = [], [], []
     for name, s in sets.items():
         first = [torch.nonzero(s.labels == c).flatten()[:1] for c in classes]
         picked = s.subset(torch.cat(first)) if any(len(f) for f in first) else None
-        near = nearest_training(picked, train) if picked is not None else []
+        near = nearest_training(picked, train, flips=flips) if picked is not None else []
         by_class = {int(picked.labels[i]): (picked.images[i], d.get("image")) for i, d in enumerate(near)}
+        found = {int(picked.labels[i]): d for i, d in enumerate(near)}
+        neighbours.append(f"{name}: " + ", ".join(
+            f"{train.classes[c]} → {found[c]['neighbour_class']}{' (mirrored)' if found[c].get('mirrored') else ''}"
+            + (" ⚠ another class" if found[c]["neighbour_class"] != train.classes[c] else "") for c in classes if c in found))
         rows.append(torch.stack([by_class[c][0] if c in by_class else blank for c in classes]))
         rows.append(torch.stack([by_class[c][1] if c in by_class and by_class[c][1] is not None else blank for c in classes]))
         labels += [name, "  nearest train"]
     names = [train.classes[c] for c in classes]
     grid = viz.labelled_grid(rows, labels, names, row_title="fill", col_title=f"class (seed {seed})")
-    return grid, names
+    return grid, names, neighbours

@@ -195,3 +195,45 @@ def test_the_token_is_asked_once_before_any_page(env, monkeypatch):
     # a link may carry the token; it is taken once and removed from the URL
     linked = _app(token="s3cret")
     assert "Dataset" in [t.value for t in linked.title] and "token" not in linked.query_params
+
+
+def test_refreshes_stretch_for_a_class_and_are_fast_only_for_a_sessions_own_preview(monkeypatch):
+    from app_pages import _common as c
+
+    seen = c._sessions_seen()
+    seen.clear()
+    now = 1000.0
+    assert c.crowd_factor(now) == 1  # outside a script run no session is noted
+    seen.update({f"s{i}": now for i in range(3)})
+    assert c.crowd_factor(now) == 2  # 3 sessions: past CROWD = 2
+    seen.update({f"s{i}": now - 10 for i in range(8)})
+    assert c.crowd_factor(now) == 4  # 8 sessions
+    assert c.crowd_factor(now + c.SEEN_S + 11) == 1 and seen == {}  # tabs not seen for a minute are forgotten
+
+    class FakeJob:
+        def __init__(self, lane, owner):
+            self.lane, self.owner = lane, owner
+
+    class FakeManager:
+        def __init__(self, active):
+            self._active = active
+
+        def active(self):
+            return self._active
+
+    monkeypatch.setattr(c, "session_id", lambda: "me")
+    seen.clear()
+    monkeypatch.setattr(c, "manager", lambda: FakeManager([FakeJob(jobs.INTERACTIVE_LANE, "someone else")]))
+    assert c.poll_every() == c.POLL_S  # another session's preview does not make this tab poll every second
+    monkeypatch.setattr(c, "manager", lambda: FakeManager([FakeJob(jobs.INTERACTIVE_LANE, "me")]))
+    assert c.poll_every() == c.POLL_FAST_S
+    seen.update({f"s{i}": time_now() for i in range(7)})  # 8 tabs with this one
+    monkeypatch.setattr(c, "manager", lambda: FakeManager([FakeJob(jobs.TRAIN_LANE, "me")]))
+    assert c.poll_every() == 4 * c.POLL_S and c.curve_every() == 4 * c.CURVE_EVERY_S
+    seen.clear()
+
+
+def time_now() -> float:
+    import time
+
+    return time.time()

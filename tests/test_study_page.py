@@ -241,3 +241,26 @@ def test_results_page_links_to_the_study_page(app):
     at = app.switch_page("app_pages/results.py").run()
     assert not at.exception
     assert [e.proto.label for e in at.get("page_link")] == ["Run a whole study (every method × classifier × seed) on the Study page"]
+
+
+def test_sample_strip_names_each_neighbours_class_and_flags_another_class(tmp_path, tiny):
+    import numpy as np
+    import torch
+
+    from core.data.imageset import ImageSet
+    from core.data.loading import load_dataset
+    from core.data.profiles import apply_profile
+    from core.experiment import _save_generated, _sets_path
+
+    train = apply_profile(load_dataset(tiny.data).train, tiny.data_for_seed(0))
+    one, two = (int(torch.nonzero(train.labels == c)[0]) for c in (1, 2))
+    # an exact copy of a class-1 training image filed as class 1, and a copy of the class-1 image filed as class 2
+    images = torch.stack([train.images[one], train.images[one]])
+    gen = ImageSet(images, torch.tensor([1, 2]), list(train.classes), provenance=np.array(["generated"] * 2, dtype=object))
+    path = _sets_path(tmp_path, "oversample", 0)
+    path.parent.mkdir(parents=True)
+    _save_generated(path, gen)
+    grid, names, neighbours = sp.sample_strip(tmp_path, tiny, 0, ["oversample"])
+    assert names == [train.classes[1], train.classes[2]] and grid.ndim == 3
+    assert neighbours == [f"oversample: {train.classes[1]} → {train.classes[1]}, {train.classes[2]} → {train.classes[1]} ⚠ another class"]
+    assert two != one
