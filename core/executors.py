@@ -41,11 +41,13 @@ loads).
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import queue as _queue
 import sys
 import time
+import types
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,6 +163,24 @@ def _lane_worker(lane: Lane, inbox, outbox, stop) -> None:
         outbox.put(("done", cell.id, outcome.to_dict()))
 
 
+@contextlib.contextmanager
+def _bare_main():
+    """Start a spawned worker without re-running this process's ``__main__``.
+
+    multiprocessing's spawn re-imports the parent's main script in the child (as __mp_main__) so
+    that functions defined there can be unpickled. The worker's target lives in this module, so
+    it needs nothing from __main__; and when the parent is the Streamlit server (or AppTest),
+    __main__ is the page script app.py, which must not run again in a worker. An empty stand-in
+    for the moment of start() keeps the child from importing it."""
+    real = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if real is not None:
+            sys.modules["__main__"] = real
+
+
 class LocalExecutor:
     """Runs cells in parallel, one worker process per lane (GPU or pinned CPU lane) on this machine."""
 
@@ -193,7 +213,8 @@ class LocalExecutor:
             inbox = ctx.Queue()
             p = ctx.Process(target=_lane_worker, args=(self.lanes[i], inbox, outbox, stop), daemon=True,
                             name=f"lab-lane-{self.lanes[i].label}")
-            p.start()
+            with _bare_main():
+                p.start()
             workers[i] = (p, inbox)
 
         def report(cell: Cell, o: CellOutcome) -> None:

@@ -128,7 +128,8 @@ def test_every_train_field_states_its_bound(env):
     at.switch_page("app_pages/train.py").run()
     assert not at.exception
     fields = [n for n in at.number_input if n.key and n.key.startswith(("cfg_", "cls_"))]
-    assert len(fields) == 11  # CFG: steps, batch, preview steps, preview every, lr, seed, CBDM τ; classifier: epochs, batch, lr, seed
+    assert len(fields) == 12  # CFG: steps, batch, preview steps, preview every, lr, seed, CBDM τ; classifier: steps, epochs, batch, lr, seed
+    assert at.number_input(key="cls_steps").max == 1_000_000
     assert all("Allowed: from" in n.help for n in fields), [(n.key, n.help) for n in fields]
     assert at.number_input(key="cfg_batch").max == 1024
 

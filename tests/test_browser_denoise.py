@@ -31,7 +31,7 @@ def test_denoise_view_in_chromium(server):  # noqa: F811
         page.get_by_role("tab", name="Denoising, step by step").click()
         tab = page  # the Sweep tab holds no images, charts or sliders here (no sweep was run), so page-wide counts are the tab's
         expect(tab.get_by_role("combobox", name="CFG model").last).to_be_visible()  # .last: the Sweep tab has a picker too
-        tab.get_by_label("Sampling steps (at most 100)").fill("5")
+        tab.get_by_role("spinbutton", name="Sampling steps", exact=True).fill("5")
         tab.get_by_role("button", name="Compute the trajectory").click()
         expect(tab.get_by_text("step 5 of 5", exact=False)).to_be_visible()
         expect(tab.locator('[data-testid="stImage"] img')).to_have_count(15)  # 3 columns × (x_t, x̂₀, ε_c, ε_u, ε̃)

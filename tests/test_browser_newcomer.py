@@ -44,7 +44,9 @@ def _select(page, label: str, option_text: str) -> None:
 
 
 def _fill(page, label, value) -> None:
-    field = (page.get_by_label(label) if isinstance(label, re.Pattern) else page.get_by_label(label, exact=True)).first
+    # not get_by_label: a field with help text also has a "Help for <label>" button the label matches
+    labelled = page.get_by_label(label) if isinstance(label, re.Pattern) else page.get_by_label(label, exact=True)
+    field = page.locator("input, textarea").and_(labelled).first
     field.fill(str(value))
     field.press("Tab")  # commit the value (Enter no longer submits forms)
 
@@ -91,7 +93,7 @@ def test_newcomer_path_in_chromium(server):  # noqa: F811
         strip.get_by_text(STEPS_TEXT[1], exact=True).click()
         expect(page.get_by_role("heading", name="Train")).to_be_visible()
         _fill(page, "Training steps", STEPS)
-        page.get_by_label("Batch size").first.fill("32")
+        page.get_by_role("spinbutton", name="Batch size", exact=True).first.fill("32")
         _fill(page, "Preview every (steps; 0 = at the end)", 0)
         _fill(page, "Preview sampling steps", 4)
         page.get_by_role("button", name="Start CFG training").click()

@@ -219,3 +219,17 @@ def test_a_wide_cell_launches_one_process_per_lane(tmp_path):
     assert out["train"].state == OK, out["train"].error
     assert out["train"].result["ranks"] == [0, 1]
     assert [json.loads((tmp_path / f"rank{r}.json").read_text())["sum"] for r in (0, 1)] == [3.0, 3.0]  # 1 + 2
+
+
+def test_workers_do_not_rerun_the_parents_main_script(tmp_path, monkeypatch):
+    # In the Streamlit server (and after AppTest) __main__ is the page script; spawn would re-run it in every worker.
+    import types
+
+    script = tmp_path / "page_script.py"
+    script.write_text("raise SystemExit('the page script ran in a worker')\n")
+    fake_main = types.ModuleType("__main__")
+    fake_main.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", fake_main)
+    out = LocalExecutor(cpu_lanes(1, threads=1)).run([Cell("a", "classifier")], CellTask(TASK, payload(tmp_path)))
+    assert out["a"].state == OK, out["a"].error
+    assert sys.modules["__main__"] is fake_main  # restored after the start

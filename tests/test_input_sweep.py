@@ -70,6 +70,9 @@ def sweep_env(tmp_path, monkeypatch):
     """A fresh runs folder and cache, instant failing runners, and the memory budget."""
     monkeypatch.setenv("IMBALANCE_LAB_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("IMBALANCE_LAB_CACHE", str(tmp_path / "cache"))
+    # the app's own dataset budget (core/data/budget.py) below the sweep's address-space limit: a large
+    # size must be refused by the app with its estimate, never reach an allocation the limit would fail
+    monkeypatch.setenv("IMBALANCE_LAB_MEMORY_BUDGET_GB", str(MEMORY_BUDGET / 2**30 / 3))
     import core.job_runners  # noqa: F401  registers the lab's job kinds
 
     for kind in list(jobs.RUNNERS):

@@ -57,7 +57,7 @@ def _worked_on(stderr: str, label_to_id: dict[str, str]) -> set[str]:
 
 def test_sigkill_mid_study_then_the_same_command_resumes(tmp_path):
     study = tmp_path / "study"
-    cmd = [sys.executable, "-m", "core", "experiment", "--config", str(STUDY), "--out", str(study), "--json"]
+    cmd = [sys.executable, "-m", "core", "-v", "experiment", "--config", str(STUDY), "--out", str(study), "--json"]  # -v: a line per cell event
     first_done = study / "cells" / CELLS[0] / "results.json"
     with open(tmp_path / "first.err", "w") as err:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
