@@ -55,7 +55,7 @@ with st.expander("Start a study", expanded=not runs_of(KIND, state=None)):
         st.error(str(exc))
     if cfg is not None:
         c = st.columns([1, 2, 1])
-        n = number("Seeds", "study_seeds", min(len(cfg.seeds), BOUNDS["seeds"]), key=f"study_seeds_{source}", where=c[0],
+        n = number("Seeds", "study_seeds", min(len(cfg.seeds), BOUNDS["seeds"]), key=f"study_seeds_{source}_{cfg.name}", where=c[0],  # per study: its own seed count
                    help="Every cell runs once per seed; the CI needs at least 2")
         mine = c[1].checkbox("Use the dataset from the Dataset page", value=False, key="study_own",
                              help=f"instead of the study's own ({cfg.data.dataset}, profile {cfg.data.profile})")

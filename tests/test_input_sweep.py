@@ -73,6 +73,10 @@ def sweep_env(tmp_path, monkeypatch):
     # the app's own dataset budget (core/data/budget.py) below the sweep's address-space limit: a large
     # size must be refused by the app with its estimate, never reach an allocation the limit would fail
     monkeypatch.setenv("IMBALANCE_LAB_MEMORY_BUDGET_GB", str(MEMORY_BUDGET / 2**30 / 3))
+    # data roots: the sweep's own folder only (a URL may name ../shared/data/cifar10: decoding 60,000 JPEGs is
+    # work, not a hang, and the roots refusing it is what a class server does)
+    (tmp_path / "data").mkdir(exist_ok=True)
+    monkeypatch.setenv("IMBALANCE_LAB_DATA_ROOTS", str(tmp_path / "data"))
     import core.job_runners  # noqa: F401  registers the lab's job kinds
 
     for kind in list(jobs.RUNNERS):

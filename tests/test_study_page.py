@@ -8,7 +8,6 @@ that writes such a folder, then cancel and resume it through the job manager.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from streamlit.testing.v1 import AppTest
 from core import jobs
 from core import study_progress as sp
 from core import study_start
+from core.atomic import atomic_write_json, read_json
 from core.errors import ConfigError, LabError
 from core.experiment import StudyConfig
 from core.runs import Run
@@ -53,9 +53,9 @@ def write_progress(folder: Path, cfg: StudyConfig, states: dict[str, str], statu
             d.mkdir(parents=True, exist_ok=True)
             method, seed = c.id.split("__")[1], int(c.id.rsplit("seed", 1)[1])
             res = clf_result(ACC[(method, seed)]) if c.kind == "classifier" else {"seed": seed}
-            (d / "results.json").write_text(json.dumps(res))
-    status = json.loads((folder / "status.json").read_text()) if (folder / "status.json").exists() else {}
-    (folder / "status.json").write_text(json.dumps({**status, "state": status_state, "cells": cells}))
+            atomic_write_json(d / "results.json", res)  # as the lab writes: the page may read at any moment
+    status = read_json(folder / "status.json") or {}
+    atomic_write_json(folder / "status.json", {**status, "state": status_state, "cells": cells})
 
 
 OK_CELLS = {"cfg-train__seed0": "ok", "fill__oversample__seed0": "ok", "fill__mixup__seed0": "ok", "fill__oversample__seed1": "ok",
@@ -176,8 +176,8 @@ def _progress(at: AppTest) -> list[str]:
 def test_empty_state_says_what_to_do(app):
     assert "No study yet" in _texts(app) and "quick" in _texts(app)
     assert [b.label for b in app.button] == ["Start study"]
-    assert app.number_input(key="study_seeds_preset").max == 10
-    assert "1 to 10" in app.number_input(key="study_seeds_preset").help
+    (seeds,) = [n for n in app.number_input if n.key.startswith("study_seeds_preset_")]
+    assert seeds.max == 10 and "1 to 10" in seeds.help
 
 
 def test_start_watch_cancel_resume(app, runs_root, monkeypatch):
