@@ -25,7 +25,8 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = ["core", "app.py", "app_pages", ".streamlit", "studies", "pyproject.toml", "requirements.txt", "requirements-test.txt", "README.md"]
+SHIPPED = ["core", "app.py", "app_pages", ".streamlit", "studies", "pyproject.toml", "requirements.txt", "requirements-test.txt", "requirements-mlflow.txt",
+           "README.md"]
 
 
 def _run(*cmd, cwd=None, env=None) -> str:
@@ -40,6 +41,8 @@ def test_pyproject_declares_the_command_and_one_version_source():
     assert meta["project"]["scripts"] == {"imbalance-lab": "core.cli:main"}
     assert meta["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "core.__version__"}
     assert meta["tool"]["setuptools"]["dynamic"]["dependencies"] == {"file": ["requirements.txt"]}
+    assert meta["tool"]["setuptools"]["dynamic"]["optional-dependencies"]["mlflow"] == {"file": ["requirements-mlflow.txt"]}
+    assert "mlflow-skinny>=2.9" in (ROOT / "requirements-mlflow.txt").read_text().splitlines()
 
 
 def test_python_m_core_version():

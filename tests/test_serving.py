@@ -287,3 +287,17 @@ def test_launcher_refuses_a_non_loopback_host_without_roots(tmp_path):
 def test_make_run_goes_through_the_launcher():
     make = (ROOT / "Makefile").read_text()
     assert "$(PY) -m core app --host $(HOST) --port $(PORT) $(if $(SHARED),--shared,)" in make
+
+
+def test_launcher_passes_the_apps_config_as_flags(tmp_path, monkeypatch):
+    # an installed copy runs from the user's folder, where Streamlit would not find .streamlit/config.toml
+    from core.commands import app as launcher
+
+    (tmp_path / ".streamlit").mkdir()
+    (tmp_path / ".streamlit" / "config.toml").write_text(
+        '[server]\naddress = "127.0.0.1"\nmaxUploadSize = 1024\n[runner]\npostScriptGC = false\n')
+    monkeypatch.setattr(launcher, "app_dir", lambda: tmp_path)
+    cmd = launcher.streamlit_command("0.0.0.0", 8600)
+    assert cmd[2:5] == ["streamlit", "run", str(tmp_path / "app.py")]
+    assert cmd[5:] == ["--server.maxUploadSize", "1024", "--runner.postScriptGC", "false",
+                       "--server.address", "0.0.0.0", "--server.port", "8600"]  # the config's address gives way to --host

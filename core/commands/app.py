@@ -14,10 +14,9 @@ import sys
 
 from core import serving
 from core.errors import ConfigError
-from core.paths import PROJECT_ROOT
+from core.paths import app_dir
 
 HELP = "Start the lab's app (Streamlit) on --host:--port; a non-loopback host needs IMBALANCE_LAB_DATA_ROOTS."
-APP = PROJECT_ROOT / "app.py"
 
 
 def add_arguments(p) -> None:
@@ -29,8 +28,32 @@ def add_arguments(p) -> None:
     p.add_argument("--check", action="store_true", help="print what would be exposed and check the settings, then exit without starting")
 
 
+def config_flags(folder) -> list[str]:
+    """The app's .streamlit/config.toml as command-line flags (``--server.maxUploadSize 1024`` ...).
+
+    Streamlit reads config.toml only from the working folder or ~/.streamlit; a regular install
+    runs from the user's folder (where runs/ goes), so the settings travel as flags instead."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    path = folder / ".streamlit" / "config.toml"
+    if not path.is_file():
+        return []
+    flags = []
+    for section, values in tomllib.loads(path.read_text()).items():
+        for key, value in values.items():
+            if f"{section}.{key}" in ("server.address", "server.port"):
+                continue  # the launcher's own --host/--port
+            flags += [f"--{section}.{key}", str(value).lower() if isinstance(value, bool) else str(value)]
+    return flags
+
+
 def streamlit_command(host: str, port: int) -> list[str]:
-    return [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", host, "--server.port", str(port)]
+    folder = app_dir()
+    return [sys.executable, "-m", "streamlit", "run", str(folder / "app.py"), *config_flags(folder),
+            "--server.address", host, "--server.port", str(port)]
 
 
 def exposed(host: str, shared: bool = False) -> bool:
