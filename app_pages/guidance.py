@@ -52,6 +52,19 @@ def _floats(text: str, what: str) -> list[float]:
     return vals
 
 
+def shown_job(kind: str, state_key: str, panel_key: str, filename: str):
+    """The job this tab shows: the one started here, else the newest of ``kind`` on this dataset.
+    Draws its status panel; (run, status, result file) once the file exists, else None."""
+    rid = st.session_state.get(state_key) or next((r.id for r in runs_of(kind, state=None)
+                                                   if (r.config.get("data") or {}).get("dataset") == cfg_data.dataset), None)
+    if not rid:
+        return None
+    status = job_panel(rid, key=panel_key, show_curve=False, show_preview=False)
+    run = Run(Path(mgr.root) / rid)
+    f = run.path / filename
+    return (run, status, f) if f.exists() else None
+
+
 sweep_tab, denoise_tab = st.tabs(["Sweep over w", "Denoising, step by step"])
 with sweep_tab:
     if not models:
@@ -105,15 +118,11 @@ with sweep_tab:
 
     @st.fragment(run_every=poll_every())
     def sweep_view() -> None:
-        rid = st.session_state.get("gd_job") or next((r.id for r in runs_of("guidance", state=None)
-                                                      if (r.config.get("data") or {}).get("dataset") == cfg_data.dataset), None)
-        if not rid:
+        shown = shown_job("guidance", "gd_job", "gd", SWEEP)
+        if shown is None:
             return
-        status = job_panel(rid, key="gd", show_curve=False, show_preview=False)
-        run = Run(Path(mgr.root) / rid)
-        f = run.path / SWEEP
-        if not f.exists():
-            return
+        run, status, f = shown
+        rid = run.id
         grid = np.load(f)
         c = run.config
         st.caption(f"class **{ds.classes[c['class_idx']]}**, seeds {c['seeds']} (columns), sampler {c.get('sampler')}, {c.get('steps')} steps")
@@ -156,15 +165,11 @@ def _trajectory(path: str, mtime: float) -> dict:
 @st.fragment(run_every=poll_every())
 def denoise_view() -> None:
     """The saved trajectory of the chosen (or newest) trajectory job: only read and displayed."""
-    rid = st.session_state.get("dn_job") or next((r.id for r in runs_of("trajectory", state=None)
-                                                  if (r.config.get("data") or {}).get("dataset") == cfg_data.dataset), None)
-    if not rid:
+    shown = shown_job("trajectory", "dn_job", "dn", TRAJECTORY)
+    if shown is None:
         return
-    status = job_panel(rid, key="dn", show_curve=False, show_preview=False)
-    run = Run(Path(mgr.root) / rid)
-    f = run.path / TRAJECTORY
-    if not f.exists():
-        return
+    run, status, f = shown
+    rid = run.id
     traj = _trajectory(str(f), f.stat().st_mtime)
     c = run.config
     ws, S = [float(w) for w in traj["ws"]], len(traj["timesteps"])

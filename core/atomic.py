@@ -78,6 +78,19 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_bytes(path, (json.dumps(obj, indent=2, default=str) + "\n").encode())
 
 
+def swap_folder(tmp: str | os.PathLike, final: str | os.PathLike, old: str | os.PathLike) -> Path:
+    """Put the finished folder ``tmp`` in place of ``final``: the previous one is moved aside to
+    ``old`` and removed after the swap, so a crash leaves a whole folder under one of the two
+    names (never a mix); a reader may fall back to ``old``."""
+    tmp, final, old = Path(tmp), Path(final), Path(old)
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
 def read_json(path: str | os.PathLike, default: Any = None) -> Any:
     try:
         with open(path) as f:

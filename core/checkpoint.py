@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from core.atomic import disk_full_error, is_disk_full
+from core.atomic import disk_full_error, is_disk_full, swap_folder
 from core.errors import ConfigError
 
 
@@ -47,12 +47,7 @@ def save_checkpoint(root: str | os.PathLike, name: str, weights: dict[str, torch
         if full:
             raise disk_full_error(final / current, exc) from exc
         raise
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
-    return final
+    return swap_folder(tmp, final, old)
 
 
 def checkpoint_path(root: str | os.PathLike, name: str = "latest") -> Path | None:

@@ -18,7 +18,7 @@ import os
 import shutil
 from pathlib import Path
 
-from core.atomic import atomic_write_json
+from core.atomic import atomic_write_json, swap_folder
 from core.diffusion.samplers import DEFAULT_STEPS, make_scheduler
 from core.errors import ConfigError
 from core.generators.cfg import find_checkpoint, load_model
@@ -60,9 +60,4 @@ def export_generator(run_dir: str | os.PathLike, out_dir: str | os.PathLike, che
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        os.replace(out, old)
-    os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
-    return out
+    return swap_folder(tmp, out, old)
