@@ -173,9 +173,9 @@ def page_cost(steps: int = 160) -> dict:
                 page.set_default_timeout(120_000)
                 page.goto(url + "/train")
                 expect(page.get_by_role("heading", name="Train", exact=True)).to_be_visible()
-                page.get_by_label("Training steps").fill(str(steps))
-                page.get_by_label("Preview every (steps; 0 = at the end)").fill("0")
-                page.get_by_label("Seed").first.fill(str(len(out)))  # a new config each time (no duplicate prompt)
+                page.get_by_role("spinbutton", name="Training steps", exact=True).fill(str(steps))
+                page.get_by_role("spinbutton", name="Preview every (steps; 0 = at the end)", exact=True).fill("0")
+                page.get_by_role("spinbutton", name="Seed", exact=True).first.fill(str(len(out)))  # a new config each time (no duplicate prompt)
                 page.get_by_role("button", name="Start CFG training").click()
                 expect(page.get_by_text(re.compile(r"Started cfg job"))).to_be_visible()
                 run = sorted((tmp / "runs").iterdir())[-1]

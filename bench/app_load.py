@@ -147,10 +147,10 @@ def visit(page, url: str, expect) -> dict[str, dict]:
 
 def start_training(page, expect, steps: int, seed: int, runs: Path) -> Path:
     before = {d.name for d in runs.iterdir()} if runs.exists() else set()
-    page.get_by_label("Training steps").fill(str(steps))
-    page.get_by_label("Batch size").first.fill("64")
-    page.get_by_label("Preview every (steps; 0 = at the end)").fill("0")
-    page.get_by_label("Seed").first.fill(str(seed))  # a new config each time (no duplicate prompt)
+    page.get_by_role("spinbutton", name="Training steps", exact=True).fill(str(steps))
+    page.get_by_role("spinbutton", name="Batch size", exact=True).first.fill("64")
+    page.get_by_role("spinbutton", name="Preview every (steps; 0 = at the end)", exact=True).fill("0")
+    page.get_by_role("spinbutton", name="Seed", exact=True).first.fill(str(seed))  # a new config each time (no duplicate prompt)
     page.get_by_role("button", name="Start CFG training").click()
     expect(page.get_by_text(re.compile(r"Started cfg job"))).to_be_visible()
     new = [d for d in runs.iterdir() if d.is_dir() and d.name not in before]
