@@ -218,15 +218,21 @@ def run_balance(ctx: JobContext):
     return {"images": len(out), "added": int(sum(plan)), "generator": gen.name}
 
 
-def run_guidance(ctx: JobContext):
-    from core.generators.cfg import guidance_sweep
-
-    c = ctx.config
-    run_dir = Path(c["cfg_run"])
+def _cfg_run_dir(ctx: JobContext) -> Path:
+    """The CFG run a guidance or trajectory job samples from (a run id is relative to the runs folder)."""
+    run_dir = Path(ctx.config["cfg_run"])
     if not run_dir.is_absolute():
         run_dir = ctx.run.path.parent / run_dir
     if not run_dir.exists():
         raise DataError(f"The CFG run {run_dir.name} no longer exists.", "Pick another trained CFG run.")
+    return run_dir
+
+
+def run_guidance(ctx: JobContext):
+    from core.generators.cfg import guidance_sweep
+
+    c = ctx.config
+    run_dir = _cfg_run_dir(ctx)
     ws, seeds = [float(w) for w in c["ws"]], [int(s) for s in c["seeds"]]
     if not ws or not seeds:
         raise ConfigError("The guidance sweep needs at least one w and one seed.", "Enter e.g. w = 0, 1, 7.5 and seeds 0, 1, 2.")
@@ -306,11 +312,7 @@ def run_trajectory(ctx: JobContext):
     from core.generators.cfg import load_model
 
     c = ctx.config
-    run_dir = Path(c["cfg_run"])
-    if not run_dir.is_absolute():
-        run_dir = ctx.run.path.parent / run_dir
-    if not run_dir.exists():
-        raise DataError(f"The CFG run {run_dir.name} no longer exists.", "Pick another trained CFG run.")
+    run_dir = _cfg_run_dir(ctx)
     ws = [float(w) for w in c.get("ws") or []]
     if not 1 <= len(ws) <= TRAJECTORY_MAX_WS:
         raise ConfigError(f"The denoising view compares 1 to {TRAJECTORY_MAX_WS} values of w, got {len(ws)}.", "Enter two or three, e.g. 0, 2, 7.5.")
