@@ -203,13 +203,15 @@ srows = report.study_rows(root)
 if not srows.empty:
     st.subheader("Studies: each method against its references")
     shown_rows = srows[["study", "method", "classifier", "state", "n_seeds", "steps", "images_seen", "train_size",
-                        "accuracy_mean", "accuracy_lo", "accuracy_hi", "accuracy_test_hw95", "macro_f1_mean", "minority_f1_mean", "why"]].copy()
+                        "accuracy_mean", "accuracy_lo", "accuracy_hi", "accuracy_test_hw95", "macro_f1_mean", "minority_f1_mean", "converged",
+                        "last_doubling_gain", "why"]].copy()
     # within a study and classifier, rows that differ in steps or images seen are flagged (a study's budget = "epochs")
     shown_rows.insert(5, "compute", report.compute_column(srows, by=["study", "classifier"]))
     study_unequal = next((n for _, g in srows.groupby(["study", "classifier"], sort=False) if (n := report.unequal_compute(g))), None)
     st.dataframe(shown_rows, hide_index=True, width="stretch", key="res_study_rows",
                  column_config={"accuracy_lo": "accuracy CI low", "accuracy_hi": "accuracy CI high",
-                                "accuracy_test_hw95": "± test set (binomial 95%)", "why": "failed / unavailable because"})
+                                "accuracy_test_hw95": "± test set (binomial 95%)", "why": "failed / unavailable because",
+                                "last_doubling_gain": st.column_config.NumberColumn("gain of the last doubling of steps", format="%.4f")})
     sc = st.columns(2)
     study_acc = viz.mark_unequal_compute(viz.ci_bars(srows.assign(label=srows["study"].str[-24:] + " · " + srows["method"].astype(str)), "accuracy", scale=100,
                                    title="study accuracy (%) per method; bars: 95% CI over seeds"), study_unequal)
@@ -229,6 +231,17 @@ if not srows.empty:
     studies = sorted(srows["study"].unique(), reverse=True)
     wanted = st.query_params.get("study")  # the Study page links here with ?study=<id>
     rep = rc[0].selectbox("Study report", studies, index=studies.index(wanted) if wanted in studies else 0, key="res_report_study")
+    curves = report.study_curves(report.study_result_rows(root / rep))
+    if curves.empty:
+        st.caption(f"{rep} has no budget curves (a study from before they were recorded).")
+    else:
+        cc = st.columns(2)
+        for col, metric in zip(cc, ("accuracy", "minority_f1")):
+            col.plotly_chart(viz.budget_curves(curves, metric, title=f"{rep[-24:]}: {metric.replace('_', ' ')} against optimizer steps"),
+                             key=f"res_curve_{metric}", width="stretch", config=chart_config(f"budget-curve-{metric}"))
+        st.caption("Each point is a separate run of that many steps (same recipe, its schedule scaled), mean over seeds. "
+                   "A row has converged when its last doubling of steps gained < 1 accuracy point; dashed lines have not, "
+                   "and their comparisons are labelled **under-trained**, not concluded.")
     rc[1].download_button("Download study report (HTML)", data=lambda p=root / rep: build_html(p).encode(),
                           file_name=f"{rep}-report.html", mime="text/html", key="res_report_html",
                           help="Every chart, the tables, the config, commit and versions in one HTML file that opens offline")

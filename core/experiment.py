@@ -28,6 +28,7 @@ paired comparison against every method in ``compare_to`` (core.stats).
     STUDY/cells/<cell id>/   the cell's results.json (a classifier cell is a classifier run folder)
     STUDY/sets/<fill>__seed<k>.safetensors   the generated images (not the real ones)
     STUDY/cfg/seed<k>/       the CFG diffusion run for that seed
+    STUDY/curves/<cell id>/steps<k>/   a classifier cell's shorter runs of its budget curve (core.curves)
     STUDY/results.csv, results.json   one row per method × classifier (see study_rows)
 
 Running a study on its own folder again resumes it: finished cells return at once and
@@ -135,6 +136,8 @@ class StudyConfig(JobConfig):  # its from_dict below is strict: a study file mus
     generation_metrics: bool = True  # FID/KID (or the judge substitute) per method and seed
     extractor: str = "auto"  # auto (Inception-v3 if its weights exist, else judge CNN) | inception | judge
     sd_on_cpu: bool = False  # allow Stable Diffusion fills without a GPU (very slow)
+    curve_points: int = 4  # budget-curve points per classifier, the full run included (S/8, S/4, S/2, S: separate shorter runs; core.curves)
+    converged_gain: float = 0.01  # accuracy (share): a row has converged when its last doubling of steps gained less
     device: str | None = None  # cpu | cuda | None (CUDA when available); not part of the study's identity
 
     @classmethod
@@ -212,6 +215,12 @@ class StudyConfig(JobConfig):  # its from_dict below is strict: a study file mus
         for k in self.classifier_overrides:
             if k not in ARCHS:
                 raise ConfigError(f"classifier_overrides names unknown classifier '{k}'.", f"Choose from: {', '.join(ARCHS)}.")
+        if not isinstance(self.curve_points, int) or not 2 <= self.curve_points <= 6:
+            raise ConfigError(f"curve_points={self.curve_points} must be a whole number from 2 to 6.",
+                              "Use 4: runs of S/8, S/4, S/2 and S steps (the last doubling decides convergence).")
+        if not (math.isfinite(float(self.converged_gain)) and 0.0 < float(self.converged_gain) <= 0.2):
+            raise ConfigError(f"converged_gain={self.converged_gain} must be in (0, 0.2] (a share of accuracy).",
+                              "Use 0.01: the last doubling of steps must gain less than 1 accuracy point.")
         for k in self.method_params:
             if k not in METHODS:
                 raise ConfigError(f"method_params names unknown method '{k}'.", f"Choose from: {', '.join(METHODS)}.")
@@ -641,8 +650,11 @@ def _train_set(ctx: _Context, spec: dict) -> ImageSet:
 
 
 def _classifier_cell(ctx: _Context, spec: dict, device: str, cb: Callbacks) -> dict:
+    """The row's classifier for one seed, after its budget curve: the same recipe run for
+    S/8, S/4, S/2 steps (core.curves: separate shorter runs), each in curves/<cell id>/steps<k>/."""
     from core.balance import train_set_info
-    from core.train.classifier import ClassifierConfig, train_classifier
+    from core.curves import curve_steps, scaled_warmup
+    from core.train.classifier import ClassifierConfig, schedule, train_classifier
 
     cfg, seed, w = ctx.cfg, spec["seed"], spec["w"]
     over = {**classifier_overrides(cfg, spec["classifier"]), **spec["budget"]}  # budget "steps": the study's steps and warm-up
@@ -650,15 +662,27 @@ def _classifier_cell(ctx: _Context, spec: dict, device: str, cb: Callbacks) -> d
                                        "device": device, "loss": spec["loss"]})
     info = train_set_info(spec["fill"], {"w": w} if w is not None else dict(cfg.method_params.get(spec["fill"], {})), cfg.target)
     info.update(study_method=spec["variant"], partial_fill=cfg.partial_fill if spec["partial"] else None)
-    res = train_classifier(ccfg, cell_dir(ctx.root, cell_id("clf", spec["variant"], spec["classifier"], seed)), callbacks=cb, resume=True,
-                           train_set=_train_set(ctx, spec), dataset=ctx.ds, train_set_info=info)
+    cid = cell_id("clf", spec["variant"], spec["classifier"], seed)
+    train_set, folder = _train_set(ctx, spec), cell_dir(ctx.root, cid)
+    full = schedule(ccfg, len(train_set))
+    curve = []
+    for k in curve_steps(full["steps"], cfg.curve_points)[:-1]:
+        short = ClassifierConfig.from_dict({**ccfg.to_dict(), "steps": k, "warmup_steps": scaled_warmup(full["warmup_steps"], k, full["steps"])})
+        r = train_classifier(short, ctx.root / "curves" / cid / f"steps{k}", callbacks=cb, resume=True, train_set=train_set, dataset=ctx.ds,
+                             train_set_info=info)
+        if r.get("cancelled"):
+            raise Cancelled("study cancelled during a budget-curve run")
+        curve.append({"steps": int(r["steps"]), "accuracy": r["accuracy"], "minority_f1": r.get("minority_f1"), "run_dir": r["run_dir"]})
+    res = train_classifier(ccfg, folder, callbacks=cb, resume=True, train_set=train_set, dataset=ctx.ds, train_set_info=info,
+                           extra_results={"curve": curve})
     if res.get("cancelled"):
         raise Cancelled("study cancelled during classifier training")
     return res
 
 
 def _posthoc_cell(ctx: _Context, spec: dict, device: str, cb: Callbacks) -> dict:
-    """Menon et al. 2021 §4: the `none` model's saved test logits, argmax_c (z_c − τ·log π_c)."""
+    """Menon et al. 2021 §4: the `none` model's saved test logits, argmax_c (z_c − τ·log π_c); its
+    budget curve adjusts the logits of `none`'s shorter runs the same way."""
     from safetensors.torch import load_file
 
     from core.metrics.classification import classification_report
@@ -669,17 +693,30 @@ def _posthoc_cell(ctx: _Context, spec: dict, device: str, cb: Callbacks) -> dict
     base, path = read_json(src / "results.json"), src / "test_logits.safetensors"
     if base is None or not path.exists():
         raise LabError(f"posthoc-adjust needs the finished `none` run in {src} with its test logits.", "Resume the study so the `none` cell runs first.")
-    t = load_file(str(path))
     tau = ClassifierConfig.from_dict(classifier_overrides(ctx.cfg, spec["classifier"])).la_tau
-    logits = adjusted_logits(t["logits"], base["train_counts"], tau)
-    rep = classification_report(t["labels"], logits.argmax(-1), ctx.ds.test.num_classes, base.get("minority_classes"), ctx.ds.test.classes)
+
+    def adjusted(logits_path: Path) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        t = load_file(str(logits_path))
+        logits = adjusted_logits(t["logits"], base["train_counts"], tau)
+        rep = classification_report(t["labels"], logits.argmax(-1), ctx.ds.test.num_classes, base.get("minority_classes"), ctx.ds.test.classes)
+        return logits, t["labels"], rep
+
+    curve = []
+    for p in base.get("curve") or []:
+        lp = Path(p["run_dir"]) / "test_logits.safetensors"
+        if not lp.exists():
+            raise LabError(f"posthoc-adjust's budget curve needs the test logits of `none`'s {p['steps']}-step run ({lp}).",
+                           "Delete that `none` cell's folder and resume the study: it runs again with its curve.")
+        rep_k = adjusted(lp)[2]
+        curve.append({"steps": p["steps"], "accuracy": rep_k["accuracy"], "minority_f1": rep_k.get("minority_f1"), "run_dir": p["run_dir"]})
+    logits, labels, rep = adjusted(path)
     own = cell_dir(ctx.root, cell_id("clf", spec["variant"], spec["classifier"], spec["seed"]))
     own.mkdir(parents=True, exist_ok=True)
-    save_test_logits(own, logits, t["labels"])  # its own per-image results, for the paired verdicts
+    save_test_logits(own, logits, labels)  # its own per-image results, for the paired verdicts
     keep = ("classes", "arch", "epochs", "steps", "batch_size", "images_seen", "train_size", "epochs_run", "test_size", "train_images",
             "train_counts", "imbalanced_counts", "device", "precision")
     return {**{k: base.get(k) for k in keep}, **rep, "loss": POSTHOC, "study_method": POSTHOC, "la_tau": tau, "adjusted_run": str(src),
-            "run_dir": str(own)}
+            "run_dir": str(own), "curve": curve}
 
 
 # ------------------------------------------------------------------------- the run

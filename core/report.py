@@ -168,7 +168,8 @@ def _study_rows_of(run) -> list[dict]:
         row = {"study": run.id, "method": r.get("method"), "classifier": r.get("classifier"), "state": r.get("state", "ok"),
                "n_seeds": r.get("n_seeds", len(r.get("seeds") or [])), "steps": r.get("steps"), "images_seen": r.get("images_seen"),
                "train_size": r.get("train_size", r.get("train_images")), "budget": r.get("budget"),
-               "accuracy_test_hw95": r.get("accuracy_binomial_hw95"),
+               "accuracy_test_hw95": r.get("accuracy_binomial_hw95"), "converged": r.get("converged"),
+               "last_doubling_gain": r.get("curve_last_gain"),
                "why": r.get("reason") or "; ".join(f"seed {k}: {str(e).splitlines()[0]}" for k, e in (r.get("errors") or {}).items())}
         for m in METRICS:
             v = r.get(m) or {}
@@ -177,6 +178,19 @@ def _study_rows_of(run) -> list[dict]:
         row["vs"] = r.get("vs") or {}
         out.append(row)
     return out
+
+
+def study_result_rows(path: str | os.PathLike) -> list[dict]:
+    """The rows of one study folder's results.json ([] when it has none or it is unreadable)."""
+    return (_safe_json(Path(path) / "results.json") or {}).get("rows") or []
+
+
+def study_curves(rows: list[dict]) -> pd.DataFrame:
+    """The budget curves of a study's rows (results.json "rows"), long: one line per point with
+    series ("method · classifier"), method, classifier, steps, accuracy, minority_f1, converged."""
+    return pd.DataFrame([{"series": f"{r.get('method')} · {r.get('classifier')}", "method": r.get("method"), "classifier": r.get("classifier"),
+                          "converged": r.get("converged"), **p} for r in rows for p in (r.get("curve") or []) if isinstance(p, dict)],
+                        columns=["series", "method", "classifier", "converged", "steps", "accuracy", "minority_f1", "n_seeds"])
 
 
 def one_study(path: str | os.PathLike) -> dict[str, pd.DataFrame]:

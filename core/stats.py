@@ -194,12 +194,20 @@ def holm_verdict(diff_mean: float | None, p_holm: float | None, alpha: float = A
 
 
 def describe_verdict(entry: dict | None) -> str:
-    """How a page or table words one ``vs`` entry, e.g. "inconclusive (could not detect < 4.1 pts)"."""
+    """How a page or table words one ``vs`` entry, e.g. "inconclusive (could not detect < 4.1 pts)";
+    "under-trained" comparisons name the rows that had not converged, and a difference whose sign
+    changes along the budget curves says so."""
     if not entry:
         return "–"
     v = entry.get("verdict") or "n/a"
     if v == "inconclusive" and entry.get("mde") is not None:
-        return f"inconclusive (could not detect < {entry['mde'] * 100:.1f} pts)"
-    if v in ("better", "worse") and entry.get("p_holm") is not None:
-        return f"{v} (p_holm = {entry['p_holm']:.3g})"
-    return v
+        text = f"inconclusive (could not detect < {entry['mde'] * 100:.1f} pts)"
+    elif v in ("better", "worse") and entry.get("p_holm") is not None:
+        text = f"{v} (p_holm = {entry['p_holm']:.3g})"
+    elif v == "under-trained":
+        text = "under-trained, not concluded" + (f" ({', '.join(entry['not_converged'])} not converged)" if entry.get("not_converged") else "")
+    else:
+        text = v
+    if entry.get("sign_changes"):
+        text += "; the sign changes along the budget curve"
+    return text

@@ -102,19 +102,12 @@ def _charts(t: dict[str, pd.DataFrame], raw: list[dict]) -> list[tuple[str, go.F
 
 def _curve_charts(raw: list[dict]) -> list[tuple[str, go.Figure]]:
     """Accuracy and minority-F1 against training steps, one line per method · classifier (rows' ``curve``)."""
-    pts = pd.DataFrame([{"series": f"{r.get('method')} · {r.get('classifier')}", **p} for r in raw for p in (r.get("curve") or [])
-                        if isinstance(p, dict)])
+    pts = report.study_curves(raw)
     out = []
     for metric in ("accuracy", "minority_f1"):
-        if pts.empty or "steps" not in pts or metric not in pts or pts[metric].isna().all():
+        if pts.empty or pts[metric].isna().all():
             continue
-        fig = go.Figure()
-        for name, g in pts.dropna(subset=[metric]).groupby("series", sort=False):
-            g = g.sort_values("steps")
-            fig.add_scatter(x=g["steps"].tolist(), y=g[metric].tolist(), mode="lines+markers", name=str(name))
-        fig.update_layout(xaxis=dict(title="optimizer steps", type="log"), yaxis=dict(title=metric, range=[0, 1]),
-                          legend=dict(orientation="h", y=-0.25, yanchor="top"), margin=dict(t=30))
-        out.append(_titled(fig, f"Budget curve: {metric} against training steps (mean over seeds)"))
+        out.append(_titled(viz.budget_curves(pts, metric), f"Budget curve: {metric} against training steps (mean over seeds)"))
     return out
 
 

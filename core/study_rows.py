@@ -125,9 +125,27 @@ def make_row(cfg, plan, v, clf, outcomes, test_size: int) -> dict:
     row["train_images"] = rs[0].get("train_images") if rs else None
     row["kid"] = None
     row.update(_generation(cfg, plan, v, outcomes))
+    row.update(_curve_fields(cfg, seeds, rs))
     row["_acc"] = {s: r["accuracy"] for s, r in zip(seeds, rs)}  # per-seed accuracy for the paired comparisons (dropped below)
     row["_correct"] = _correctness(seeds, rs)  # per-seed per-image correctness, or None (dropped below)
     return row
+
+
+def _curve_fields(cfg, seeds: list[int], rs: list[dict]) -> dict:
+    """curve (mean over seeds per steps value, the full run's point last), converged and its rule
+    (core.curves), and the per-seed accuracies along the curve for the verdicts (dropped below)."""
+    from core.curves import CONVERGED_GAIN, convergence, mean_curve
+
+    per_seed = {s: [*(r.get("curve") or []), {"steps": r["steps"], "accuracy": r["accuracy"], "minority_f1": r.get("minority_f1")}]
+                for s, r in zip(seeds, rs)}
+    curve = mean_curve(per_seed) if per_seed else []
+    conv = convergence(curve, float(getattr(cfg, "converged_gain", CONVERGED_GAIN))) if curve else {"converged": False, "last_gain": None, "rule": None}
+    by_steps: dict[int, dict[int, float]] = {}
+    for s, points in per_seed.items():
+        for p in points:
+            by_steps.setdefault(int(p["steps"]), {})[s] = float(p["accuracy"])
+    return {"curve": curve, "converged": conv["converged"], "curve_last_gain": conv["last_gain"], "converged_rule": conv["rule"],
+            "_curve_acc": by_steps}
 
 
 def _correctness(seeds: list[int], rs: list[dict]) -> dict | None:
@@ -165,11 +183,25 @@ def _compare(r: dict, other: dict) -> dict:
             "test_noise": False}
 
 
+def _label_training(entry: dict, r: dict, other: dict) -> None:
+    """The comparison along both budget curves (along_curve, sign_changes) and, where either row
+    has not converged (core.curves), the label "under-trained" instead of a verdict."""
+    from core.curves import along_curve, sign_changes
+
+    entry["along_curve"] = along_curve(r.get("_curve_acc") or {}, other.get("_curve_acc") or {})
+    entry["sign_changes"] = sign_changes(entry["along_curve"])
+    if entry.get("diff_mean") is not None and not (r.get("converged") and other.get("converged")):
+        entry["verdict"] = "under-trained"
+        entry["not_converged"] = [x["method"] for x in (r, other) if not x.get("converged")]
+
+
 def add_comparisons(rows: list[dict], compare_to: list[str]) -> list[str]:
     """vs[ref]: the paired difference of accuracy against each reference on the seeds both rows
     have (same classifier): diff_mean, a 95 % interval, the two-sided p, p_holm (Holm across
     every comparison of the study), mde (the smallest difference it could have detected at 80 %
-    power) and the verdict, which follows p_holm."""
+    power) and the verdict, which follows p_holm. A comparison where either row has not converged
+    is labelled "under-trained" instead (its p stays, it is left out of the Holm family); every
+    entry carries the difference along both budget curves and whether its sign changes there."""
     missing = set()
     by = {(r["method"], r["classifier"]): r for r in rows}
     entries = []
@@ -183,7 +215,9 @@ def add_comparisons(rows: list[dict], compare_to: list[str]) -> list[str]:
                 missing.add(ref)
                 continue
             r["vs"][ref] = _compare(r, other)
-            entries.append(r["vs"][ref])
+            _label_training(r["vs"][ref], r, other)
+            if r["vs"][ref].get("verdict") is None:  # labelled comparisons are not verdicts: outside the Holm family
+                entries.append(r["vs"][ref])
     adjusted = holm([e["p"] for e in entries])
     m = sum(p is not None for p in adjusted)
     for e, ph in zip(entries, adjusted):
@@ -192,7 +226,13 @@ def add_comparisons(rows: list[dict], compare_to: list[str]) -> list[str]:
         e["mde"] = mde(se, m) if ph is not None else None
         e["verdict"] = holm_verdict(e["diff_mean"], ph)
     for r in rows:
+        for e in r["vs"].values():
+            e.setdefault("p_holm", None)
+            e.setdefault("mde", None)
+            e.pop("se", None)
+    for r in rows:
         r.pop("_acc")
+        r.pop("_curve_acc", None)
         r.pop("_correct", None)
     return [f"compare_to names '{m}', which is not a row of this study: no comparison against it." for m in sorted(missing)]
 

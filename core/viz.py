@@ -341,6 +341,24 @@ def confusion_difference_figure(cm_a, cm_b, classes: list[str], name_a: str = "A
     return fig
 
 
+def budget_curves(points: pd.DataFrame, metric: str = "accuracy", title: str = "") -> go.Figure:
+    """``metric`` against optimizer steps (log axis), one line per ``series`` (method · classifier);
+    a series whose row has not converged is dashed and says so in its name (``converged`` column;
+    a missing value, from a study that did not record it, draws a plain line)."""
+    fig = go.Figure()
+    if not points.empty and metric in points:
+        for name, g in points.dropna(subset=[metric]).groupby("series", sort=False):
+            g = g.sort_values("steps")
+            flag = g["converged"].iloc[0] if "converged" in g else None
+            conv = flag is None or pd.isna(flag) or bool(flag)
+            fig.add_scatter(x=g["steps"].tolist(), y=g[metric].tolist(), mode="lines+markers",
+                            name=str(name) + ("" if conv else " (not converged)"), line=dict(dash="solid" if conv else "dash"))
+    fig.update_layout(title=title or None, xaxis=dict(title="optimizer steps (log scale)", type="log"),
+                      yaxis=dict(title=metric.replace("_", " "), range=[0, 1]), legend=dict(orientation="h", y=-0.25, yanchor="top"),
+                      margin=dict(t=40 if title else 30))
+    return fig
+
+
 def mark_unequal_compute(fig: go.Figure, note: str | None) -> go.Figure:
     """A red warning above a comparison chart whose runs differ in training steps or images seen."""
     if note:

@@ -42,7 +42,8 @@ TINY_COUNTS = [2, 3, 4, 6, 8, 10, 14, 20, 30, 40]  # 137 images; filled to 40 ea
 TINY_PARTIAL = [9, 11, 13, 15, 18, 20, 24, 28, 35, 40]
 
 ROW_KEYS = {"method", "fill", "loss", "w", "classifier", "state", "errors", "reason", "steps", "images_seen", "train_size", "n_seeds",
-            "seeds", "accuracy", "macro_f1", "minority_f1", "vs", "per_class_f1", "kid", "accuracy_binomial_hw95"}
+            "seeds", "accuracy", "macro_f1", "minority_f1", "vs", "per_class_f1", "kid", "accuracy_binomial_hw95", "curve", "converged",
+            "curve_last_gain", "converged_rule"}
 
 
 @pytest.fixture()
@@ -78,11 +79,22 @@ def test_tiny_study_end_to_end_then_resumes(lab_env, capsys, monkeypatch):
         assert (r["steps"], r["images_seen"], r["batch_size"]) == (6, 384, 64)
         # compare_to = ["none", "oversample"], except against itself
         assert set(r["vs"]) == {"none", "oversample"} - {r["method"]}
-        assert all(v["metric"] == "accuracy" and v["verdict"] in ("better", "worse", "inconclusive") for v in r["vs"].values())
-        # every cell saved its test logits, so the verdicts carry test-set noise (two-level bootstrap) and Holm over the study
-        for v in r["vs"].values():
-            assert v["test_noise"] is True and v["n"] == 2 and v["p_holm"] >= v["p"] and v["mde"] is not None
-            assert v["verdict"] == ("inconclusive" if v["p_holm"] >= 0.05 else "better" if v["diff_mean"] > 0 else "worse")
+        # budget curve: separate runs of ⌈6/8⌉, ⌈6/4⌉, ⌈6/2⌉ and 6 steps, averaged over the 2 seeds
+        assert [p["steps"] for p in r["curve"]] == [1, 2, 3, 6] and all(p["n_seeds"] == 2 for p in r["curve"])
+        assert r["curve"][-1]["accuracy"] == pytest.approx(r["accuracy"]["mean"])
+        gain = r["curve"][3]["accuracy"] - r["curve"][2]["accuracy"]
+        assert r["curve_last_gain"] == pytest.approx(gain) and r["converged"] is (gain < 0.01)
+        assert all(v["metric"] == "accuracy" for v in r["vs"].values())
+        # every cell saved its test logits, so the comparisons carry test-set noise (two-level bootstrap)
+        for ref, v in r["vs"].items():
+            assert v["test_noise"] is True and v["n"] == 2 and 0.0 <= v["p"] <= 1.0
+            assert [d["steps"] for d in v["along_curve"]] == [1, 2, 3, 6]
+            assert v["along_curve"][-1]["diff"] == pytest.approx(v["diff_mean"])
+            if not (r["converged"] and rows[ref]["converged"]):  # 6 steps: labelled, not concluded, and outside Holm
+                assert v["verdict"] == "under-trained" and v["p_holm"] is None and v["mde"] is None
+            else:
+                assert v["p_holm"] >= v["p"] and v["mde"] is not None
+                assert v["verdict"] == ("inconclusive" if v["p_holm"] >= 0.05 else "better" if v["diff_mean"] > 0 else "worse")
         p = r["accuracy"]["mean"]
         k, z = round(p * 360), 1.959964  # Wilson interval on the nearest count of correct test images
         hw, centre = z * math.sqrt(k * (360 - k) / 360 + z * z / 4) / (360 + z * z), (k + z * z / 2) / (360 + z * z)
@@ -147,7 +159,9 @@ def test_tiny_study_end_to_end_then_resumes(lab_env, capsys, monkeypatch):
     # an interrupted cell (no results.json yet) is the only one trained on the next call
     (out_dir / "cells" / "clf__oversample__small__seed1" / "results.json").unlink()
     rc, out = _run_cli(capsys, "--config", str(cfg_path), "--out", str(out_dir), "--json")
-    assert rc == 0 and [p.name for p in calls] == ["clf__oversample__small__seed1"]
+    # (its budget-curve runs finished before: train_classifier returns their saved results at once)
+    assert rc == 0 and [p.name for p in calls] == ["steps1", "steps2", "steps3", "clf__oversample__small__seed1"]
+    assert [p.parent.name for p in calls[:3]] == ["clf__oversample__small__seed1"] * 3
     assert json.loads((out_dir / "results.json").read_text())["rows"] == json.loads(results_before)["rows"]
 
 
@@ -309,7 +323,8 @@ def test_a_failing_cell_fails_its_row_and_the_exit_status_then_resume_reruns_it(
     assert "generator exploded" in bad["errors"]["0"] and bad["accuracy"]["mean"] is None
     assert rows["none"]["state"] == rows["mixup"]["state"] == "ok" and rows["mixup"]["n_seeds"] == 2
     assert rows["mixup"]["vs"]["oversample"] == {"metric": "accuracy", "diff_mean": None, "ci95": None, "p": None, "p_holm": None,
-                                                 "mde": None, "n": 0, "test_noise": False, "verdict": "n/a"}  # no seed to pair
+                                                 "mde": None, "n": 0, "test_noise": False, "verdict": "n/a",  # no seed to pair
+                                                 "along_curve": [], "sign_changes": False}
     assert rows["mixup"]["vs"]["none"]["diff_mean"] is not None
     status = json.loads((lab_env / "f" / "status.json").read_text())
     assert status["state"] == "failed" and status["cells"]["fill__oversample__seed0"]["state"] == "failed"
@@ -322,9 +337,11 @@ def test_a_failing_cell_fails_its_row_and_the_exit_status_then_resume_reruns_it(
 
     calls = []
     real = clf.train_classifier
-    monkeypatch.setattr(clf, "train_classifier", lambda *a, **k: calls.append(a[1].name) or real(*a, **k))
+    monkeypatch.setattr(clf, "train_classifier", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
     rc, out = _run_cli(capsys, "--config", str(path), "--out", str(lab_env / "f"), "--json")
-    assert rc == 0 and sorted(calls) == ["clf__oversample__small__seed0", "clf__oversample__small__seed1"]
+    # the two failed cells, each after its budget-curve runs (curves/<cell id>/steps<k>)
+    cells = sorted({p.name if p.name.startswith("clf__") else p.parent.name for p in calls})
+    assert rc == 0 and cells == ["clf__oversample__small__seed0", "clf__oversample__small__seed1"] and len(calls) == 2 * 4
     assert {r["method"]: r["state"] for r in json.loads(out)["rows"]} == {"none": "ok", "oversample": "ok", "mixup": "ok"}
 
 
@@ -340,8 +357,8 @@ def _toml(cfg: StudyConfig) -> str:
 def test_paired_verdicts_on_constructed_numbers():
     from core.study_rows import add_comparisons
 
-    def row(method, accs):
-        return {"method": method, "classifier": "small", "_acc": dict(enumerate(accs))}
+    def row(method, accs):  # converged rows: these verdicts stand (tests/test_curves.py covers the label of unconverged ones)
+        return {"method": method, "classifier": "small", "_acc": dict(enumerate(accs)), "converged": True}
 
     rows = [row("none", [0.80, 0.81, 0.82]), row("a", [0.90, 0.92, 0.94]), row("b", [0.79, 0.80, 0.81]),
             row("c", [0.85, 0.76, 0.84]), row("d", [0.95])]
@@ -352,7 +369,7 @@ def test_paired_verdicts_on_constructed_numbers():
     # a − none = 0.10, 0.11, 0.12: mean 0.11, sd 0.01, t_{0.975,2} = 4.3027 -> ± 4.3027·0.01/√3 = 0.02484; t = 19.05, p = 0.002744
     assert vs["a"]["diff_mean"] == pytest.approx(0.11) and vs["a"]["ci95"] == pytest.approx([0.11 - 0.024841, 0.11 + 0.024841], abs=1e-5)
     assert vs["a"]["verdict"] == "better" and vs["a"]["metric"] == "accuracy"
-    assert set(vs["a"]) == {"metric", "diff_mean", "ci95", "p", "p_holm", "mde", "n", "test_noise", "verdict"}
+    assert set(vs["a"]) == {"metric", "diff_mean", "ci95", "p", "p_holm", "mde", "n", "test_noise", "verdict", "along_curve", "sign_changes"}
     assert vs["a"]["test_noise"] is False
     # b − none = −0.01 each seed: sd 0 (up to rounding), p ≈ 0 -> Holm 3·p ≈ 0 -> worse
     assert vs["b"]["verdict"] == "worse" and vs["b"]["diff_mean"] == pytest.approx(-0.01) and vs["b"]["p_holm"] < 1e-6

@@ -210,3 +210,27 @@ def test_the_report_of_a_real_tiny_study(tmp_path, monkeypatch):
         assert f"<td>{r['method']}</td>" in page and f"<td>{r['accuracy']['mean']:.4f}</td>" in page
     cm = dict(figs)["Confusion matrix, none · small (summed over 1 seed(s)); rows: true class"].data[0].text
     assert int(cm.sum()) == 360  # digits' test split
+
+
+def test_results_page_draws_the_budget_curves_of_the_chosen_study(runs_root, tmp_path, monkeypatch):
+    import json as _json
+
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("IMBALANCE_LAB_CACHE", str(tmp_path / "cache"))
+    study = make_study(runs_root, gates=True)
+    res = _json.loads((study / "results.json").read_text())
+    res["rows"][1]["converged"] = False  # cfg@w=7.5: its line is dashed and named "(not converged)"
+    res["rows"][0]["converged"] = True
+    _write(study / "results.json", res)
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("app_pages/results.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    specs = [_json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    curves = [s for s in specs if s["layout"].get("xaxis", {}).get("title", {}).get("text") == "optimizer steps (log scale)"]
+    assert len(curves) == 2  # accuracy and minority F1
+    acc = curves[0]
+    assert [t["name"] for t in acc["data"]] == ["none · small", "cfg@w=7.5 · small (not converged)"]
+    assert acc["data"][0]["x"] == [15, 30, 45, 60] and acc["data"][1]["y"][-1] == pytest.approx(0.85)
+    assert [t["line"]["dash"] for t in acc["data"]] == ["solid", "dash"]

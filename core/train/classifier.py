@@ -199,7 +199,7 @@ def _same_config(saved: dict, cfg: ClassifierConfig, info: dict) -> bool:
 # ---------------------------------------------------------------------------- train
 def train_classifier(cfg: ClassifierConfig, run_dir: str | Path, callbacks: Callbacks | None = None, resume: bool = False,
                      train_set: ImageSet | None = None, dataset: LoadedDataset | None = None,
-                     train_set_info: dict | None = None) -> dict:
+                     train_set_info: dict | None = None, extra_results: dict | None = None) -> dict:
     """Train on ``train_set`` (default: ``cfg.data``'s imbalanced split as is) and evaluate on
     the dataset's balanced test split. Returns the final test metrics.
 
@@ -208,6 +208,8 @@ def train_classifier(cfg: ClassifierConfig, run_dir: str | Path, callbacks: Call
     and results.json, and a resume must pass the same. Default with no ``train_set``:
     ``balance_method = "none"``.
     ``dataset`` may pass the already loaded balanced dataset to skip reloading it.
+    ``extra_results`` adds the caller's keys to results.json (e.g. a study's budget curve),
+    written in the same atomic write as the metrics.
     Raises TrainingError on a non-finite loss (the last checkpoint stays intact).
     If ``callbacks.should_stop()`` turns true, saves nothing partial and returns
     ``{"cancelled": True, ...}``; resume continues from the last epoch checkpoint.
@@ -377,6 +379,10 @@ def train_classifier(cfg: ClassifierConfig, run_dir: str | Path, callbacks: Call
         "precision": acc.mixed_precision,
         "run_dir": str(run_dir),
     }
+    clash = sorted(set(extra_results or {}) & set(result))
+    if clash:
+        raise ConfigError(f"extra_results repeats result key(s) {', '.join(clash)}.", "Name the caller's keys differently.")
+    result.update(extra_results or {})
     if main:
         save_test_logits(run_dir, logits, ds.test.labels)
         atomic_write_json(run_dir / "results.json", result)
