@@ -167,7 +167,7 @@ def test_unknown_kind_and_device_are_refused(make_manager):
 
 
 def test_registered_runners_overrides_and_a_kind_that_lost_its_runner(make_manager, monkeypatch):
-    from core import jobs as jobs_mod
+    from core.jobs import registry as jobs_mod  # where the registry lives (core.jobs re-exports its public names)
 
     monkeypatch.setattr(jobs_mod, "_REGISTERED", {})
     monkeypatch.setattr(jobs_mod, "RUNNERS", {})
@@ -211,9 +211,9 @@ def test_restart_marks_orphans_interrupted_and_resume_continues(tmp_path):
     while m1.get(a.id).state != "running":
         time.sleep(0.01)
     # Simulate the server process dying: the manager vanishes without finishing its jobs.
-    from core import jobs as jobs_mod
+    from core.jobs import store as store_mod
 
-    jobs_mod._LIVE_MANAGERS.discard(m1.token)
+    store_mod._LIVE_MANAGERS.discard(m1.token)
     seen = []
 
     def record(ctx):
