@@ -202,4 +202,8 @@ def describe_verdict(entry: dict | None) -> str:
         return f"inconclusive (could not detect < {entry['mde'] * 100:.1f} pts)"
     if v in ("better", "worse") and entry.get("p_holm") is not None:
         return f"{v} (p_holm = {entry['p_holm']:.3g})"
+    if v == "below gate":  # core.gate: the generator's fill failed its gate, so the gap is not the method's
+        return "below gate: no verdict (the generator's fill failed its gate)"
+    if v == "ungated":
+        return "ungated: no verdict (the generator gate was not measured)"
     return v
