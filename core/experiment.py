@@ -486,7 +486,7 @@ class _Context:
         self.ds = load_dataset(self.cfg.data)
         check_test_classes(self.ds.test.labels, self.ds.test.num_classes, self.ds.test.classes)
         self._imbalanced: dict[int, ImageSet] = {}
-        self.extractor, self.extractor_note = None, ""
+        self.extractor, self.extractor_note, self.judge = None, "", None
 
     def imbalanced(self, seed: int) -> ImageSet:
         from core.data.profiles import apply_profile
@@ -494,6 +494,14 @@ class _Context:
         if seed not in self._imbalanced:
             self._imbalanced[seed] = apply_profile(self.ds.train, self.cfg.data_for_seed(seed))
         return self._imbalanced[seed]
+
+    def get_judge(self, device: str, cb: Callbacks):
+        """The dataset's judge CNN (core.judge, trained once and cached in models/judges), kept for the next cells."""
+        if self.judge is None:
+            from core.judge import get_judge
+
+            self.judge = get_judge(self.cfg.data, device, progress=lambda d, n, m="": cb.progress(d, n, f"gate judge: {m}"))
+        return self.judge
 
     def get_extractor(self, device: str, cb: Callbacks):
         if self.extractor is None:
@@ -618,7 +626,7 @@ def _gate(ctx: _Context, generated: ImageSet, novelty: dict | None, device: str,
     """The generator gate of one fill and seed (core.gate): the judge's class consistency on the
     tail's generated images, the fill's precision, the tail's near-copy rate."""
     from core.gate import gate_verdict, measure_gate, not_measured, tail_classes, tail_near_copy_rate
-    from core.judge import class_consistency, get_judge
+    from core.judge import class_consistency
 
     if not ctx.cfg.generation_metrics:
         return not_measured("generation_metrics = false")
@@ -627,7 +635,7 @@ def _gate(ctx: _Context, generated: ImageSet, novelty: dict | None, device: str,
     t = thresholds(ctx.cfg.gate)
     tail = tail_classes(np.bincount(generated.labels.numpy(), minlength=generated.num_classes).tolist(), t["tail_classes"])
     keep = torch.nonzero(torch.isin(generated.labels, torch.tensor(tail))).flatten()
-    judge = get_judge(ctx.cfg.data, device, progress=lambda d, n, m="": cb.progress(d, n, f"gate judge: {m}"))
+    judge = ctx.get_judge(device, cb)
     names = [generated.classes[c] for c in tail]
     figures = measure_gate(names, len(keep), class_consistency(judge, generated.images[keep], generated.labels[keep]),
                            novelty.get("precision"), tail_near_copy_rate(novelty.get("per_class") or {}, names))

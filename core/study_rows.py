@@ -200,8 +200,8 @@ def add_comparisons(rows: list[dict], compare_to: list[str]) -> list[str]:
                 missing.add(ref)
                 continue
             r["vs"][ref] = _compare(r, other)
-            mark = gate_mark(r.get("gate"), other.get("gate"))
-            if mark:  # a gated-out comparison keeps its figures but no verdict, outside the Holm family
+            mark = gate_mark(r.get("gate"), other.get("gate")) if r["vs"][ref]["diff_mean"] is not None else None
+            if mark:  # a gated-out comparison keeps its figures but no verdict, outside the Holm family (no figures: n/a)
                 r["vs"][ref].update(p_holm=None, mde=None, verdict=mark)
                 r["vs"][ref].pop("se")
             else:

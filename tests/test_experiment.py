@@ -78,6 +78,7 @@ def test_tiny_study_end_to_end_then_resumes(lab_env, capsys, monkeypatch):
     assert gate["per_seed"]["0"]["n_tail"] == 38 + 37 + 36 and 0.0 <= gate["precision"] <= 1.0 and 0.0 <= gate["near_copy_rate"] <= 1.0
     assert rows["cfg@w=0.1+logit-adjust"]["gate"] == gate and "gate" not in rows["oversample"] and "gate" not in rows["none"]
     assert rows["sd"]["gate"]["passed"] is None  # unavailable: no fill finished, nothing measured
+    assert {v["verdict"] for v in rows["sd"]["vs"].values()} == {"n/a"}  # no figures to judge: n/a, not "ungated"
     for r in ok:
         assert ROW_KEYS <= set(r) and r["classifier"] == "small" and r["seeds"] == [0, 1] and r["n_seeds"] == 2 and r["errors"] == {}
         assert 0.0 <= r["accuracy"]["mean"] <= 1.0 and r["accuracy"]["std"] >= 0.0 and len(r["accuracy"]["ci95"]) == 2

@@ -236,6 +236,16 @@ def test_an_unmeasured_gate_gives_ungated_verdicts_outside_holm():
     assert by["oversample"]["vs"]["none"]["p_holm"] == pytest.approx(2 * 0.0027435, rel=1e-3)
 
 
+def test_a_gated_row_without_figures_is_n_a_not_ungated():
+    from core.study_rows import add_comparisons
+
+    # an unavailable SD row: no seed finished, so no difference to judge; its gate says "not measured"
+    rows = [{"method": "none", "classifier": "small", "_acc": {0: 0.8, 1: 0.81}},
+            {"method": "sd", "classifier": "small", "_acc": {}, "gate": row_gate({})}]
+    add_comparisons(rows, ["none"])
+    assert rows[1]["vs"]["none"]["verdict"] == "n/a" and rows[1]["vs"]["none"]["p_holm"] is None
+
+
 def test_the_study_page_and_the_cli_name_below_gate_rows():
     from core.commands.experiment import below_gate_lines, render_table
     from core.study_progress import verdict_frame
