@@ -204,14 +204,18 @@ if not srows.empty:
     st.subheader("Studies: each method against its references")
     shown_rows = srows[["study", "method", "classifier", "state", "n_seeds", "steps", "images_seen", "train_size",
                         "accuracy_mean", "accuracy_lo", "accuracy_hi", "accuracy_test_hw95", "macro_f1_mean", "minority_f1_mean", "converged",
-                        "last_doubling_gain", "why"]].copy()
+                        "last_doubling_gain", "gate", "gate_tail_consistency", "gate_precision", "gate_near_copy_rate", "why"]].copy()
     # within a study and classifier, rows that differ in steps or images seen are flagged (a study's budget = "epochs")
     shown_rows.insert(5, "compute", report.compute_column(srows, by=["study", "classifier"]))
     study_unequal = next((n for _, g in srows.groupby(["study", "classifier"], sort=False) if (n := report.unequal_compute(g))), None)
     st.dataframe(shown_rows, hide_index=True, width="stretch", key="res_study_rows",
                  column_config={"accuracy_lo": "accuracy CI low", "accuracy_hi": "accuracy CI high",
-                                "accuracy_test_hw95": "± test set (binomial 95%)", "why": "failed / unavailable because",
-                                "last_doubling_gain": st.column_config.NumberColumn("gain of the last doubling of steps", format="%.4f")})
+                                "accuracy_test_hw95": "± test set (binomial 95%)", "why": "failed / unavailable / below gate because",
+                                "last_doubling_gain": st.column_config.NumberColumn("gain of the last doubling of steps", format="%.4f"),
+                                "gate": st.column_config.TextColumn("gate", help="generator fills only: ✓ passed, ✗ below the gate "
+                                                                    "(state below_gate: figures shown, no verdict)"),
+                                "gate_tail_consistency": "gate: tail consistency", "gate_precision": "gate: precision",
+                                "gate_near_copy_rate": "gate: tail near-copy rate"})
     sc = st.columns(2)
     study_acc = viz.mark_unequal_compute(viz.ci_bars(srows.assign(label=srows["study"].str[-24:] + " · " + srows["method"].astype(str)), "accuracy", scale=100,
                                    title="study accuracy (%) per method; bars: 95% CI over seeds"), study_unequal)
@@ -223,7 +227,9 @@ if not srows.empty:
     if not verdicts.empty:
         st.dataframe(verdicts, hide_index=True, width="stretch", key="res_verdicts")
         st.caption("Paired over the seeds both methods share. **better/worse**: the 95% CI of the difference excludes 0. "
-                   "**inconclusive** means no difference was detected with these seeds, not that the methods are equal.")
+                   "**inconclusive** means no difference was detected with these seeds, not that the methods are equal. "
+                   "**below gate**: the generator's fill failed its gate (tail consistency, precision, tail near-copy rate), so "
+                   "no verdict is drawn and the comparison is left out of the Holm correction.")
     # one study as a self-contained HTML file to send; built only when clicked (a callable)
     from core.study_report import build_html
 

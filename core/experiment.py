@@ -23,6 +23,11 @@ seed draws its own imbalanced subset (the minority classes stay fixed) unless
 ``fixed_subset = true``. Rows report mean, std and a Student-t 95 % CI over seeds, and a
 paired comparison against every method in ``compare_to`` (core.stats).
 
+Generator gate (core.gate): every CFG / SD fill and seed records ``gate`` (the judge's class
+consistency on its 3 most-filled classes, its precision, those classes' near-copy rate, against
+the ``[gate]`` thresholds); a row trained on a fill below its gate is ``below_gate``: its figures
+stay, its verdicts do not count (core.study_rows). That is a row state, not a failure.
+
     STUDY/config.json        kind "study" + the StudyConfig (a folder holds one study)
     STUDY/status.json        progress, and every cell's state and device ("cells")
     STUDY/cells/<cell id>/   the cell's results.json (a classifier cell is a classifier run folder)
@@ -56,6 +61,7 @@ from core.data.imageset import ImageSet
 from core.data.loading import DATASETS, DataConfig
 from core.jobconfig import JobConfig
 from core.errors import Cancelled, ConfigError, LabError, Unavailable
+from core.gate import GATED_FILLS, thresholds
 from core.generators.registry import METHODS
 from core.nets.resnet import ARCHS
 from core.runs import META_KEYS, Run
@@ -134,6 +140,7 @@ class StudyConfig(JobConfig):  # its from_dict below is strict: a study file mus
     cfg_train: dict = field(default_factory=dict)  # CFGTrainConfig overrides (preset, steps, batch_size, ...)
     cfg_sample: dict = field(default_factory=dict)  # CFGGenerator kwargs (sampler, steps, batch_size)
     generation_metrics: bool = True  # FID/KID (or the judge substitute) per method and seed
+    gate: dict = field(default_factory=dict)  # [gate] thresholds over core.gate.DEFAULTS: tail_consistency, precision, near_copy_rate, tail_classes
     extractor: str = "auto"  # auto (Inception-v3 if its weights exist, else judge CNN) | inception | judge
     sd_on_cpu: bool = False  # allow Stable Diffusion fills without a GPU (very slow)
     curve_points: int = 4  # budget-curve points per classifier, the full run included (S/8, S/4, S/2, S: separate shorter runs; core.curves)
@@ -205,6 +212,7 @@ class StudyConfig(JobConfig):  # its from_dict below is strict: a study file mus
             raise ConfigError(f"Guidance weights {self.cfg_ws} must be finite and >= 0.", "Use the paper's w, e.g. [0.1, 7.5] (w = 0 is plain conditional).")
         if self.extractor not in EXTRACTORS:
             raise ConfigError(f"Unknown extractor '{self.extractor}'.", f"Choose one of: {', '.join(EXTRACTORS)}.")
+        thresholds(self.gate)  # ConfigError on unknown keys or values outside [0, 1]
         from core.train.classifier import ClassifierConfig
 
         known = set(ClassifierConfig.__dataclass_fields__) - {"data", "arch", "seed", "device", "loss"}
@@ -245,6 +253,7 @@ class StudyConfig(JobConfig):  # its from_dict below is strict: a study file mus
         """What must match for a folder to be resumed as this study (device excluded)."""
         d = json.loads(json.dumps(self.to_dict(), default=str))
         d.pop("device", None)
+        d["gate"] = thresholds(d.get("gate"))  # the defaults spelled out or left out are the same study
         return d
 
 
@@ -486,7 +495,7 @@ class _Context:
         self.ds = load_dataset(self.cfg.data)
         check_test_classes(self.ds.test.labels, self.ds.test.num_classes, self.ds.test.classes)
         self._imbalanced: dict[int, ImageSet] = {}
-        self.extractor, self.extractor_note = None, ""
+        self.extractor, self.extractor_note, self.judge = None, "", None
 
     def imbalanced(self, seed: int) -> ImageSet:
         from core.data.profiles import apply_profile
@@ -494,6 +503,14 @@ class _Context:
         if seed not in self._imbalanced:
             self._imbalanced[seed] = apply_profile(self.ds.train, self.cfg.data_for_seed(seed))
         return self._imbalanced[seed]
+
+    def get_judge(self, device: str, cb: Callbacks):
+        """The dataset's judge CNN (core.judge, trained once and cached in models/judges), kept for the next cells."""
+        if self.judge is None:
+            from core.judge import get_judge
+
+            self.judge = get_judge(self.cfg.data, device, progress=lambda d, n, m="": cb.progress(d, n, f"gate judge: {m}"))
+        return self.judge
 
     def get_extractor(self, device: str, cb: Callbacks):
         if self.extractor is None:
@@ -609,7 +626,29 @@ def _fill_cell(ctx: _Context, spec: dict, device: str, cb: Callbacks) -> dict:
         result["generation"] = {**generation_metrics(ex, ctx.ds.train, f"{ctx.ds.name}-train", filled, seed=seed), "note": ctx.extractor_note}
         if spec["fill"] != "none" and len(filled) > len(imbalanced):
             result["novelty"] = _novelty(ctx, filled.subset(torch.arange(len(imbalanced), len(filled))), imbalanced, seed, ex)
+    if spec["fill"] in GATED_FILLS:
+        result["gate"] = _gate(ctx, filled.subset(torch.arange(len(imbalanced), len(filled))), result.get("novelty"), device, cb)
     return result
+
+
+def _gate(ctx: _Context, generated: ImageSet, novelty: dict | None, device: str, cb: Callbacks) -> dict:
+    """The generator gate of one fill and seed (core.gate): the judge's class consistency on the
+    tail's generated images, the fill's precision, the tail's near-copy rate."""
+    from core.gate import gate_verdict, measure_gate, not_measured, tail_classes, tail_near_copy_rate
+    from core.judge import class_consistency
+
+    if not ctx.cfg.generation_metrics:
+        return not_measured("generation_metrics = false")
+    if novelty is None or not len(generated):
+        return not_measured("no image was generated (every class already holds the target)")
+    t = thresholds(ctx.cfg.gate)
+    tail = tail_classes(np.bincount(generated.labels.numpy(), minlength=generated.num_classes).tolist(), t["tail_classes"])
+    keep = torch.nonzero(torch.isin(generated.labels, torch.tensor(tail))).flatten()
+    judge = ctx.get_judge(device, cb)
+    names = [generated.classes[c] for c in tail]
+    figures = measure_gate(names, len(keep), class_consistency(judge, generated.images[keep], generated.labels[keep]),
+                           novelty.get("precision"), tail_near_copy_rate(novelty.get("per_class") or {}, names))
+    return gate_verdict(figures, t)
 
 
 def _novelty(ctx: _Context, generated: ImageSet, imbalanced: ImageSet, seed: int, extractor) -> dict:

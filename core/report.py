@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from core.atomic import read_json
+from core.gate import BELOW_GATE, FIGURES as GATE_FIGURES, gate_reason, gate_symbol
 from core.provenance import KEY as PROVENANCE
 from core.runs import list_runs
 from core.stats import describe_verdict
@@ -175,6 +176,10 @@ def _study_rows_of(run) -> list[dict]:
             v = r.get(m) or {}
             ci = v.get("ci95") or [None, None]
             row.update({f"{m}_mean": v.get("mean"), f"{m}_std": v.get("std"), f"{m}_lo": ci[0], f"{m}_hi": ci[1]})
+        gate = r.get("gate")  # core.gate: rows on a generator fill; ✓ / ✗ / "not measured", "" for the others
+        row.update({"gate": gate_symbol(gate), **{f"gate_{k}": (gate or {}).get(k) for k in GATE_FIGURES}})
+        if r.get("state") == BELOW_GATE:
+            row["why"] = gate_reason(gate)
         row["vs"] = r.get("vs") or {}
         out.append(row)
     return out

@@ -206,6 +206,10 @@ def describe_verdict(entry: dict | None) -> str:
         text = f"{v} (p_holm = {entry['p_holm']:.3g})"
     elif v == "under-trained":
         text = "under-trained, not concluded" + (f" ({', '.join(entry['not_converged'])} not converged)" if entry.get("not_converged") else "")
+    elif v == "below gate":  # core.gate: the generator's fill failed its gate, so the gap is not the method's
+        text = "below gate: no verdict (the generator's fill failed its gate)"
+    elif v == "ungated":
+        text = "ungated: no verdict (the generator gate was not measured)"
     else:
         text = v
     if entry.get("sign_changes"):

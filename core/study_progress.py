@@ -24,12 +24,14 @@ import pandas as pd
 from core.atomic import read_json
 from core.cells import CANCELLED, FAILED, OK, UNAVAILABLE, CellOutcome, blocked_by
 from core.experiment import StudyConfig, cell_dir, plan_study
+from core.gate import BELOW_GATE, gate_reason, gate_symbol
 from core.stats import describe_verdict
 
 # what the grid shows per cell; "stopped": it was running when the study stopped (cancel, restart)
 PENDING, RUNNING, DONE, STOPPED = "pending", "running", "done", "stopped"
 CELL_STATES = (DONE, RUNNING, PENDING, FAILED, UNAVAILABLE, CANCELLED, STOPPED)
 REFERENCES = ("none", "oversample")  # every method is compared against these (and the study's compare_to)
+BELOW_GATE_PROGRESS = "below gate"  # a finished row whose generator fill failed its gate (core.gate), not a failure
 
 def study_config(study_dir: str | Path) -> StudyConfig:
     return StudyConfig.from_dict(read_json(Path(study_dir) / "config.json") or {})
@@ -120,7 +122,8 @@ def outcomes(study_dir: str | Path, cfg: StudyConfig, cells: dict[str, dict]) ->
 def progress_rows(study_dir: str | Path, cfg: StudyConfig | None = None, cells: dict | None = None) -> tuple[list[dict], list[str]]:
     """(rows, notes): ``study_rows.aggregate`` over the cells finished so far, every method also
     compared against REFERENCES. Each row gains ``seeds_label`` ("2 of 3 seeds") and a
-    ``progress`` state: done, partial, waiting, failed or unavailable."""
+    ``progress`` state: done, below gate (done, its generator fill failed its gate), partial,
+    waiting, failed or unavailable."""
     from core.study_rows import aggregate
 
     study_dir = Path(study_dir)
@@ -140,6 +143,8 @@ def progress_rows(study_dir: str | Path, cfg: StudyConfig | None = None, cells: 
             r["progress"] = r["state"]
         else:
             r["progress"] = "done" if r["n_seeds"] == total else "partial" if r["n_seeds"] else "waiting"
+            if r["progress"] == "done" and r["state"] == BELOW_GATE:
+                r["progress"] = BELOW_GATE_PROGRESS  # finished, but its fill failed the generator gate: no verdict (not a failure)
         if not counts and not r["n_seeds"]:
             r["steps"] = r["images_seen"] = r["train_size"] = None  # planned from a placeholder: not known yet
     return rows, notes
@@ -160,7 +165,7 @@ def verdict_frame(rows: list[dict]) -> pd.DataFrame:
         acc = r["accuracy"]
         line = {"method": r["method"], "classifier": r["classifier"], "seeds": r["seeds_label"], "progress": r["progress"],
                 "steps": r["steps"], "accuracy": acc["mean"], "accuracy 95% CI": _ci(acc["ci95"]),
-                "macro-F1": r["macro_f1"]["mean"], "minority-F1": r["minority_f1"]["mean"]}
+                "macro-F1": r["macro_f1"]["mean"], "minority-F1": r["minority_f1"]["mean"], "gate": gate_symbol(r.get("gate"))}
         for ref in refs:
             v = (r.get("vs") or {}).get(ref)
             has = v is not None and v.get("diff_mean") is not None
@@ -168,8 +173,10 @@ def verdict_frame(rows: list[dict]) -> pd.DataFrame:
             line[f"vs {ref}: 95% CI"] = (_ci(v["ci95"]) if v["ci95"] else "n/a (one seed)") if has else "—"
             line[f"vs {ref}: verdict"] = describe_verdict(v) if has else ("(itself)" if r["method"] == ref else "—")
         line["why"] = r.get("reason") or "; ".join(f"seed {s}: {str(e).splitlines()[0]}" for s, e in (r.get("errors") or {}).items())
+        if r["state"] == BELOW_GATE:
+            line["why"] = gate_reason(r.get("gate"))
         out.append(line)
-    order = {"done": 0, "partial": 1, "failed": 2, "unavailable": 3, "waiting": 4}
+    order = {"done": 0, BELOW_GATE_PROGRESS: 1, "partial": 2, "failed": 3, "unavailable": 4, "waiting": 5}
     frame = pd.DataFrame(out)
     if frame.empty:
         return frame

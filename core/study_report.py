@@ -21,6 +21,7 @@ import plotly.graph_objects as go
 from core import report, viz
 from core.atomic import atomic_write, read_json
 from core.errors import ConfigError
+from core.gate import gate_reason
 
 NOT_RECORDED = "not recorded in this study"
 # where a study may keep what made it (issue 18 item 3): top-level keys of config.json / results.json,
@@ -137,7 +138,8 @@ def results_table(raw: list[dict]) -> pd.DataFrame:
                      "acc. 95% CI (seeds)": f"[{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "—",
                      "± test set (Wilson 95%)": r.get("accuracy_binomial_hw95"),
                      "macro-F1": (r.get("macro_f1") or {}).get("mean"), "minority-F1": (r.get("minority_f1") or {}).get("mean"),
-                     "why": r.get("reason") or "; ".join(f"seed {k}: {str(e).splitlines()[0]}" for k, e in (r.get("errors") or {}).items())})
+                     "why": r.get("reason") or "; ".join(f"seed {k}: {str(e).splitlines()[0]}" for k, e in (r.get("errors") or {}).items())
+                     or gate_reason(r.get("gate"))})
     return pd.DataFrame(rows)
 
 
@@ -150,9 +152,20 @@ def verdicts(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def gates(raw: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame([{"method": r.get("method"), "classifier": r.get("classifier"), "state": r.get("state"),
-                          **{k: (str(v) if isinstance(v, (list, dict)) else v) for k, v in r["gate"].items()}}
-                         for r in raw if isinstance(r.get("gate"), dict)])
+    """One line per gated row (``seed`` "mean": the thresholds applied to the means over seeds),
+    then one per seed of its fill (``per_seed``, core.gate); the thresholds are in each rule."""
+    def line(r: dict, seed, g: dict) -> dict:
+        rest = {k: (", ".join(map(str, v)) if isinstance(v, list) else str(v) if isinstance(v, dict) else v)
+                for k, v in g.items() if k not in ("per_seed", "thresholds")}
+        return {"method": r.get("method"), "classifier": r.get("classifier"), "state": r.get("state"), "seed": seed, **rest}
+
+    out = []
+    for r in raw:
+        g = r.get("gate")
+        if isinstance(g, dict):
+            out.append(line(r, "mean" if g.get("per_seed") else "—", g))
+            out += [line(r, s, sg) for s, sg in (g.get("per_seed") or {}).items() if isinstance(sg, dict)]
+    return pd.DataFrame(out)
 
 
 # ------------------------------------------------------------------------------ the page

@@ -3,7 +3,8 @@
 One row (the JSON contract of ``experiment --json``)::
 
     method       "cfg@w=0.1+logit-adjust"; fill "cfg", loss "logit-adjust", w 0.1, partial true; classifier "small"
-    state        ok | failed | unavailable (| cancelled when the study was stopped)
+    state        ok | below_gate | failed | unavailable (| cancelled when the study was stopped); below_gate: trained on a
+                 generator fill that failed its gate, a row state, not a failure (the study still ends "done")
     errors       {seed: error text} of the seeds that failed; reason: why it is unavailable (or None)
     steps, images_seen, train_size, batch_size   integers (the same for every seed); budget "steps" | "epochs"
     n_seeds, seeds                              the seeds that succeeded
@@ -11,7 +12,11 @@ One row (the JSON contract of ``experiment --json``)::
     accuracy_binomial_ci95, accuracy_binomial_hw95   Wilson 95 % interval of the accuracy on the test set's n
                                                 images, and half its width (not in ci95; core.stats.binomial_ci)
     vs           {reference: {metric: "accuracy", diff_mean, ci95, p, p_holm, mde, test_noise, verdict}} per compare_to
-                 entry ≠ the row: a paired two-level bootstrap (seeds, then test images), Holm across the study
+                 entry ≠ the row: a paired two-level bootstrap (seeds, then test images), Holm across the study;
+                 with a below_gate row the verdict is "below gate", with an unmeasured gate "ungated" (diff, CI, p kept,
+                 p_holm and mde None: outside the Holm family)
+    gate         rows on a CFG / SD fill (partial fills too): {passed, tail_consistency, precision, near_copy_rate, rule,
+                 tail, per_seed} (core.gate.row_gate: the thresholds applied to the means over seeds)
     per_class_f1, minority_classes, train_images, kid, fd_judge | fid, per_class_<key>   as before
 
 A metric's ci95 is Student t over seeds, clipped to [0, 1]: it covers training randomness and
@@ -27,12 +32,17 @@ import numpy as np
 import pandas as pd
 
 from core.cells import CANCELLED, FAILED, OK, UNAVAILABLE
+from core.gate import BELOW_GATE, GATED_FILLS, gate_mark, gate_symbol, row_gate
 from core.stats import VERDICT_RULE, binomial_ci, binomial_halfwidth, holm, holm_verdict, mde, paired_bootstrap, paired_t, summary
 
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "minority_f1")
 CI_NOTE = ("ci95 is a Student-t 95% interval over seeds, clipped to [0, 1]: it covers training randomness and the choice of "
            "imbalanced subset, not the finite test set (see accuracy_binomial_hw95). The verdicts carry both: " + VERDICT_RULE + ". "
            "'inconclusive' means no difference was detected (mde: the smallest it could have detected), not that the methods are equal.")
+GATE_NOTE = ("gate: a generator fill (CFG, SD) passes when the judge CNN assigns its tail images (the 3 most-filled classes) to "
+             "their class, its precision is high enough and few tail images are near-copies (thresholds: the study's [gate]); a row "
+             "trained on a fill below the gate is below_gate: its figures are shown, its verdicts read 'below gate' and are left out "
+             "of the Holm family ('ungated' when the gate could not be measured).")
 EPOCHS_NOTE = ("budget = epochs (the paper's protocol): every method trains the same number of epochs, so smaller training sets "
                "get fewer optimizer steps; compare the steps and images_seen columns before reading a gap as the method's.")
 
@@ -125,6 +135,11 @@ def make_row(cfg, plan, v, clf, outcomes, test_size: int) -> dict:
     row["train_images"] = rs[0].get("train_images") if rs else None
     row["kid"] = None
     row.update(_generation(cfg, plan, v, outcomes))
+    if v.fill in GATED_FILLS:  # core.gate: the thresholds applied to the mean over the fill's seeds
+        row["gate"] = row_gate({s: o.result.get("gate") for s in cfg.seeds
+                                if (o := outcomes.get(plan.fill_id(v.fill_name, s))) is not None and o.state == OK}, cfg.gate)
+        if state == OK and row["gate"]["passed"] is False:
+            row["state"] = BELOW_GATE
     row.update(_curve_fields(cfg, seeds, rs))
     row["_acc"] = {s: r["accuracy"] for s, r in zip(seeds, rs)}  # per-seed accuracy for the paired comparisons (dropped below)
     row["_correct"] = _correctness(seeds, rs)  # per-seed per-image correctness, or None (dropped below)
@@ -199,9 +214,11 @@ def add_comparisons(rows: list[dict], compare_to: list[str]) -> list[str]:
     """vs[ref]: the paired difference of accuracy against each reference on the seeds both rows
     have (same classifier): diff_mean, a 95 % interval, the two-sided p, p_holm (Holm across
     every comparison of the study), mde (the smallest difference it could have detected at 80 %
-    power) and the verdict, which follows p_holm. A comparison where either row has not converged
-    is labelled "under-trained" instead (its p stays, it is left out of the Holm family); every
-    entry carries the difference along both budget curves and whether its sign changes there."""
+    power) and the verdict, which follows p_holm. Where a row is below its generator gate the
+    verdict is "below gate", with an unmeasured gate "ungated" (core.gate.gate_mark); else, where
+    either row has not converged (core.curves), "under-trained". Such a comparison keeps diff_mean,
+    ci95 and p but is not in the Holm family (p_holm and mde None). Every entry carries the
+    difference along both budget curves and whether its sign changes there."""
     missing = set()
     by = {(r["method"], r["classifier"]): r for r in rows}
     entries = []
@@ -216,6 +233,9 @@ def add_comparisons(rows: list[dict], compare_to: list[str]) -> list[str]:
                 continue
             r["vs"][ref] = _compare(r, other)
             _label_training(r["vs"][ref], r, other)
+            mark = gate_mark(r.get("gate"), other.get("gate")) if r["vs"][ref]["diff_mean"] is not None else None
+            if mark:  # a gated-out comparison keeps its figures but no verdict, outside the Holm family (no figures: n/a)
+                r["vs"][ref].update(verdict=mark)
             if r["vs"][ref].get("verdict") is None:  # labelled comparisons are not verdicts: outside the Holm family
                 entries.append(r["vs"][ref])
     adjusted = holm([e["p"] for e in entries])
@@ -243,7 +263,7 @@ def aggregate(cfg, plan, outcomes: dict, test_size: int) -> tuple[list[dict], li
     notes = add_comparisons(rows, cfg.compare_to)
     gen_notes = {o.result["generation"].get("note") for o in outcomes.values()
                  if o.state == OK and o.result and o.result.get("generation") and o.result["generation"].get("note")}
-    notes = sorted(gen_notes) + notes + [CI_NOTE]
+    notes = sorted(gen_notes) + notes + [CI_NOTE] + ([GATE_NOTE] if any("gate" in r for r in rows) else [])
     if cfg.budget == "epochs":
         notes.append(EPOCHS_NOTE)
     return rows, notes
@@ -270,6 +290,10 @@ def rows_frame(rows: list[dict]) -> pd.DataFrame:
         for key in ("near_copy_rate", "precision", "recall"):
             if r.get(key):
                 f[f"{key}_mean"], f[f"{key}_std"] = r[key]["mean"], r[key]["std"]
+        if r.get("gate"):
+            f["gate"] = gate_symbol(r["gate"])
+            for key in ("tail_consistency", "precision", "near_copy_rate"):
+                f[f"gate_{key}"] = r["gate"][key]
         if r.get("kid"):
             f["kid_extractor"], f["kid_mean"], f["kid_std"], f["kid_n_images"] = r["kid"]["extractor"], r["kid"]["mean"], r["kid"]["std"], r["kid"]["n_images"]
         if r.get("per_class_f1"):

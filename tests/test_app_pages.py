@@ -565,6 +565,33 @@ def test_results_shows_study_rows_and_verdicts(app, runs_root):
     assert t["error_y"]["array"] == [pytest.approx(2.0)] and t["error_y"]["arrayminus"] == [pytest.approx(2.0)]
 
 
+def test_results_shows_a_below_gate_row_with_its_gate_and_no_verdict(app, runs_root):
+    """Issue 17 item 2: a row trained on a fill below the generator gate keeps its figures, says below_gate
+    with ✗ and the gate's three figures, and its verdict is 'below gate' (not a failure)."""
+    run = Run.create("study", {"name": "quick"}, root=runs_root)
+    m = {"mean": 0.8, "std": 0.01, "ci95": [0.78, 0.82]}
+    gate = {"passed": False, "tail_consistency": 0.4, "precision": 0.7, "near_copy_rate": 0.05,
+            "rule": "mean over seeds 0, 1: tail consistency ≥ 0.8 (classes 0, 1, 2), precision ≥ 0.5, tail near-copy rate ≤ 0.2",
+            "thresholds": {"tail_consistency": 0.8, "precision": 0.5, "near_copy_rate": 0.2}, "per_seed": {}}
+    rows = [{"method": "none", "classifier": "small", "state": "ok", "steps": 300, "n_seeds": 2, "seeds": [0, 1], "accuracy": m,
+             "macro_f1": m, "minority_f1": m, "vs": {}},
+            {"method": "cfg@w=7.5", "classifier": "small", "state": "below_gate", "steps": 300, "n_seeds": 2, "seeds": [0, 1],
+             "accuracy": m, "macro_f1": m, "minority_f1": m, "gate": gate,
+             "vs": {"none": {"metric": "accuracy", "diff_mean": -0.03, "ci95": [-0.05, -0.01], "p": 0.01, "p_holm": None, "mde": None,
+                             "verdict": "below gate"}}}]
+    (run.path / "results.json").write_text(json.dumps({"study": "quick", "state": "done", "rows": rows}))
+    run.set_status("done")
+    at = _page(app, "app_pages/results.py")
+    srows = _frame(at, "gate_tail_consistency").set_index("method")
+    assert srows.loc["cfg@w=7.5", "state"] == "below_gate" and srows.loc["cfg@w=7.5", "gate"] == "✗"
+    assert srows.loc["cfg@w=7.5", "gate_tail_consistency"] == pytest.approx(0.4) and srows.loc["none", "gate"] == ""
+    assert srows.loc["cfg@w=7.5", "why"] == "below gate: tail consistency 0.400 < 0.8"
+    assert srows.loc["cfg@w=7.5", "accuracy_mean"] == pytest.approx(0.8)  # its figures stay
+    v = _frame(at, "verdict").to_dict("records")[0]
+    assert v["verdict"].startswith("below gate: no verdict") and v["difference"] == pytest.approx(-0.03)
+    assert any("below gate" in c.value and "Holm" in c.value for c in at.caption)
+
+
 # ------------------------------------------------------------------------- jobs from buttons
 def test_forms_do_not_submit_on_enter(app):
     at = _page(app, "app_pages/train.py")

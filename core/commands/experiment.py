@@ -94,6 +94,8 @@ def run(args) -> int:
     for note in res["notes"]:
         print(f"note: {note}")
     print(render_table(res["rows"]))
+    for line in below_gate_lines(res["rows"]):
+        print(line)
     print(f"\nresults: {args.out}/results.csv, {args.out}/results.json")
     if code:
         print(f"study {res['state']}: {res['cells']}", file=sys.stderr)
@@ -113,6 +115,29 @@ def _pm(x: dict | None, scale: float = 100.0, nd: int = 1) -> str:
     return f"{x['mean'] * scale:.{nd}f}" + (f" ± {x['std'] * scale:.{nd}f}" if x.get("std") is not None else "")
 
 
+def below_gate_lines(rows: list[dict]) -> list[str]:
+    """One line per below_gate row: trained on a generator fill that failed its gate (core.gate),
+    shown with its figures but no verdict. Not a failure: the study still ends done (exit 0)."""
+    from core.gate import BELOW_GATE, gate_reason
+
+    low = [r for r in rows if r.get("state") == BELOW_GATE]
+    if not low:
+        return []
+    return ([f"\n{len(low)} row(s) below the generator gate (figures shown, no verdict; not a failure):"]
+            + [f"  {r['method']} · {r['classifier']}: {gate_reason(r.get('gate'))} ({(r.get('gate') or {}).get('rule')})" for r in low])
+
+
+def _gate_cell(r: dict) -> str:
+    """✓ / ✗ and the gate's three figures (tail consistency / precision / tail near-copy rate)."""
+    from core.gate import gate_symbol
+
+    g = r.get("gate")
+    if not isinstance(g, dict):
+        return "–"
+    figs = "/".join("–" if g.get(k) is None else f"{g[k]:.2f}" for k in ("tail_consistency", "precision", "near_copy_rate"))
+    return f"{gate_symbol(g)} {figs}"
+
+
 def render_table(rows: list[dict]) -> str:
     """A markdown table of the rows (what BENCHMARKS.md holds): mean ± std over seeds, the
     Student-t 95 % CI, the paired verdicts against every reference, steps and images seen."""
@@ -126,6 +151,9 @@ def render_table(rows: list[dict]) -> str:
             "macro-F1", "minority-F1"] + [f"vs {ref} (Δacc, verdict)" for ref in refs]
     if gen_key:
         head += [labels[gen_key]]
+    gated = any(isinstance(r.get("gate"), dict) for r in rows)
+    if gated:
+        head += ["gate (tail cons./prec./tail copies)"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         if r["state"] in ("failed", "unavailable", "cancelled") and not r["n_seeds"]:
@@ -140,5 +168,7 @@ def render_table(rows: list[dict]) -> str:
             cells.append("–" if not c or c["diff_mean"] is None else f"{c['diff_mean'] * 100:+.1f} {_ci({'ci95': c['ci95']})} {describe_verdict(c)}")
         if gen_key:
             cells.append(_pm(r.get(gen_key), 1.0, 2))
+        if gated:
+            cells.append(_gate_cell(r))
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
