@@ -211,8 +211,9 @@ def _stamp(data_dir: str | None) -> float:
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the dataset (the first load of a large one decodes it once)…")
-def _load(dataset: str, data_dir: str | None, image_size: int | None, test_fraction: float, stamp: float) -> LoadedDataset:
-    return load_dataset(DataConfig(dataset=dataset, data_dir=data_dir, image_size=image_size, test_fraction=test_fraction))
+def _load(dataset: str, data_dir: str | None, image_size: int | None, test_fraction: float, stamp: float, judge_per_class: int = 0) -> LoadedDataset:
+    return load_dataset(DataConfig(dataset=dataset, data_dir=data_dir, image_size=image_size, test_fraction=test_fraction,
+                                   judge_per_class=judge_per_class))
 
 
 def load(cfg: DataConfig) -> LoadedDataset:
@@ -221,7 +222,7 @@ def load(cfg: DataConfig) -> LoadedDataset:
     check_data_dir(cfg.data_dir)  # before anything reads the folder, even its mtimes
     stamp = _stamp(cfg.data_dir)
     guard_data(cfg.dataset, cfg.data_dir, cfg.image_size, stamp)
-    return _load(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.test_fraction, stamp)
+    return _load(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.test_fraction, stamp, cfg.judge_per_class)
 
 
 def prepared(cfg: DataConfig | None = None):

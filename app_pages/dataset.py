@@ -110,6 +110,10 @@ with left:
     order = st.selectbox("Which classes become minorities", ORDERS, index=ORDERS.index(cur.minority_order) if cur.minority_order in ORDERS else 0, key="ds_order",
                          help="index: class 0 smallest (the paper); reversed: class 0 largest (CIFAR-10-LT); shuffled: random with the seed")
     seed = int(number("Seed (which images each class keeps)", "seed", int(cur.seed), key="ds_seed"))
+    judge_per_class = int(number("Judge split (images per class)", "judge_per_class", int(cur.judge_per_class), key="ds_judge",
+                                 help="Reserved for the judge CNN behind FD/KID, precision/recall and novelty before the profile, "
+                                      "so it never trains on an image those metrics compare against. 0: the judge trains on the "
+                                      "whole train split (biased)"))
 
 ok = True
 try:
@@ -125,7 +129,8 @@ try:
     if dataset == "imagefolder" and not data_dir:
         raise ConfigError("The imagefolder dataset needs a folder path or an uploaded zip.", "Type a folder path or upload a zip on the left.")
     cfg = DataConfig(dataset=dataset, data_dir=data_dir, image_size=image_size, profile=profile, ratio=ratio,
-                     minority_fraction=minority_fraction, counts=counts, minority_order=order, seed=seed, test_fraction=cur.test_fraction)
+                     minority_fraction=minority_fraction, counts=counts, minority_order=order, seed=seed, test_fraction=cur.test_fraction,
+                     judge_per_class=judge_per_class)
     ds = load(cfg)
     from core.data.profiles import apply_profile
 
@@ -148,6 +153,10 @@ if ok:
         m[1].metric("imbalance ratio", f"{max(real) / max(1, min(real)):.1f}", help="largest / smallest class")
         m[2].metric("balancing adds", f"{sum(added):,}")
         m[3].metric("test images", f"{len(ds.test):,}", help="balanced test split")
+        if ds.judge is not None:
+            st.caption(f"Judge split: {judge_per_class} images per class ({len(ds.judge):,} in all) reserved for the judge CNN "
+                       f"before the profile; the profile draws from the remaining {len(ds.train):,} "
+                       f"(per class: {', '.join(map(str, ds.train.counts()))}).")
         st.plotly_chart(viz.counts_figure(ds.classes, real, added, available, minority), key="ds_counts_fig", width="stretch", config=chart_config("class-counts"))
         if ds.skipped:
             st.warning(f"{len(ds.skipped)} file(s) were skipped while reading the dataset (corrupt or not images). The rest loaded.")

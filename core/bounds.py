@@ -41,6 +41,7 @@ BOUNDS: dict[str, Bound] = {
     "minority_fraction": Bound(0.05, 0.95, integer=False),
     "test_fraction": Bound(0.05, 0.9, integer=False),
     "test_per_class": Bound(1, 100_000, what="images"),
+    "judge_per_class": Bound(0, 100_000, what="images per class (0 = no judge split; each class must keep 1 for training)"),
     "count": Bound(1, 1_000_000, what="images per class"),
     # forms
     "cfg_steps": Bound(1, 1_000_000, what="steps"),

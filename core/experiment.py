@@ -263,7 +263,9 @@ QUICK_METHODS = ["none", "oversample", "mixup", "cutmix", "cfg", "sd", "reweight
 
 PRESETS: dict[str, StudyConfig] = {
     # Digits on 2 CPU cores, ≤ 15 minutes from a fresh clone (judge training included).
-    # Exponential profile, ratio 50: counts 2 ... 144 (394 images), filled sets 1440.
+    # Exponential profile, ratio 50, after a judge split of 30 per class (the judge CNN behind the
+    # generation metrics trains on those 300 images only): counts 2 ... 114 (313 images), filled sets 1140.
+    # (The sizes below were measured before the judge split, at counts 2 ... 144 and filled sets 1440.)
     # 3 seeds × 10 trained classifiers (posthoc-adjust reuses `none`, sd is unavailable) = 30 runs.
     # Sized from a measured run of this study on this CPU (bench/quick_study.py): per seed a tiny
     # CFG model of 150 steps (~2.7 steps/s, 20-step warm-up) ≈ 1 min, two CFG fills of 1046
@@ -271,7 +273,7 @@ PRESETS: dict[str, StudyConfig] = {
     # largest set; under budget "steps" every method runs these 113) ≈ 1.5 min: ≈ 12 min in all.
     "quick": StudyConfig(
         name="quick",
-        data=DataConfig(dataset="digits", profile="exponential", ratio=50.0),
+        data=DataConfig(dataset="digits", profile="exponential", ratio=50.0, judge_per_class=30),
         methods=list(QUICK_METHODS),
         cfg_ws=[0.1, 7.5],
         classifiers=["small"],
@@ -286,6 +288,8 @@ PRESETS: dict[str, StudyConfig] = {
     ),
     # The paper's study for a GPU: CIFAR-10, Table 1 counts, λ = 0.6, w ∈ {0.1, 7.5}, ResNet18/50,
     # plus the long-tail baselines; budget "steps": 100 epochs of the largest (filled) set for every method.
+    # judge_per_class stays 0 (the judge trains on the full train split; its metrics say they are biased):
+    # the counts 500·(i+1) need all 5000 training images of class 9.
     "paper": StudyConfig(
         name="paper",
         data=DataConfig(dataset="cifar10", profile="custom", counts=PAPER_COUNTS),
@@ -306,7 +310,7 @@ PRESETS: dict[str, StudyConfig] = {
     # scaled linearly), the `small` CFG UNet for 3 steps of 16, DPM-Solver++ 10 steps. Every method runs;
     # SD is unavailable without a GPU (or without its weights).
     # generation_metrics is off: the CIFAR-10 judge CNN behind "FD (judge CNN features)" trains for
-    # minutes on a CPU; the quick preset covers that code.
+    # minutes on a CPU; the quick preset covers that code. judge_per_class stays 0, as in `paper`.
     "paper-smoke": StudyConfig(
         name="paper-smoke",
         data=DataConfig(dataset="cifar10", profile="custom", counts=[5 * (i + 1) for i in range(10)], test_per_class=20),

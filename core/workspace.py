@@ -29,7 +29,8 @@ FILE = "workspace.json"
 # DataConfig field -> short URL parameter (the readable names are kept where they are short)
 PARAM_NAMES = {"dataset": "dataset", "profile": "profile", "ratio": "ratio", "minority_fraction": "minority",
                "counts": "counts", "minority_order": "order", "seed": "seed", "image_size": "size",
-               "data_dir": "dir", "test_fraction": "test", "subset_seed": "subset", "test_per_class": "testn"}
+               "data_dir": "dir", "test_fraction": "test", "subset_seed": "subset", "test_per_class": "testn",
+               "judge_per_class": "judgen"}
 DUPLICATE_WINDOW_S = 60.0
 
 
@@ -48,7 +49,8 @@ def to_params(cfg: DataConfig) -> dict[str, str]:
 
 # DataConfig field -> its range in core.bounds (every number a URL can set is bounded)
 BOUNDED = {"ratio": "ratio", "minority_fraction": "minority_fraction", "test_fraction": "test_fraction", "seed": "seed",
-           "image_size": "image_size", "subset_seed": "subset_seed", "test_per_class": "test_per_class"}
+           "image_size": "image_size", "subset_seed": "subset_seed", "test_per_class": "test_per_class",
+           "judge_per_class": "judge_per_class"}
 
 
 def from_params(params, notes: list[str] | None = None) -> DataConfig | None:

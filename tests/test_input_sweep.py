@@ -56,7 +56,7 @@ PATHS = ["/etc", "/nonexistent/folder", "~", "/dev/null", "/proc/self/environ", 
          "../shared/data/cifar10", "/work/shared/data/cifar10", "\u202e/etc", "ｆｏｌｄｅｒ/数据"]
 TEXT = hs.one_of(hs.text(max_size=40), hs.sampled_from(PATHS), INT64.map(str), DOUBLES.map(str),
                  hs.lists(INT64, max_size=12).map(lambda xs: ",".join(map(str, xs))))
-URL_KEYS = ["profile", "ratio", "minority", "counts", "order", "seed", "size", "dir", "test", "subset", "testn"]
+URL_KEYS = ["profile", "ratio", "minority", "counts", "order", "seed", "size", "dir", "test", "subset", "testn", "judgen"]
 URL_PARAMS = hs.fixed_dictionaries({"dataset": hs.one_of(hs.sampled_from(list(DATASETS)), hs.text(max_size=12))},
                                    optional={k: TEXT for k in URL_KEYS})
 

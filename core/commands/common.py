@@ -27,6 +27,7 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--minority-order", default="index", choices=ORDERS, help="index: class 0 is the smallest (the paper); reversed: class 0 the largest (CIFAR-10-LT); shuffled: random with --seed")
     g.add_argument("--seed", type=int, default=0, help="seed for which images each class keeps (and the shuffled order)")
     g.add_argument("--test-fraction", type=float, default=0.2, help="held-out share when the source has no test split")
+    g.add_argument("--judge-per-class", type=int, default=0, help="images per class reserved from train for the judge CNN (FD/KID, precision/recall, novelty) before the profile; 0 = none")
 
 
 def data_config(args: argparse.Namespace) -> DataConfig:
@@ -41,10 +42,11 @@ def data_config(args: argparse.Namespace) -> DataConfig:
         minority_order=args.minority_order,
         seed=args.seed,
         test_fraction=args.test_fraction,
+        judge_per_class=args.judge_per_class,
     )
 
 
-DATA_FLAGS = ("dataset", "data_dir", "image_size", "profile", "ratio", "minority_fraction", "counts", "minority_order", "seed", "test_fraction")
+DATA_FLAGS = ("dataset", "data_dir", "image_size", "profile", "ratio", "minority_fraction", "counts", "minority_order", "seed", "test_fraction", "judge_per_class")
 
 
 def data_defaults(data: dict) -> dict:

@@ -26,6 +26,8 @@ def run(args) -> int:
         "train_counts": train.counts(),
         "available_counts": ds.train.counts(),
         "test_counts": ds.test.counts(),
+        "judge_per_class": cfg.judge_per_class,
+        "judge_counts": ds.judge.counts() if ds.judge is not None else None,  # reserved for the judge CNN, out of "available"
         "image_size": ds.image_size,
         "channels": ds.channels,
         "profile": cfg.profile,
@@ -43,10 +45,15 @@ def run(args) -> int:
         print(json.dumps(info))
         return 0
     print(f"{ds.name}: {len(ds.classes)} classes, {ds.image_size}x{ds.image_size}x{ds.channels}, profile={cfg.profile}")
-    width = max(len(c) for c in ds.classes)
-    print(f"{'class':<{width}}  {'train':>7}  {'of':>7}  {'test':>6}")
+    width = max(5, *(len(c) for c in ds.classes))
+    judge = info["judge_counts"]
+    print(f"{'class':<{width}}  {'train':>7}  {'of':>7}  {'test':>6}" + (f"  {'judge':>6}" if judge else ""))
     for c, name in enumerate(ds.classes):
-        print(f"{name:<{width}}  {info['train_counts'][c]:>7}  {info['available_counts'][c]:>7}  {info['test_counts'][c]:>6}")
+        print(f"{name:<{width}}  {info['train_counts'][c]:>7}  {info['available_counts'][c]:>7}  {info['test_counts'][c]:>6}"
+              + (f"  {judge[c]:>6}" if judge else ""))
+    if judge:
+        print(f"judge split: {cfg.judge_per_class} per class ({sum(judge)} images) reserved for the judge CNN before the profile; "
+              f"'of' counts what is left")
     if ds.skipped:
         print(f"skipped {len(ds.skipped)} unreadable files:")
         for p, r in ds.skipped[:20]:

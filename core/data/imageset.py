@@ -102,13 +102,14 @@ class ImageSet:
 
 @dataclass
 class LoadedDataset:
-    """A dataset's train and test splits plus what was skipped while reading it."""
+    """A dataset's train and test splits (and the judge split, when reserved) plus what was skipped while reading it."""
 
     name: str
     train: ImageSet
     test: ImageSet
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     source: str = ""  # where it came from, for provenance in run configs
+    judge: ImageSet | None = None  # images reserved for the judge CNN, out of train before any profile (DataConfig.judge_per_class)
 
     @property
     def classes(self) -> list[str]:

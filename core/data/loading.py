@@ -32,6 +32,7 @@ TORCHVISION = {
 }
 DATASETS = ["digits", *TORCHVISION, "imagefolder"]
 CACHE_VERSION = 1
+JUDGE_SPLIT_SEED = 0  # the judge split is part of the dataset's definition: fixed, never the run seed
 
 
 @dataclass
@@ -50,6 +51,7 @@ class DataConfig:
     subset_seed: int | None = None  # which images each class keeps (None = seed); a study sets it per seed, the minority classes stay seed's
     test_fraction: float = 0.2  # held-out share when the source has no test split
     test_per_class: int | None = None  # keep the first k test images of each class (None = the whole test split; smoke presets)
+    judge_per_class: int = 0  # images per class reserved from train for the judge CNN before any profile (0 = none: the judge trains on all of train)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -224,15 +226,56 @@ def load_folder(root: Path, image_size: int | None, test_fraction: float, name: 
 # ------------------------------------------------------------------------- entry
 def load_dataset(cfg: DataConfig) -> LoadedDataset:
     """Load the balanced train/test splits named by ``cfg`` (no profile applied); with
-    ``test_per_class`` k, the test split keeps the first k images of each class (still balanced)."""
+    ``test_per_class`` k, the test split keeps the first k images of each class (still balanced);
+    with ``judge_per_class`` j > 0, j images of each class leave train for ``ds.judge``."""
     k = cfg.test_per_class
     if k is not None and (int(k) != k or k < 1):
         raise ConfigError(f"test_per_class={k} must be a positive whole number.", "Leave it empty to test on the whole test split.")
+    j = _judge_count(cfg.judge_per_class)
     ds = _load_splits(cfg)
+    if j:
+        ds = split_judge(ds, j)
     if k is None:
         return ds
     keep = torch.cat([torch.nonzero(ds.test.labels == c).flatten()[: int(k)] for c in range(ds.test.num_classes)])
     return replace(ds, test=ds.test.subset(torch.sort(keep).values))
+
+
+def _judge_count(j) -> int:
+    if isinstance(j, bool) or not isinstance(j, (int, float)) or int(j) != j or j < 0:
+        raise ConfigError(f"judge_per_class={j!r} must be a whole number of images per class, 0 or more.",
+                          "Use 0 (no judge split: the judge trains on the whole train split) or e.g. 30.")
+    return int(j)
+
+
+def judge_indices(labels: torch.Tensor, num_classes: int, per_class: int) -> torch.Tensor:
+    """Sorted indices (into the train split) of the judge split: per class c, the first
+    ``per_class`` of a permutation of c's train images fixed by (JUDGE_SPLIT_SEED, c)."""
+    # A stream of its own ("judge" in the seed), apart from the profile's torch.randperm(seed·1_000_003 + c).
+    keep = []
+    for c in range(num_classes):
+        idx = torch.nonzero(labels == c).flatten().numpy()
+        keep.append(idx[np.random.default_rng([JUDGE_SPLIT_SEED, c, *b"judge"]).permutation(len(idx))[:per_class]])
+    return torch.sort(torch.from_numpy(np.concatenate(keep))).values
+
+
+def split_judge(ds: LoadedDataset, per_class: int) -> LoadedDataset:
+    """``ds`` with ``per_class`` images of every class moved from ``train`` to ``judge``.
+
+    Taken before any profile, so the profile's kept subset, the images it drops (held-out
+    reals), the FD reference (what stays in ``train``) and the test split never meet them."""
+    counts = ds.train.counts()
+    short = [(c, n) for c, n in enumerate(counts) if n <= per_class]
+    if short:
+        c, n = min(short, key=lambda t: t[1])
+        raise DataError(
+            f"judge_per_class={per_class} asks for {per_class} training images of class '{ds.classes[c]}', which has {n}: "
+            f"none would be left to train on (every class must keep at least 1).",
+            f"Use judge_per_class of at most {min(counts) - 1} for {ds.name}, or 0 to turn the judge split off.",
+        )
+    mask = torch.zeros(len(ds.train), dtype=torch.bool)
+    mask[judge_indices(ds.train.labels, ds.train.num_classes, per_class)] = True
+    return replace(ds, train=ds.train.subset(torch.nonzero(~mask).flatten()), judge=ds.train.subset(torch.nonzero(mask).flatten()))
 
 
 def _load_splits(cfg: DataConfig) -> LoadedDataset:

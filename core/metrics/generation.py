@@ -181,7 +181,10 @@ def get_extractor(kind: str = "auto", data_cfg=None, device=None, progress=None)
         note = "judge CNN features requested"
     if data_cfg is None:
         raise ConfigError("The judge extractor needs the dataset config.", "Pass data_cfg.")
-    return judge_extractor(data_cfg, device, progress), note
+    from core.judge import train_source
+
+    # the same DataConfig as the study/page: with judge_per_class > 0 the judge trains on the judge split only
+    return judge_extractor(data_cfg, device, progress), f"{note}; judge CNN trained on the {train_source(data_cfg)}"
 
 
 # ---------------------------------------------------------------------- references
