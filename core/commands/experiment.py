@@ -10,10 +10,16 @@ from core.commands.common import add_tracking_argument, log_with
 HELP = "Run a study (methods × classifiers × seeds) from --preset or --config and write results.csv/results.json."
 
 
+def _gpu_visible() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def add_arguments(p) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--preset", choices=["quick", "paper", "paper-smoke"],
-                     help="quick: digits on CPU (≤ 15 min on 2 cores, 3 seeds); paper: CIFAR-10, ResNet18/50, for a GPU; "
+                     help="quick: digits on CPU (≤ 15 min on 2 cores, 5 seeds, 2 lanes); paper: CIFAR-10, ResNet18/50, for a GPU; "
                           "paper-smoke: the paper's code path on CIFAR-10 with small numbers (~3 min on 2 cores)")
     src.add_argument("--config", help="a study TOML file (see studies/quick.toml)")
     p.add_argument("--out", required=True, help="study folder; rerunning on the same folder resumes it (finished cells are skipped)")
@@ -76,7 +82,10 @@ def run(args) -> int:
 
     from core.executors import executor_for
 
-    executor = executor_for(args.devices, args.lanes, args.ray)
+    lanes = args.lanes
+    if lanes is None and not args.devices and args.ray is None and cfg.cpu_lanes and not _gpu_visible():
+        lanes = cfg.cpu_lanes  # the study's own default (the quick preset: 2 lanes on a 2-core CPU)
+    executor = executor_for(args.devices, lanes, args.ray)
     if executor is not None:
         print(f"cells run on: {executor.device}", file=sys.stderr, flush=True)
     try:
