@@ -241,7 +241,13 @@ def test_toml_errors_and_presets(tmp_path):
     with pytest.raises(ConfigError, match="not valid TOML"):
         StudyConfig.from_toml(bad)
     q = preset("quick")
-    assert q.data.dataset == "digits" and q.data.profile == "exponential" and q.data.ratio == 50 and len(q.seeds) >= 3
+    # issue 17 item 6: 5 seeds, native 8×8 digits, judge split, converged budgets, 2 CPU lanes, no Inception download
+    assert q.data.dataset == "digits" and q.data.profile == "exponential" and q.data.ratio == 10 and q.seeds == [0, 1, 2, 3, 4]
+    assert (q.data.image_size, q.data.judge_per_class, q.extractor, q.cpu_lanes) == (8, 30, "judge", 2)
+    assert (q.classifier["steps"], q.cfg_train["steps"], q.curve_points, q.converged_gain) == (500, 700, 4, 0.01)
+    q4 = StudyConfig.from_toml(os.path.join(os.path.dirname(__file__), "..", "studies", "quick-4x.toml"))
+    assert (q4.classifier["steps"], q4.classifier["warmup_steps"], q4.cfg_train["steps"], q4.cfg_train["warmup_steps"]) == (2000, 200, 2800, 200)
+    assert {**q4.identity(), "name": "quick", "classifier": q.classifier, "cfg_train": q.cfg_train} == q.identity()  # nothing else differs
     for p in (q, preset("paper")):
         assert p.budget == "steps" and not p.fixed_subset and p.compare_to == ["none", "oversample"]
         assert {"none", "oversample", "mixup", "cutmix", "cfg", "sd", "reweight", "logit-adjust", "posthoc-adjust"} <= set(p.methods)
@@ -251,6 +257,13 @@ def test_toml_errors_and_presets(tmp_path):
     assert p.data.counts == [500 * (i + 1) for i in range(10)] and p.cfg_ws == [0.1, 7.5]
     assert p.classifiers == ["resnet18", "resnet50"] and p.method_params["mixup"]["lam"] == 0.6
     root = os.path.join(os.path.dirname(__file__), "..", "studies")
+    assert StudyConfig.from_dict({**q.to_dict(), "cpu_lanes": 1}).identity() == q.identity()  # where it runs is not what it is
+    with pytest.raises(ConfigError, match="cpu_lanes"):
+        StudyConfig.from_dict({**q.to_dict(), "cpu_lanes": 0})
+    with pytest.raises(ConfigError, match="curve_points"):
+        StudyConfig.from_dict({**q.to_dict(), "curve_points": 1})
+    with pytest.raises(ConfigError, match="converged_gain"):
+        StudyConfig.from_dict({**q.to_dict(), "converged_gain": float("nan")})
     for name in PRESETS:  # the example TOML files describe the same studies
         assert StudyConfig.from_toml(os.path.join(root, f"{name}.toml")).identity() == preset(name).identity()
     with pytest.raises(ConfigError, match="Unknown preset"):

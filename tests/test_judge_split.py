@@ -151,8 +151,10 @@ def test_digits_counts_with_a_judge_split_of_30():
     assert ds.test.counts() == TEST == [36, 36, 35, 37, 36, 37, 36, 36, 35, 36]
     # the paper's profile on what is left: n_c·(c+1)//10
     assert apply_profile(ds.train, DataConfig(profile="paper", judge_per_class=30)).counts() == [11, 23, 33, 46, 57, 69, 80, 90, 98, 114]
-    # the quick preset's profile: exponential, ratio 50
+    # exponential, ratio 50 (the quick preset before issue 17 item 6), and ratio 10 (the quick preset now):
+    # ⌊n_c · 10^(−(9−c)/9)⌋, e.g. class 2: ⌊112 · 10^(−7/9)⌋ = ⌊18.68⌋ = 18
     assert apply_profile(ds.train, DataConfig(profile="exponential", ratio=50.0)).counts() == [2, 3, 5, 8, 13, 20, 31, 47, 70, 114]
+    assert apply_profile(ds.train, DataConfig(profile="exponential", ratio=10.0)).counts() == [11, 14, 18, 24, 31, 41, 53, 67, 84, 114]
     # the same reserved images at any other setting (the split's seed is fixed, not the run's)
     other = load_dataset(DataConfig(judge_per_class=30, seed=5, subset_seed=7, profile="paper"))
     assert torch.equal(other.judge.images, ds.judge.images)
