@@ -73,9 +73,9 @@ def markdown(lines: list[dict]) -> str:
         ci = r["accuracy_ci95"]
         acc = "—" if r["accuracy"] is None else f"{r['accuracy']:.1f}" + (f" [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else "")
         g = r["gate"]
-        gate = "—" if g is None else ("✓" if g["passed"] else "✗" if g["passed"] is False else "?") + (
+        gate = "—" if g is None or r["accuracy"] is None else ("✓" if g["passed"] else "✗" if g["passed"] is False else "?") + (
             f" {g['tail_consistency']:.2f} / {g['precision']:.2f} / {g['near_copy_rate']:.2f}" if g.get("tail_consistency") is not None else "")
-        conv = "—" if r["converged"] is None else ("yes" if r["converged"] else "no") + (
+        conv = "—" if r["converged"] is None or r["accuracy"] is None else ("yes" if r["converged"] else "no") + (
             f" ({r['last_doubling_gain']:+.2f})" if r["last_doubling_gain"] is not None else "")
         mf1 = "—" if r["minority_f1"] is None else f"{r['minority_f1']:.3f}"
         vs = [r["vs"].get(ref, {}).get("words", "—") if ref != r["method"] else "(itself)" for ref in ("none", "oversample")]
@@ -83,11 +83,18 @@ def markdown(lines: list[dict]) -> str:
     return head + "\n".join(body)
 
 
+def curve_table(lines: list[dict]) -> str:
+    """Accuracy (%) at every point of the budget curves, one line per row."""
+    steps = next((([p["steps"] for p in r["curve"]]) for r in lines if r["curve"]), [])
+    head = "| method | " + " | ".join(f"{s} steps" for s in steps) + " |\n|---|" + "---|" * len(steps) + "\n"
+    return head + "\n".join(f"| {r['method']} | " + " | ".join(f"{p['accuracy']:.2f}" for p in r["curve"]) + " |" for r in lines if r["curve"])
+
+
 def record(name: str, out: Path, wall_s: float, command: str) -> Path:
     res = json.loads((out / "results.json").read_text())
     lines = summarise(res)
     return write_result(name, {"criteria": criteria(res, wall_s), "rows": lines, "notes": res["notes"], "cells": res["cells"]},
-                        markdown=markdown(lines), command=command)
+                        markdown=markdown(lines) + "\n\nBudget curves, accuracy (%), mean over seeds:\n\n" + curve_table(lines), command=command)
 
 
 def run(name: str, out: Path, preset: str | None, config: str | None) -> Path:
