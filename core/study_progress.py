@@ -189,13 +189,13 @@ STRIP_ORDER = ("cfg", "mixup", "cutmix", "oversample")  # CFG at each w first, t
 
 def fills_on_disk(study_dir: str | Path, cfg: StudyConfig) -> dict[int, list[str]]:
     """{seed: [fill name, ...]} of the generated sets the study has saved, in STRIP_ORDER."""
-    from core.experiment import _sets_path
+    from core.study.plan import sets_path
 
     names = list(dict.fromkeys(v.fill_name for v in cfg.variants() if v.fill != "none"))
     names.sort(key=lambda n: STRIP_ORDER.index(n.split("@")[0]) if n.split("@")[0] in STRIP_ORDER else len(STRIP_ORDER))
     out = {}
     for s in cfg.seeds:
-        have = [n for n in names if _sets_path(Path(study_dir), n, s).exists()]
+        have = [n for n in names if sets_path(Path(study_dir), n, s).exists()]
         if have:
             out[s] = have
     return out
@@ -203,9 +203,9 @@ def fills_on_disk(study_dir: str | Path, cfg: StudyConfig) -> dict[int, list[str
 
 def fill_stamp(study_dir: str | Path, seed: int, fills: list[str]) -> tuple[float, ...]:
     """The saved sets' modification times: a cache key that changes when a fill is rewritten."""
-    from core.experiment import _sets_path
+    from core.study.plan import sets_path
 
-    return tuple(_sets_path(Path(study_dir), n, seed).stat().st_mtime for n in fills)
+    return tuple(sets_path(Path(study_dir), n, seed).stat().st_mtime for n in fills)
 
 
 def sample_strip(study_dir: str | Path, cfg: StudyConfig, seed: int, fills: list[str], n_classes: int = 6) -> tuple[np.ndarray, list[str], list[str]]:
@@ -219,14 +219,15 @@ def sample_strip(study_dir: str | Path, cfg: StudyConfig, seed: int, fills: list
     from core import viz
     from core.data.loading import load_dataset
     from core.data.profiles import apply_profile
-    from core.experiment import _load_generated, _sets_path, _trains_with_flips
     from core.metrics.novelty import nearest_training
+    from core.study.cells import load_generated, trains_with_flips
+    from core.study.plan import sets_path
 
     train = apply_profile(load_dataset(cfg.data).train, cfg.data_for_seed(seed))
-    sets = {n: s for n in fills if (s := _load_generated(_sets_path(Path(study_dir), n, seed))) is not None and len(s)}
+    sets = {n: s for n in fills if (s := load_generated(sets_path(Path(study_dir), n, seed))) is not None and len(s)}
     if not sets:
         return np.zeros((0, 0, 3), np.uint8), [], []
-    flips = _trains_with_flips(cfg, train)
+    flips = trains_with_flips(cfg, train)
     added = np.bincount(next(iter(sets.values())).labels.numpy(), minlength=len(train.classes))
     classes = [int(c) for c in np.argsort(-added, kind="stable") if added[c] > 0][:n_classes]
     blank = torch.full(tuple(train.images.shape[1:]), 255, dtype=torch.uint8)

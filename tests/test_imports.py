@@ -22,9 +22,9 @@ CORE = ROOT / "core"
 
 # (layer, layers it must not import). A layer is a module or package prefix.
 FORBIDDEN = [
-    ("core.diffusion", ("core.generators", "core.train", "core.experiment", "core.jobs", "core.job_runners")),
-    ("core.generators", ("core.train", "core.jobs", "core.job_runners", "core.experiment", "core.balance")),
-    ("core.train", ("core.balance", "core.generators", "core.jobs", "core.job_runners", "core.experiment")),
+    ("core.diffusion", ("core.generators", "core.train", "core.experiment", "core.study", "core.jobs", "core.job_runners")),
+    ("core.generators", ("core.train", "core.jobs", "core.job_runners", "core.experiment", "core.study", "core.balance")),
+    ("core.train", ("core.balance", "core.generators", "core.jobs", "core.job_runners", "core.experiment", "core.study")),
     ("core.jobs", ("core.job_runners",)),
 ]
 
