@@ -164,6 +164,11 @@ def test_unknown_kind_and_device_are_refused(make_manager):
     with pytest.raises(ConfigError, match="Unknown device"):
         m.submit("ok", {}, device="cuda:7")
     assert list_runs(m.root) == []  # nothing was created
+    # a device the manager has is taken as asked, not refused and not re-picked by load
+    m2 = make_manager({"ok": _steps(1)}, devices=("cpu", "cuda:1"))
+    job = m2.submit("ok", {}, device="cuda:1")
+    assert job.device == "cuda:1"
+    assert m2.wait(job.id, 10).state == "done"
 
 
 def test_registered_runners_overrides_and_a_kind_that_lost_its_runner(make_manager, monkeypatch):

@@ -53,7 +53,7 @@ class LaneQueues:
 
     def pick_device(self, device: str | None) -> str:
         if device is not None:
-            if device not in self._queues:
+            if device not in self.devices:
                 raise ConfigError(f"Unknown device '{device}'.", f"Choose one of: {', '.join(self.devices)}.")
             return device
         with self.store.lock:
