@@ -164,9 +164,17 @@ def get_judge(data_cfg: DataConfig, device=None, progress: Callable[[int, int, s
         info = {**json.loads(ipath.read_text()), **split}  # judges cached before the split was recorded get it here
         net = SmallCNN(ds.channels, len(ds.classes))
         net.load_state_dict(load_file(str(wpath)))
+        info["weights_sha1"] = _weights_digest(wpath)  # judges saved before the digest was recorded get it here
         return Judge(net, ds.classes, ds.channels, ds.image_size, info, device=device)
     judge = train_judge(train, ds.test, device=device, progress=progress)
     judge.info.update({"dataset": ds.name, "key": key, **split})
     atomic_write(wpath, lambda tmp: save_file({k: v.cpu() for k, v in judge.net.state_dict().items()}, tmp))
+    judge.info["weights_sha1"] = _weights_digest(wpath)
     atomic_write_json(ipath, judge.info)
     return judge
+
+
+def _weights_digest(path) -> str:
+    """The saved weights' own hash: the FD reference cache is keyed on it, so a retrained judge
+    (same data key, new weights) never meets feature statistics its predecessor computed."""
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:12]

@@ -131,8 +131,15 @@ def test_get_judge_and_the_extractor_train_on_exactly_the_judge_split(indexed_di
     from core.metrics.generation import get_extractor
 
     ex, note = get_extractor("auto", cfg, device="cpu")
-    assert ex.name == "judge" and len(seen) == 1 and ex.cache_id == f"judge-{judge.info['key']}"
+    assert len(judge.info["weights_sha1"]) == 12 and again.info["weights_sha1"] == judge.info["weights_sha1"]
+    assert ex.name == "judge" and len(seen) == 1 and ex.cache_id == f"judge-{judge.info['key']}-w{judge.info['weights_sha1']}"
     assert note.startswith("FID unavailable") and note.endswith("judge CNN trained on the judge split (3 per class)")
+    # a retrained judge (same data key, new random weights) gets a new reference-cache id: the
+    # feature statistics its predecessor cached are never read for it
+    fresh = core.judge.get_judge(cfg, device="cpu", retrain=True)
+    assert len(seen) == 2 and fresh.info["key"] == judge.info["key"] and fresh.info["weights_sha1"] != judge.info["weights_sha1"]
+    ex2, _ = get_extractor("auto", cfg, device="cpu")
+    assert ex2.cache_id == f"judge-{judge.info['key']}-w{fresh.info['weights_sha1']}" != ex.cache_id
 
     # judge_per_class = 0: today's judge, on the whole train split, labelled biased
     full = DataConfig(image_size=8, profile="exponential", ratio=50.0)

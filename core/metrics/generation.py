@@ -163,7 +163,9 @@ def judge_extractor(data_cfg, device=None, progress=None) -> Extractor:
 
     judge = get_judge(data_cfg, device=device, progress=progress)
     key = judge.info.get("key") or judge.info.get("dataset", "judge")
-    return Extractor("judge", "fd_judge", "FD (judge CNN features)", "KD (judge CNN features)", f"judge-{key}", judge.features, batch_size=512)
+    weights = judge.info.get("weights_sha1")  # the data key alone would survive a retrain (get_judge(retrain=True))
+    cache_id = f"judge-{key}" + (f"-w{weights}" if weights else "")
+    return Extractor("judge", "fd_judge", "FD (judge CNN features)", "KD (judge CNN features)", cache_id, judge.features, batch_size=512)
 
 
 def get_extractor(kind: str = "auto", data_cfg=None, device=None, progress=None) -> tuple[Extractor, str]:
