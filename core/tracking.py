@@ -23,6 +23,7 @@ import json
 import os
 import threading
 import time
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -153,8 +154,31 @@ def finish(run_dir: str | os.PathLike, state: str) -> None:
     """Close the run's open trackers (this process's) when it ends: flush, and the MLflow run's end state."""
     prefix = str(Path(run_dir).resolve())
     with _lock:
-        for key in [k for k in _open if k[0] == prefix]:
+        keys = [k for k in _open if k[0] == prefix]
+        for key in keys:
             _open.pop(key).close(state)
+    if not any(k[1] == "mlflow" for k in keys):
+        _end_orphaned_mlflow_run(Path(run_dir), state)
+
+
+def _end_orphaned_mlflow_run(run_dir: Path, state: str) -> None:
+    """A run whose process was killed left its MLflow run RUNNING; when this (other) process ends
+    the lab run (``interrupted`` after a server restart, ``cancelled``, ...), end the MLflow run too."""
+    config = read_json(run_dir / "config.json", {}) or {}
+    saved = read_json(run_dir / STATE_FILE, {}) or {}
+    if config.get("log_with") != "mlflow" or not saved.get("mlflow_run_id") or saved.get("mlflow_uri") != mlflow_uri():
+        return
+    if mlflow_uri().startswith("file:"):
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    try:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=saved["mlflow_uri"])
+        if client.get_run(saved["mlflow_run_id"]).info.status == "RUNNING":
+            client.set_terminated(saved["mlflow_run_id"], status=_MLFLOW_STATUS.get(state, "FINISHED"))
+    except Exception as e:  # mlflow gone or its server down: the lab's own status is already saved; say so, go on
+        warnings.warn(f"MLflow run {saved['mlflow_run_id']} of {run_dir.name} could not be ended ({type(e).__name__}: {e}); "
+                      f"end it in MLflow by hand.", stacklevel=2)
 
 
 @atexit.register

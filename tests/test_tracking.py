@@ -74,6 +74,21 @@ def test_rows_go_to_an_mlflow_file_store_and_a_resume_continues_the_same_run(tmp
     assert r.data.params["data.dataset"] == "digits" and r.data.params["lr"] == "0.1" and r.data.params["kind"] == "classifier"
 
 
+def test_a_killed_runs_mlflow_run_is_ended_when_the_next_process_marks_it_interrupted(tmp_path, mlflow_store):
+    from core.jobs.store import JobStore
+
+    run = Run.create("classifier", {"log_with": "mlflow", "data": {"dataset": "digits"}}, root=tmp_path / "runs")
+    run.set_status("running", owner="4194311:gone")  # an owner process that is not alive
+    run.log_metrics({"step": 10, "loss": 2.0})
+    mlflow_id = json.loads((run.path / "tracking.json").read_text())["mlflow_run_id"]
+    tracking._open.clear()  # the process was killed: no close() ran, the MLflow run stays RUNNING
+    assert mlflow_store.get_run(mlflow_id).info.status == "RUNNING"
+    assert JobStore(tmp_path / "runs").mark_interrupted() == [run.id]  # a new server starts
+    assert mlflow_store.get_run(mlflow_id).info.status == "KILLED"
+    run.set_status("failed")  # an already-ended MLflow run is left as it is
+    assert mlflow_store.get_run(mlflow_id).info.status == "KILLED"
+
+
 def test_unknown_tracker_is_refused_with_the_choices():
     from core.train.cfg import CFGTrainConfig
 
