@@ -25,6 +25,7 @@ COMMANDS = {
     "novelty": "core.commands.novelty",
     "export": "core.commands.export",
     "report": "core.commands.report",
+    "trajectory": "core.commands.trajectory",
     "app": "core.commands.app",
 }
 

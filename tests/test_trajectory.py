@@ -3,6 +3,7 @@ and the promise that only guidance differs between the columns."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -172,3 +173,39 @@ def test_trajectory_lane_and_runner_errors(tmp_path):
         assert four.state == "failed" and "compares 1 to 3 values of w, got 4" in four.error
     finally:
         m.shutdown()
+
+
+# ------------------------------------------------------------------------------ the CLI
+def test_trajectory_cli_writes_the_npz_the_strip_and_params_and_reruns_from_them(tmp_path, capsys):
+    from PIL import Image
+
+    from core.cli import main
+    from tests.test_scripting import TINY_CFG
+
+    run = tmp_path / "cfg"
+    assert main(["-q", "train-cfg", *TINY_CFG, "--out", str(run)]) == 0
+    out = tmp_path / "traj"
+    assert main(["trajectory", "--run", str(run), "--class", "1", "--w", "0,7.5", "--steps", "4", "--seed", "3", "--out", str(out)]) == 0
+    assert "mean ‖ε̃ − ε(x,c)‖₂ per w: w=0: 0.000, w=7.5:" in capsys.readouterr().out  # w = 0 adds no guidance (Eq. 8)
+    with np.load(out / "trajectory.npz") as z:
+        traj = {k: z[k] for k in z.files}
+    C, H = 1, 16  # TINY_CFG's data: digits, one channel, 16 px
+    assert traj["x0_hat"].shape == (2, 4, C, H, H) and traj["final"].shape == (2, C, H, H)
+    assert list(traj["ws"]) == [0.0, 7.5] and np.all(traj["guidance_norm"][0] == 0) and np.all(traj["guidance_norm"][1] > 0)
+    assert np.array_equal(traj["x_t"][0, 0], traj["x_t"][1, 0])  # one seed: every w starts from the same noise
+    params = json.loads((out / "params.json").read_text())
+    assert params["class_idx"] == 1 and params["ws"] == [0.0, 7.5] and params["guidance_scales"] == [1.0, 8.5] and params["steps"] == 4
+    # the strip: 2 rows (one per w) of 4 steps + the sample, 1 px padding, upscaled 64 // 16 = 4 times
+    assert Image.open(out / "trajectory.png").size == ((5 * (H + 1) + 1) * 4, (2 * (H + 1) + 1) * 4)
+    # re-run from its params.json into another folder: the same numbers, bit for bit
+    again = tmp_path / "again"
+    assert main(["-q", "trajectory", "--config", str(out / "params.json"), "--out", str(again)]) == 0
+    with np.load(again / "trajectory.npz") as z:
+        assert all(np.array_equal(z[k], traj[k]) for k in traj)
+    # bad input: the CLI's words, exit 2, nothing written
+    for argv, words in ((["--w", "0,1,2,3"], "--w has 4 values; the trajectory compares 1 to 3"),
+                        (["--steps", "0"], "--steps 0 is out of range"), (["--w", "-1"], "negative or NaN"),
+                        (["--class", "eleven"], "eleven")):
+        bad = tmp_path / "bad"
+        assert main(["trajectory", "--run", str(run), "--out", str(bad), *argv]) == 2
+        assert words in capsys.readouterr().err and not bad.exists()
