@@ -164,3 +164,8 @@ def gate_reason(gate: dict | None) -> str:
     misses = [f"{words[k][0]} {gate[k]:.3f} {words[k][1]} {t[k]:g}" for k in FIGURES
               if gate.get(k) is not None and not _holds(k, gate[k], t)]
     return "below gate: " + ", ".join(misses)
+
+
+def regate_words(change: dict) -> str:
+    """One entry of a study's ``regated`` history (core.study.run) in words: 'tail_consistency 0.8 → 0.3'."""
+    return ", ".join(f"{k} {change['from'][k]:g} → {change['to'][k]:g}" for k in change["to"] if change["from"].get(k) != change["to"][k]) or "no change"

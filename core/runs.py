@@ -29,7 +29,7 @@ from core.paths import runs_dir
 from core.provenance import KEY as PROVENANCE
 from core.provenance import record as provenance_record
 
-META_KEYS = ("kind", "created", PROVENANCE)  # what config.json holds besides the job's own settings
+META_KEYS = ("kind", "created", PROVENANCE, "regated")  # what config.json holds besides the job's own settings (regated: core.study.run)
 STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 ACTIVE = ("queued", "running")
 ENDED = ("done", "failed", "cancelled", "interrupted")

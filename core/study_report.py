@@ -21,7 +21,7 @@ import plotly.graph_objects as go
 from core import report, viz
 from core.atomic import atomic_write, read_json
 from core.errors import ConfigError
-from core.gate import gate_reason
+from core.gate import gate_reason, regate_words
 
 NOT_RECORDED = "not recorded in this study"
 # where a study may keep what made it (issue 18 item 3): top-level keys of config.json / results.json,
@@ -222,7 +222,9 @@ def build_html(study: str | os.PathLike) -> str:
                  _table(verdicts(t["rows"])) + "<p class='meta'>Paired over the seeds both methods share. better/worse: the 95% CI "
                  "of the difference excludes 0; inconclusive means no difference was detected, not that the methods are equal.</p>"),
         _section("charts", "Charts", _figures(main, 1) if main else "<p class='none'>no finished rows to draw</p>"),
-        _section("gates", "Generator gates", _table(gate_df) if not gate_df.empty else f"<p class='none'>{NOT_RECORDED}</p>"),
+        _section("gates", "Generator gates", (_table(gate_df) if not gate_df.empty else f"<p class='none'>{NOT_RECORDED}</p>")
+                 + "".join(f"<p class='meta'>Re-gated {html.escape(str(c.get('at', '')))}: {html.escape(regate_words(c))}</p>"
+                           for c in cfg.get("regated") or [])),
         _section("curves", "Budget curves", _figures(curves, len(main) + 1) if curves else f"<p class='none'>{NOT_RECORDED}</p>"),
         _section("config", "Configuration", _table(config_df)),
     ]

@@ -126,7 +126,8 @@ def test_gate_options_from_toml(tmp_path):
     assert plain.gate == {} and thresholds(plain.gate) == DEFAULTS
     # the defaults written out are the same study as the defaults left out (a folder resumes either way)
     spelled = _toml(tmp_path, "[gate]\ntail_consistency = 0.8\nprecision = 0.5\nnear_copy_rate = 0.2\ntail_classes = 3\n")
-    assert spelled.identity() == plain.identity() != cfg.identity()
+    assert spelled.identity() == plain.identity() != cfg.identity()  # tail_classes 2 measures other classes
+    assert _toml(tmp_path, "[gate]\ntail_consistency = 0.3\n").identity() == plain.identity()  # thresholds alone: re-gating
     assert StudyConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))).gate == cfg.gate  # saved config.json reads back
 
 
@@ -284,3 +285,36 @@ def test_the_html_report_lists_each_gate_and_its_seeds():
     assert "per_seed" not in g and "thresholds" not in g
     html = _table(g)
     assert "<td>below_gate</td>" in html and "mean over seeds 0, 1, 2: tail consistency ≥ 0.8" in html
+
+
+def test_resuming_with_other_thresholds_regates_the_finished_study(tmp_path):
+    from core.study.run import open_study
+    from core.study_rows import aggregate
+
+    cfg, plan, outcomes = _study(["none", "oversample", "cfg"])
+    first = open_study(cfg, tmp_path / "study")
+    saved = json.loads((first.path / "config.json").read_text())
+    assert "regated" not in saved and saved["gate"] == {}
+    lenient = StudyConfig.from_dict({**cfg.to_dict(), "gate": {"tail_consistency": 0.3}})
+    again = open_study(lenient, tmp_path / "study")  # the same study: resumed, not refused
+    now = json.loads((again.path / "config.json").read_text())
+    assert now["gate"] == {"tail_consistency": 0.3} and now["created"] == saved["created"] and now["provenance"] == saved["provenance"]
+    assert [(r["from"]["tail_consistency"], r["to"]["tail_consistency"]) for r in now["regated"]] == [(0.8, 0.3)]
+    assert StudyConfig.from_dict(now).gate == {"tail_consistency": 0.3}  # the saved config reads back with its history
+    # the rows rebuilt with the new thresholds: cfg@w=7.5's tail consistency 0.4 now clears 0.3
+    by = {r["method"]: r for r in aggregate(lenient, plan, outcomes, test_size=360)[0]}
+    assert by["cfg@w=7.5"]["state"] == "ok" and by["cfg@w=7.5"]["gate"]["passed"] is True
+    assert by["cfg@w=7.5"]["vs"]["none"]["verdict"] in ("better", "worse", "inconclusive")
+    # the HTML report says so under its gates
+    from core.study_report import build_html
+
+    rows = json.loads(json.dumps(list(by.values()), default=float))  # as results.json holds them
+    (again.path / "results.json").write_text(json.dumps({"study": "g", "state": "done", "rows": rows}))
+    assert "Re-gated " + now["regated"][0]["at"] + ": tail_consistency 0.8 → 0.3</p>" in build_html(again.path)
+    open_study(lenient, tmp_path / "study")  # the same thresholds again: no second history line
+    assert len(json.loads((again.path / "config.json").read_text())["regated"]) == 1
+    # which classes are measured is part of the study: another tail_classes is refused, nothing changed
+    other = StudyConfig.from_dict({**cfg.to_dict(), "gate": {"tail_classes": 2}})
+    with pytest.raises(ConfigError, match="different config"):
+        open_study(other, tmp_path / "study")
+    assert json.loads((again.path / "config.json").read_text())["gate"] == {"tail_consistency": 0.3}

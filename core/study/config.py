@@ -208,5 +208,8 @@ class StudyConfig(JobConfig):  # its from_dict below is strict: a study file mus
         d = json.loads(json.dumps(self.to_dict(), default=str))
         d.pop("device", None)
         d.pop("cpu_lanes", None)
-        d["gate"] = thresholds(d.get("gate"))  # the defaults spelled out or left out are the same study
+        # The gate's thresholds are applied when rows are built (core.gate.row_gate, over the figures each fill
+        # stored), so a finished study can be re-gated by resuming it with other thresholds; only which classes
+        # are measured (tail_classes) changes the cells. The defaults spelled out or left out are the same study.
+        d["gate"] = {"tail_classes": thresholds(d.get("gate"))["tail_classes"]}
         return d

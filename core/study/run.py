@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -12,6 +14,7 @@ from core.atomic import atomic_write, atomic_write_json, read_json
 from core.callbacks import Callbacks
 from core.cells import Cell, CellTask, SerialExecutor
 from core.errors import ConfigError, LabError
+from core.gate import regate_words, thresholds
 from core.runs import Run
 from core.study.config import KIND, StudyConfig
 from core.study.plan import plan_study
@@ -32,7 +35,18 @@ def open_study(cfg: StudyConfig, out_dir: str | Path, device: str | None = None)
                 f"{out_dir} holds another study ('{saved.get('name')}') with a different config; its results were left untouched.",
                 "Choose a new --out folder, or rerun with exactly that study's config to resume it.",
             )
-    return Run.open_or_create(out_dir, KIND, cfg.to_dict(), resume=True, device=device)  # a new study records its provenance
+    run = Run.open_or_create(out_dir, KIND, cfg.to_dict(), resume=True, device=device)  # a new study records its provenance
+    if saved is not None and thresholds(saved.get("gate")) != thresholds(cfg.gate):
+        _regate(run, saved, cfg)
+    return run
+
+
+def _regate(run: Run, saved: dict, cfg: StudyConfig) -> None:
+    """The same study resumed with other [gate] thresholds: config.json takes the new ones (the rows
+    are rebuilt with them) and keeps a line of what changed and when, in ``regated``."""
+    change = {"from": thresholds(saved.get("gate")), "to": thresholds(cfg.gate), "at": datetime.now(timezone.utc).isoformat()}
+    atomic_write_json(run.path / "config.json", {**saved, "gate": dict(cfg.gate), "regated": [*saved.get("regated", []), change]})
+    logging.getLogger(__name__).warning("%s: re-gated (%s); its rows are rebuilt with the new thresholds", run.path.name, regate_words(change))
 
 
 class _CellStatus:
