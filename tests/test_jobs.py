@@ -390,3 +390,34 @@ def test_eta_uses_the_recent_step_time_not_the_stalls():
         job.note_progress(step, t)
     job.step = 20
     assert job.eta_s == pytest.approx(80 * 0.5)  # the median step time, not (elapsed / steps)
+
+
+EXITING_WITH_A_RUNNING_JOB = """
+import sys, time, torch
+from core.jobs import JobManager
+
+def busy(ctx):
+    a, n = torch.randn(256, 256), 0
+    while not ctx.should_stop():
+        a, n = torch.tanh(a @ a.T / 256), n + 1
+    return {"steps": n}
+
+m = JobManager(root=sys.argv[1], devices=["cpu"], runners={"busy": busy})
+job = m.submit("busy", {})
+while m.get(job.id).state != "running":
+    time.sleep(0.01)
+time.sleep(0.3)  # the worker is inside torch ops when the script ends, with no shutdown()
+"""
+
+
+def test_a_process_that_exits_with_a_running_job_stops_it_instead_of_aborting(tmp_path):
+    """Without the exit hook, finalization kills the daemon worker inside a torch op: abort, exit 134."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    proc = subprocess.run([sys.executable, "-c", EXITING_WITH_A_RUNNING_JOB, str(tmp_path / "runs")], cwd=Path(__file__).parent.parent,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (run,) = list_runs(tmp_path / "runs")
+    assert run.status["state"] == "cancelled" and run.status["result"]["steps"] > 0

@@ -8,7 +8,9 @@ core.jobs.
 
 from __future__ import annotations
 
+import atexit
 import os
+import weakref
 from typing import Callable
 
 from core.errors import ConfigError
@@ -49,6 +51,7 @@ class JobManager:
         self._closed = False
         self.interrupted = self.store.open()
         self._queues.start()
+        _LIVE.add(self)
 
     def mark_interrupted(self) -> list[str]:
         """Runs left queued/running by a process (or manager) that is gone -> ``interrupted``."""
@@ -143,3 +146,18 @@ class JobManager:
         self._interactive.release_all()
         self._queues.stop(timeout)
         self.store.close()
+
+
+EXIT_WAIT_S = 30.0  # how long, at interpreter exit, each worker gets to reach its next stop check and save
+_LIVE: "weakref.WeakSet[JobManager]" = weakref.WeakSet()
+
+
+@atexit.register
+def _shutdown_at_exit() -> None:
+    """At interpreter exit, cancel every live manager's jobs and join its workers. The workers are daemon
+    threads: one still inside a torch op when Python finalizes is ended by pthread_exit, which unwinds
+    through a noexcept C++ frame and aborts the whole process (exit 134, nothing saved). Stopping them
+    first lets the loops save their checkpoint, and the runs read "cancelled", resumable."""
+    for manager in list(_LIVE):
+        if not manager._closed:
+            manager.shutdown(cancel_running=True, timeout=EXIT_WAIT_S)
