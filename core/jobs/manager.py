@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import weakref
 from typing import Callable
 
 from core.errors import ConfigError
@@ -140,6 +139,7 @@ class JobManager:
     def shutdown(self, cancel_running: bool = True, timeout: float = 10.0) -> None:
         """Stop the workers (tests). Queued jobs are cancelled; running ones asked to stop."""
         self._closed = True
+        _LIVE.discard(self)
         for job in self.active():
             if job.state == "queued" or cancel_running:
                 self.cancel(job.id)
@@ -149,7 +149,7 @@ class JobManager:
 
 
 EXIT_WAIT_S = 30.0  # how long, at interpreter exit, each worker gets to reach its next stop check and save
-_LIVE: "weakref.WeakSet[JobManager]" = weakref.WeakSet()
+_LIVE: "set[JobManager]" = set()  # strong references: a manager dropped by its owner (a cleared cache) still has live workers
 
 
 @atexit.register
@@ -159,5 +159,4 @@ def _shutdown_at_exit() -> None:
     through a noexcept C++ frame and aborts the whole process (exit 134, nothing saved). Stopping them
     first lets the loops save their checkpoint, and the runs read "cancelled", resumable."""
     for manager in list(_LIVE):
-        if not manager._closed:
-            manager.shutdown(cancel_running=True, timeout=EXIT_WAIT_S)
+        manager.shutdown(cancel_running=True, timeout=EXIT_WAIT_S)
