@@ -306,26 +306,38 @@ def load_trajectory(path: str | Path) -> dict[str, np.ndarray]:
 def run_trajectory(ctx: JobContext):
     """One image's denoising trajectory for 1-3 values of w, saved to trajectory.npz (computed
     once; the Guidance page's denoising view only displays it)."""
-    from core.device import resolve_device
-    from core.diffusion.samplers import model_eps_fn
-    from core.diffusion.trajectory import trajectory
-    from core.generators.cfg import load_model
-
     c = ctx.config
     run_dir = _cfg_run_dir(ctx)
     ws = [float(w) for w in c.get("ws") or []]
     if not 1 <= len(ws) <= TRAJECTORY_MAX_WS:
         raise ConfigError(f"The denoising view compares 1 to {TRAJECTORY_MAX_WS} values of w, got {len(ws)}.", "Enter two or three, e.g. 0, 2, 7.5.")
-    device = resolve_device(ctx.device)
-    model, ck, _ = load_model(run_dir, device=device)
-    size = int(ck["image_size"])
     ctx.progress(0, int(c.get("steps", 25)), "denoising")
-    traj = trajectory(model_eps_fn(model, device), int(c["class_idx"]), int(c.get("seed", 0)), (int(ck["channels"]), size, size),
-                      int(ck["null_label"]), ws, sampler=c.get("sampler", "dpm"), steps=int(c.get("steps", 25)),
-                      beta_schedule=ck.get("beta_schedule", "linear"), device=device, progress=_progress2(ctx, "denoising"),
-                      should_stop=ctx.should_stop)
+    traj, _, _ = run_trajectory_of(run_dir, int(c["class_idx"]), ws, seed=int(c.get("seed", 0)), sampler=c.get("sampler", "dpm"),
+                                   steps=int(c.get("steps", 25)), device=ctx.device, progress=_progress2(ctx, "denoising"),
+                                   should_stop=ctx.should_stop)
     save_trajectory(ctx.run.path / TRAJECTORY, traj)
     return {"ws": ws, "steps": int(len(traj["timesteps"]))}
+
+
+def run_trajectory_of(run_dir, class_spec: int | str, ws: list[float], seed: int = 0, sampler: str = "dpm", steps: int = 25,
+                      device=None, checkpoint: str = "latest", progress=None, should_stop=None) -> tuple[dict, dict, int]:
+    """(core.diffusion.trajectory.trajectory of a trained CFG run's EMA network, the checkpoint's config, the
+    class index; ``class_spec`` is an index or a class name): the Guidance page's job and ``python -m core
+    trajectory`` both call this."""
+    from core.device import resolve_device
+    from core.diffusion.samplers import model_eps_fn
+    from core.diffusion.trajectory import trajectory
+    from core.generators.base import resolve_class
+    from core.generators.cfg import load_model
+
+    device = resolve_device(device)
+    model, ck, _ = load_model(run_dir, checkpoint=checkpoint, device=device)
+    c = resolve_class(class_spec, ck["classes"])
+    size = int(ck["image_size"])
+    traj = trajectory(model_eps_fn(model, device), c, int(seed), (int(ck["channels"]), size, size), int(ck["null_label"]),
+                      ws, sampler=sampler, steps=steps, beta_schedule=ck.get("beta_schedule", "linear"), device=device,
+                      progress=progress, should_stop=should_stop)
+    return traj, ck, c
 
 
 def run_study(ctx: JobContext):

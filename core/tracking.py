@@ -83,18 +83,22 @@ class _TensorBoard:
         self.writer.close()
 
 
+def _mlflow_client(uri: str):
+    if uri.startswith("file:"):
+        # MLflow 3 keeps the file store in maintenance mode behind this opt-in; it is the
+        # one store mlflow-skinny can write without a server or SQLAlchemy.
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
 class _MLflow:
     def __init__(self, run_dir: Path, config: dict):
         import pandas as pd
 
         uri = mlflow_uri()
-        if uri.startswith("file:"):
-            # MLflow 3 keeps the file store in maintenance mode behind this opt-in; it is the
-            # one store mlflow-skinny can write without a server or SQLAlchemy.
-            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-        from mlflow.tracking import MlflowClient
-
-        self.client = MlflowClient(tracking_uri=uri)
+        self.client = _mlflow_client(uri)
         state = read_json(run_dir / STATE_FILE, {}) or {}
         self.run_id = state.get("mlflow_run_id") if state.get("mlflow_uri") == uri else None
         if self.run_id is None:
@@ -168,12 +172,8 @@ def _end_orphaned_mlflow_run(run_dir: Path, state: str) -> None:
     saved = read_json(run_dir / STATE_FILE, {}) or {}
     if config.get("log_with") != "mlflow" or not saved.get("mlflow_run_id") or saved.get("mlflow_uri") != mlflow_uri():
         return
-    if mlflow_uri().startswith("file:"):
-        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     try:
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(tracking_uri=saved["mlflow_uri"])
+        client = _mlflow_client(saved["mlflow_uri"])
         if client.get_run(saved["mlflow_run_id"]).info.status == "RUNNING":
             client.set_terminated(saved["mlflow_run_id"], status=_MLFLOW_STATUS.get(state, "FINISHED"))
     except Exception as e:  # mlflow gone or its server down: the lab's own status is already saved; say so, go on

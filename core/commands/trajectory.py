@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from core.commands.config_file import add_config_argument
+from core.diffusion.samplers import SAMPLERS
 from core.errors import ConfigError
 
 HELP = ("Denoise one image of one class from one seed for 1-3 values of w: trajectory.npz (x_t, x̂₀, ε per step), "
@@ -18,7 +19,7 @@ def add_arguments(p) -> None:
     p.add_argument("--class", dest="class_", default="0", help="class index or name")
     p.add_argument("--w", default="0,7.5", help=f"1 to {MAX_WS} comma-separated values of the paper's w (Eq. 8; guidance_scale = 1 + w)")
     p.add_argument("--seed", type=int, default=0, help="the starting noise (the same for every w)")
-    p.add_argument("--sampler", default="dpm", help="ddpm, ddim or dpm")
+    p.add_argument("--sampler", default="dpm", choices=list(SAMPLERS), help="; ".join(f"{k}: {v}" for k, v in SAMPLERS.items()))
     p.add_argument("--steps", type=int, default=25, help=f"sampler steps, 1 to {MAX_STEPS}")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA if available)")
     p.add_argument("--out", default=None, help="output folder (required)")
@@ -54,13 +55,8 @@ def run(args: argparse.Namespace) -> int:
     from torchvision.utils import make_grid
 
     from core.atomic import atomic_write_json
-    from core.device import resolve_device
-    from core.diffusion.samplers import SAMPLERS, model_eps_fn
-    from core.diffusion.trajectory import trajectory
-    from core.generators.base import resolve_class
-    from core.generators.cfg import load_model
     from core.imageio import save_png
-    from core.job_runners import TRAJECTORY, save_trajectory
+    from core.job_runners import TRAJECTORY, run_trajectory_of, save_trajectory
     from core.viz_denoise import signed_to_uint8
 
     for flag in ("run", "out"):
@@ -69,14 +65,9 @@ def run(args: argparse.Namespace) -> int:
     ws = _ws(args.w)
     if not 1 <= args.steps <= MAX_STEPS:
         raise ConfigError(f"--steps {args.steps} is out of range.", f"Use 1 to {MAX_STEPS} sampler steps (25 is the default).")
-    if args.sampler not in SAMPLERS:
-        raise ConfigError(f"Unknown sampler '{args.sampler}'.", f"Choose one of: {', '.join(SAMPLERS)}.")
-    device = resolve_device(args.device)
-    model, ck, _ = load_model(args.run, checkpoint=args.checkpoint, device=device)
-    c = resolve_class(args.class_, ck["classes"])
+    traj, ck, c = run_trajectory_of(args.run, args.class_, ws, seed=args.seed, sampler=args.sampler, steps=args.steps,
+                                    device=args.device, checkpoint=args.checkpoint)
     size = int(ck["image_size"])
-    traj = trajectory(model_eps_fn(model, device), c, args.seed, (int(ck["channels"]), size, size), int(ck["null_label"]), ws,
-                      sampler=args.sampler, steps=args.steps, beta_schedule=ck.get("beta_schedule", "linear"), device=device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     save_trajectory(out / TRAJECTORY, traj)

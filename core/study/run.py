@@ -19,6 +19,7 @@ from core.runs import Run
 from core.study.config import KIND, StudyConfig
 from core.study.plan import plan_study
 
+
 def open_study(cfg: StudyConfig, out_dir: str | Path, device: str | None = None) -> Run:
     """The study's run folder: new, or the same study to resume. Anything else is refused untouched."""
     out_dir = Path(out_dir)
