@@ -110,3 +110,57 @@ def clamp_default(name: str, value):
         return None
     v, _ = read(name, value)
     return BOUNDS[name].clamp(BOUNDS[name].lo) if v is None else v
+
+
+# ------------------------------------------------------------------------------ config files
+# The range of every number a config can set: a run's config.json, the CLI's --config files and
+# --method-params, a study TOML and each of its nested tables (per-classifier overrides included,
+# checked after they are applied). core.config_check refuses a value outside it when the config
+# is loaded, the same on the CLI and in the app; the app's shared mode (core.study_start) reads
+# this table too. The form fields' entries above are reused where the setting is the same.
+_INT_ANY = Bound(0, 1_000_000)  # step counts and periods (0 = off where allowed)
+_SHARE = Bound(0.0, 1.0, integer=False)
+CONFIG_BOUNDS: dict[str, dict[str, Bound]] = {
+    "data": {
+        "image_size": BOUNDS["image_size"], "ratio": BOUNDS["ratio"], "minority_fraction": BOUNDS["minority_fraction"],
+        "counts": BOUNDS["count"], "seed": BOUNDS["seed"], "subset_seed": BOUNDS["subset_seed"],
+        "test_fraction": BOUNDS["test_fraction"], "test_per_class": BOUNDS["test_per_class"], "judge_per_class": BOUNDS["judge_per_class"],
+    },
+    "cfg_train": {
+        "steps": BOUNDS["cfg_steps"], "batch_size": BOUNDS["batch_size"], "lr": BOUNDS["cfg_lr"], "weight_decay": _SHARE,
+        "p_uncond": _SHARE, "ema_decay": _SHARE, "warmup_steps": _INT_ANY, "grad_clip": Bound(0.0, 1e6, integer=False),
+        "cbdm_tau": BOUNDS["cbdm_tau"], "preview_every": BOUNDS["preview_every"], "preview_per_class": Bound(0, 64, what="images per class"),
+        "preview_steps": BOUNDS["preview_steps"], "preview_w": BOUNDS["w"], "checkpoint_every": _INT_ANY, "log_every": Bound(1, 1_000_000),
+        "max_seconds": Bound(0.0, 1e8, integer=False, what="seconds"), "seed": BOUNDS["seed"],
+    },
+    "classifier": {
+        "epochs": BOUNDS["epochs"], "steps": BOUNDS["cls_steps"], "batch_size": BOUNDS["batch_size"], "lr": BOUNDS["cls_lr"],
+        "momentum": _SHARE, "weight_decay": _SHARE, "warmup_epochs": Bound(0.0, 1000.0, integer=False, what="epochs"),
+        "warmup_steps": _INT_ANY, "cb_beta": _SHARE, "la_tau": Bound(0.0, 10.0, integer=False), "label_smoothing": _SHARE,
+        "synthetic_weight": Bound(0.0, 100.0, integer=False), "augment_pad": Bound(0, 256, what="pixels"),
+        "mix_alpha": Bound(0.0, 100.0, integer=False), "eval_every": Bound(0, 1000, what="epochs"),
+        "eval_subsample": Bound(1, 1_000_000, what="images"), "checkpoint_every": Bound(0, 1000, what="epochs"), "seed": BOUNDS["seed"],
+    },
+    # CFG sampling: a study's [cfg_sample], `python -m core sample`, --method-params of a cfg fill
+    "cfg_sample": {
+        "steps": BOUNDS["sampling_steps"], "batch_size": BOUNDS["batch_size"], "w": BOUNDS["w"], "w_per_class": BOUNDS["w"],
+        "w_gamma": Bound(0.0, 10.0, integer=False), "w_max": BOUNDS["w"], "n": BOUNDS["count"], "seed": BOUNDS["seed"],
+    },
+    "method_params.mixup": {"lam": _SHARE, "alpha": Bound(0.0, 100.0, integer=False)},
+    "method_params.cutmix": {"lam": _SHARE, "alpha": Bound(0.0, 100.0, integer=False)},
+    "method_params.sd": {
+        "w": BOUNDS["w"], "steps": BOUNDS["sampling_steps"], "batch_size": Bound(1, 256, what="images per pipeline call"),
+        "resolution": Bound(64, 2048, what="pixels"), "max_attempts": Bound(1.0, 100.0, integer=False),
+    },
+    "study": {
+        "seeds": BOUNDS["seed"], "cfg_ws": BOUNDS["w"], "target": BOUNDS["fill_target"], "partial_fill": _SHARE,
+        "curve_points": Bound(2, 6), "converged_gain": Bound(0.0, 0.2, integer=False), "cpu_lanes": Bound(1, 64, what="processes"),
+    },
+    "gate": {"tail_consistency": _SHARE, "precision": _SHARE, "near_copy_rate": _SHARE, "tail_classes": Bound(1, 1000, what="classes")},
+}
+CONFIG_BOUNDS["method_params.cfg"] = CONFIG_BOUNDS["cfg_sample"]  # --method-params of `train-classifier --method cfg`
+
+
+def config_bound(table: str, key: str) -> Bound | None:
+    """The range of ``key`` in a config table (``cfg_train``, ``classifier``, ``method_params.sd``, ...); None if it has none."""
+    return CONFIG_BOUNDS.get(table, {}).get(key)

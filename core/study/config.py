@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.data.loading import DATASETS, DataConfig
+from core.config_check import check_keys, check_kwargs, check_table, field_types
 from core.errors import ConfigError
 from core.gate import thresholds
 from core.generators.registry import METHODS
-from core.jobconfig import JobConfig
+from core.jobconfig import JobConfig, data_from_dict
 from core.nets.resnet import ARCHS
 from core.runs import META_KEYS
 
@@ -101,17 +102,12 @@ class StudyConfig(JobConfig):  # its from_dict below is strict: a study file mus
 
     @classmethod
     def from_dict(cls, d: dict) -> "StudyConfig":
-        d = dict(d)
-        for key in META_KEYS:  # kind, created, provenance: what a saved config.json adds
-            d.pop(key, None)
-        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ConfigError(f"Unknown study option(s): {', '.join(unknown)}.", f"Known options: {', '.join(cls.__dataclass_fields__)}.")
-        if isinstance(d.get("data"), dict):
-            bad = sorted(set(d["data"]) - set(DataConfig.__dataclass_fields__))
-            if bad:
-                raise ConfigError(f"Unknown [data] option(s): {', '.join(bad)}.", f"Known: {', '.join(DataConfig.__dataclass_fields__)}.")
-            d["data"] = DataConfig.from_dict(d["data"])
+        """Strict (core.config_check): an unknown key anywhere is refused with the nearest valid name;
+        types and ranges come from core.bounds.CONFIG_BOUNDS; the nested tables are checked by validate()."""
+        d = {k: v for k, v in dict(d).items() if k not in META_KEYS}  # kind, created, provenance: what a saved config.json adds
+        d = check_table("study", d, field_types(cls), "study")
+        if "data" in d:
+            d["data"] = data_from_dict(d["data"]) if not isinstance(d["data"], DataConfig) else d["data"]
         cfg = cls(**d)
         cfg.validate()
         return cfg
@@ -126,12 +122,12 @@ class StudyConfig(JobConfig):  # its from_dict below is strict: a study file mus
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path} is not valid TOML ({exc}).", "Fix the syntax; see studies/quick.toml for an example.")
         metrics = raw.pop("metrics", None)
-        if isinstance(metrics, dict):  # [metrics] generation = true, extractor = "auto"
+        if isinstance(metrics, dict):
+            check_keys("[metrics]", metrics, ("generation", "extractor"))  # [metrics] generation = true, extractor = "auto"
             raw.setdefault("generation_metrics", metrics.pop("generation", True))
             if "extractor" in metrics:
                 raw.setdefault("extractor", metrics.pop("extractor"))
-            if metrics:
-                raise ConfigError(f"Unknown [metrics] option(s): {', '.join(metrics)}.", "Known: generation, extractor.")
+            check_keys("[metrics]", metrics, ())  # what is left is unknown
         return cls.from_dict(raw)
 
     def validate(self) -> None:
@@ -164,17 +160,7 @@ class StudyConfig(JobConfig):  # its from_dict below is strict: a study file mus
             raise ConfigError(f"Guidance weights {self.cfg_ws} must be finite and >= 0.", "Use the paper's w, e.g. [0.1, 7.5] (w = 0 is plain conditional).")
         if self.extractor not in EXTRACTORS:
             raise ConfigError(f"Unknown extractor '{self.extractor}'.", f"Choose one of: {', '.join(EXTRACTORS)}.")
-        thresholds(self.gate)  # ConfigError on unknown keys or values outside [0, 1]
-        from core.train.classifier import ClassifierConfig
-
-        known = set(ClassifierConfig.__dataclass_fields__) - {"data", "arch", "seed", "device", "loss"}
-        for where, over in [("classifier", self.classifier), *[(f"classifier_overrides.{k}", v) for k, v in self.classifier_overrides.items()]]:
-            bad = sorted(set(over) - known)
-            if bad:
-                raise ConfigError(f"Unknown [{where}] option(s): {', '.join(bad)}.", f"Known: {', '.join(sorted(known))}.")
-        for k in self.classifier_overrides:
-            if k not in ARCHS:
-                raise ConfigError(f"classifier_overrides names unknown classifier '{k}'.", f"Choose from: {', '.join(ARCHS)}.")
+        self._check_tables()
         if self.cpu_lanes is not None and (not isinstance(self.cpu_lanes, int) or not 1 <= self.cpu_lanes <= 64):
             raise ConfigError(f"cpu_lanes={self.cpu_lanes} must be a whole number from 1 to 64.", "Use 2 on a 2-core machine, or leave it out.")
         if not isinstance(self.curve_points, int) or not 2 <= self.curve_points <= 6:
@@ -183,9 +169,32 @@ class StudyConfig(JobConfig):  # its from_dict below is strict: a study file mus
         if not (math.isfinite(float(self.converged_gain)) and 0.0 < float(self.converged_gain) <= 0.2):
             raise ConfigError(f"converged_gain={self.converged_gain} must be in (0, 0.2] (a share of accuracy).",
                               "Use 0.01: the last doubling of steps must gain less than 1 accuracy point.")
-        for k in self.method_params:
-            if k not in METHODS:
-                raise ConfigError(f"method_params names unknown method '{k}'.", f"Choose from: {', '.join(METHODS)}.")
+
+    def _check_tables(self) -> None:
+        """Every nested table, key by key (core.config_check): [classifier] and each per-classifier override
+        (also as applied over [classifier]), [cfg_train], [cfg_sample], [method_params.*] and [gate]."""
+        from core.gate import DEFAULTS as GATE
+        from core.train.cfg import CFGTrainConfig
+        from core.train.classifier import ClassifierConfig
+
+        clf = field_types(ClassifierConfig)
+        set_by_study = ("data", "arch", "seed", "device", "loss")  # a cell's own: its data, classifier, seed, device and the method's loss
+        check_table("[classifier]", self.classifier, clf, "classifier", drop=set_by_study)
+        if not isinstance(self.classifier_overrides, dict):
+            raise ConfigError(f"classifier_overrides = {self.classifier_overrides!r} must be a table.", "Write e.g. [classifier_overrides.resnet50].")
+        check_keys("classifier_overrides", self.classifier_overrides, ARCHS)
+        for arch, over in self.classifier_overrides.items():
+            check_table(f"[classifier_overrides.{arch}]", over, clf, "classifier", drop=set_by_study)
+            check_table(f"[classifier] with [classifier_overrides.{arch}] applied", {**self.classifier, **over}, clf, "classifier", drop=set_by_study)
+        check_table("[cfg_train]", self.cfg_train, field_types(CFGTrainConfig), "cfg_train", drop=("data", "seed", "device"))
+        check_kwargs("cfg_sample", self.cfg_sample)
+        if not isinstance(self.method_params, dict):
+            raise ConfigError(f"method_params = {self.method_params!r} must be a table.", "Write e.g. [method_params.mixup] lam = 0.6.")
+        check_keys("method_params", self.method_params, METHODS)
+        for m, params in self.method_params.items():
+            check_kwargs(f"method_params.{m}", params)
+        check_table("[gate]", self.gate if self.gate is not None else {}, {k: "int" if k == "tail_classes" else "float" for k in GATE}, "gate")
+        thresholds(self.gate)  # the gate's own checks (values in [0, 1])
 
     def variants(self) -> list[Variant]:
         """Every row's Variant, one per w for the cfg fills."""

@@ -51,6 +51,8 @@ PRESET_LR = {"tiny": 1e-3, "small": 2e-4, "ddpm": 2e-4}  # AdamW peak learning r
 
 @dataclass
 class CFGTrainConfig(JobConfig):
+    TABLE = "cfg_train"  # its ranges: core.bounds.CONFIG_BOUNDS["cfg_train"]
+
     data: DataConfig = field(default_factory=DataConfig)
     preset: str = "tiny"  # tiny | small | ddpm (core.nets.unet.PRESETS)
     steps: int = 3000  # optimizer steps in total (a resumed run counts the steps already done)

@@ -50,6 +50,8 @@ GLYPH_DATASETS = ("digits", "mnist")  # a mirrored digit is another glyph: no fl
 
 @dataclass
 class ClassifierConfig(JobConfig):
+    TABLE = "classifier"  # its ranges: core.bounds.CONFIG_BOUNDS["classifier"]
+
     data: DataConfig = field(default_factory=DataConfig)
     arch: str = "small"  # small | resnet18 | resnet50
     cifar_stem: bool = True  # ResNet18/50: 3x3 stride-1 first conv, no max-pool (for small images)
