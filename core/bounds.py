@@ -144,7 +144,7 @@ CONFIG_BOUNDS: dict[str, dict[str, Bound]] = {
     # CFG sampling: a study's [cfg_sample], `python -m core sample`, --method-params of a cfg fill
     "cfg_sample": {
         "steps": BOUNDS["sampling_steps"], "batch_size": BOUNDS["batch_size"], "w": BOUNDS["w"], "w_per_class": BOUNDS["w"],
-        "w_gamma": Bound(0.0, 10.0, integer=False), "w_max": BOUNDS["w"], "n": BOUNDS["count"], "seed": BOUNDS["seed"],
+        "w_gamma": Bound(0.0, 10.0, integer=False), "w_max": BOUNDS["w"],
     },
     "method_params.mixup": {"lam": _SHARE, "alpha": Bound(0.0, 100.0, integer=False)},
     "method_params.cutmix": {"lam": _SHARE, "alpha": Bound(0.0, 100.0, integer=False)},

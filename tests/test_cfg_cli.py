@@ -29,7 +29,7 @@ def test_train_resume_and_sample_end_to_end(tmp_path, capsys):
     assert Run(run_dir).status["step"] == 8 and list(Run(run_dir).metrics()["step"])[-1] == 8
 
     rc = main(["sample", "--run", str(run_dir), "--classes", "0,1", "--n", "3", "--w", "7.5", "--sampler", "ddim",
-               "--steps", "3", "--seed", "1", "--out", str(out)])
+               "--sample-steps", "3", "--seed", "1", "--out", str(out)])
     assert rc == 0
     assert len(list(out.rglob("*.png"))) == 6
     with np.load(out / "samples.npz") as z:
@@ -40,19 +40,19 @@ def test_train_resume_and_sample_end_to_end(tmp_path, capsys):
 
     # --guidance-scale is 1 + w: the same images as --w 7.5
     assert main(["sample", "--run", str(run_dir), "--classes", "0,1", "--n", "3", "--guidance-scale", "8.5", "--sampler", "ddim",
-                 "--steps", "3", "--seed", "1", "--out", str(tmp_path / "gs")]) == 0
+                 "--sample-steps", "3", "--seed", "1", "--out", str(tmp_path / "gs")]) == 0
     with np.load(out / "samples.npz") as a, np.load(tmp_path / "gs" / "samples.npz") as b:
         assert np.abs(a["images"].astype(int) - b["images"].astype(int)).max() <= 1
 
 
 def test_sample_bad_input_gets_a_clear_error(tmp_path, capsys):
-    for argv, msg in [
-        (["sample", "--run", str(tmp_path / "missing"), "--out", str(tmp_path / "o")], "does not exist"),
-        (["sample", "--run", str(tmp_path), "--out", str(tmp_path / "o")], "no 'latest' checkpoint"),
-        (["sample", "--run", str(tmp_path), "--guidance-scale", "0.5", "--out", str(tmp_path / "o")], "below 1"),
-        (["train-cfg", "--steps", "0", "--out", str(tmp_path / "r")], "steps=0"),
+    for argv, msg, code in [
+        (["sample", "--run", str(tmp_path / "missing"), "--out", str(tmp_path / "o")], "does not exist", 3),  # missing weights: a lab error
+        (["sample", "--run", str(tmp_path), "--out", str(tmp_path / "o")], "no 'latest' checkpoint", 3),
+        (["sample", "--run", str(tmp_path), "--guidance-scale", "0.5", "--out", str(tmp_path / "o")], "below 1", 2),  # a usage error
+        (["train-cfg", "--steps", "0", "--out", str(tmp_path / "r")], "steps = 0 is out of range", 2),
     ]:
-        assert main(argv) == 2, argv
+        assert main(argv) == code, argv
         err = capsys.readouterr().err
         assert msg in err and "Fix:" in err, err
 
@@ -60,5 +60,5 @@ def test_sample_bad_input_gets_a_clear_error(tmp_path, capsys):
 def test_help_documents_every_option():
     proc = subprocess.run([sys.executable, "-m", "core", "sample", "--help"], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0
-    for opt in ("--run", "--classes", "--n", "--w", "--guidance-scale", "--sampler", "--steps", "--seed", "--out", "1 + w"):
+    for opt in ("--run", "--classes", "--n", "--w", "--guidance-scale", "--sampler", "--sample-steps", "--seed", "--out", "1 + w"):
         assert opt in proc.stdout

@@ -12,7 +12,7 @@ from core.callbacks import Callbacks
 from core.checkpoint import checkpoint_path, load_checkpoint
 from core.data.imageset import ImageSet
 from core.data.loading import DataConfig, prepare
-from core.errors import Cancelled, ConfigError, TrainingError
+from core.errors import Cancelled, ConfigError, TrainingError, WeightsMissingError
 from core.generators.base import image_seed
 from core.generators.registry import build_generator
 from core.generators.cfg import CFGGenerator, guidance_sweep, load_samples, save_samples
@@ -121,10 +121,10 @@ def test_bad_requests_get_clear_errors(trained, tmp_path):
         CFGGenerator(run_dir, classes=[str(i) for i in range(100)])
     with pytest.raises(ConfigError, match="16x16 pixels, not 32x32"):
         CFGGenerator(run_dir, image_size=32)
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(WeightsMissingError, match="does not exist"):  # missing weights: a lab error (CLI exit 3)
         CFGGenerator(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ConfigError, match="no 'latest' checkpoint.*Fix: Train"):
+    with pytest.raises(WeightsMissingError, match="no 'latest' checkpoint.*Fix: Train"):
         CFGGenerator(tmp_path / "empty")
     broken = tmp_path / "broken"
     shutil.copytree(run_dir, broken)

@@ -218,7 +218,7 @@ def test_folder_of_another_study_is_refused_untouched(lab_env, capsys):
         ({"seeds": []}, "Seeds"),
         ({"classifier": {"epoch": 3}}, r"Unknown \[classifier\] option"),
         ({"colour": "blue"}, "Unknown study option"),
-        ({"cfg_ws": [-1.0]}, "Guidance weights"),
+        ({"cfg_ws": [-1.0]}, "cfg_ws = -1 is out of range: allowed from 0 to 50"),
         ({"budget": "flops"}, "Unknown budget"),
         ({"partial_fill": 0.0}, "partial_fill"),
         ({"methods": ["cfg+mixup"]}, "Unknown method 'cfg\\+mixup'"),

@@ -93,5 +93,5 @@ def test_export_refuses_a_full_folder_and_a_non_cfg_run(trained, tmp_path, capsy
     assert "--overwrite" in capsys.readouterr().err and (out / "keep.txt").read_text() == "mine"
     assert main(["export", "--run", str(run_dir), "--out", str(out), "--overwrite"]) == 0
     assert not (out / "keep.txt").exists() and (out / "unet" / "config.json").exists()
-    assert main(["export", "--run", str(tmp_path / "nope"), "--out", str(tmp_path / "x")]) == 2
+    assert main(["export", "--run", str(tmp_path / "nope"), "--out", str(tmp_path / "x")]) == 3  # no weights: a lab error
     assert "does not exist" in capsys.readouterr().err and not (tmp_path / "x").exists()

@@ -72,7 +72,7 @@ def test_train_classifier_rerun_from_its_config_json(tmp_path, capsys):
 
 def test_sample_rerun_from_params_json(cfg_run, tmp_path, capsys):
     s1, s2, s3 = tmp_path / "s1", tmp_path / "s2", tmp_path / "s3"
-    assert main(["sample", "--run", str(cfg_run), "--classes", "0,1", "--n", "2", "--w", "2", "--sampler", "ddim", "--steps", "2",
+    assert main(["sample", "--run", str(cfg_run), "--classes", "0,1", "--n", "2", "--w", "2", "--sampler", "ddim", "--sample-steps", "2",
                  "--seed", "4", "--out", str(s1)]) == 0
     assert re.search(r"sample: .*img", capsys.readouterr().err)  # a progress bar by default
     assert main(["-q", "sample", "--config", str(s1 / "params.json"), "--out", str(s2)]) == 0

@@ -149,7 +149,7 @@ def test_per_class_w_reaches_the_sampler_one_value_per_image(tmp_path, monkeypat
 
     monkeypatch.setattr(gcfg, "sample", real_sample)
     assert main(["sample", "--run", str(run), "--classes", "0,9", "--n", "1", "--w-per-class", "4,0,0,0,0,0,0,0,0,0.5",
-                 "--sampler", "ddim", "--steps", "1", "--out", str(tmp_path / "s")]) == 0
+                 "--sampler", "ddim", "--sample-steps", "1", "--out", str(tmp_path / "s")]) == 0
     params = json.loads((tmp_path / "s" / "params.json").read_text())
     assert params["w_per_class"][0] == 4.0 and params["w_per_class"][9] == 0.5
     with np.load(tmp_path / "s" / "samples.npz") as z:

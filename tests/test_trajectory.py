@@ -185,7 +185,7 @@ def test_trajectory_cli_writes_the_npz_the_strip_and_params_and_reruns_from_them
     run = tmp_path / "cfg"
     assert main(["-q", "train-cfg", *TINY_CFG, "--out", str(run)]) == 0
     out = tmp_path / "traj"
-    assert main(["trajectory", "--run", str(run), "--class", "1", "--w", "0,7.5", "--steps", "4", "--seed", "3", "--out", str(out)]) == 0
+    assert main(["trajectory", "--run", str(run), "--class", "1", "--w", "0,7.5", "--sample-steps", "4", "--seed", "3", "--out", str(out)]) == 0
     assert "mean ‖ε̃ − ε(x,c)‖₂ per w: w=0: 0.000, w=7.5:" in capsys.readouterr().out  # w = 0 adds no guidance (Eq. 8)
     with np.load(out / "trajectory.npz") as z:
         traj = {k: z[k] for k in z.files}
@@ -204,7 +204,7 @@ def test_trajectory_cli_writes_the_npz_the_strip_and_params_and_reruns_from_them
         assert all(np.array_equal(z[k], traj[k]) for k in traj)
     # bad input: the CLI's words, exit 2, nothing written
     for argv, words in ((["--w", "0,1,2,3"], "--w has 4 values; the trajectory compares 1 to 3"),
-                        (["--steps", "0"], "--steps 0 is out of range"), (["--w", "-1"], "negative or NaN"),
+                        (["--sample-steps", "0"], "--sample-steps 0 is out of range"), (["--w", "-1"], "negative or NaN"),
                         (["--class", "eleven"], "eleven")):
         bad = tmp_path / "bad"
         assert main(["trajectory", "--run", str(run), "--out", str(bad), *argv]) == 2

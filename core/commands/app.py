@@ -13,6 +13,7 @@ import os
 import sys
 
 from core import serving
+from core.commands.config_file import add_config_argument
 from core.errors import ConfigError
 from core.paths import app_dir
 
@@ -26,6 +27,7 @@ def add_arguments(p) -> None:
                    help="serve a class through a reverse proxy on this machine: a loopback host, but treated as exposed "
                         "(explicit data roots required, one workspace per browser session)")
     p.add_argument("--check", action="store_true", help="print what would be exposed and check the settings, then exit without starting")
+    add_config_argument(p)
 
 
 def config_flags(folder) -> list[str]:

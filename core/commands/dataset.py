@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from core.commands.common import add_data_arguments, data_config
+from core.commands.common import add_data_arguments, add_json_argument, add_overwrite_argument, check_out, data_config
+from core.commands.config_file import add_config_argument
 from core.data.loading import prepare
 
 HELP = "Load a dataset, apply an imbalance profile and print per-class counts."
@@ -12,13 +13,17 @@ HELP = "Load a dataset, apply an imbalance profile and print per-class counts."
 
 def add_arguments(p) -> None:
     add_data_arguments(p)
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    add_json_argument(p, "the counts, instead of a table,")
     p.add_argument("--export", default=None, metavar="DIR", help="also write the chosen split (after the profile) as PNGs in class sub-folders NNN_name, plus samples.npz")
     p.add_argument("--split", default="train", choices=["train", "test"], help="which split --export writes (train: after the profile)")
+    add_overwrite_argument(p)
+    add_config_argument(p)
 
 
 def run(args) -> int:
     cfg = data_config(args)
+    if args.export:
+        check_out(args.export, args.overwrite, "--export")
     ds, train = prepare(cfg)
     info = {
         "dataset": ds.name,

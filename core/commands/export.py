@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+from core.commands.common import add_json_argument
+from core.commands.config_file import add_config_argument
+
 HELP = "Export a trained CFG run's EMA UNet as a diffusers folder: unet/ (UNet2DModel.from_pretrained), scheduler/ and classes.json."
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--run", required=True, help="run folder made by `python -m core train-cfg` (or one of its checkpoint folders)")
+    p.add_argument("--run", default=None, help="run folder made by `python -m core train-cfg` (or one of its checkpoint folders; required)")
     p.add_argument("--checkpoint", default="latest", choices=["latest", "best"], help="which checkpoint of the run to export")
-    p.add_argument("--out", required=True, help="folder to write: unet/, scheduler/, classes.json")
+    p.add_argument("--out", default=None, help="folder to write (required): unet/, scheduler/, classes.json")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it already holds files")
+    add_json_argument(p, "what was written (run, checkpoint, out)")
+    add_config_argument(p)
 
 
 def run(args) -> int:
+    import json
+
+    from core.errors import ConfigError
     from core.export import export_generator
 
+    for flag in ("run", "out"):
+        if not getattr(args, flag):
+            raise ConfigError(f"--{flag} is missing.", f"Pass --{flag} (or a --config file that names it).")
     out = export_generator(args.run, args.out, checkpoint=args.checkpoint, overwrite=args.overwrite)
+    if args.json:
+        print(json.dumps({"run": str(args.run), "checkpoint": args.checkpoint, "out": str(out)}))
+        return 0
     print(f"exported {args.run} ({args.checkpoint}, EMA weights) -> {out}: unet/, scheduler/, classes.json")
     return 0

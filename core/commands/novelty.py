@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from core.commands.common import add_data_arguments, data_config
+from core.commands.common import add_data_arguments, add_json_argument, data_config
+from core.commands.config_file import add_config_argument
 
 HELP = ("Score generated images for memorisation: nearest training image of the same class, near-copy rate against a threshold "
         "calibrated on held-out real images, and precision/recall against held-out real images.")
@@ -14,7 +15,7 @@ HELP = ("Score generated images for memorisation: nearest training image of the 
 def add_arguments(p) -> None:
     add_data_arguments(p)
     p.add_argument("--run", default=None, help="a CFG run folder: take the data settings (dataset, profile, seed) from its config instead of the data flags")
-    p.add_argument("--images", required=True, help="folder written by `sample` (class sub-folders NNN_name or class names) or its samples.npz")
+    p.add_argument("--images", default=None, help="folder written by `sample` (class sub-folders NNN_name or class names) or its samples.npz (required)")
     p.add_argument("--quantile", type=float, default=0.05, help="near-copy threshold: this quantile of held-out real images' NN distances (0.05 = 5th percentile)")
     p.add_argument("--extractor", default="auto", choices=["auto", "inception", "judge", "none"],
                    help="features for the feature-space distances and precision/recall: auto = Inception-v3 when its weights exist, else the judge CNN; none = pixel space only")
@@ -23,7 +24,8 @@ def add_arguments(p) -> None:
                    help="also search the horizontal flips of the training images (default: as the --run's generator trained, "
                         "else on for RGB data, off for grayscale)")
     p.add_argument("--per-sample", action="store_true", help="with --json: each image's nearest neighbour (class, index, mirrored, distance)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_json_argument(p, "the scores")
+    add_config_argument(p)
 
 
 def _flips(args, channels: int) -> bool:
@@ -50,8 +52,11 @@ def _data_cfg(args):
 
 
 def run(args) -> int:
+    from core.errors import ConfigError
     from core.metrics import novelty as nv
 
+    if not args.images:
+        raise ConfigError("--images is missing.", "Pass --images FOLDER (what `python -m core sample` wrote), or a --config file that names it.")
     cfg = _data_cfg(args)
     train, held_out, source = nv.held_out_split(cfg)
     generated = nv.load_images(args.images, train.classes, train.channels, train.image_size)

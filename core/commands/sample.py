@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 from core.data.imageset import ImageSet
 from core.callbacks import ProgressBar
+from core.commands.common import add_json_argument, add_overwrite_argument, add_sample_steps, check_out
 from core.commands.config_file import add_config_argument
 from core.diffusion.samplers import DEFAULT_STEPS, SAMPLERS
 from core.errors import ConfigError
@@ -27,12 +29,17 @@ def add_arguments(p) -> None:
     p.add_argument("--w-gamma", type=float, default=0.0, help="per-class w_c = w·(n_max/n_c)^γ from the run's training counts (0 = one w for every class)")
     p.add_argument("--w-max", type=float, default=None, help="cap of the per-class w_c under --w-gamma")
     p.add_argument("--sampler", default="dpm", choices=list(SAMPLERS), help="; ".join(f"{k}: {v}" for k, v in SAMPLERS.items()))
-    p.add_argument("--steps", type=int, default=None, help=f"sampler steps (default: {', '.join(f'{k} {v}' for k, v in DEFAULT_STEPS.items())})")
+    add_sample_steps(p, None, f"sampler steps (default: {', '.join(f'{k} {v}' for k, v in DEFAULT_STEPS.items())})")
     p.add_argument("--seed", type=int, default=0, help="seed; image j of class c uses its own seed derived from (seed, c, j)")
     p.add_argument("--batch-size", type=int, default=None, help="images per sampling batch; never changes the images (default: 256 on a GPU, 64 on a CPU)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA if available)")
-    p.add_argument("--out", default=None, help="output folder (required): <class>/<j>_seed<s>.png, samples.npz, params.json")
-    add_config_argument(p, None, config_defaults)
+    p.add_argument("--out", default=None, help="output folder (required; refused if it holds files, unless --overwrite): <class>/<j>_seed<s>.png, samples.npz, params.json")
+    add_overwrite_argument(p)
+    add_json_argument(p, "what was written (out, images, seconds, w)")
+    add_config_argument(p, None, config_defaults, known=RECORDED)
+
+
+RECORDED = ("name", "trained_steps", "w_rule", "count", "counts", "seconds")  # what params.json records besides the settings
 
 
 def _csv(v) -> str | None:
@@ -45,6 +52,8 @@ def config_defaults(d: dict) -> dict:
     keys = ("run", "checkpoint", "classes", "n", "w", "guidance_scale", "w_per_class", "w_gamma", "w_max", "sampler", "steps", "seed",
             "batch_size", "device", "out")
     out = {k: d[k] for k in keys if k in d}
+    if "steps" in out:  # params.json: the sampler's steps
+        out["sample_steps"] = out.pop("steps")
     if "run_dir" in d:
         out["run"] = d["run_dir"]
     if "w" in out:  # params.json has both; an explicit --w must not lose to the file's guidance_scale
@@ -63,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     for flag in ("run", "out"):
         if not getattr(args, flag):
             raise ConfigError(f"--{flag} is missing.", f"Pass --{flag} (or a --config file that names it).")
+    check_out(args.out, args.overwrite)  # never silently into a folder that holds files
 
     if args.guidance_scale is not None:
         if args.guidance_scale < 1:
@@ -70,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         w = args.guidance_scale - 1.0
     else:
         w = 0.0 if args.w is None else args.w
-    steps = DEFAULT_STEPS[args.sampler] if args.steps is None else args.steps
+    steps = DEFAULT_STEPS[args.sampler] if args.sample_steps is None else args.sample_steps
     w_per_class = None
     if args.w_per_class:
         try:
@@ -98,6 +108,9 @@ def run(args: argparse.Namespace) -> int:
     secs = time.time() - t0
     params = {**gen.describe(), "classes": [gen.classes[c] for c in classes], "n": args.n, "seed": args.seed, "seconds": round(secs, 2)}
     out = save_samples(images, args.out, params, seeds=seeds)
+    if args.json:
+        print(json.dumps({"out": str(out), "images": len(images), "seconds": round(secs, 2), "w": w, "guidance_scale": 1 + w, "w_rule": gen.w_rule}))
+        return 0
     rule = f", {gen.w_rule}" if gen.w_rule else ""
     print(f"wrote {len(images)} images ({len(images) / max(secs, 1e-9):.1f} img/s, w={w:g}, guidance_scale={1 + w:g}{rule}) to {out}")
     return 0

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from core.atomic import atomic_write_json
 from core.data.loading import DATASETS, DataConfig
+from core.commands.common import add_json_argument, add_overwrite_argument, add_sample_steps
+from core.commands.config_file import add_config_argument, add_deprecated
 from core.errors import ConfigError
 from core.generators.base import resolve_class
 from core.generators.sd import DEFAULT_MODEL, KNOWN_MODELS, SCHEDULERS
@@ -48,9 +50,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--prompt", default="a photo of a {class}", help="prompt template; {class} becomes the class name")
     s.add_argument("--class-prompt", action="append", default=[], metavar="CLASS=PROMPT", help="prompt for one class (name or index), repeatable")
     s.add_argument("--negative-prompt", default="", help="what to steer away from (only used when w > 0)")
-    s.add_argument("--steps", type=int, default=25, help="sampling steps (SD 1.5: 20-50; SD-Turbo: 1-4)")
+    add_sample_steps(s, 25, "sampler steps (SD 1.5: 20-50; SD-Turbo: 1-4)")
     s.add_argument("--w", type=float, default=6.5, help="guidance in the paper's convention (w=0: no guidance); diffusers' guidance_scale = 1 + w (6.5 -> 7.5)")
-    s.add_argument("--scheduler", default="dpm++", choices=list(SCHEDULERS), help="sampler; 'model' keeps the model's own (e.g. SD-Turbo's)")
+    s.add_argument("--sampler", default="dpm++", choices=list(SCHEDULERS), help="the diffusers scheduler; 'model' keeps the model's own (e.g. SD-Turbo's)")
+    add_deprecated(s, "--scheduler", "sampler", "--scheduler is deprecated and will be removed in the next release: use --sampler (its name in every command).",
+                   choices=list(SCHEDULERS))
     s.add_argument("--seed", type=int, default=0, help="image j of class c uses a seed derived from (seed, c, j)")
     s.add_argument("--batch-size", type=int, default=8, help="images per pipeline call and process (does not change the images)")
     s.add_argument("--resolution", type=int, default=None, help="generation size in pixels (default: the model's native size, 512 for SD 1.5)")
@@ -59,8 +63,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     f.add_argument("--filter", action="store_true", help="drop images the dataset's judge classifier (core.judge) assigns to another class; needs --dataset")
     f.add_argument("--max-attempts", type=float, default=4.0, help="at most this many candidates per requested image when filtering")
 
-    p.add_argument("--out", default=None, help="output folder (default: runs/sd-samples-<time>)")
-    p.add_argument("--overwrite", action="store_true", help="write into an output folder that already holds samples")
+    p.add_argument("--out", default=None, help="output folder (default: runs/sd-samples-<time>; refused if it holds samples, unless --overwrite)")
+    add_overwrite_argument(p)
+    add_json_argument(p, "what was written (out, images, seconds, images_per_s)")
+    add_config_argument(p)
 
 
 def _class_prompts(items: list[str]) -> dict[str, str]:
@@ -128,7 +134,7 @@ def run(args) -> int:
     gen = SDGenerator(
         classes=classes, channels=channels, image_size=size, model=args.model, prompt=args.prompt,
         class_prompts=_class_prompts(args.class_prompt), negative_prompt=args.negative_prompt, w=args.w,
-        steps=args.steps, scheduler=args.scheduler, batch_size=args.batch_size, resolution=args.resolution,
+        steps=args.sample_steps, scheduler=args.sampler, batch_size=args.batch_size, resolution=args.resolution,
         dtype=args.dtype, device=args.device, attention_slicing=args.attention_slicing, vae_tiling=args.vae_tiling,
         cpu_offload=args.cpu_offload, safety_checker=args.safety_checker, filter_classifier=judge, max_attempts=args.max_attempts,
     )
@@ -179,5 +185,6 @@ def run(args) -> int:
     for name, st in params["filter_stats"].items():
         if judge is not None or args.safety_checker:
             print(f"  {name}: rejected {st['rejected']} of {st['candidates']} candidates ({st['rejection_rate']:.0%})", file=sys.stderr)
-    print(json.dumps({"out": str(out), "images": len(wanted) * args.n, "seconds": params["seconds"], "images_per_s": params["images_per_s"]}))
+    result = {"out": str(out), "images": len(wanted) * args.n, "seconds": params["seconds"], "images_per_s": params["images_per_s"]}
+    print(json.dumps(result) if args.json else f"wrote {result['images']} images ({result['images_per_s']} img/s) to {out}")
     return 0

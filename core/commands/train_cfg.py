@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 
 from core.atomic import read_json
 from core.callbacks import Callbacks, ProgressBar
-from core.commands.common import add_data_arguments, add_tracking_argument, data_defaults, data_dict, log_with
+from core.commands.common import add_data_arguments, add_json_argument, add_tracking_argument, data_defaults, data_dict, log_with
 from core.commands.config_file import add_config_argument, without
 from core.diffusion.samplers import BETA_SCHEDULES, SAMPLERS
 from core.nets.unet import PRESET_HELP, PRESETS
@@ -37,12 +38,20 @@ def add_arguments(p) -> None:
     g.add_argument("--preview-w", type=float, default=1.0, help="the paper's guidance w of the previews (diffusers guidance_scale = 1 + w)")
     g.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (latest and best); 0 = only at the end")
     g.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget; training ends (done) when it is reached")
-    g.add_argument("--train-seed", type=int, default=0, help="seed of the training randomness (init, batches, noise); --seed picks the data subset")
+    g.add_argument("--train-seed", type=int, default=0, help="seed of the training randomness (init, batches, noise); --data-seed picks the data subset")
     g.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA if available)")
     p.add_argument("--out", default=None, help="run folder to create (default: a new folder under runs/)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint with its own settings")
     add_tracking_argument(p)
-    add_config_argument(p, "cfg", config_defaults)
+    add_json_argument(p, "the run's end state (state, message, run folder, steps)")
+    add_config_argument(p, "cfg", config_defaults, known=_fields)
+
+
+def _fields() -> list[str]:
+    """The keys a cfg run's config.json holds (CFGTrainConfig's fields), all valid in a --config file."""
+    from core.train.cfg import CFGTrainConfig
+
+    return list(CFGTrainConfig.__dataclass_fields__)
 
 
 # flag dest -> CFGTrainConfig field, where the names agree
@@ -81,7 +90,8 @@ def run(args) -> int:
         fields.update(steps=args.steps if args.steps is not None else 3000, seed=args.train_seed, log_with=log_with(args),
                       max_seconds=args.max_minutes * 60 if args.max_minutes else None)
         cfg = CFGTrainConfig.from_dict({**without(args.config_dict, "kind", "created"), **fields, "data": data_dict(args)})
-    quiet, bar = args.verbosity < 0, ProgressBar("train-cfg", unit="step", disable=args.verbosity < 0)
+    quiet = args.verbosity < 0 or args.json
+    bar = ProgressBar("train-cfg", unit="step", disable=quiet)
 
     def on_metrics(row: dict) -> None:
         if not quiet:
@@ -96,5 +106,9 @@ def run(args) -> int:
     finally:
         bar.close()
     status = read_json(path / "status.json", {}) or {}
+    if args.json:
+        print(json.dumps({"state": status.get("state"), "message": status.get("message"), "run": str(path), "steps": cfg.steps,
+                          "step": status.get("step")}))
+        return 0
     print(f"{status.get('state', '?')}: {status.get('message', '')} -> {path}")
     return 0

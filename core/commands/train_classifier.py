@@ -39,7 +39,14 @@ def add_arguments(p) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
     add_tracking_argument(p)
-    add_config_argument(p, "classifier", config_defaults)
+    add_config_argument(p, "classifier", config_defaults, known=_known)
+
+
+def _known() -> list[str]:
+    """The keys a classifier run's config.json holds: ClassifierConfig's fields and what the run recorded."""
+    from core.train.classifier import ClassifierConfig
+
+    return [*ClassifierConfig.__dataclass_fields__, *RECORDED]
 
 
 # flag dest -> ClassifierConfig field, where the names agree
@@ -64,8 +71,10 @@ def config_defaults(d: dict) -> dict:
 
 
 def run(args) -> int:
-    from core.errors import ConfigError
     from datetime import datetime
+
+    from core.config_check import CLI_METHOD_PARAMS, check_kwargs
+    from core.errors import ConfigError
 
     from core.balance import balanced_train_set, train_set_info
     from core.data.loading import prepare
@@ -76,6 +85,7 @@ def run(args) -> int:
         params = json.loads(args.method_params)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"--method-params is not valid JSON ({exc}).", 'Pass e.g. \'{"lam": 0.6}\'.')
+    params = check_kwargs(f"method_params.{args.method}", params, where=f"--method-params ({args.method})", schema=CLI_METHOD_PARAMS)
     # --config: the file's settings (also those without a flag), then every flag's value over them
     fields = {k: getattr(args, k) for k in FIELDS}
     fields.update(cifar_stem=not args.no_cifar_stem, seed=args.train_seed, log_with=log_with(args))

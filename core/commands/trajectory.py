@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from core.commands.common import add_json_argument, add_overwrite_argument, add_sample_steps, check_out
 from core.commands.config_file import add_config_argument
 from core.diffusion.samplers import SAMPLERS
 from core.errors import ConfigError
@@ -20,15 +21,19 @@ def add_arguments(p) -> None:
     p.add_argument("--w", default="0,7.5", help=f"1 to {MAX_WS} comma-separated values of the paper's w (Eq. 8; guidance_scale = 1 + w)")
     p.add_argument("--seed", type=int, default=0, help="the starting noise (the same for every w)")
     p.add_argument("--sampler", default="dpm", choices=list(SAMPLERS), help="; ".join(f"{k}: {v}" for k, v in SAMPLERS.items()))
-    p.add_argument("--steps", type=int, default=25, help=f"sampler steps, 1 to {MAX_STEPS}")
+    add_sample_steps(p, 25, f"sampler steps, 1 to {MAX_STEPS}")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA if available)")
-    p.add_argument("--out", default=None, help="output folder (required)")
-    add_config_argument(p, None, config_defaults)
+    p.add_argument("--out", default=None, help="output folder (required; refused if it holds files, unless --overwrite)")
+    add_overwrite_argument(p)
+    add_json_argument(p, "what was written (out, class, steps, the mean guidance norm per w)")
+    add_config_argument(p, None, config_defaults, known=("class_idx", "guidance_scales"))
 
 
 def config_defaults(d: dict) -> dict:
     """A trajectory's params.json (or JSON/TOML with these flags' names) -> the flag defaults (``--config``)."""
-    out = {k: d[k] for k in ("run", "checkpoint", "seed", "sampler", "steps", "device", "out") if k in d}
+    out = {k: d[k] for k in ("run", "checkpoint", "seed", "sampler", "device", "out") if k in d}
+    if "steps" in d:  # params.json: the sampler's steps
+        out["sample_steps"] = d["steps"]
     if "ws" in d:
         out["w"] = ",".join(str(w) for w in d["ws"])
     if "class" in d:
@@ -63,9 +68,10 @@ def run(args: argparse.Namespace) -> int:
         if not getattr(args, flag):
             raise ConfigError(f"--{flag} is missing.", f"Pass --{flag}.")
     ws = _ws(args.w)
-    if not 1 <= args.steps <= MAX_STEPS:
-        raise ConfigError(f"--steps {args.steps} is out of range.", f"Use 1 to {MAX_STEPS} sampler steps (25 is the default).")
-    traj, ck, c = run_trajectory_of(args.run, args.class_, ws, seed=args.seed, sampler=args.sampler, steps=args.steps,
+    if not 1 <= args.sample_steps <= MAX_STEPS:
+        raise ConfigError(f"--sample-steps {args.sample_steps} is out of range.", f"Use 1 to {MAX_STEPS} sampler steps (25 is the default).")
+    check_out(args.out, args.overwrite)
+    traj, ck, c = run_trajectory_of(args.run, args.class_, ws, seed=args.seed, sampler=args.sampler, steps=args.sample_steps,
                                     device=args.device, checkpoint=args.checkpoint)
     size = int(ck["image_size"])
     out = Path(args.out)
@@ -79,6 +85,12 @@ def run(args: argparse.Namespace) -> int:
                                             "class_idx": c, "ws": ws, "guidance_scales": [1 + w for w in ws], "seed": args.seed,
                                             "sampler": args.sampler, "steps": int(len(traj["timesteps"]))})
     norms = ", ".join(f"w={w:g}: {float(traj['guidance_norm'][i].mean()):.3f}" for i, w in enumerate(ws))
+    if args.json:
+        import json
+
+        print(json.dumps({"out": str(out), "class": ck["classes"][c], "seed": args.seed, "steps": int(len(traj["timesteps"])),
+                          "guidance_norm": {f"{w:g}": float(traj["guidance_norm"][i].mean()) for i, w in enumerate(ws)}}))
+        return 0
     print(f"wrote the trajectory of class {ck['classes'][c]} (seed {args.seed}, {len(traj['timesteps'])} steps) to {out}; "
           f"mean ‖ε̃ − ε(x,c)‖₂ per w: {norms}")
     return 0

@@ -24,7 +24,7 @@ from core.data.imageset import ImageSet
 from core.device import resolve_device
 from core.diffusion.guidance import check_w, guidance_scale, per_class_w
 from core.diffusion.samplers import check_sampler, model_eps_fn, sample, to_uint8
-from core.errors import ConfigError
+from core.errors import ConfigError, WeightsMissingError  # missing weights: a lab error (exit 3), not a usage error
 from core.generators.base import Cancelled, Generator, Progress, ShouldStop, image_seed
 from core.imageio import save_png
 
@@ -35,12 +35,12 @@ def find_checkpoint(run_dir: str | os.PathLike, checkpoint: str = "latest") -> P
     if (path / "weights.safetensors").exists():
         return path
     if not path.exists():
-        raise ConfigError(f"CFG run folder {path} does not exist.", "Pass the --out folder of a finished `python -m core train-cfg` run.")
+        raise WeightsMissingError(f"CFG run folder {path} does not exist.", "Pass the --out folder of a finished `python -m core train-cfg` run.")
     if checkpoint not in ("latest", "best"):
         raise ConfigError(f"Unknown checkpoint '{checkpoint}'.", "Use 'latest' or 'best'.")
     found = checkpoint_path(path / "checkpoints", checkpoint)
     if found is None:
-        raise ConfigError(
+        raise WeightsMissingError(
             f"{path} has no '{checkpoint}' checkpoint (checkpoints/{checkpoint}/weights.safetensors).",
             "Train it first (python -m core train-cfg --out ...), let it reach its first checkpoint, or resume it with --resume.",
         )
