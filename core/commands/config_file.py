@@ -86,9 +86,10 @@ def reparse_with_config(parser: argparse.ArgumentParser, args: argparse.Namespac
     dests = flag_dests(sub)
     mapped = args._config_defaults(data) if args._config_defaults else {}
     known = args._config_known() if callable(args._config_known) else args._config_known
-    known = set(known) | set(META)
-    check_keys(f"--config {path}", data, set(dests) | known | _read_by(args._config_defaults, data))
-    by_flag = {dests[k]: v for k, v in data.items() if k in dests and k not in known}
+    known, read = set(known) | set(META), _read_by(args._config_defaults, data)
+    check_keys(f"--config {path}", data, set(dests) | known | read)
+    # a key named like a flag sets that flag, unless the command's own mapping reads it (params.json's guidance_scale)
+    by_flag = {dests[k]: v for k, v in data.items() if k in dests and k not in known and k not in read}
     defaults = {**by_flag, **mapped}
     sub.set_defaults(**{k: v for k, v in defaults.items() if v is not None or sub.get_default(k) is None})
     args = parser.parse_args(argv)
