@@ -132,7 +132,7 @@ def test_gate_options_from_toml(tmp_path):
 
 
 @pytest.mark.parametrize("gate, words", [
-    ("consistency = 0.9", "Unknown [gate] option(s): consistency"),
+    ("consistency = 0.9", "Unknown [gate] option: `consistency` (did you mean `tail_consistency`?)"),
     ("precision = 1.5", "precision = 1.5 must be a number in [0, 1]"),
     ("near_copy_rate = -0.1", "near_copy_rate = -0.1 must be a number in [0, 1]"),
     ('tail_consistency = "high"', "tail_consistency = 'high' must be a number in [0, 1]"),

@@ -152,7 +152,7 @@ def test_novelty_cli_refuses_unknown_class_folders(tmp_path, capsys):
     from core.cli import main
 
     (tmp_path / "imgs" / "zebra").mkdir(parents=True)
-    assert main(["novelty", "--dataset", "digits", "--images", str(tmp_path / "imgs"), "--extractor", "none", "--json"]) == 2
+    assert main(["novelty", "--dataset", "digits", "--images", str(tmp_path / "imgs"), "--extractor", "none", "--json"]) == 3  # bad data: a lab error
     assert "match no class" in capsys.readouterr().err
 
 

@@ -101,7 +101,7 @@ def test_a_typo_in_each_study_table_is_refused_with_the_nearest_name(tmp_path, o
      "[cfg_train] batch_size = 100,000 is out of range: allowed from 1 to 1,024 images per step"),
     ('sampler = "ddim"\nsteps = 2', 'sampler = "ddim"\nsteps = 5000', "[cfg_sample] steps = 5,000 is out of range: allowed from 1 to 1,000"),
     ("lam = 0.6", "lam = 1.5", "[method_params.mixup] lam = 1.5 is out of range: allowed from 0 to 1"),
-    ("precision = 0.5", "tail_classes = 0", "[gate] tail_classes = 0 is out of range: allowed from 1 to 1,000"),
+    ("precision = 0.5", "tail_classes = 5000", "[gate] tail_classes = 5,000 is out of range: allowed from 1 to 1,000"),
     ('counts = [2, 3', 'counts = [0, 3', "[data] counts = 0 is out of range: allowed from 1 to 1,000,000"),
     ("seeds = [0]", "seeds = [-1]", "study seeds = -1 is out of range"),
     ("[classifier]\nsteps = 60", '[classifier]\nsteps = "60"', "[classifier] steps = '60' has the wrong type: it must be a whole number"),

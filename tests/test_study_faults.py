@@ -207,7 +207,7 @@ def test_full_disk_while_writing_results_json_keeps_the_previous_results(tmp_pat
         return HalfFull(f) if "w" in mode and Path(file).name.startswith(".results.json.") else f
 
     monkeypatch.setattr(core.atomic, "open", fake_open, raising=False)
-    assert main(["experiment", "--config", str(cfg), "--out", str(study), "--json"]) == 2
+    assert main(["experiment", "--config", str(cfg), "--out", str(study), "--json"]) == 3  # a full disk: a lab error (README, Exit codes)
     err = capsys.readouterr().err
     assert f"error: The disk is full: could not write {study / 'results.json'} (OSError: [Errno 28] No space left on device)." in err
     assert (study / "results.json").read_bytes() == before  # the previous results, whole

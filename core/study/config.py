@@ -193,8 +193,11 @@ class StudyConfig(JobConfig):  # its from_dict below is strict: a study file mus
         check_keys("method_params", self.method_params, METHODS)
         for m, params in self.method_params.items():
             check_kwargs(f"method_params.{m}", params)
-        check_table("[gate]", self.gate if self.gate is not None else {}, {k: "int" if k == "tail_classes" else "float" for k in GATE}, "gate")
-        thresholds(self.gate)  # the gate's own checks (values in [0, 1])
+        gate_types = {k: "int" if k == "tail_classes" else "float" for k in GATE}
+        if isinstance(self.gate, dict):
+            check_keys("[gate]", self.gate, gate_types)
+        thresholds(self.gate)  # the gate's own value checks (its words), then the one table's ranges
+        check_table("[gate]", self.gate if self.gate is not None else {}, gate_types, "gate")
 
     def variants(self) -> list[Variant]:
         """Every row's Variant, one per w for the cfg fills."""
