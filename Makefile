@@ -7,6 +7,10 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8501
 # The exact versions CI passed with (`make lock` re-resolves them); `make test LOCK=` installs without it.
 LOCK   ?= constraints.txt
+# `make run CPU=1`: torch and torchvision from PyTorch's CPU index first (PyPI's Linux wheels pull
+# several GB of CUDA libraries); the locked versions still apply (2.14.1 matches 2.14.1+cpu).
+CPU    ?=
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
 .PHONY: run test bench lock clean-venv
 
@@ -16,6 +20,7 @@ $(PY):
 
 # Re-install whenever a requirements file or the lock is newer than the stamp.
 $(VENV)/.app-installed: requirements.txt $(LOCK) | $(PY)
+	$(if $(CPU),$(PIP) install -q torch torchvision --index-url $(TORCH_CPU_INDEX) $(if $(LOCK),-c $(LOCK)))
 	$(PIP) install -q -r requirements.txt $(if $(LOCK),-c $(LOCK))
 	touch $@
 
