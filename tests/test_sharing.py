@@ -16,7 +16,7 @@ import pytest
 from core.atomic import atomic_write, atomic_write_bytes, atomic_write_json
 from core.cli import main
 from core.errors import ConfigError
-from core.study.lock import HOLDER_FILE, study_lock
+from core.study.lock import holder_path, study_lock
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDY = ROOT / "tests" / "fixtures" / "kill_study.toml"
@@ -74,7 +74,7 @@ def test_a_second_experiment_on_the_same_folder_is_refused_naming_the_holder(tmp
         err = capsys.readouterr().err
         assert f"being run by process {holder.pid} on " in err and "-c" in err, err
         assert "Wait for it to finish" in err
-        assert not (out / "config.json").exists() and not (out / "status.json").exists()  # nothing was started
+        assert not out.exists()  # nothing was started: the lock sits beside the folder
         with pytest.raises(ConfigError, match=f"process {holder.pid}"):
             with study_lock(out):
                 pass
@@ -82,8 +82,8 @@ def test_a_second_experiment_on_the_same_folder_is_refused_naming_the_holder(tmp
         holder.kill()
         holder.wait()
     with study_lock(out):  # the kernel dropped a killed holder's lock: no stale lock to clean by hand
-        assert (out / HOLDER_FILE).exists()
-    assert not (out / HOLDER_FILE).exists()
+        assert holder_path(out).exists() and not out.exists()
+    assert not holder_path(out).exists()
 
 
 def test_a_waiting_process_gets_the_folder_when_the_holder_ends(tmp_path):

@@ -1,10 +1,11 @@
-"""One process per study folder: ``run_study`` holds ``<out>/.study.lock`` (a ``filelock`` OS lock)
-while it runs, so two ``experiment --out X`` never run the same cells at once.
+"""One process per study folder: ``run_study`` holds ``.<name>.study.lock`` beside the folder ``<name>``
+(a ``filelock`` OS lock) while it runs, so two ``experiment --out X`` never run the same cells at once.
 
-The OS lock is released by the kernel when its holder dies (a SIGKILLed study leaves no stale
-lock). Who holds it is written beside it, in ``.study.lock.json`` (pid, host, command, start),
-so a second process can name the holder; filelock itself truncates its lock file on every try,
-so the note cannot live in it.
+The lock sits beside the folder, not in it, so a refused or new study finds its folder as it was
+(a new one empty). The OS lock is released by the kernel when its holder dies (a SIGKILLed study
+leaves no stale lock). Who holds it is written next to it, in ``.<name>.study.lock.json`` (pid,
+host, command, start), so a second process can name the holder; filelock truncates its lock
+file on every try, so the note cannot live in it.
 """
 
 from __future__ import annotations
@@ -22,13 +23,19 @@ from filelock import FileLock, Timeout
 from core.atomic import atomic_write_json, read_json
 from core.errors import ConfigError
 
-LOCK_FILE = ".study.lock"
-HOLDER_FILE = ".study.lock.json"
+
+
+def lock_path(folder: Path) -> Path:
+    return folder.parent / f".{folder.name}.study.lock"
+
+
+def holder_path(folder: Path) -> Path:
+    return folder.parent / f".{folder.name}.study.lock.json"
 
 
 def holder_words(folder: Path) -> str:
     """Who holds the folder's lock, in words (from its note; the note may be missing mid-takeover)."""
-    h = read_json(folder / HOLDER_FILE) or {}
+    h = read_json(holder_path(folder)) or {}
     if not h:
         return "another process (it has not written its name yet)"
     return f"process {h.get('pid')} on {h.get('host')} (started {h.get('started')}: {h.get('command')})"
@@ -39,9 +46,9 @@ def study_lock(folder: str | os.PathLike, wait: float = 0.0) -> Iterator[None]:
     """Hold the study folder's lock for the ``with`` block. ``wait`` seconds: how long to wait for
     another holder (0: refuse at once; -1: wait as long as it takes). Refused: ConfigError naming
     the holder."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(folder / LOCK_FILE, timeout=wait)
+    folder = Path(folder).resolve()
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(lock_path(folder), timeout=wait)
     try:
         lock.acquire()
     except Timeout:
@@ -49,13 +56,13 @@ def study_lock(folder: str | os.PathLike, wait: float = 0.0) -> Iterator[None]:
                           f"would run the same cells at once.",
                           "Wait for it to finish (or stop it), then run again to resume; or choose another --out folder.") from None
     try:
-        atomic_write_json(folder / HOLDER_FILE, {"pid": os.getpid(), "host": socket.gethostname(),
+        atomic_write_json(holder_path(folder), {"pid": os.getpid(), "host": socket.gethostname(),
                                                  "command": " ".join(sys.argv)[:500],
                                                  "started": datetime.now(timezone.utc).isoformat(timespec="seconds")})
         yield
     finally:
         try:
-            os.unlink(folder / HOLDER_FILE)
+            os.unlink(holder_path(folder))
         except FileNotFoundError:
             pass
         lock.release()
