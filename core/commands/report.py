@@ -18,4 +18,8 @@ def run(args) -> int:
     out = Path(args.html) if args.html else Path(args.study) / "report.html"
     path = write_html(args.study, out)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    from core.tracking import add_artifact
+
+    if add_artifact(args.study, path):  # a study tracked with MLflow: the report joins its artefacts
+        print("added it to the study's MLflow run")
     return 0
