@@ -12,7 +12,7 @@ LOCK   ?= constraints.txt
 CPU    ?=
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: run test bench lock clean-venv
+.PHONY: run test test-floors bench lock clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,18 @@ run: $(VENV)/.app-installed
 
 test: $(VENV)/.test-installed
 	$(PY) -m pytest
+
+# The floors check, on demand: a fresh .venv-floors with each direct requirement at the lowest
+# version requirements.txt allows (uv's lowest-direct resolution), then the fast tests there;
+# bench/floors.py writes what ran with what to bench/results/floors.txt (commit it).
+FLOORS_VENV := .venv-floors
+test-floors: | $(PY)
+	$(PIP) install -q uv
+	rm -rf $(FLOORS_VENV)
+	$(VENV)/bin/uv venv -q --python $(PYTHON) $(FLOORS_VENV)
+	$(VENV)/bin/uv pip install -q --python $(FLOORS_VENV)/bin/python --resolution lowest-direct -r requirements.txt \
+		"pytest>=8.0" "pytest-timeout>=2.2" "hypothesis>=6.100"
+	$(FLOORS_VENV)/bin/python bench/floors.py
 
 bench: $(VENV)/.bench-installed
 	@echo "Benchmarks are scripts: e.g. $(PY) bench/dataset_load.py (see BENCHMARKS.md)"
