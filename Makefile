@@ -7,8 +7,12 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8501
 # The exact versions CI passed with (`make lock` re-resolves them); `make test LOCK=` installs without it.
 LOCK   ?= constraints.txt
+# `make run CPU=1`: torch and torchvision from PyTorch's CPU index first (PyPI's Linux wheels pull
+# several GB of CUDA libraries); the locked versions still apply (2.14.1 matches 2.14.1+cpu).
+CPU    ?=
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: run test bench lock clean-venv
+.PHONY: run test test-floors bench lock clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +20,7 @@ $(PY):
 
 # Re-install whenever a requirements file or the lock is newer than the stamp.
 $(VENV)/.app-installed: requirements.txt $(LOCK) | $(PY)
+	$(if $(CPU),$(PIP) install -q torch torchvision --index-url $(TORCH_CPU_INDEX) $(if $(LOCK),-c $(LOCK)))
 	$(PIP) install -q -r requirements.txt $(if $(LOCK),-c $(LOCK))
 	touch $@
 
@@ -41,6 +46,18 @@ run: $(VENV)/.app-installed
 
 test: $(VENV)/.test-installed
 	$(PY) -m pytest
+
+# The floors check, on demand: a fresh .venv-floors with each direct requirement at the lowest
+# version requirements.txt allows (uv's lowest-direct resolution), then the fast tests there;
+# bench/floors.py writes what ran with what to bench/results/floors.txt (commit it).
+FLOORS_VENV := .venv-floors
+test-floors: | $(PY)
+	$(PIP) install -q uv
+	rm -rf $(FLOORS_VENV)
+	$(VENV)/bin/uv venv -q --python $(PYTHON) $(FLOORS_VENV)
+	$(VENV)/bin/uv pip install -q --python $(FLOORS_VENV)/bin/python --resolution lowest-direct -r requirements.txt \
+		"pytest>=8.0" "pytest-timeout>=2.2" "hypothesis>=6.100"
+	$(FLOORS_VENV)/bin/python bench/floors.py
 
 bench: $(VENV)/.bench-installed
 	@echo "Benchmarks are scripts: e.g. $(PY) bench/dataset_load.py (see BENCHMARKS.md)"

@@ -2,6 +2,8 @@
 
 A reader (or a process killed mid-write) sees either the old file or the new one,
 never a torn one. ``os.replace`` is atomic on POSIX and Windows within one filesystem.
+The file ends with the mode a plain ``open(path, "w")`` would give it: an existing file's own
+mode, else 0666 less the umask (``mkstemp`` makes 0600, unreadable to colleagues on a shared disk).
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ import errno
 import json
 import os
 import shutil
+import stat
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -44,6 +48,33 @@ def disk_full_error(path: str | os.PathLike, exc: BaseException) -> DiskFullErro
                          "the file that was there before is left as it was.")
 
 
+_umask_lock = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process's umask. Linux shows it in /proc/self/status; elsewhere it is read by setting
+    and restoring it (under a lock, so two writers of this module never see the other's 0)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    with _umask_lock:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def plain_write_mode(path: str | os.PathLike) -> int:
+    """The permission bits ``open(path, "w")`` leaves: the existing file's, else 0666 & ~umask."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return 0o666 & ~current_umask()
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     """Call ``write(tmp_path)`` then atomically move tmp_path onto ``path``."""
     path = Path(path)
@@ -55,6 +86,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, plain_write_mode(path))
         os.replace(tmp, path)
     except BaseException as exc:
         full = is_disk_full(exc, path.parent)

@@ -4,6 +4,10 @@
     OUT/scheduler/   the lab's default sampler, DPM-Solver++(2M) with dynamic thresholding
                      (``DPMSolverMultistepScheduler.from_pretrained``); its betas are the training schedule
     OUT/classes.json the class names, the null label and the guidance convention
+    OUT/pipeline.py  the pipeline class (core/diffusion/cfg_pipeline.py, which needs no lab)
+    OUT/model_index.json  so ``DiffusionPipeline.from_pretrained(OUT, custom_pipeline="pipeline",
+                     trust_remote_code=True)`` builds that pipeline from unet/ and scheduler/
+    OUT/README.md    the model card: data, profile, steps, the w convention, gate figures if known
 
 The lab's own checkpoint mixes ``model.`` and ``ema.`` keys with the optimizer state, which
 ``UNet2DModel.from_pretrained`` cannot read; this writes the EMA weights (the ones the lab
@@ -16,14 +20,18 @@ from __future__ import annotations
 
 import os
 import shutil
+from importlib.resources import files
 from pathlib import Path
 
-from core.atomic import atomic_write_json, swap_folder
+from core.atomic import atomic_write_bytes, atomic_write_json, swap_folder
 from core.diffusion.samplers import DEFAULT_STEPS, make_scheduler
 from core.errors import ConfigError
 from core.generators.cfg import find_checkpoint, load_model
+from core.model_card import model_card
 
 CLASSES_FILE = "classes.json"
+PIPELINE_FILE = "pipeline.py"  # custom_pipeline="pipeline"
+PIPELINE_CLASS = "ImbalanceLabCFGPipeline"
 
 
 def export_generator(run_dir: str | os.PathLike, out_dir: str | os.PathLike, checkpoint: str = "latest", overwrite: bool = False) -> Path:
@@ -57,6 +65,17 @@ def export_generator(run_dir: str | os.PathLike, out_dir: str | os.PathLike, che
             "weights": "EMA",
             "source": str(path),
         })
+        import diffusers
+
+        atomic_write_bytes(tmp / PIPELINE_FILE, (files("core.diffusion") / "cfg_pipeline.py").read_bytes())
+        atomic_write_json(tmp / "model_index.json", {
+            "_class_name": [PIPELINE_FILE[:-3], PIPELINE_CLASS],  # diffusers: [module file in this folder, class]
+            "_diffusers_version": diffusers.__version__,
+            "scheduler": ["diffusers", "DPMSolverMultistepScheduler"],
+            "unet": ["diffusers", "UNet2DModel"],
+        })
+        card = model_card(path.parent.parent, config, state, PIPELINE_CLASS, DEFAULT_STEPS["dpm"])
+        atomic_write_bytes(tmp / "README.md", card.encode())
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -8,12 +8,11 @@ data: there they default to the folder the command was started in.
 from __future__ import annotations
 
 import os
-from importlib import metadata
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DIST_NAME = "imbalance-lab"
-SHARE = "share/imbalance-lab"  # where a wheel puts app.py, app_pages/, .streamlit/, studies/ (pyproject data-files)
+APP_PACKAGE = "_app"  # core/_app/ in a wheel: app.py, app_pages/, .streamlit/, studies/ (pyproject package-data)
 
 
 def is_checkout(root: Path | None = None) -> bool:
@@ -50,16 +49,34 @@ def runs_dir() -> Path:
 def app_dir() -> Path:
     """The folder holding the Streamlit app (app.py, app_pages/, .streamlit/, studies/).
 
-    A checkout: the project folder. A regular install: ``<prefix>/share/imbalance-lab``, found
-    through the installed distribution's file list (so ``--user`` and venv installs both work).
+    A checkout (or an editable install): the project folder. A wheel, ``pip install --target``
+    or a zipapp: the package data ``core/_app/`` (pyproject.toml maps it to the top of the
+    repository), read with importlib.resources; from inside a zip it is first copied out to
+    ``<cache>/app-<version>/``, since Streamlit runs files, not zip members.
     """
     if is_checkout():
         return PROJECT_ROOT
-    try:
-        files = metadata.distribution(DIST_NAME).files or []
-    except metadata.PackageNotFoundError:
-        files = []
-    for f in files:
-        if f.as_posix().endswith(f"{SHARE}/app.py"):
-            return Path(f.locate()).resolve().parent
-    return PROJECT_ROOT  # not installed either: the code's own folder is the best guess
+    from importlib.resources import files
+
+    shipped = files("core") / APP_PACKAGE
+    if isinstance(shipped, Path):
+        return shipped.resolve() if (shipped / "app.py").is_file() else PROJECT_ROOT
+    if not (shipped / "app.py").is_file():
+        return PROJECT_ROOT  # not shipped either: the code's own folder is the best guess
+    from core import __version__
+
+    out = cache_dir() / f"app-{__version__}"
+    if not (out / "app.py").is_file():
+        _copy_tree(shipped, out)
+    return out
+
+
+def _copy_tree(src, dest: Path) -> None:
+    """Copy an importlib.resources Traversable (e.g. a folder in a zip) to ``dest``."""
+    from core.atomic import atomic_write_bytes
+
+    for item in src.iterdir():
+        if item.is_dir():
+            _copy_tree(item, dest / item.name)
+        else:
+            atomic_write_bytes(dest / item.name, item.read_bytes())

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from core.errors import ConfigError, DataError
-from core.paths import PROJECT_ROOT, cache_dir
+from core.paths import PROJECT_ROOT, cache_dir, runs_dir
 
 ROOTS_VAR = "IMBALANCE_LAB_DATA_ROOTS"
 TOKEN_VAR = "IMBALANCE_LAB_TOKEN"
@@ -172,7 +172,7 @@ def exposure_summary(host: str, port: int, env: Mapping[str, str] | None = None)
     lim = JobLimits.from_env(env)
     lines = [f"Imbalance Lab on http://{host}:{port}/ - every machine that reaches this address can use the lab:",
              "  data it may read (" + ROOTS_VAR + "): " + ", ".join(map(str, data_roots(env))),
-             f"  runs it writes and shows to every session: {env.get('IMBALANCE_LAB_RUNS') or PROJECT_ROOT / 'runs'}",
+             f"  runs it writes and shows to every session: {env.get('IMBALANCE_LAB_RUNS') or runs_dir()}",
              f"  jobs: at most {lim.per_session} per browser session, {lim.per_server} on the server, {lim.interactive_per_session} previews per session",
              "  access token (" + TOKEN_VAR + "): " + ("required, once per browser session" if env.get(TOKEN_VAR) else "none: anyone who reaches the port gets in"),
              "  workspace: per browser session (the server-wide .cache/workspace.json is neither read nor written)"]

@@ -15,9 +15,9 @@ from pathlib import Path
 from core.bounds import BOUNDS as LAB_BOUNDS
 from core.errors import ConfigError
 from core.experiment import StudyConfig
-from core.paths import PROJECT_ROOT
+from core.paths import app_dir
 
-STUDIES_DIR = PROJECT_ROOT / "studies"
+STUDIES_DIR = app_dir() / "studies"  # the project's studies/, also from a wheel (core/_app/studies)
 MAX_UPLOAD_BYTES = 64 * 1024  # a study file is a few hundred bytes; anything this large is not one
 
 # Upper bounds on what a study started from the app may ask for (a shared server's CPU and disk).

@@ -1,41 +1,41 @@
-"""Metrics rows forwarded to TensorBoard or MLflow, where users already look.
+"""Metrics rows and artefacts forwarded to TensorBoard, MLflow or Weights & Biases, where users already look.
 
 The run store calls :func:`forward` for every row it appends to ``metrics.jsonl`` and
 :func:`finish` when a run ends, so every training loop is tracked through one hook.
-A run asks for a tracker with ``log_with`` in its ``config.json`` (``tensorboard`` or
-``mlflow``; absent or ``None`` = off, the default):
+A run asks for a tracker with ``log_with`` in its ``config.json`` (``tensorboard``, ``mlflow``
+or ``wandb``; absent or ``None`` = off, the default). Each lives in core/trackers/:
 
-* ``tensorboard``: event files in ``<run>/tensorboard/`` (``tensorboard --logdir runs``).
-* ``mlflow``: one MLflow run per lab run, in experiment ``imbalance-lab`` (or
-  ``MLFLOW_EXPERIMENT_NAME``), at ``MLFLOW_TRACKING_URI`` or else the file store
-  ``<runs>/mlruns``; the MLflow run id is kept in ``<run>/tracking.json`` so a resumed
-  run goes on logging into the same MLflow run. MLflow is an optional extra
-  (``pip install mlflow-skinny``).
+* ``tensorboard``: event files in ``<run>/tensorboard/`` (``tensorboard --logdir runs``): scalars,
+  preview grids, the config, and hyperparameters with the last metrics (HParams tab).
+* ``mlflow``: one MLflow run per lab run with params, the git commit tag, artefacts (config,
+  previews, results.json, report) and a study as the parent run of its cells. An optional extra
+  (``pip install imbalance-lab[mlflow]``).
+* ``wandb``: an offline W&B run under ``<run>/wandb/`` (``wandb sync`` uploads it). An optional
+  extra (``pip install imbalance-lab[wandb]``).
 
-Numbers of a row become scalars at the row's ``step`` (``time`` and ``step`` are not
-logged; booleans and text are skipped).
+Numbers of a row become scalars at the row's ``step`` under namespaced keys: ``loss`` ->
+``train/loss``, ``test_accuracy`` -> ``eval/accuracy`` (core.trackers.common.metric_key;
+``time`` and ``step`` are not logged; booleans and text are skipped).
 """
 
 from __future__ import annotations
 
 import atexit
-import json
 import os
 import threading
-import time
-import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from core.atomic import atomic_write_json, read_json
+from core.atomic import read_json
 from core.errors import ConfigError
+from core.trackers.common import STATE_FILE, scalars, tracker_of  # noqa: F401  (STATE_FILE: the ids' file, for readers)
+from core.trackers.tb import TB_DIR  # noqa: F401  (where the event files go)
 
-TRACKERS = ("tensorboard", "mlflow")
-TB_DIR = "tensorboard"  # event files, inside the run folder
-STATE_FILE = "tracking.json"  # the MLflow run id of a lab run
-EXPERIMENT = "imbalance-lab"
-_MLFLOW_STATUS = {"done": "FINISHED", "failed": "FAILED", "cancelled": "KILLED", "interrupted": "KILLED"}
+TRACKERS = ("tensorboard", "mlflow", "wandb")
+_NEEDS = {"tensorboard": ("tensorboard", "pip install tensorboard (it is in requirements.txt)"),
+          "mlflow": ("mlflow", "pip install 'imbalance-lab[mlflow]' (or mlflow-skinny; MLflow is an optional extra)"),
+          "wandb": ("wandb", "pip install 'imbalance-lab[wandb]' (or wandb; W&B is an optional extra)")}
 _OPEN_MAX = 16  # trackers kept open per process; the oldest is closed beyond that
 
 
@@ -47,87 +47,26 @@ def check_log_with(log_with: str | None) -> str | None:
         raise ConfigError(f"Unknown tracker '{log_with}' for log_with.", f"Choose one of: {', '.join(TRACKERS)} (or leave it off).")
     import importlib.util
 
-    module, fix = {"tensorboard": ("tensorboard", "pip install tensorboard (it is in requirements.txt)"),
-                   "mlflow": ("mlflow", "pip install mlflow-skinny (MLflow is an optional extra)")}[log_with]
+    module, fix = _NEEDS[log_with]
     if importlib.util.find_spec(module) is None:
         raise ConfigError(f"log_with={log_with!r} needs the '{module}' package, which is not installed.", fix + ", or turn tracking off.")
     return log_with
 
 
-def mlflow_uri() -> str:
-    """MLFLOW_TRACKING_URI, else the file store ``<runs>/mlruns``."""
-    from core.paths import runs_dir
+def _backend(name: str):
+    if name == "tensorboard":
+        from core.trackers.tb import TensorBoard
 
-    return os.environ.get("MLFLOW_TRACKING_URI") or (runs_dir() / "mlruns").as_uri()
+        return TensorBoard
+    if name == "mlflow":
+        from core.trackers.mlflow_run import MLflow
 
+        return MLflow
+    from core.trackers.wandb_run import WandB
 
-def scalars(row: dict[str, Any]) -> dict[str, float]:
-    """The numbers of a metrics row that a tracker plots (not time/step, not bools or text)."""
-    return {k: float(v) for k, v in row.items()
-            if k not in ("time", "step") and isinstance(v, (int, float)) and not isinstance(v, bool)}
-
-
-class _TensorBoard:
-    def __init__(self, run_dir: Path, config: dict):
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.writer = SummaryWriter(log_dir=str(run_dir / TB_DIR))
-        self.writer.add_text("config", "```\n" + json.dumps(config, indent=2, default=str) + "\n```")
-
-    def log(self, values: dict[str, float], step: int, wall: float | None) -> None:
-        for k, v in values.items():
-            self.writer.add_scalar(k, v, global_step=step, walltime=wall)
-        self.writer.flush()  # rows are seconds apart: readers see each one at once
-
-    def close(self, state: str) -> None:
-        self.writer.close()
+    return WandB
 
 
-def _mlflow_client(uri: str):
-    if uri.startswith("file:"):
-        # MLflow 3 keeps the file store in maintenance mode behind this opt-in; it is the
-        # one store mlflow-skinny can write without a server or SQLAlchemy.
-        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=uri)
-
-
-class _MLflow:
-    def __init__(self, run_dir: Path, config: dict):
-        import pandas as pd
-
-        uri = mlflow_uri()
-        self.client = _mlflow_client(uri)
-        state = read_json(run_dir / STATE_FILE, {}) or {}
-        self.run_id = state.get("mlflow_run_id") if state.get("mlflow_uri") == uri else None
-        if self.run_id is None:
-            name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT
-            exp = self.client.get_experiment_by_name(name)
-            exp_id = exp.experiment_id if exp is not None else self.client.create_experiment(name)
-            run = self.client.create_run(exp_id, run_name=run_dir.name, tags={"lab.run_dir": str(run_dir), "lab.kind": str(config.get("kind"))})
-            self.run_id = run.info.run_id
-            from mlflow.entities import Param
-
-            flat = pd.json_normalize(json.loads(json.dumps(config, default=str)), sep=".").iloc[0].to_dict()
-            params = [Param(k, str(v)[:6000]) for k, v in flat.items()]
-            for i in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
-                self.client.log_batch(self.run_id, params=params[i:i + 100])
-            atomic_write_json(run_dir / STATE_FILE, {"mlflow_uri": uri, "mlflow_run_id": self.run_id})
-        else:
-            self.client.update_run(self.run_id, status="RUNNING")  # a resumed run logs on into its MLflow run
-
-    def log(self, values: dict[str, float], step: int, wall: float | None) -> None:
-        from mlflow.entities import Metric
-
-        ts = int((wall or time.time()) * 1000)
-        self.client.log_batch(self.run_id, metrics=[Metric(k, v, ts, step) for k, v in values.items()])
-
-    def close(self, state: str) -> None:
-        self.client.set_terminated(self.run_id, status=_MLFLOW_STATUS.get(state, "FINISHED"))
-
-
-_BACKENDS = {"tensorboard": _TensorBoard, "mlflow": _MLflow}
 _open: OrderedDict[tuple[str, str], Any] = OrderedDict()
 _lock = threading.Lock()  # the app runs several jobs in threads of one process
 
@@ -146,7 +85,7 @@ def forward(run_dir: str | os.PathLike, row: dict[str, Any]) -> None:
     with _lock:
         tracker = _open.get(key)
         if tracker is None:
-            tracker = _open[key] = _BACKENDS[log_with](run_dir, config)
+            tracker = _open[key] = _backend(log_with)(run_dir, config)
             while len(_open) > _OPEN_MAX:
                 _open.popitem(last=False)[1].close("running")
         _open.move_to_end(key)
@@ -155,30 +94,30 @@ def forward(run_dir: str | os.PathLike, row: dict[str, Any]) -> None:
 
 
 def finish(run_dir: str | os.PathLike, state: str) -> None:
-    """Close the run's open trackers (this process's) when it ends: flush, and the MLflow run's end state."""
+    """Close the run's open trackers (this process's) when it ends: artefacts, flush, the end state.
+    A run with none open here (a study; a killed run another process marks ended) has its saved
+    MLflow run finished instead."""
     prefix = str(Path(run_dir).resolve())
     with _lock:
         keys = [k for k in _open if k[0] == prefix]
         for key in keys:
             _open.pop(key).close(state)
     if not any(k[1] == "mlflow" for k in keys):
-        _end_orphaned_mlflow_run(Path(run_dir), state)
+        config = read_json(Path(run_dir) / "config.json", {}) or {}
+        if tracker_of(config) == "mlflow":
+            from core.trackers.mlflow_run import end_saved_run
+
+            end_saved_run(Path(run_dir), config, state)
 
 
-def _end_orphaned_mlflow_run(run_dir: Path, state: str) -> None:
-    """A run whose process was killed left its MLflow run RUNNING; when this (other) process ends
-    the lab run (``interrupted`` after a server restart, ``cancelled``, ...), end the MLflow run too."""
-    config = read_json(run_dir / "config.json", {}) or {}
-    saved = read_json(run_dir / STATE_FILE, {}) or {}
-    if config.get("log_with") != "mlflow" or not saved.get("mlflow_run_id") or saved.get("mlflow_uri") != mlflow_uri():
-        return
-    try:
-        client = _mlflow_client(saved["mlflow_uri"])
-        if client.get_run(saved["mlflow_run_id"]).info.status == "RUNNING":
-            client.set_terminated(saved["mlflow_run_id"], status=_MLFLOW_STATUS.get(state, "FINISHED"))
-    except Exception as e:  # mlflow gone or its server down: the lab's own status is already saved; say so, go on
-        warnings.warn(f"MLflow run {saved['mlflow_run_id']} of {run_dir.name} could not be ended ({type(e).__name__}: {e}); "
-                      f"end it in MLflow by hand.", stacklevel=2)
+def add_artifact(run_dir: str | os.PathLike, path: str | os.PathLike) -> bool:
+    """A file made after the run (``python -m core report``'s report.html) joins the run's MLflow artefacts."""
+    config = read_json(Path(run_dir) / "config.json", {}) or {}
+    if tracker_of(config) != "mlflow":
+        return False
+    from core.trackers.mlflow_run import add_artifact as add
+
+    return add(Path(run_dir), Path(path))
 
 
 @atexit.register

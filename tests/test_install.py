@@ -26,7 +26,8 @@ except ModuleNotFoundError:  # Python 3.10
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ["core", "app.py", "app_pages", ".streamlit", "studies", "pyproject.toml", "requirements.txt", "requirements-test.txt", "requirements-mlflow.txt",
-           "README.md"]
+           "requirements-ray.txt", "requirements-wandb.txt", "README.md", "LICENSE"]
+STUDY_FILES = sorted(p.name for p in (ROOT / "studies").glob("*.toml"))
 
 
 def _run(*cmd, cwd=None, env=None) -> str:
@@ -43,6 +44,29 @@ def test_pyproject_declares_the_command_and_one_version_source():
     assert meta["tool"]["setuptools"]["dynamic"]["dependencies"] == {"file": ["requirements.txt"]}
     assert meta["tool"]["setuptools"]["dynamic"]["optional-dependencies"]["mlflow"] == {"file": ["requirements-mlflow.txt"]}
     assert "mlflow-skinny>=2.9" in (ROOT / "requirements-mlflow.txt").read_text().splitlines()
+    extras = meta["tool"]["setuptools"]["dynamic"]["optional-dependencies"]
+    assert extras["ray"] == {"file": ["requirements-ray.txt"]} and extras["wandb"] == {"file": ["requirements-wandb.txt"]}
+    assert [r.name for r in _requirements("requirements-ray.txt")] == ["ray"]
+    assert [r.name for r in _requirements("requirements-wandb.txt")] == ["wandb"]
+
+
+def test_metadata_names_the_licence_authors_and_classifiers():
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert meta["license"] == "Apache-2.0" and meta["license-files"] == ["LICENSE"]
+    licence = (ROOT / "LICENSE").read_text()
+    assert "Apache License" in licence and "Version 2.0, January 2004" in licence and "END OF TERMS AND CONDITIONS" in licence
+    assert meta["authors"] and all(a.get("name") for a in meta["authors"])
+    assert "Programming Language :: Python :: 3.10" in meta["classifiers"]
+    assert not [c for c in meta["classifiers"] if c.startswith("License ::")]  # PEP 639: the SPDX string says it
+
+
+def test_the_wheels_package_list_is_every_package_of_core():
+    """pyproject.toml lists core's packages by hand (core._app maps to the repository's top); a new
+    package missing from the list would be left out of the wheel."""
+    from setuptools import find_packages
+
+    listed = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    assert sorted(listed) == sorted(find_packages(str(ROOT), include=["core", "core.*"]) + ["core._app"])
 
 
 def test_python_m_core_version():
@@ -120,10 +144,33 @@ def test_editable_install_gives_the_imbalance_lab_command(source_copy, tmp_path)
     assert where.splitlines() == [str(source_copy / "core" / "__init__.py"), str(source_copy / "runs")]
 
 
-def test_wheel_install_puts_data_in_the_working_directory_and_ships_the_app(source_copy, tmp_path):
-    dist = tmp_path / "dist"
+APP_CHECK = """
+import sys
+from streamlit.testing.v1 import AppTest
+import core
+from core.paths import app_dir
+print(core.__file__)
+print(app_dir())
+at = AppTest.from_file(str(app_dir() / "app.py"), default_timeout=180)
+at.session_state["_intro_dismissed"] = True
+at.run()
+assert not at.exception, [e.value for e in at.exception]
+at.switch_page("app_pages/study.py").run()
+at.radio(key="study_source").set_value("file in studies/").run()
+assert not at.exception, [e.value for e in at.exception]
+print(",".join(at.selectbox(key="study_file").options))
+"""
+
+
+@pytest.fixture(scope="module")
+def wheel(source_copy, tmp_path_factory) -> Path:
+    dist = tmp_path_factory.mktemp("dist")
     _run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", dist, source_copy)
-    (wheel,) = dist.glob("imbalance_lab-*.whl")
+    (whl,) = dist.glob("imbalance_lab-*.whl")
+    return whl
+
+
+def test_wheel_install_puts_data_in_the_working_directory_and_runs_the_app(wheel, source_copy, tmp_path):
     bin_ = _venv(tmp_path / "venv")
     _pip(bin_, wheel)
     work = tmp_path / "work"
@@ -133,11 +180,39 @@ def test_wheel_install_puts_data_in_the_working_directory_and_ships_the_app(sour
     assert "site-packages" in lines[0] and str(source_copy) not in lines[0]
     assert lines[1:4] == [str(work / "runs"), str(work / "models"), str(work / ".cache")]
     app = Path(lines[4])
-    assert app == (tmp_path / "venv" / "share" / "imbalance-lab").resolve()
+    assert app == Path(lines[0]).parent / "_app"  # package data beside the code, found through importlib.resources
     for f in ("app.py", "app_pages/results.py", "app_pages/_common.py", ".streamlit/config.toml", "studies/quick.toml"):
         assert (app / f).is_file(), f
+    assert not (tmp_path / "venv" / "share" / "imbalance-lab").exists()
     assert _run(bin_ / "imbalance-lab", "--version", cwd=work, env=_clean_env()) == f"imbalance-lab {core.__version__}"
     assert _run(bin_ / "python", "-c", "from importlib.metadata import version; print(version('imbalance-lab'))", cwd=work) == core.__version__
+    meta = _run(bin_ / "python", "-c", "from importlib.metadata import metadata as m; d = m('imbalance-lab'); "
+                "print(d['License-Expression']); print(sorted(d.get_all('Provides-Extra')))", cwd=work).splitlines()
+    assert meta == ["Apache-2.0", str(sorted(["mlflow", "ray", "test", "wandb"]))]
+
+    # the launcher says which runs folder it uses, and it is the one the app then uses
+    out = _run(bin_ / "imbalance-lab", "app", "--check", cwd=work, env=_clean_env())
+    assert f"runs folder: {work / 'runs'}" in out.splitlines()
+    assert f"study files ({len(STUDY_FILES)}) in {app / 'studies'}: {', '.join(STUDY_FILES)}" in out.splitlines()
+    # the installed app starts and its Study page lists the shipped study files
+    got = _run(bin_ / "python", "-c", APP_CHECK, cwd=work, env={**_clean_env(), "IMBALANCE_LAB_CACHE": str(tmp_path / "cache")}).splitlines()
+    assert got[0] == lines[0] and got[1] == str(app)
+    assert got[-1].split(",") == STUDY_FILES and "quick.toml" in STUDY_FILES
+
+
+def test_pip_target_and_zipapp_find_the_app(wheel, tmp_path):
+    """`pip install --target` (no venv, no share/ folder) and the same tree zipped: the study files are found."""
+    target = tmp_path / "target"
+    _run(sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", target, wheel)
+    code = "from core.paths import app_dir; from core.study_start import study_files; print(app_dir()); print(','.join(study_files()))"
+    work = tmp_path / "work"
+    work.mkdir()
+    lines = _run(sys.executable, "-c", code, cwd=work, env={**_clean_env(), "PYTHONPATH": str(target)}).splitlines()
+    assert lines == [str(target / "core" / "_app"), ",".join(STUDY_FILES)]
+    zipped = shutil.make_archive(str(tmp_path / "lab"), "zip", target, "core")
+    lines = _run(sys.executable, "-c", code, cwd=work, env={**_clean_env(), "PYTHONPATH": zipped}).splitlines()
+    assert lines == [str(work / ".cache" / f"app-{core.__version__}"), ",".join(STUDY_FILES)]  # copied out of the zip: Streamlit runs files
+    assert (work / ".cache" / f"app-{core.__version__}" / "app_pages" / "study.py").is_file()
 
 
 # ------------------------------------------------------------------ reproducible installs (item 2)
@@ -173,7 +248,7 @@ def _imported_top_level(*roots: Path) -> set[str]:
     return names - set(sys.stdlib_module_names) - {"core", "app_pages", "__future__"}
 
 
-OPTIONAL = {"ray", "mlflow"}  # `pip install ray` (--ray), `pip install mlflow-skinny` (--log-with mlflow); both in requirements-test.txt
+OPTIONAL = {"ray", "mlflow", "wandb"}  # the extras: --ray, --log-with mlflow, --log-with wandb
 
 
 def test_every_imported_package_is_declared():
@@ -214,3 +289,14 @@ def test_constraints_pin_every_requirement_exactly_and_satisfy_the_floors():
     from packaging.version import Version
 
     assert pins["torch"] and all(Version(v) >= Version("2.5") for v, _ in pins["torch"])  # torch.OutOfMemoryError
+
+
+def test_make_run_cpu_installs_torch_from_the_cpu_index_before_the_rest(tmp_path):
+    """`make run CPU=1` (README, "A CPU-only machine"): torch and torchvision from PyTorch's CPU
+    index, under the lock, before requirements.txt could pull PyPI's CUDA build (dry run: -n)."""
+    out = _run("make", "-n", "run", "CPU=1", f"VENV={tmp_path / 'v'}", cwd=ROOT).splitlines()
+    cpu = [i for i, line in enumerate(out) if "--index-url https://download.pytorch.org/whl/cpu" in line]
+    req = [i for i, line in enumerate(out) if "-r requirements.txt" in line]
+    assert len(cpu) == 1 and len(req) == 1 and cpu[0] < req[0]
+    assert "install -q torch torchvision" in out[cpu[0]] and "-c constraints.txt" in out[cpu[0]]
+    assert not [line for line in _run("make", "-n", "run", f"VENV={tmp_path / 'v'}", cwd=ROOT).splitlines() if "whl/cpu" in line]

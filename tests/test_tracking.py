@@ -36,13 +36,13 @@ def test_rows_become_tensorboard_scalars_in_the_run_folder(tmp_path):
     run.log_metrics({"step": 50, "loss": 0.25, "lr": 0.002})
     run.set_status("done")
     assert (run.path / "tensorboard").is_dir() and list((run.path / "tensorboard").glob("events.out.tfevents.*"))
-    assert _tb_scalars(run.path, "loss") == [(25, 0.5), (50, 0.25)]  # exact in float32
-    assert [s for s, _ in _tb_scalars(run.path, "lr")] == [25, 50]
+    assert _tb_scalars(run.path, "train/loss") == [(25, 0.5), (50, 0.25)]  # exact in float32
+    assert [s for s, _ in _tb_scalars(run.path, "train/lr")] == [25, 50]
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(run.path / tracking.TB_DIR))
     acc.Reload()
-    assert sorted(acc.Tags()["scalars"]) == ["loss", "lr"]  # no time, step, bool or text
+    assert sorted(acc.Tags()["scalars"]) == ["train/loss", "train/lr"]  # no time, step, bool or text
 
 
 def test_off_by_default_writes_nothing(tmp_path):
@@ -68,9 +68,9 @@ def test_rows_go_to_an_mlflow_file_store_and_a_resume_continues_the_same_run(tmp
     r = runs[0]
     assert r.info.run_name == run.id and r.info.status == "FINISHED"
     assert json.loads((run.path / "tracking.json").read_text())["mlflow_run_id"] == r.info.run_id
-    hist = sorted((m.step, m.value) for m in mlflow_store.get_metric_history(r.info.run_id, "loss"))
+    hist = sorted((m.step, m.value) for m in mlflow_store.get_metric_history(r.info.run_id, "train/loss"))
     assert hist == [(10, 2.0), (20, 1.5), (30, 1.0)]
-    assert sorted((m.step, m.value) for m in mlflow_store.get_metric_history(r.info.run_id, "accuracy")) == [(10, 0.5), (20, 0.75)]
+    assert sorted((m.step, m.value) for m in mlflow_store.get_metric_history(r.info.run_id, "eval/accuracy")) == [(10, 0.5), (20, 0.75)]
     assert r.data.params["data.dataset"] == "digits" and r.data.params["lr"] == "0.1" and r.data.params["kind"] == "classifier"
 
 
@@ -92,8 +92,8 @@ def test_a_killed_runs_mlflow_run_is_ended_when_the_next_process_marks_it_interr
 def test_unknown_tracker_is_refused_with_the_choices():
     from core.train.cfg import CFGTrainConfig
 
-    with pytest.raises(ConfigError, match="tensorboard, mlflow"):
-        CFGTrainConfig(log_with="wandb").validate()
+    with pytest.raises(ConfigError, match="tensorboard, mlflow, wandb"):
+        CFGTrainConfig(log_with="comet").validate()
     assert tracking.check_log_with("none") is None and tracking.check_log_with(None) is None
 
 
@@ -104,7 +104,7 @@ def test_train_cfg_cli_logs_every_metrics_row_to_tensorboard(tmp_path):
     assert Run(out).config["log_with"] == "tensorboard"
     rows = Run(out).metrics()
     assert list(rows["step"]) == [4]  # log_every 25 > 4 steps: the last step's row only
-    assert _tb_scalars(out, "loss") == [(4, pytest.approx(float(rows["loss"].iloc[0]), rel=1e-6))]
+    assert _tb_scalars(out, "train/loss") == [(4, pytest.approx(float(rows["loss"].iloc[0]), rel=1e-6))]
 
 
 def test_train_classifier_cli_logs_to_mlflow(tmp_path, mlflow_store):
@@ -114,7 +114,7 @@ def test_train_classifier_cli_logs_to_mlflow(tmp_path, mlflow_store):
     exp = mlflow_store.get_experiment_by_name("imbalance-lab")
     (r,) = mlflow_store.search_runs([exp.experiment_id])
     assert r.info.status == "FINISHED"
-    got = sorted((m.step, m.value) for m in mlflow_store.get_metric_history(r.info.run_id, "test_accuracy"))
+    got = sorted((m.step, m.value) for m in mlflow_store.get_metric_history(r.info.run_id, "eval/accuracy"))
     want = [(int(s), float(v)) for s, v in zip(rows["step"], rows["test_accuracy"]) if v == v]
     assert got == want and len(want) >= 1
 
@@ -153,4 +153,4 @@ def test_train_page_choice_reaches_the_run_and_its_rows_reach_tensorboard(runs_r
     _wait_all()
     (run,) = list_runs()
     assert run.config["log_with"] == "tensorboard"
-    assert _tb_scalars(run.path, "loss") == [(1, 1.0), (2, 0.5), (3, pytest.approx(1 / 3, rel=1e-6))]
+    assert _tb_scalars(run.path, "train/loss") == [(1, 1.0), (2, 0.5), (3, pytest.approx(1 / 3, rel=1e-6))]

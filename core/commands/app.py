@@ -15,7 +15,7 @@ import sys
 from core import serving
 from core.commands.config_file import add_config_argument
 from core.errors import ConfigError
-from core.paths import app_dir
+from core.paths import app_dir, runs_dir
 
 HELP = "Start the lab's app (Streamlit) on --host:--port; a non-loopback host needs IMBALANCE_LAB_DATA_ROOTS."
 
@@ -80,11 +80,22 @@ def prepare(host: str, port: int, env: dict | None = None, shared: bool = False)
     return streamlit_command(host, port)
 
 
+def where_words() -> str:
+    """The folders the app will use: its files (and study files), and the runs folder."""
+    folder = app_dir()
+    studies = sorted(p.name for p in (folder / "studies").glob("*.toml"))
+    return (f"app: {folder / 'app.py'}\n"
+            f"study files ({len(studies)}) in {folder / 'studies'}: {', '.join(studies) or '(none)'}\n"
+            f"runs folder: {runs_dir()}")
+
+
 def run(args) -> int:
     cmd = prepare(args.host, args.port, shared=args.shared)
+    print(where_words(), flush=True)
     if args.check:
         print("settings OK; would run: " + " ".join(cmd))
         return 0
+    os.environ["IMBALANCE_LAB_RUNS"] = str(runs_dir())  # the server uses the folder just printed, whatever its working folder
     os.environ[serving.HOST_VAR] = args.host  # the app keeps per-session workspaces when this is not loopback
     if exposed(args.host, args.shared):
         os.environ[serving.SHARED_VAR] = "1"  # ... and when shared behind a proxy

@@ -65,9 +65,10 @@ def data_dict(args: argparse.Namespace) -> dict:
 
 
 def add_tracking_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--log-with", default=None, choices=["tensorboard", "mlflow", "none"],
-                   help="also send the metrics to TensorBoard (event files in the run folder) or MLflow (MLFLOW_TRACKING_URI, "
-                        "else runs/mlruns; needs `pip install mlflow-skinny`); default: off")
+    p.add_argument("--log-with", default=None, choices=["tensorboard", "mlflow", "wandb", "none"],
+                   help="also send the metrics to TensorBoard (event files in the run folder), MLflow (MLFLOW_TRACKING_URI, "
+                        "else runs/mlruns; needs the mlflow extra) or W&B (offline in the run folder unless WANDB_MODE says "
+                        "otherwise; needs the wandb extra); default: off")
 
 
 SAMPLE_STEPS_MESSAGE = ("--steps is deprecated for sampler steps and will be removed in the next release: "

@@ -28,4 +28,8 @@ def run(args) -> int:
         print(json.dumps({"html": str(path), "bytes": path.stat().st_size}))
         return 0
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    from core.tracking import add_artifact
+
+    if add_artifact(args.study, path):  # a study tracked with MLflow: the report joins its artefacts
+        print("added it to the study's MLflow run")
     return 0

@@ -17,6 +17,7 @@ from core.errors import ConfigError, LabError
 from core.gate import regate_words, thresholds
 from core.runs import Run
 from core.study.config import KIND, StudyConfig
+from core.study.lock import one_run_per_folder
 from core.study.plan import plan_study
 
 
@@ -77,6 +78,7 @@ def default_device(cfg: StudyConfig) -> str:
     return cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
+@one_run_per_folder  # a second process on the same folder is refused, naming the holder
 def run_study(cfg: StudyConfig, out_dir: str | Path, callbacks: Callbacks | None = None, executor=None) -> pd.DataFrame:
     """Run (or resume) a study in ``out_dir``; writes results.csv/results.json and returns the table.
 
