@@ -119,7 +119,7 @@ def cli_training(steps: int, env: dict, tmp: Path) -> dict:
     out = tmp / "cli-run"
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "core", "train-cfg", "--dataset", "digits", "--profile", "paper", "--preset", "tiny",
-                    "--steps", str(steps), "--batch-size", "64", "--preview-every", "0", "--seed", "0", "--out", str(out), "--quiet"],
+                    "--steps", str(steps), "--batch-size", "64", "--preview-every", "0", "--data-seed", "0", "--out", str(out), "--quiet"],
                    cwd=ROOT, env=env, check=True, timeout=900)
     return {"images_per_s": _images_per_s(out), "wall_s": time.perf_counter() - t0}
 

@@ -10,7 +10,7 @@ rewritten, so a timeout or a crash keeps what was measured before it):
      bf16 matmul peak measured in the same run (``bench/cfg_flops.py --device cuda``).
   2. ``resnet18``: ResNet18 (CIFAR stem) training images/s, batch 256, bf16, with the lab's
      on-device augmentation (``bench/data_pipeline.bench_resnet18``).
-  3. ``paper_smoke``: ``python -m core experiment --preset paper-smoke --device cuda`` unchanged;
+  3. ``paper_smoke``: ``python -m core experiment --study paper-smoke --device cuda`` unchanged;
      wall time, states and rows.
 
 The card's name (``nvidia-smi``/torch) is recorded first. Afterwards, on the workstation:
@@ -130,7 +130,7 @@ def main() -> int:
                        "--data-dir", args.data_dir, "--batch-size", "128", "--steps", "400", "--log-every", "50",
                        "--peak-s", "3", "--no-work-flops", "--name", "cfg_flops_gpu", "--out-dir", str(out)], args.cfg_s),
         "resnet18": ([PY, "bench/gpu_check.py", "--_resnet18", "--data-dir", args.data_dir, "--device", args.device], args.resnet_s),
-        "paper_smoke": ([PY, "-m", "core", "experiment", "--preset", "paper-smoke", "--data-dir", args.data_dir,
+        "paper_smoke": ([PY, "-m", "core", "experiment", "--study", "paper-smoke", "--data-dir", args.data_dir,
                          "--device", args.device, "--out", str(out / "paper_smoke"), "--json"], args.smoke_s),
     }
     for name in [p.strip() for p in args.only.split(",") if p.strip()]:

@@ -88,7 +88,7 @@ def test_data_seed_and_train_seed_and_the_old_seed_warns(capsys):
 
 def test_steps_are_optimizer_steps_and_sample_steps_sampler_steps(capsys):
     assert _parse(["train-cfg", "--steps", "7"]).steps == 7 and _parse(["train-classifier", "--steps", "7"]).steps == 7
-    assert _parse(["experiment", "--preset", "quick", "--out", "x", "--steps", "7"]).steps == 7
+    assert _parse(["experiment", "--study", "quick", "--out", "x", "--steps", "7"]).steps == 7
     assert capsys.readouterr().err == ""
     for command in (["sample"], ["trajectory"], ["sample-sd"]):
         assert _parse([*command, "--sample-steps", "9"]).sample_steps == 9
@@ -104,6 +104,14 @@ def test_sampler_everywhere_and_the_old_scheduler_warns(capsys):
     assert _parse(["sample-sd", "--sampler", "ddim"]).sampler == "ddim" and capsys.readouterr().err == ""
     assert _parse(["sample-sd", "--scheduler", "euler"]).sampler == "euler"
     assert "--scheduler is deprecated" in capsys.readouterr().err
+
+
+def test_preset_is_a_network_size_and_study_a_built_in_study(capsys):
+    assert _parse(["train-cfg", "--preset", "small"]).preset == "small"
+    assert _parse(["experiment", "--study", "quick", "--out", "x"]).preset == "quick" and capsys.readouterr().err == ""
+    assert _parse(["experiment", "--preset", "quick", "--out", "x"]).preset == "quick"  # the old spelling, for one release
+    err = capsys.readouterr().err
+    assert "--preset is deprecated in experiment" in err and "--study" in err
 
 
 def test_json_on_every_command_that_prints_results():

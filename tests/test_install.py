@@ -140,6 +140,7 @@ def test_editable_install_gives_the_imbalance_lab_command(source_copy, tmp_path)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     assert _run(bin_ / "imbalance-lab", "--version", cwd=elsewhere, env=_clean_env()) == f"imbalance-lab {core.__version__}"
+    assert _run(bin_ / "imbalance-lab", "report", "--help", cwd=elsewhere, env=_clean_env()).startswith("usage: imbalance-lab report")  # its real name
     where = _run(bin_ / "python", "-c", "import core, core.paths as p; print(core.__file__); print(p.runs_dir())", cwd=elsewhere, env=_clean_env())
     assert where.splitlines() == [str(source_copy / "core" / "__init__.py"), str(source_copy / "runs")]
 

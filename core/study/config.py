@@ -118,7 +118,7 @@ class StudyConfig(JobConfig):  # its from_dict below is strict: a study file mus
         try:
             raw = tomllib.loads(path.read_text())
         except FileNotFoundError:
-            raise ConfigError(f"Study config {path} not found.", "Check the path, or use --preset quick.")
+            raise ConfigError(f"Study config {path} not found.", "Check the path, or use --study quick.")
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path} is not valid TOML ({exc}).", "Fix the syntax; see studies/quick.toml for an example.")
         metrics = raw.pop("metrics", None)
