@@ -1,71 +1,24 @@
-"""The app's side of serving a class (core.serving, core.bounds, core.data.budget):
-the access token, this browser session's id, whether the workspace is shared, the data
-guard every load and job goes through, and the one bounded number widget.
+"""The app's side of serving a class (core.serving, core.bounds, core.data.budget): the data
+guard every load and job goes through, and the one bounded number widget. Who is asking (the
+sign-in gate, the identity, the session id) is app_pages/_identity.py.
 """
 
 from __future__ import annotations
 
-import os
 
 import streamlit as st
 
 from core import bounds, serving
 from core.data.budget import check_budget, estimate, refuse_over_budget
+from app_pages._identity import check_dir, session_id, shared_server  # noqa: F401  (session_id, shared_server: re-exported)
 
-TOKEN_OK = "_lab_token_ok"
-
-
-def session_id() -> str | None:
-    """This browser session's id (Streamlit's), None outside a script run (a worker thread)."""
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
-
-    ctx = get_script_run_ctx(suppress_warning=True)
-    return ctx.session_id if ctx is not None else None
-
-
-def shared_server() -> bool:
-    """True when the server listens beyond this machine (the launcher's host, else server.address):
-    then every browser session keeps its own workspace and the server-wide file is left alone.
-    ``IMBALANCE_LAB_SHARED=1`` (the launcher's --shared: behind a reverse proxy) says so on loopback."""
-    if os.environ.get(serving.SHARED_VAR) == "1":
-        return True
-    host = os.environ.get(serving.HOST_VAR)
-    if host is None:
-        host = st.get_option("server.address")
-    return not serving.is_loopback(host)
-
-
-def token_gate() -> None:
-    """With IMBALANCE_LAB_TOKEN set, ask for it once per browser session before any page renders.
-
-    The answer is kept in session_state, so the pages' own URL rewriting cannot lose it.
-    A link may carry it as ``?token=...`` (taken once, then removed from the URL).
-    """
-    expected = os.environ.get(serving.TOKEN_VAR)
-    if not expected or st.session_state.get(TOKEN_OK):
-        return
-    if serving.token_matches(st.query_params.get("token"), expected):
-        st.session_state[TOKEN_OK] = True
-        del st.query_params["token"]
-        return
-    st.title("Imbalance Lab")
-    # no st.form: Enter in the field checks the token (it starts nothing)
-    typed = st.text_input("Access token", type="password", key="lab_token",
-                          help=f"The person running this server set one ({serving.TOKEN_VAR}); ask them for it.")
-    st.button("Enter", type="primary", key="lab_token_go")
-    if typed:
-        if serving.token_matches(typed, expected):
-            st.session_state[TOKEN_OK] = True
-            st.rerun()
-        st.error("That is not this server's access token. Check it with the person running the server.")
-    st.stop()
 
 
 def guard_data(dataset: str, data_dir: str | None, image_size: int | None, stamp=None) -> None:
     """Raise a LabError before reading a folder outside the data roots or loading past the memory
     budget. The caller checks the roots (``serving.check_data_dir``) before it computes ``stamp``
     (a change marker of the folder, which reads it); the estimate is cached per stamp."""
-    serving.check_data_dir(data_dir)
+    check_dir(data_dir)
     refuse_over_budget(_estimate(dataset, data_dir, image_size, stamp), dataset)
 
 
@@ -77,7 +30,7 @@ def _estimate(dataset: str, data_dir: str | None, image_size: int | None, stamp)
 def admit_job(kind: str, config: dict) -> None:
     """The app's check of a job before it is created: its data inside the roots, within the budget."""
     for d in serving.data_dirs_in(config):
-        serving.check_data_dir(d)
+        check_dir(d)
     data = config.get("data")
     if isinstance(data, dict) and data.get("dataset"):
         check_budget(data["dataset"], data.get("data_dir"), data.get("image_size"))

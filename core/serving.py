@@ -36,6 +36,7 @@ SHARED_VAR = "IMBALANCE_LAB_SHARED"  # "1": serve as shared even on loopback (be
 PER_SESSION_VAR = "IMBALANCE_LAB_MAX_JOBS_PER_SESSION"
 PER_SERVER_VAR = "IMBALANCE_LAB_MAX_JOBS"
 INTERACTIVE_VAR = "IMBALANCE_LAB_MAX_INTERACTIVE_PER_SESSION"
+USERS_DIR = "users"  # cache_dir()/users/<identity>/: that identity's uploads and extracted zips
 
 
 # ------------------------------------------------------------------------------ data roots
@@ -72,14 +73,35 @@ def inside_roots(path: str | os.PathLike, roots: Iterable[Path]) -> bool:
     return any(p == r or p.is_relative_to(r) for r in roots)
 
 
-def check_data_dir(path: str | os.PathLike | None, roots: list[Path] | None = None) -> None:
+def user_dir(owner: str) -> Path:
+    """One identity's own folder under the cache (its uploads and their extracted copies)."""
+    safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in str(owner))[:64] or "_"
+    return cache_dir() / USERS_DIR / safe
+
+
+def private_folder(path: str | os.PathLike, own: Path | None) -> bool:
+    """True when ``path`` lies in the cache but outside ``own`` (an identity's folder): on a shared
+    server the cache is not a data root, only each identity's own folder in it is (for that identity)."""
+    p, cache = _resolved(path), _resolved(cache_dir())
+    if not (p == cache or p.is_relative_to(cache)):
+        return False
+    return own is None or not (p == _resolved(own) or p.is_relative_to(_resolved(own)))
+
+
+def check_data_dir(path: str | os.PathLike | None, roots: list[Path] | None = None, own: Path | None = None, shared: bool = False) -> None:
     """Raise a DataError naming ``IMBALANCE_LAB_DATA_ROOTS`` unless ``path`` is inside the roots.
 
-    The message names only the path asked for and the roots, never what the folder holds.
+    ``shared``: the cache folder is no data root, except ``own`` (the asking identity's folder;
+    ``user_dir``), so nobody reads another's uploads. The message names only the path asked for
+    and the roots, never what the folder holds.
     """
     if path is None or str(path).strip() == "":
         return
     roots = data_roots() if roots is None else roots
+    if shared and private_folder(path, own):
+        raise DataError(f"The folder '{path}' is in the server's cache, outside your own uploads, so nothing in it was opened.",
+                        "Upload your data as a zip on the Dataset page (it goes to your own folder), or use a folder under "
+                        f"the data roots ({ROOTS_VAR}).")
     if not inside_roots(path, roots):
         raise DataError(
             f"The folder '{path}' is outside the data folders this server may read, so nothing in it was opened.",

@@ -93,13 +93,22 @@ class JobManager:
         with self.store.lock:  # the count and the enqueue together, so two sessions cannot both take the last place
             self._check_limits(lane, owner)
             run = Run.create(kind, config, root=self.root, name=name, page=page, device=device)
+            if owner is not None:
+                run.set_owner(owner)  # on disk, so ownership outlives this process (resume, visibility)
             return self._queues.enqueue(Job(run=run, kind=kind, device=device, resume=False, lane=lane, owner=owner))
 
     def resume(self, run_id: str, device: str | None = None, owner: str | None = None) -> Job:
-        """Queue an interrupted, cancelled or failed run again, continuing from its checkpoint."""
+        """Queue an interrupted, cancelled or failed run again, continuing from its checkpoint.
+
+        With ``owner`` (the app on a shared server: the identity asking), only the run's own
+        owner (``Run.owner``) may resume it, and the job keeps that owner: resuming never
+        transfers a run. Without it (the CLI, a one-user app) the job's owner is ``owner_fn``'s."""
         run = Run(self.root / run_id)
         if not run.exists():
             raise ConfigError(f"Run {run_id} no longer exists (its folder was removed).", "Pick another run from the list.")
+        if owner is not None and run.owner != owner:
+            raise ConfigError(f"Run {run_id} was started by someone else; only its owner can resume it.",
+                              "Nothing was resumed. Start a run of your own with the same settings instead.")
         state = run.status.get("state")
         with self.store.lock:
             live = self.store.get(run_id)
@@ -112,7 +121,7 @@ class JobManager:
         config = {k: v for k, v in run.config.items() if k not in META_KEYS}
         if self._admit is not None:
             self._admit(kind, config)
-        lane, owner = lane_for(kind, config), self._owner(owner)
+        lane, owner = lane_for(kind, config), (owner if owner is not None else self._owner(None))
         with self.store.lock:
             self._check_limits(lane, owner)
             job = Job(run=run, kind=kind, device=self._queues.pick_device(device), resume=True, lane=lane, owner=owner)
