@@ -14,6 +14,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from core.data import disk
 from core.data.imageset import LoadedDataset
 from core.data.loading import DataConfig, load_dataset
 from core.errors import LabError
@@ -23,7 +24,7 @@ from core.paths import runs_dir
 from core.runs import Run, list_runs
 from core import viz, workspace
 from app_pages._export import chart_config, grid_download
-from core.serving import JobLimits
+from core.serving import JobLimits, data_dirs_in
 from app_pages._serving import admit_job, guard_data, session_id, shared_server, show_notes
 from app_pages._identity import check_dir, may_cancel, may_resume, may_see, owner_key, resume_owner, strict, visible
 
@@ -62,6 +63,11 @@ def _manager(root: str, limits: tuple[int, int, int]) -> JobManager:
 def manager() -> JobManager:
     """The one JobManager of this server process (per runs folder), shared by every tab."""
     return _manager(str(runs_dir()), astuple(JobLimits.from_env()))
+
+
+def paths_in_use() -> list[str]:
+    """The data folders (and zips) of every job queued or running: the disk budget never evicts them."""
+    return [d for j in manager().active() for d in data_dirs_in(j.run.config)]
 
 
 def optional(module: str):
@@ -224,6 +230,8 @@ def load(cfg: DataConfig) -> LoadedDataset:
     check_dir(cfg.data_dir)  # before anything reads the folder, even its mtimes
     stamp = _stamp(cfg.data_dir)
     guard_data(cfg.dataset, cfg.data_dir, cfg.image_size, stamp)
+    if cfg.data_dir:
+        disk.touch(cfg.data_dir)  # used now: the disk budget evicts the least recently used uploads first
     return _load(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.test_fraction, stamp, cfg.judge_per_class)
 
 

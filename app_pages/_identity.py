@@ -107,12 +107,18 @@ def resume_owner() -> str | None:
     return owner_key() if strict() else None
 
 
+def upload_folder():
+    """Where this identity's uploads go: its own folder in the cache when kept apart, the cache
+    itself on a one-user server (as before)."""
+    return serving.user_dir(owner_key() or "_") if strict() else cache_dir()
+
+
 def own_folder():
-    """Where this identity's uploads go: its own folder in the cache when kept apart (a teacher
-    reads every identity's), the cache itself on a one-user server."""
+    """The part of the cache this identity may read data from: its own folder (a teacher: every
+    identity's), the whole cache on a one-user server."""
     if not strict():
         return cache_dir()
-    return cache_dir() / serving.USERS_DIR if is_teacher() else serving.user_dir(owner_key() or "_")
+    return cache_dir() / serving.USERS_DIR if is_teacher() else upload_folder()
 
 
 def check_dir(path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core import bounds, serving
+from core.errors import DataError
 from core.data.budget import check_budget, estimate, refuse_over_budget
 from app_pages._identity import check_dir, session_id, shared_server  # noqa: F401  (session_id, shared_server: re-exported)
 
@@ -19,6 +20,7 @@ def guard_data(dataset: str, data_dir: str | None, image_size: int | None, stamp
     budget. The caller checks the roots (``serving.check_data_dir``) before it computes ``stamp``
     (a change marker of the folder, which reads it); the estimate is cached per stamp."""
     check_dir(data_dir)
+    check_download(dataset, data_dir)
     refuse_over_budget(_estimate(dataset, data_dir, image_size, stamp), dataset)
 
 
@@ -27,12 +29,24 @@ def _estimate(dataset: str, data_dir: str | None, image_size: int | None, stamp)
     return estimate(dataset, data_dir, image_size)  # counting a folder's files walks it: once per change
 
 
+def check_download(dataset: str, data_dir: str | None) -> None:
+    """On a shared server, refuse a load that would download a torchvision set (into the data
+    roots, once per new folder name) unless IMBALANCE_LAB_ALLOW_DOWNLOADS=1."""
+    from core.data.loading import DataConfig, would_download
+
+    if shared_server() and not serving.downloads_allowed() and would_download(DataConfig(dataset=dataset, data_dir=data_dir)):
+        raise DataError(f"{dataset} is not on this server yet, and this server does not download datasets for its users; nothing was written.",
+                        f"Pick a dataset folder under the data roots ({serving.ROOTS_VAR}) or upload a zip; the person running the "
+                        f"server can put {dataset} there, or allow downloads with {serving.DOWNLOADS_VAR}=1.")
+
+
 def admit_job(kind: str, config: dict) -> None:
     """The app's check of a job before it is created: its data inside the roots, within the budget."""
     for d in serving.data_dirs_in(config):
         check_dir(d)
     data = config.get("data")
     if isinstance(data, dict) and data.get("dataset"):
+        check_download(data["dataset"], data.get("data_dir"))
         check_budget(data["dataset"], data.get("data_dir"), data.get("image_size"))
 
 

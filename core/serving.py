@@ -36,6 +36,7 @@ SHARED_VAR = "IMBALANCE_LAB_SHARED"  # "1": serve as shared even on loopback (be
 PER_SESSION_VAR = "IMBALANCE_LAB_MAX_JOBS_PER_SESSION"
 PER_SERVER_VAR = "IMBALANCE_LAB_MAX_JOBS"
 INTERACTIVE_VAR = "IMBALANCE_LAB_MAX_INTERACTIVE_PER_SESSION"
+DOWNLOADS_VAR = "IMBALANCE_LAB_ALLOW_DOWNLOADS"  # "1": a shared server may download torchvision sets for its users
 USERS_DIR = "users"  # cache_dir()/users/<identity>/: that identity's uploads and extracted zips
 
 
@@ -108,6 +109,11 @@ def check_data_dir(path: str | os.PathLike | None, roots: list[Path] | None = No
             f"Put the data under one of: {', '.join(map(str, roots))} (or upload it as a zip); the person running "
             f"the server can add folders with the {ROOTS_VAR} environment variable (a '{os.pathsep}'-separated list).",
         )
+
+
+def downloads_allowed(env: Mapping[str, str] | None = None) -> bool:
+    env = os.environ if env is None else env
+    return (env.get(DOWNLOADS_VAR) or "").strip() == "1"
 
 
 def data_dirs_in(config) -> list[str]:

@@ -46,18 +46,22 @@ class Estimate:
                 f"(from {self.native}×{self.native}, {self.how}): about {self.bytes / GB:.2f} GB")
 
 
-def budget_bytes(env: Mapping[str, str] | None = None) -> int:
-    env = os.environ if env is None else env
-    raw = (env.get(BUDGET_VAR) or "").strip()
+def gb_setting(env: Mapping[str, str], var: str, default_gb: float) -> int:
+    """Bytes from an environment variable giving GB (``default_gb`` when unset); a ConfigError names a bad value."""
+    raw = (env.get(var) or "").strip()
     if not raw:
-        return int(DEFAULT_BUDGET_GB * GB)
+        return int(default_gb * GB)
     try:
         gb = float(raw)
     except ValueError:
         gb = -1.0
     if not gb > 0:
-        raise ConfigError(f"{BUDGET_VAR}={raw!r} is not a positive number of GB.", f"Set it to e.g. {DEFAULT_BUDGET_GB:g}, or unset it.")
+        raise ConfigError(f"{var}={raw!r} is not a positive number of GB.", f"Set it to e.g. {default_gb:g}, or unset it.")
     return int(gb * GB)
+
+
+def budget_bytes(env: Mapping[str, str] | None = None) -> int:
+    return gb_setting(os.environ if env is None else env, BUDGET_VAR, DEFAULT_BUDGET_GB)
 
 
 def array_bytes(images: int, channels: int, native: int, size: int, per_file: bool) -> tuple[int, str]:

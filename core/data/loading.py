@@ -142,6 +142,11 @@ def _cache_key(root: Path, image_size: int | None, test_fraction: float) -> str:
 
 
 def _save_cache(path: Path, ds: LoadedDataset) -> None:
+    from core.data import disk
+
+    need = sum(getattr(ds, s).images.numel() + 8 * len(getattr(ds, s).labels) for s in ("train", "test"))
+    if not disk.has_room(need):
+        return  # over the cache's disk budget (core.data.disk): the set still loads, it is just decoded again next time
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -159,6 +164,7 @@ def _load_cache(path: Path, name: str) -> LoadedDataset | None:
     if not meta_path.exists():
         return None
     meta = json.loads(meta_path.read_text())
+    os.utime(path)  # used now: the disk budget evicts the least recently used copies first (core.data.disk)
     splits = []
     for split in ("train", "test"):
         images = torch.from_numpy(np.load(path / f"{split}_images.npy"))
