@@ -25,7 +25,7 @@ from core.runs import Run, list_runs
 from core import viz, workspace
 from app_pages._export import chart_config, grid_download
 from core.serving import JobLimits, data_dirs_in
-from app_pages._serving import admit_job, guard_data, session_id, shared_server, show_notes
+from app_pages._serving import admission_check, admit_job, guard_data, session_id, shared_server, show_notes
 from app_pages._identity import check_dir, may_cancel, may_resume, may_see, owner_key, resume_owner, strict, visible
 
 DATA_KEY = "data_cfg"
@@ -57,7 +57,8 @@ def _manager(root: str, limits: tuple[int, int, int]) -> JobManager:
     # every job records the browser session that started it, counts against its limits, and
     # has its data checked against the data roots and the memory budget (app_pages/_serving.py)
     # (the signed-in person on a server with a tokens file: app_pages/_identity.py)
-    return JobManager(root=root, limits=JobLimits(*limits), owner_fn=owner_key, admit=admit_job)
+    # memory and compute are admitted server-wide, counting the jobs already admitted (core.admission)
+    return JobManager(root=root, limits=JobLimits(*limits), owner_fn=owner_key, admit=admit_job, budget=admission_check)
 
 
 def manager() -> JobManager:

@@ -6,11 +6,13 @@ sign-in gate, the identity, the session id) is app_pages/_identity.py.
 from __future__ import annotations
 
 
+from collections import OrderedDict
+
 import streamlit as st
 
-from core import bounds, serving
+from core import admission, bounds, serving
 from core.errors import DataError
-from core.data.budget import check_budget, estimate, refuse_over_budget
+from core.data.budget import BUDGET_VAR, GB, budget_bytes, check_budget, estimate, refuse_over_budget
 from app_pages._identity import check_dir, session_id, shared_server  # noqa: F401  (session_id, shared_server: re-exported)
 
 
@@ -21,7 +23,45 @@ def guard_data(dataset: str, data_dir: str | None, image_size: int | None, stamp
     (a change marker of the folder, which reads it); the estimate is cached per stamp."""
     check_dir(data_dir)
     check_download(dataset, data_dir)
-    refuse_over_budget(_estimate(dataset, data_dir, image_size, stamp), dataset)
+    est = refuse_over_budget(_estimate(dataset, data_dir, image_size, stamp), dataset)
+    if est is not None:
+        _admit_load((dataset, data_dir, image_size, stamp), est)
+
+
+LOADS_HELD = 4  # app_pages/_common._load keeps this many datasets in memory (its max_entries)
+
+
+@st.cache_resource(show_spinner=False)
+def _held() -> "OrderedDict":
+    """Server-wide: the datasets the app holds loaded (key -> estimated bytes), least recently used first."""
+    return OrderedDict()
+
+
+def held_bytes(but=None) -> int:
+    return sum(b for k, b in _held().items() if k != but)
+
+
+def _admit_load(key, est) -> None:
+    """Refuse a load that, with the datasets the app already holds and the jobs already admitted,
+    passes the server's memory budget; else count it as held (the oldest beyond LOADS_HELD dropped)."""
+    from app_pages._common import manager  # (here: _common imports this module)
+
+    held, limit = _held(), budget_bytes()
+    jobs_now = admission.admitted_peak(manager().active())
+    if est.bytes + held_bytes(but=key) + jobs_now > limit:
+        raise DataError(f"Loading needs {est.text()}; with {held_bytes(but=key) / GB:.2f} GB of datasets already loaded and {jobs_now / GB:.2f} GB "
+                        f"admitted to running jobs, that passes this server's memory budget of {limit / GB:.2f} GB; nothing was loaded.",
+                        f"Pick a smaller image size (or the native size), or try again when jobs have ended; the person running the server "
+                        f"can raise {BUDGET_VAR}.")
+    held[key] = est.bytes
+    held.move_to_end(key)
+    while len(held) > LOADS_HELD:
+        held.popitem(last=False)
+
+
+def admission_check(kind: str, config: dict, owner, lane: str, device: str, active) -> None:
+    """The job manager's ``budget``: core.admission's memory and compute budgets, server-wide, with the loaded datasets held."""
+    admission.Admission.from_env().check(kind, config, owner, lane, device, active, held=held_bytes())
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
