@@ -13,7 +13,7 @@ import streamlit as st
 from core import admission, bounds, serving
 from core.errors import DataError
 from core.data.budget import BUDGET_VAR, GB, budget_bytes, check_budget, estimate, refuse_over_budget
-from app_pages._identity import check_dir, session_id, shared_server  # noqa: F401  (session_id, shared_server: re-exported)
+from app_pages._identity import check_dir, session_id, shared_server, strict  # noqa: F401  (session_id, shared_server: re-exported)
 
 
 
@@ -84,6 +84,13 @@ def admit_job(kind: str, config: dict) -> None:
     """The app's check of a job before it is created: its data inside the roots, within the budget."""
     for d in serving.data_dirs_in(config):
         check_dir(d)
+    if strict():  # an SD model named by a study file or a form: inside the roots or the models folder, or a known hub id
+        from core.generators.sd.weights import ALIASES, KNOWN_MODELS
+        from core.paths import models_dir
+
+        roots = serving.data_roots() + [models_dir().resolve()]
+        for ref in serving.model_refs_in(config):
+            serving.check_model_ref(ref, roots, [*KNOWN_MODELS, *ALIASES], serving.downloads_allowed())
     data = config.get("data")
     if isinstance(data, dict) and data.get("dataset"):
         check_download(data["dataset"], data.get("data_dir"))

@@ -15,9 +15,9 @@ from core.errors import LabError
 from core.experiment import KIND, PRESETS, preset
 from core.jobs import RESUMABLE
 from core.runs import ACTIVE, Run
-from core.study_start import BOUNDS, from_study_file, from_upload, ready, study_files, with_seeds
+from core.study_start import BOUNDS, for_shared_server, from_study_file, from_upload, ready, study_files, with_seeds
 from app_pages._common import confirm_pending, data_cfg, manager, poll_every, runs_of, submit_job
-from app_pages._identity import may_cancel, may_resume, owner_key, resume_owner
+from app_pages._identity import may_cancel, may_resume, owner_key, resume_owner, strict
 from app_pages._serving import number
 
 st.title("Study")
@@ -70,6 +70,10 @@ with st.expander("Start a study", expanded=not runs_of(KIND, state=None)):
                 if mine:
                     cfg.data = own_data
                 cfg = ready(cfg)
+                if strict():
+                    cfg, notes = for_shared_server(cfg)
+                    for note in notes:
+                        st.info(note)
                 _started(submit_job(KIND, cfg.to_dict(), cfg.name, key="study_form"))
             except LabError as exc:
                 st.error(str(exc))

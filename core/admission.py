@@ -231,3 +231,28 @@ def _admitted(job) -> tuple[int, int]:
         cfg = job.run.config
         _MEMO[key] = (job_memory(job.kind, cfg), job_steps(job.kind, cfg))
     return _MEMO[key]
+
+
+def summary(env: Mapping[str, str] | None = None) -> str:
+    """The budgets and their settings, one line each (``python -m core app --check`` prints them;
+    a malformed value raises a ConfigError here, before the server starts)."""
+    from core import identity, serving
+    from core.data import disk
+
+    env = os.environ if env is None else env
+    adm, lim = Admission.from_env(env), serving.JobLimits.from_env(env)
+    per_user, whole = disk.budgets(env)
+    users = (env.get(identity.USERS_VAR) or "").strip()
+    if users:
+        identity.load_users(env)
+    rows = [
+        (data_budget.BUDGET_VAR, f"{adm.memory / GB:g} GB", "memory, whole server: loaded datasets + the jobs admitted (per device and lane, the largest)"),
+        (data_budget.PIXELS_VAR, f"{data_budget.max_pixels(env):,} px", "per image, every header read (archives too)"),
+        (STEPS_VAR, f"{adm.steps:,} steps", "optimizer steps queued or running per person (a study: the sum of its cells)"),
+        (disk.USER_VAR, f"{per_user / GB:g} GB", "disk per person: uploads and their extracted copies (LRU eviction, never what a job uses)"),
+        (disk.SERVER_VAR, f"{whole / GB:g} GB", "disk for the whole cache: every upload and decoded dataset"),
+        (serving.INTERACTIVE_SERVER_VAR, f"{lim.interactive_per_server}", "previews queued or running on the server (trainings pause while one runs)"),
+        (serving.DOWNLOADS_VAR, "yes" if serving.downloads_allowed(env) else "no", "whether a shared server downloads datasets or models for its users"),
+        (identity.USERS_VAR, users or "unset", "per-person tokens (unset: each browser session is its own identity)"),
+    ]
+    return "Budgets and limits:\n" + "\n".join(f"  {var} = {value}: {what}" for var, value, what in rows)

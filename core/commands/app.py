@@ -81,6 +81,9 @@ def prepare(host: str, port: int, env: dict | None = None, shared: bool = False)
 def run(args) -> int:
     cmd = prepare(args.host, args.port, shared=args.shared)
     if args.check:
+        from core.admission import summary
+
+        print(summary())
         print("settings OK; would run: " + " ".join(cmd))
         return 0
     os.environ[serving.HOST_VAR] = args.host  # the app keeps per-session workspaces when this is not loopback
