@@ -24,11 +24,12 @@ from app_pages._first_visit import first_visit_strip  # noqa: E402
 
 st.set_page_config(page_title="Imbalance Lab", page_icon=":material/balance:", layout="wide")
 
-# Serving a class: with IMBALANCE_LAB_TOKEN set, the shared access token is asked for once per
-# browser session, before any page renders (kept in session_state; see app_pages/_serving.py).
-from app_pages._serving import token_gate  # noqa: E402
+# Serving a class: with a tokens file (IMBALANCE_LAB_USERS) each person signs in once (a signed
+# cookie keeps them signed in across reloads and tabs); with IMBALANCE_LAB_TOKEN the shared token
+# is asked once per browser session. Before any page renders (app_pages/_identity.py).
+from app_pages._identity import gate  # noqa: E402
 
-token_gate()
+gate()
 
 PAGES = [
     st.Page("app_pages/dataset.py", title="Dataset", icon=":material/database:", default=True),

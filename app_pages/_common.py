@@ -14,6 +14,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from core.data import disk
 from core.data.imageset import LoadedDataset
 from core.data.loading import DataConfig, load_dataset
 from core.errors import LabError
@@ -23,8 +24,9 @@ from core.paths import runs_dir
 from core.runs import Run, list_runs
 from core import viz, workspace
 from app_pages._export import chart_config, grid_download
-from core.serving import JobLimits, check_data_dir
-from app_pages._serving import admit_job, guard_data, session_id, shared_server, show_notes
+from core.serving import JobLimits, data_dirs_in
+from app_pages._serving import admission_check, admit_job, guard_data, session_id, shared_server, show_notes
+from app_pages._identity import check_dir, may_cancel, may_resume, may_see, owner_key, resume_owner, strict, visible
 
 DATA_KEY = "data_cfg"
 # How often job panels refresh (seconds). Each refresh re-runs a fragment in the server's process
@@ -54,12 +56,19 @@ SEEN_S = 60.0
 def _manager(root: str, limits: tuple[int, int, int]) -> JobManager:
     # every job records the browser session that started it, counts against its limits, and
     # has its data checked against the data roots and the memory budget (app_pages/_serving.py)
-    return JobManager(root=root, limits=JobLimits(*limits), owner_fn=session_id, admit=admit_job)
+    # (the signed-in person on a server with a tokens file: app_pages/_identity.py)
+    # memory and compute are admitted server-wide, counting the jobs already admitted (core.admission)
+    return JobManager(root=root, limits=JobLimits(*limits), owner_fn=owner_key, admit=admit_job, budget=admission_check)
 
 
 def manager() -> JobManager:
     """The one JobManager of this server process (per runs folder), shared by every tab."""
     return _manager(str(runs_dir()), astuple(JobLimits.from_env()))
+
+
+def paths_in_use() -> list[str]:
+    """The data folders (and zips) of every job queued or running: the disk budget never evicts them."""
+    return [d for j in manager().active() for d in data_dirs_in(j.run.config)]
 
 
 def optional(module: str):
@@ -219,9 +228,11 @@ def _load(dataset: str, data_dir: str | None, image_size: int | None, test_fract
 def load(cfg: DataConfig) -> LoadedDataset:
     """The dataset, once its folder is known to lie inside the data roots and its estimated
     memory within the budget (a LabError otherwise: nothing of the folder is read or shown)."""
-    check_data_dir(cfg.data_dir)  # before anything reads the folder, even its mtimes
+    check_dir(cfg.data_dir)  # before anything reads the folder, even its mtimes
     stamp = _stamp(cfg.data_dir)
     guard_data(cfg.dataset, cfg.data_dir, cfg.image_size, stamp)
+    if cfg.data_dir:
+        disk.touch(cfg.data_dir)  # used now: the disk budget evicts the least recently used uploads first
     return _load(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.test_fraction, stamp, cfg.judge_per_class)
 
 
@@ -278,7 +289,7 @@ def poll_every() -> float:
     factor = crowd_factor()
     if not active:
         return POLL_IDLE_S * factor
-    me = session_id()
+    me = owner_key()
     if any(j.lane == INTERACTIVE_LANE and j.owner in (None, me) for j in active):
         return POLL_FAST_S
     return POLL_S * factor
@@ -334,7 +345,14 @@ def run_metrics(run: Run):
 
 
 def runs_of(kind: str, state: str | None = "done") -> list[Run]:
-    return [r for r in list_runs(runs_dir()) if r.kind == kind and (state is None or r.status.get("state") == state)]
+    """The runs of ``kind`` (in ``state``; None: any) this session may see (app_pages/_identity.py)."""
+    return [r for r in visible_runs() if r.kind == kind and (state is None or r.status.get("state") == state)]
+
+
+def visible_runs() -> list[Run]:
+    """Every run this session may see, newest first: all of them on a one-user server; on a shared
+    one its identity's own (a teacher's: everyone's)."""
+    return visible(list_runs(runs_dir()))
 
 
 def newest_preview(run: Run) -> Path | None:
@@ -360,6 +378,9 @@ def job_panel(run_id: str, key: str, show_curve: bool = True, show_preview: bool
     if not run.exists():
         st.warning(f"Run **{run_id}** was removed from disk while shown; nothing else was touched. Pick another run.")
         return {}
+    if not may_see(run.owner):
+        st.warning(f"Run **{run_id}** belongs to someone else; it is not shown.")
+        return {}
     status = run.status
     state = job.state if job else status.get("state", "?")
     step = job.step if job else int(status.get("step") or 0)
@@ -379,19 +400,19 @@ def job_panel(run_id: str, key: str, show_curve: bool = True, show_preview: bool
         st.warning(message or "interrupted by a server restart; resume to continue from the last checkpoint")
     elif message:
         st.caption(message)
-    if state in ("queued", "running") and job is not None and job.owner not in (None, session_id()):
-        st.caption("Started in another browser session: only that session can cancel it.")
+    if state in ("queued", "running") and not may_cancel(job.owner if job is not None else (run.owner if strict() else None)):
+        st.caption("Started in another browser session or by another person: only its owner can cancel it.")
     elif state in ("queued", "running"):
         if st.button("Cancel", key=f"{key}-cancel-{run_id}"):
             try:
-                mgr.cancel(run_id, owner=session_id())
+                mgr.cancel(run_id, owner=owner_key())
                 st.toast(f"Cancelling {run_id}: it saves a checkpoint at its next step.")
             except LabError as exc:
                 st.error(str(exc))
-    elif state in RESUMABLE and run.kind in (CFG_KIND, CLS_KIND):
+    elif state in RESUMABLE and run.kind in (CFG_KIND, CLS_KIND) and may_resume(run.owner):
         if st.button("Resume", key=f"{key}-resume-{run_id}"):
             try:
-                mgr.resume(run_id)
+                mgr.resume(run_id, owner=resume_owner())
                 st.toast(f"Resumed {run_id}")
             except LabError as exc:
                 st.error(str(exc))
@@ -439,7 +460,7 @@ def sidebar_jobs() -> None:
     def _jobs() -> None:
         if poll_every() != every:
             st.rerun()  # the whole page, so every polled fragment takes the interval that fits the jobs now
-        active = manager().active()
+        active = [j for j in manager().active() if may_see(j.owner)]
         st.markdown("**Jobs**")
         if not active:
             st.caption("no job running")

@@ -1,72 +1,67 @@
-"""The app's side of serving a class (core.serving, core.bounds, core.data.budget):
-the access token, this browser session's id, whether the workspace is shared, the data
-guard every load and job goes through, and the one bounded number widget.
+"""The app's side of serving a class (core.serving, core.bounds, core.data.budget): the data
+guard every load and job goes through, and the one bounded number widget. Who is asking (the
+sign-in gate, the identity, the session id) is app_pages/_identity.py.
 """
 
 from __future__ import annotations
 
-import os
+
+from collections import OrderedDict
 
 import streamlit as st
 
-from core import bounds, serving
-from core.data.budget import check_budget, estimate, refuse_over_budget
+from core import admission, bounds, serving
+from core.errors import DataError
+from core.data.budget import BUDGET_VAR, GB, budget_bytes, check_budget, estimate, refuse_over_budget
+from app_pages._identity import check_dir, session_id, shared_server, strict  # noqa: F401  (session_id, shared_server: re-exported)
 
-TOKEN_OK = "_lab_token_ok"
-
-
-def session_id() -> str | None:
-    """This browser session's id (Streamlit's), None outside a script run (a worker thread)."""
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
-
-    ctx = get_script_run_ctx(suppress_warning=True)
-    return ctx.session_id if ctx is not None else None
-
-
-def shared_server() -> bool:
-    """True when the server listens beyond this machine (the launcher's host, else server.address):
-    then every browser session keeps its own workspace and the server-wide file is left alone.
-    ``IMBALANCE_LAB_SHARED=1`` (the launcher's --shared: behind a reverse proxy) says so on loopback."""
-    if os.environ.get(serving.SHARED_VAR) == "1":
-        return True
-    host = os.environ.get(serving.HOST_VAR)
-    if host is None:
-        host = st.get_option("server.address")
-    return not serving.is_loopback(host)
-
-
-def token_gate() -> None:
-    """With IMBALANCE_LAB_TOKEN set, ask for it once per browser session before any page renders.
-
-    The answer is kept in session_state, so the pages' own URL rewriting cannot lose it.
-    A link may carry it as ``?token=...`` (taken once, then removed from the URL).
-    """
-    expected = os.environ.get(serving.TOKEN_VAR)
-    if not expected or st.session_state.get(TOKEN_OK):
-        return
-    if serving.token_matches(st.query_params.get("token"), expected):
-        st.session_state[TOKEN_OK] = True
-        del st.query_params["token"]
-        return
-    st.title("Imbalance Lab")
-    # no st.form: Enter in the field checks the token (it starts nothing)
-    typed = st.text_input("Access token", type="password", key="lab_token",
-                          help=f"The person running this server set one ({serving.TOKEN_VAR}); ask them for it.")
-    st.button("Enter", type="primary", key="lab_token_go")
-    if typed:
-        if serving.token_matches(typed, expected):
-            st.session_state[TOKEN_OK] = True
-            st.rerun()
-        st.error("That is not this server's access token. Check it with the person running the server.")
-    st.stop()
 
 
 def guard_data(dataset: str, data_dir: str | None, image_size: int | None, stamp=None) -> None:
     """Raise a LabError before reading a folder outside the data roots or loading past the memory
     budget. The caller checks the roots (``serving.check_data_dir``) before it computes ``stamp``
     (a change marker of the folder, which reads it); the estimate is cached per stamp."""
-    serving.check_data_dir(data_dir)
-    refuse_over_budget(_estimate(dataset, data_dir, image_size, stamp), dataset)
+    check_dir(data_dir)
+    check_download(dataset, data_dir)
+    est = refuse_over_budget(_estimate(dataset, data_dir, image_size, stamp), dataset)
+    if est is not None:
+        _admit_load((dataset, data_dir, image_size, stamp), est)
+
+
+LOADS_HELD = 4  # app_pages/_common._load keeps this many datasets in memory (its max_entries)
+
+
+@st.cache_resource(show_spinner=False)
+def _held() -> "OrderedDict":
+    """Server-wide: the datasets the app holds loaded (key -> estimated bytes), least recently used first."""
+    return OrderedDict()
+
+
+def held_bytes(but=None) -> int:
+    return sum(b for k, b in _held().items() if k != but)
+
+
+def _admit_load(key, est) -> None:
+    """Refuse a load that, with the datasets the app already holds and the jobs already admitted,
+    passes the server's memory budget; else count it as held (the oldest beyond LOADS_HELD dropped)."""
+    from app_pages._common import manager  # (here: _common imports this module)
+
+    held, limit = _held(), budget_bytes()
+    jobs_now = admission.admitted_peak(manager().active())
+    if est.bytes + held_bytes(but=key) + jobs_now > limit:
+        raise DataError(f"Loading needs {est.text()}; with {held_bytes(but=key) / GB:.2f} GB of datasets already loaded and {jobs_now / GB:.2f} GB "
+                        f"admitted to running jobs, that passes this server's memory budget of {limit / GB:.2f} GB; nothing was loaded.",
+                        f"Pick a smaller image size (or the native size), or try again when jobs have ended; the person running the server "
+                        f"can raise {BUDGET_VAR}.")
+    held[key] = est.bytes
+    held.move_to_end(key)
+    while len(held) > LOADS_HELD:
+        held.popitem(last=False)
+
+
+def admission_check(kind: str, config: dict, owner, lane: str, device: str, active) -> None:
+    """The job manager's ``budget``: core.admission's memory and compute budgets, server-wide, with the loaded datasets held."""
+    admission.Admission.from_env().check(kind, config, owner, lane, device, active, held=held_bytes())
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -74,12 +69,31 @@ def _estimate(dataset: str, data_dir: str | None, image_size: int | None, stamp)
     return estimate(dataset, data_dir, image_size)  # counting a folder's files walks it: once per change
 
 
+def check_download(dataset: str, data_dir: str | None) -> None:
+    """On a shared server, refuse a load that would download a torchvision set (into the data
+    roots, once per new folder name) unless IMBALANCE_LAB_ALLOW_DOWNLOADS=1."""
+    from core.data.loading import DataConfig, would_download
+
+    if shared_server() and not serving.downloads_allowed() and would_download(DataConfig(dataset=dataset, data_dir=data_dir)):
+        raise DataError(f"{dataset} is not on this server yet, and this server does not download datasets for its users; nothing was written.",
+                        f"Pick a dataset folder under the data roots ({serving.ROOTS_VAR}) or upload a zip; the person running the "
+                        f"server can put {dataset} there, or allow downloads with {serving.DOWNLOADS_VAR}=1.")
+
+
 def admit_job(kind: str, config: dict) -> None:
     """The app's check of a job before it is created: its data inside the roots, within the budget."""
     for d in serving.data_dirs_in(config):
-        serving.check_data_dir(d)
+        check_dir(d)
+    if strict():  # an SD model named by a study file or a form: inside the roots or the models folder, or a known hub id
+        from core.generators.sd.weights import ALIASES, KNOWN_MODELS
+        from core.paths import models_dir
+
+        roots = serving.data_roots() + [models_dir().resolve()]
+        for ref in serving.model_refs_in(config):
+            serving.check_model_ref(ref, roots, [*KNOWN_MODELS, *ALIASES], serving.downloads_allowed())
     data = config.get("data")
     if isinstance(data, dict) and data.get("dataset"):
+        check_download(data["dataset"], data.get("data_dir"))
         check_budget(data["dataset"], data.get("data_dir"), data.get("image_size"))
 
 

@@ -14,10 +14,11 @@ from core.data.loading import DATASETS, DataConfig
 from core.data.profiles import ORDERS, PROFILES, most_reduced_classes
 from core.errors import ConfigError, LabError
 from core.generators.registry import build_generator
-from core.paths import cache_dir
+from core.data import disk
 from core import viz
 from core import bounds
-from app_pages._common import data_cfg, load, set_data_cfg
+from app_pages._common import data_cfg, load, paths_in_use, set_data_cfg
+from app_pages._identity import strict, upload_folder
 from app_pages._export import chart_config, grid_download
 from app_pages._serving import number
 
@@ -69,6 +70,7 @@ def _check_counts(profile: str, counts: list[int] | None, dataset: str, data_dir
 
 
 left, right = st.columns([1, 2])
+fresh_upload = None  # an upload written in this run (removed again if it fails to load)
 with left:
     dataset = st.selectbox("Dataset", DATASETS, index=DATASETS.index(cur.dataset) if cur.dataset in DATASETS else 0, key="ds_dataset",
                            help="digits is embedded (16×16, 10 classes) and works offline; the others need a local copy or a download.")
@@ -86,11 +88,18 @@ with left:
                                        f"{lim.max_entries:,} files, and no file compressed more than {lim.max_ratio:g}-fold (zip bombs are refused).")
             if up is not None:
                 data = up.getvalue()
-                # keep the user's file name (errors name "fake.zip", not a hash); the hash folder keeps uploads apart
-                path = cache_dir() / "uploads" / hashlib.sha1(data).hexdigest()[:16] / (Path(up.name).name or "upload.zip")
-                if not path.exists():
-                    atomic_write_bytes(path, data)
+                # keep the user's file name (errors name "fake.zip", not a hash); the hash folder keeps uploads apart,
+                # in this identity's own folder on a shared server (app_pages/_identity.py)
+                path = upload_folder() / "uploads" / hashlib.sha1(data).hexdigest()[:16] / (Path(up.name).name or "upload.zip")
                 data_dir = str(path)
+                if not path.exists():
+                    try:  # the zip and what it unpacks to, against the disk budgets, before writing (core.data.disk)
+                        disk.make_room(disk.upload_need(data), upload_folder() if strict() else None, paths_in_use())
+                        atomic_write_bytes(path, data)
+                        fresh_upload = path
+                    except LabError as exc:
+                        st.error(str(exc))
+                        data_dir = None
             else:
                 data_dir = None
                 st.info("Upload a zip to continue.")
@@ -137,6 +146,8 @@ try:
     train = apply_profile(ds.train, cfg)
 except LabError as exc:
     ok = False
+    if fresh_upload is not None:  # an upload that does not extract or load leaves nothing behind
+        disk.discard_upload(fresh_upload)
     with right:
         st.error(str(exc))
         st.caption("Nothing was changed: the other pages keep using the last valid choice.")

@@ -11,7 +11,8 @@ from core import report, viz
 from core.provenance import summary_row
 from core.paths import runs_dir
 from core.runs import Run, runs_table
-from app_pages._common import manager
+from app_pages._common import manager, visible_runs
+from app_pages._identity import strict
 from app_pages._export import chart_config
 
 def group_table(groups: pd.DataFrame, cd: pd.DataFrame) -> pd.DataFrame:
@@ -91,6 +92,8 @@ mgr = manager()
 # -- runs table -----------------------------------------------------------------------------
 st.subheader("Runs")
 table = runs_table(root)
+if strict() and not table.empty:  # a shared server: this identity's runs only (a teacher's: all)
+    table = table[table["id"].isin({r.id for r in visible_runs()})]
 if table.empty:
     st.info("No runs yet. Train a model on the **Train** page, or start a study on the **Study** page.")
 else:
@@ -136,6 +139,12 @@ else:
 # -- classifier and generation results ---------------------------------------------------------
 cls_df = report.classifier_results(root)
 gen_df = report.generation_results(root)
+if strict():  # a shared server: rows of this identity's runs and studies only (a teacher's: all)
+    mine = {r.id for r in visible_runs()}
+    if not cls_df.empty:
+        cls_df = cls_df[cls_df["source"].isin(mine) | ((cls_df["source"] == "standalone") & cls_df["run_id"].isin(mine))]
+    if not gen_df.empty:
+        gen_df = gen_df[gen_df["source"].isin(mine)]
 st.subheader("Method comparison")
 if cls_df.empty and gen_df.empty:
     st.info("No finished classifier runs or studies yet. Train a classifier on the **Train** page (Classifier tab), or run the "
@@ -200,6 +209,8 @@ else:
 
 # -- studies: verdicts against the references ---------------------------------------------------
 srows = report.study_rows(root)
+if strict() and not srows.empty:
+    srows = srows[srows["study"].isin({r.id for r in visible_runs()})]
 if not srows.empty:
     st.subheader("Studies: each method against its references")
     shown_rows = srows[["study", "method", "classifier", "state", "n_seeds", "steps", "images_seen", "train_size",

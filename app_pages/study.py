@@ -15,8 +15,9 @@ from core.errors import LabError
 from core.experiment import KIND, PRESETS, preset
 from core.jobs import RESUMABLE
 from core.runs import ACTIVE, Run
-from core.study_start import BOUNDS, from_study_file, from_upload, ready, study_files, with_seeds
+from core.study_start import BOUNDS, for_shared_server, from_study_file, from_upload, ready, study_files, with_seeds
 from app_pages._common import confirm_pending, data_cfg, manager, poll_every, runs_of, submit_job
+from app_pages._identity import may_cancel, may_resume, owner_key, resume_owner, strict
 from app_pages._serving import number
 
 st.title("Study")
@@ -69,6 +70,10 @@ with st.expander("Start a study", expanded=not runs_of(KIND, state=None)):
                 if mine:
                     cfg.data = own_data
                 cfg = ready(cfg)
+                if strict():
+                    cfg, notes = for_shared_server(cfg)
+                    for note in notes:
+                        st.info(note)
                 _started(submit_job(KIND, cfg.to_dict(), cfg.name, key="study_form"))
             except LabError as exc:
                 st.error(str(exc))
@@ -118,16 +123,24 @@ def _colour(state: str) -> str:
 
 def controls(state: str) -> None:
     c = st.columns([1, 1, 4])
-    if state in ACTIVE:
+    job = mgr.get(pick)
+    if state in ACTIVE and not may_cancel(job.owner if job is not None else run.owner):
+        c[0].caption("Started by someone else: only its owner can cancel it.")
+    elif state in ACTIVE:
         if c[0].button("Cancel study", key="study_cancel"):
-            if mgr.cancel(pick):
-                st.toast("Cancelling: the running cell stops at its next step; finished cells are kept.")
-            else:
-                st.warning("This study is not running in this server; nothing to cancel.")
+            try:
+                if mgr.cancel(pick, owner=owner_key()):
+                    st.toast("Cancelling: the running cell stops at its next step; finished cells are kept.")
+                else:
+                    st.warning("This study is not running in this server; nothing to cancel.")
+            except LabError as exc:
+                st.error(str(exc))
+    elif state in RESUMABLE and not may_resume(run.owner):
+        c[0].caption("Started by someone else: only its owner can resume it.")
     elif state in RESUMABLE:
         if c[0].button("Resume study", key="study_resume", help="finished cells are kept; failed, cancelled and unfinished ones run"):
             try:
-                mgr.resume(pick)
+                mgr.resume(pick, owner=resume_owner())
                 st.rerun()  # the whole page: it polls again while the study runs
             except LabError as exc:
                 st.error(str(exc))

@@ -9,10 +9,8 @@ import streamlit as st
 from core.data.loading import DataConfig
 from core.errors import LabError
 from core.job_runners import BALANCED, CFG_KIND, CLS_KIND
-from core.runs import list_runs
-from core.paths import runs_dir
 from app_pages._common import (confirm_pending, curve_every, job_media, poll_every, run_row, data_cfg, dataset_caption, form_memory, job_panel, manager, optional,
-                               remember_form, runs_of, submit_job)
+                               remember_form, runs_of, submit_job, visible_runs)
 from app_pages._serving import number
 
 st.title("Train")
@@ -185,12 +183,19 @@ ACTIVE = ("queued", "running", "interrupted")
 
 
 def _training_runs():
-    return [r for r in list_runs(runs_dir()) if r.kind in (CFG_KIND, CLS_KIND)]
+    return [r for r in visible_runs() if r.kind in (CFG_KIND, CLS_KIND)]
+
+
+def _state(run) -> str | None:
+    """A run's state as its panel shows it: the job manager's while it holds the job, else status.json.
+    (status.json is written before the manager's record changes, so on its own it runs ahead.)"""
+    job = mgr.get(run.id)
+    return job.state if job is not None else run.status.get("state")
 
 
 def _live_ids(runs) -> list[str]:
     """Runs whose panel refreshes: queued, running, and those a restart interrupted (with their Resume button)."""
-    return [r.id for r in runs if r.status.get("state") in ACTIVE][:6]
+    return [r.id for r in runs if _state(r) in ACTIVE][:6]
 
 
 # What refreshes is kept small: on a small CPU every refresh of the page takes time from the
@@ -214,7 +219,7 @@ def live_curves() -> None:
     """Loss curves and newest previews of the running trainings, redrawn every curve_every() s
     (the progress above refreshes every few seconds; redrawing a chart that often costs the
     training CPU on a small machine)."""
-    running = [r for r in _training_runs() if r.status.get("state") == "running"]
+    running = [r for r in _training_runs() if _state(r) == "running"]
     if not running:
         return
     st.markdown(f"**Live loss curves** (redrawn every {curve_every():g} s)")
@@ -228,7 +233,9 @@ def finished_runs() -> None:
     """This tab's last run once it has ended (its result), then every other run: a table (state,
     trained steps, last message) and one run's panel on demand. Not polled."""
     runs = _training_runs()
-    live = set(_live_ids(runs))
+    # the panels the fragment above drew in this same page run: a second look at the disk could
+    # find a run just ended and draw its panel again (two "train-cancel-<id>" buttons)
+    live = set(st.session_state.get("_train_live") or [])
     focus = st.session_state.get("train_focus")
     if not runs and not focus:
         st.caption("No training runs yet. Start one above; it runs in the background and keeps going if you close the tab.")

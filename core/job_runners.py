@@ -247,7 +247,9 @@ def run_guidance(ctx: JobContext):
         big = guidance_sweep(run_dir, int(c["class_idx"]), ws, list(range(10_000, 10_000 + measure)),
                              progress=_progress2(ctx, f"sampling {measure} images per w for the curves"), **kw)
         ctx.progress(0, len(ws), "scoring with the judge")
-        judge = get_judge(DataConfig.from_dict(c["data"]), device=ctx.device)
+        # a judge trained here (the first sweep on this data) stops at the job's Cancel too
+        judge = get_judge(DataConfig.from_dict(c["data"]), device=ctx.device, progress=_progress2(ctx, "training the judge"),
+                          should_stop=ctx.should_stop)
         novelty = _novelty_scorer(run_dir, c, ctx.device)
         for i, w in enumerate(ws):
             imgs = big[i]

@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 
 from core.atomic import atomic_write, atomic_write_json
 from core.data.imageset import ImageSet
+from core.errors import Cancelled
 from core.data.loading import DataConfig, load_dataset
 from core.nets.smallcnn import SmallCNN
 from core.paths import models_dir
@@ -99,8 +100,10 @@ def _key(ds_name: str, source: str, train: ImageSet) -> str:
 
 
 def train_judge(train: ImageSet, test: ImageSet | None = None, epochs: int | None = None, batch_size: int = 128, seed: int = 0,
-                device=None, progress: Callable[[int, int, str], None] | None = None) -> Judge:
-    """Train a SmallCNN on ``train`` with shift augmentation; returns the judge and its test accuracy."""
+                device=None, progress: Callable[[int, int, str], None] | None = None,
+                should_stop: Callable[[], bool] | None = None) -> Judge:
+    """Train a SmallCNN on ``train`` with shift augmentation; returns the judge and its test accuracy.
+    ``should_stop``: polled every step; True raises ``core.errors.Cancelled`` (a job's Cancel reaches it)."""
     device = torch.device(device) if device else _default_device()
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
@@ -118,6 +121,8 @@ def train_judge(train: ImageSet, test: ImageSet | None = None, epochs: int | Non
     pad = max(1, train.image_size // 8)
     net.train()
     for step in range(steps):
+        if should_stop is not None and should_stop():
+            raise Cancelled(f"judge training cancelled at step {step} of {steps}; nothing was saved")
         idx = torch.randint(len(train), (batch_size,), generator=g)
         x = x_all[idx].float()
         # random shift (pad + crop); no flips, which would change digit classes
@@ -146,7 +151,8 @@ def train_source(data_cfg: DataConfig) -> str:
     return "full train split (biased: overlaps the FD reference and the classifier's data)"
 
 
-def get_judge(data_cfg: DataConfig, device=None, progress: Callable[[int, int, str], None] | None = None, retrain: bool = False) -> Judge:
+def get_judge(data_cfg: DataConfig, device=None, progress: Callable[[int, int, str], None] | None = None, retrain: bool = False,
+              should_stop: Callable[[], bool] | None = None) -> Judge:
     """The cached judge for ``data_cfg``'s dataset (the profile is ignored: real balanced images).
 
     With ``data_cfg.judge_per_class`` k > 0 it trains on the judge split (``ds.judge``, k images
@@ -166,7 +172,7 @@ def get_judge(data_cfg: DataConfig, device=None, progress: Callable[[int, int, s
         net.load_state_dict(load_file(str(wpath)))
         info["weights_sha1"] = _weights_digest(wpath)  # judges saved before the digest was recorded get it here
         return Judge(net, ds.classes, ds.channels, ds.image_size, info, device=device)
-    judge = train_judge(train, ds.test, device=device, progress=progress)
+    judge = train_judge(train, ds.test, device=device, progress=progress, should_stop=should_stop)
     judge.info.update({"dataset": ds.name, "key": key, **split})
     atomic_write(wpath, lambda tmp: save_file({k: v.cpu() for k, v in judge.net.state_dict().items()}, tmp))
     judge.info["weights_sha1"] = _weights_digest(wpath)

@@ -32,6 +32,7 @@ from core.provenance import record as provenance_record
 META_KEYS = ("kind", "created", PROVENANCE, "regated")  # what config.json holds besides the job's own settings (regated: core.study.run)
 STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 ACTIVE = ("queued", "running")
+OWNER_FILE = "owner.json"  # {"user": identity}: who may cancel, resume and see the run on a shared server
 ENDED = ("done", "failed", "cancelled", "interrupted")
 
 
@@ -105,6 +106,19 @@ class Run:
     @property
     def id(self) -> str:
         return self.path.name
+
+    # -- who owns it (a server shared by a class; core.identity) --------------------------
+    @property
+    def owner(self) -> str | None:
+        """The identity that started this run (``owner.json``, written once when it is created), None
+        for runs started from the command line or on a one-user server."""
+        try:
+            return (read_json(self.path / OWNER_FILE, {}) or {}).get("user")
+        except (json.JSONDecodeError, OSError, AttributeError):
+            return None
+
+    def set_owner(self, user: str) -> None:
+        atomic_write_json(self.path / OWNER_FILE, {"user": user})
 
     @property
     def status(self) -> dict:

@@ -36,6 +36,9 @@ SHARED_VAR = "IMBALANCE_LAB_SHARED"  # "1": serve as shared even on loopback (be
 PER_SESSION_VAR = "IMBALANCE_LAB_MAX_JOBS_PER_SESSION"
 PER_SERVER_VAR = "IMBALANCE_LAB_MAX_JOBS"
 INTERACTIVE_VAR = "IMBALANCE_LAB_MAX_INTERACTIVE_PER_SESSION"
+INTERACTIVE_SERVER_VAR = "IMBALANCE_LAB_MAX_INTERACTIVE"  # the interactive lane, whole server: while it is busy, trainings pause
+DOWNLOADS_VAR = "IMBALANCE_LAB_ALLOW_DOWNLOADS"  # "1": a shared server may download torchvision sets for its users
+USERS_DIR = "users"  # cache_dir()/users/<identity>/: that identity's uploads and extracted zips
 
 
 # ------------------------------------------------------------------------------ data roots
@@ -72,14 +75,35 @@ def inside_roots(path: str | os.PathLike, roots: Iterable[Path]) -> bool:
     return any(p == r or p.is_relative_to(r) for r in roots)
 
 
-def check_data_dir(path: str | os.PathLike | None, roots: list[Path] | None = None) -> None:
+def user_dir(owner: str) -> Path:
+    """One identity's own folder under the cache (its uploads and their extracted copies)."""
+    safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in str(owner))[:64] or "_"
+    return cache_dir() / USERS_DIR / safe
+
+
+def private_folder(path: str | os.PathLike, own: Path | None) -> bool:
+    """True when ``path`` lies in the cache but outside ``own`` (an identity's folder): on a shared
+    server the cache is not a data root, only each identity's own folder in it is (for that identity)."""
+    p, cache = _resolved(path), _resolved(cache_dir())
+    if not (p == cache or p.is_relative_to(cache)):
+        return False
+    return own is None or not (p == _resolved(own) or p.is_relative_to(_resolved(own)))
+
+
+def check_data_dir(path: str | os.PathLike | None, roots: list[Path] | None = None, own: Path | None = None, shared: bool = False) -> None:
     """Raise a DataError naming ``IMBALANCE_LAB_DATA_ROOTS`` unless ``path`` is inside the roots.
 
-    The message names only the path asked for and the roots, never what the folder holds.
+    ``shared``: the cache folder is no data root, except ``own`` (the asking identity's folder;
+    ``user_dir``), so nobody reads another's uploads. The message names only the path asked for
+    and the roots, never what the folder holds.
     """
     if path is None or str(path).strip() == "":
         return
     roots = data_roots() if roots is None else roots
+    if shared and private_folder(path, own):
+        raise DataError(f"The folder '{path}' is in the server's cache, outside your own uploads, so nothing in it was opened.",
+                        "Upload your data as a zip on the Dataset page (it goes to your own folder), or use a folder under "
+                        f"the data roots ({ROOTS_VAR}).")
     if not inside_roots(path, roots):
         raise DataError(
             f"The folder '{path}' is outside the data folders this server may read, so nothing in it was opened.",
@@ -88,36 +112,64 @@ def check_data_dir(path: str | os.PathLike | None, roots: list[Path] | None = No
         )
 
 
+def downloads_allowed(env: Mapping[str, str] | None = None) -> bool:
+    env = os.environ if env is None else env
+    return (env.get(DOWNLOADS_VAR) or "").strip() == "1"
+
+
+def model_refs_in(config) -> list[str]:
+    """Every ``model`` value (an SD hub id or a pipeline folder) anywhere in a (nested) job config."""
+    return values_in(config, "model")
+
+
+def check_model_ref(ref: str, roots: list[Path], known: Iterable[str], downloads: bool) -> None:
+    """On a shared server: a model folder must resolve inside the data roots or the models folder
+    (``roots``); a hub id must be one the lab knows (``known``) unless downloads are allowed."""
+    looks_like_path = ref.startswith(("/", "~", ".", "\\")) or Path(ref).expanduser().exists()
+    if looks_like_path:
+        if not inside_roots(ref, roots):
+            raise DataError(f"The model folder '{ref}' is outside the folders this server may read, so it was not opened.",
+                            f"Use a model under one of: {', '.join(map(str, roots))}, or one the lab knows by its hub id.")
+    elif ref not in set(known) and not downloads:
+        raise DataError(f"The model '{ref}' is not one this server offers, and it does not download models for its users; nothing was started.",
+                        f"Use one of: {', '.join(sorted(set(known)))}; the person running the server can allow downloads with {DOWNLOADS_VAR}=1.")
+
+
 def data_dirs_in(config) -> list[str]:
     """Every ``data_dir`` value anywhere in a (nested) job config."""
+    return values_in(config, "data_dir")
+
+
+def values_in(config, key: str) -> list[str]:
+    """Every path-like value of ``key`` anywhere in a (nested) config."""
     out: list[str] = []
     if isinstance(config, dict):
         for k, v in config.items():
-            if k == "data_dir" and isinstance(v, (str, os.PathLike)):
-                out.append(str(v))
-            else:
-                out += data_dirs_in(v)
+            out += [str(v)] if k == key and isinstance(v, (str, os.PathLike)) else values_in(v, key)
     elif isinstance(config, (list, tuple)):
         for v in config:
-            out += data_dirs_in(v)
+            out += values_in(v, key)
     return out
 
 
 # ------------------------------------------------------------------------------ job limits
 @dataclass(frozen=True)
 class JobLimits:
-    """Queued-or-running jobs allowed: per browser session and per server on the training lane,
-    and per session on the interactive lane (counted apart; its jobs are short)."""
+    """Queued-or-running jobs allowed: per owner (a browser session, or a signed-in person) and per
+    server on the training lane, and per owner and per server on the interactive lane (counted
+    apart; its jobs are short, but every training on a device pauses while it is busy)."""
 
     per_session: int = 4
     per_server: int = 16
     interactive_per_session: int = 2
+    interactive_per_server: int = 4
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "JobLimits":
         env = os.environ if env is None else env
         vals = {}
-        for field_, var in (("per_session", PER_SESSION_VAR), ("per_server", PER_SERVER_VAR), ("interactive_per_session", INTERACTIVE_VAR)):
+        for field_, var in (("per_session", PER_SESSION_VAR), ("per_server", PER_SERVER_VAR), ("interactive_per_session", INTERACTIVE_VAR),
+                            ("interactive_per_server", INTERACTIVE_SERVER_VAR)):
             raw = (env.get(var) or "").strip()
             if not raw:
                 continue
@@ -138,6 +190,10 @@ class JobLimits:
                 return (f"This browser session already has {session_active} preview(s) queued or running; the limit is "
                         f"{self.interactive_per_session} ({INTERACTIVE_VAR}). Nothing was started.",
                         "Wait for one to finish or cancel it, then try again.")
+            if server_active >= self.interactive_per_server:  # a few tabs must not hold every training paused
+                return (f"The server already has {server_active} previews queued or running from everyone; the limit is "
+                        f"{self.interactive_per_server} ({INTERACTIVE_SERVER_VAR}). Nothing was started.",
+                        "Try again in a moment: previews are short.")
             return None
         if session_active >= self.per_session:
             return (f"This browser session already has {session_active} jobs queued or running; the limit is {self.per_session} "
@@ -173,7 +229,8 @@ def exposure_summary(host: str, port: int, env: Mapping[str, str] | None = None)
     lines = [f"Imbalance Lab on http://{host}:{port}/ - every machine that reaches this address can use the lab:",
              "  data it may read (" + ROOTS_VAR + "): " + ", ".join(map(str, data_roots(env))),
              f"  runs it writes and shows to every session: {env.get('IMBALANCE_LAB_RUNS') or runs_dir()}",
-             f"  jobs: at most {lim.per_session} per browser session, {lim.per_server} on the server, {lim.interactive_per_session} previews per session",
+             f"  jobs: at most {lim.per_session} per person (or browser session), {lim.per_server} on the server, "
+             f"{lim.interactive_per_session} previews per person, {lim.interactive_per_server} on the server",
              "  access token (" + TOKEN_VAR + "): " + ("required, once per browser session" if env.get(TOKEN_VAR) else "none: anyone who reaches the port gets in"),
              "  workspace: per browser session (the server-wide .cache/workspace.json is neither read nor written)"]
     return "\n".join(lines)

@@ -89,3 +89,14 @@ def ready(cfg: StudyConfig) -> StudyConfig:
     check_data_dir(cfg)
     check_bounds(cfg)
     return cfg
+
+
+def for_shared_server(cfg: StudyConfig) -> tuple[StudyConfig, list[str]]:
+    """The study as a shared server runs it: its ``device`` and ``cpu_lanes`` are the server's to
+    choose (its job manager picks the device; one lane), so they are ignored, each with a note."""
+    notes = []
+    if cfg.device is not None:
+        notes.append(f"device = {cfg.device!r} is ignored on this shared server (its job manager picks the device).")
+    if cfg.cpu_lanes not in (None, 1):
+        notes.append(f"cpu_lanes = {cfg.cpu_lanes} is ignored on this shared server (one lane per study).")
+    return dataclasses.replace(cfg, device=None, cpu_lanes=None), notes

@@ -57,21 +57,26 @@ def _button(at: AppTest, label: str):
     return found[0]
 
 
-@pytest.fixture()
-def blocking(monkeypatch):
+def _blocking(monkeypatch, kinds=("cfg",)):
     release = threading.Event()
 
-    def slow(ctx):  # a training that runs until released or cancelled
+    def slow(ctx):  # a job that runs until released or cancelled
         while not release.is_set() and not ctx.should_stop():
             release.wait(0.02)
 
-    monkeypatch.setitem(jobs.RUNNERS, "cfg", slow)
+    for kind in kinds:
+        monkeypatch.setitem(jobs.RUNNERS, kind, slow)
     yield release
     release.set()
     from app_pages._common import manager
 
     for j in manager().active():
         manager().cancel(j.id)
+
+
+@pytest.fixture()
+def blocking(monkeypatch):
+    yield from _blocking(monkeypatch)
 
 
 # ------------------------------------------------------------------------------ data roots
@@ -223,6 +228,7 @@ def test_refreshes_stretch_for_a_class_and_are_fast_only_for_a_sessions_own_prev
             return self._active
 
     monkeypatch.setattr(c, "session_id", lambda: "me")
+    monkeypatch.setattr(c, "owner_key", lambda: "me")
     seen.clear()
     monkeypatch.setattr(c, "manager", lambda: FakeManager([FakeJob(jobs.INTERACTIVE_LANE, "someone else")]))
     assert c.poll_every() == c.POLL_S  # another session's preview does not make this tab poll every second

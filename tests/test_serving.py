@@ -157,10 +157,11 @@ def test_estimate_counts_the_float32_resize():
     assert budget.estimate("digits", None, None).bytes == 1797 * (64 * 5 + 256 * 5) == 2_875_200
 
 
-def test_estimate_of_a_folder_reads_one_header(tmp_path):
+def test_estimate_of_a_folder_reads_every_header(tmp_path):
     root = make_folder(tmp_path / "imgs", classes=("a", "b", "c"), per_class=4, size=(10, 10))
-    assert budget.estimate("imagefolder", str(root), None).bytes == 3 * 12 * 3 * 10 * 10 == 10_800
-    assert budget.estimate("imagefolder", str(root), 20).bytes == 43_200
+    # 3·n·c·size² for the decoded list, the stack and the copy, plus 8 decoding threads' RGBA buffers (before and after resizing)
+    assert budget.estimate("imagefolder", str(root), None).bytes == 3 * 12 * 3 * 10 * 10 + 8 * 100 * 8 == 17_200
+    assert budget.estimate("imagefolder", str(root), 20).bytes == 43_200 + 6_400
     assert budget.estimate("imagefolder", str(tmp_path / "x.zip"), 20) is None
 
 

@@ -93,6 +93,9 @@ def run(args) -> int:
     cmd = prepare(args.host, args.port, shared=args.shared)
     print(where_words(), flush=True)
     if args.check:
+        from core.admission import summary
+
+        print(summary())
         print("settings OK; would run: " + " ".join(cmd))
         return 0
     os.environ["IMBALANCE_LAB_RUNS"] = str(runs_dir())  # the server uses the folder just printed, whatever its working folder

@@ -142,6 +142,11 @@ def _cache_key(root: Path, image_size: int | None, test_fraction: float) -> str:
 
 
 def _save_cache(path: Path, ds: LoadedDataset) -> None:
+    from core.data import disk
+
+    need = sum(getattr(ds, s).images.numel() + 8 * len(getattr(ds, s).labels) for s in ("train", "test"))
+    if not disk.has_room(need):
+        return  # over the cache's disk budget (core.data.disk): the set still loads, it is just decoded again next time
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -159,6 +164,7 @@ def _load_cache(path: Path, name: str) -> LoadedDataset | None:
     if not meta_path.exists():
         return None
     meta = json.loads(meta_path.read_text())
+    os.utime(path)  # used now: the disk budget evicts the least recently used copies first (core.data.disk)
     splits = []
     for split in ("train", "test"):
         images = torch.from_numpy(np.load(path / f"{split}_images.npy"))
@@ -290,15 +296,43 @@ def _load_splits(cfg: DataConfig) -> LoadedDataset:
         return load_digits(cfg.image_size, cfg.test_fraction)
     data_dir = Path(cfg.data_dir).expanduser() if cfg.data_dir else None
     if data_dir is not None and data_dir.suffix.lower() == ".zip":
-        data_dir = extract_zip(data_dir, cache_dir())
+        data_dir = extract_zip(data_dir, extract_root(data_dir))
+    # one decoded copy per split, however the fraction was spelled (0.2, 0.20, 0.1 + 0.1)
+    test_fraction = canonical_fraction(cfg.test_fraction)
     if name == "imagefolder":
         if data_dir is None:
             raise ConfigError("The imagefolder dataset needs a folder or zip.", "Pass --data-dir ROOT (ROOT/<class>/* or ROOT/train/<class>/*).")
-        return load_folder(data_dir, cfg.image_size, cfg.test_fraction)
+        return load_folder(data_dir, cfg.image_size, test_fraction)
     # A torchvision dataset: an ImageFolder copy if data_dir looks like one, else the torchvision root.
     if data_dir is not None and (data_dir / "train").is_dir():
-        return load_folder(data_dir, cfg.image_size, cfg.test_fraction, name=name)
+        return load_folder(data_dir, cfg.image_size, test_fraction, name=name)
     return load_torchvision(name, data_dir or cache_dir() / "torchvision", cfg.image_size)
+
+
+def canonical_fraction(value: float) -> float:
+    """A test fraction as the decoded-dataset cache keys it: rounded to 6 decimals, so float noise
+    (0.1 + 0.2 against 0.3) makes no second copy on disk."""
+    return round(float(value), 6)
+
+
+def extract_root(zip_path: Path) -> Path:
+    """Where a zip is extracted: beside it in its owner's folder (``cache/users/<identity>/zips``)
+    when it lies in one, so an upload's images stay in that identity's folder; else the cache."""
+    users = (cache_dir() / "users").resolve()
+    p = Path(zip_path).expanduser().resolve()
+    if p.is_relative_to(users) and len(p.relative_to(users).parts) >= 2:
+        return users / p.relative_to(users).parts[0]
+    return cache_dir()
+
+
+def would_download(cfg: DataConfig) -> bool:
+    """Whether loading ``cfg`` would download a torchvision set (it is not in its folder yet)."""
+    if cfg.dataset not in TORCHVISION:
+        return False
+    root = Path(cfg.data_dir).expanduser() if cfg.data_dir else cache_dir() / "torchvision"
+    if root.suffix.lower() == ".zip" or (root / "train").is_dir():
+        return False
+    return not (root / TORCHVISION[cfg.dataset][3]).exists()
 
 
 def prepare(cfg: DataConfig) -> tuple[LoadedDataset, ImageSet]:

@@ -29,7 +29,7 @@ def cancel(store: JobStore, run_id: str, owner: str | None = None) -> bool:
         if job is None or not job.active:
             return False
         if owner is not None and job.owner is not None and job.owner != owner:
-            raise ConfigError(f"Job {run_id} was started in another browser session; only that session can cancel it.",
+            raise ConfigError(f"Job {run_id} was started by someone else (another browser session or person); only its owner can cancel it.",
                               "Nothing was cancelled. Ask whoever started it, or the person running the server.")
         job.cancel_event.set()
         if job.state == "queued":

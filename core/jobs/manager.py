@@ -35,15 +35,18 @@ class JobManager:
         limits: JobLimits | None = None,
         owner_fn: Callable[[], str | None] | None = None,
         admit: Callable[[str, dict], None] | None = None,
+        budget: Callable[..., None] | None = None,
     ):
         """``limits``: jobs allowed per owner and server (None: unlimited). ``owner_fn``: the
         owner of a job submitted without one (the app: the current browser session). ``admit``:
-        called with (kind, config) before a job is created; it raises a LabError to refuse."""
+        called with (kind, config) before a job is created; it raises a LabError to refuse. ``budget``:
+        called under the lock with (kind, config, owner, lane, device, the jobs queued or running) so
+        server-wide budgets count what is already admitted (core.admission); it raises to refuse."""
         self.store = JobStore(root)
         self.root, self.token = self.store.root, self.store.token
         self.devices = list(devices or default_devices())
         self._runners = RunnerTable(runners)
-        self.limits, self._owner_fn, self._admit = limits, owner_fn, admit
+        self.limits, self._owner_fn, self._admit, self._budget = limits, owner_fn, admit, budget
         self._interactive = InteractiveLane(self.devices)
         executor = Executor(self.store, self._runners, self._interactive)
         self._queues = LaneQueues(self.devices, self.store, self._interactive, executor)
@@ -65,6 +68,11 @@ class JobManager:
     # -- submitting --------------------------------------------------------------------
     def _owner(self, owner: str | None) -> str | None:
         return owner if owner is not None or self._owner_fn is None else self._owner_fn()
+
+    def _check_budget(self, kind: str, config: dict, owner: str | None, lane: str, device: str) -> None:
+        """Raise when ``budget`` refuses one more job, given every job queued or running (hold the lock)."""
+        if self._budget is not None:
+            self._budget(kind, config, owner, lane, device, [j for j in self.store.jobs() if j.active])
 
     def _check_limits(self, lane: str, owner: str | None) -> None:
         """Raise ConfigError when one more ``lane`` job of ``owner`` would pass ``limits`` (hold the lock)."""
@@ -92,14 +100,24 @@ class JobManager:
         owner = self._owner(owner)
         with self.store.lock:  # the count and the enqueue together, so two sessions cannot both take the last place
             self._check_limits(lane, owner)
+            self._check_budget(kind, config, owner, lane, device)
             run = Run.create(kind, config, root=self.root, name=name, page=page, device=device)
+            if owner is not None:
+                run.set_owner(owner)  # on disk, so ownership outlives this process (resume, visibility)
             return self._queues.enqueue(Job(run=run, kind=kind, device=device, resume=False, lane=lane, owner=owner))
 
     def resume(self, run_id: str, device: str | None = None, owner: str | None = None) -> Job:
-        """Queue an interrupted, cancelled or failed run again, continuing from its checkpoint."""
+        """Queue an interrupted, cancelled or failed run again, continuing from its checkpoint.
+
+        With ``owner`` (the app on a shared server: the identity asking), only the run's own
+        owner (``Run.owner``) may resume it, and the job keeps that owner: resuming never
+        transfers a run. Without it (the CLI, a one-user app) the job's owner is ``owner_fn``'s."""
         run = Run(self.root / run_id)
         if not run.exists():
             raise ConfigError(f"Run {run_id} no longer exists (its folder was removed).", "Pick another run from the list.")
+        if owner is not None and run.owner != owner:
+            raise ConfigError(f"Run {run_id} was started by someone else; only its owner can resume it.",
+                              "Nothing was resumed. Start a run of your own with the same settings instead.")
         state = run.status.get("state")
         with self.store.lock:
             live = self.store.get(run_id)
@@ -112,10 +130,12 @@ class JobManager:
         config = {k: v for k, v in run.config.items() if k not in META_KEYS}
         if self._admit is not None:
             self._admit(kind, config)
-        lane, owner = lane_for(kind, config), self._owner(owner)
+        lane, owner = lane_for(kind, config), (owner if owner is not None else self._owner(None))
         with self.store.lock:
             self._check_limits(lane, owner)
-            job = Job(run=run, kind=kind, device=self._queues.pick_device(device), resume=True, lane=lane, owner=owner)
+            device = self._queues.pick_device(device)
+            self._check_budget(kind, config, owner, lane, device)
+            job = Job(run=run, kind=kind, device=device, resume=True, lane=lane, owner=owner)
             return self._queues.enqueue(job)
 
     # -- control and reading -------------------------------------------------------------
