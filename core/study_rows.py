@@ -11,8 +11,10 @@ One row (the JSON contract of ``experiment --json``)::
     accuracy, balanced_accuracy, macro_f1, minority_f1   {mean, std, ci95: [lo, hi] | None}
     accuracy_binomial_ci95, accuracy_binomial_hw95   Wilson 95 % interval of the accuracy on the test set's n
                                                 images, and half its width (not in ci95; core.stats.binomial_ci)
-    vs           {reference: {metric: "accuracy", diff_mean, ci95, p, p_holm, mde, test_noise, verdict}} per compare_to
-                 entry ≠ the row: a paired two-level bootstrap (seeds, then test images), Holm across the study;
+    vs           {reference: {metric: "accuracy", diff_mean, ci95, p, p_holm, mde, test_noise, verdict,
+                 minority_f1: {the same keys for minority F1}, mirrored}} per compare_to entry ≠ the row: a paired
+                 seed-level t test with the shared test-set term (core.stats.paired_test), both endpoints in Holm across
+                 the study, each unordered pair once (the second orientation is ``mirrored``);
                  with a below_gate row the verdict is "below gate", with an unmeasured gate "ungated" (diff, CI, p kept,
                  p_holm and mde None: outside the Holm family)
     gate         rows on a CFG / SD fill (partial fills too): {passed, tail_consistency, precision, near_copy_rate, rule,
@@ -21,7 +23,7 @@ One row (the JSON contract of ``experiment --json``)::
 
 A metric's ci95 is Student t over seeds, clipped to [0, 1]: it covers training randomness and
 the choice of subset (each seed draws its own unless fixed_subset), not the finite test set.
-The verdicts carry both (core.stats.paired_bootstrap), from each cell's saved test logits.
+The verdicts carry both (core.stats.paired_test), from each cell's saved test logits, for accuracy and minority F1.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import pandas as pd
 
 from core.cells import CANCELLED, FAILED, OK, UNAVAILABLE
 from core.gate import BELOW_GATE, GATED_FILLS, gate_mark, gate_symbol, row_gate
-from core.stats import VERDICT_RULE, binomial_ci, binomial_halfwidth, holm, holm_verdict, mde, paired_bootstrap, paired_t, summary
+from core.stats import ENDPOINTS, VERDICT_RULE, binomial_ci, binomial_halfwidth, holm, holm_verdict, mde, paired_t, paired_test, summary
 
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "minority_f1")
 CI_NOTE = ("ci95 is a Student-t 95% interval over seeds, clipped to [0, 1]: it covers training randomness and the choice of "
@@ -142,31 +144,41 @@ def make_row(cfg, plan, v, clf, outcomes, test_size: int) -> dict:
             row["state"] = BELOW_GATE
     row.update(_curve_fields(cfg, seeds, rs))
     row["_acc"] = {s: r["accuracy"] for s, r in zip(seeds, rs)}  # per-seed accuracy for the paired comparisons (dropped below)
-    row["_correct"] = _correctness(seeds, rs)  # per-seed per-image correctness, or None (dropped below)
+    row["_per_seed"] = {k: {s: r.get(k) for s, r in zip(seeds, rs) if r.get(k) is not None} for k in ENDPOINTS}
+    row["_correct"] = _correctness(seeds, rs)  # per-seed per-image (predictions, labels), or None (dropped below)
     return row
 
 
 def _curve_fields(cfg, seeds: list[int], rs: list[dict]) -> dict:
     """curve (mean over seeds per steps value, the full run's point last), converged and its rule
-    (core.curves), and the per-seed accuracies along the curve for the verdicts (dropped below)."""
-    from core.curves import CONVERGED_GAIN, convergence, mean_curve
+    (core.curves), and the per-seed accuracies along the curve for the verdicts (dropped below).
+    The points are validation figures where the runs measured the validation split (issue 25); the
+    full run's point is then its validation figure too, never its test figure."""
+    from core.curves import CONVERGED_GAIN, CONVERGED_GAIN_MINORITY, convergence, mean_curve
 
-    per_seed = {s: [*(r.get("curve") or []), {"steps": r["steps"], "accuracy": r["accuracy"], "minority_f1": r.get("minority_f1")}]
-                for s, r in zip(seeds, rs)}
+    def last(r: dict) -> dict:
+        v = r.get("validation") or {}
+        src = v if v.get("accuracy") is not None else r
+        return {"steps": r["steps"], "accuracy": src["accuracy"], "minority_f1": src.get("minority_f1")}
+
+    per_seed = {s: [*(r.get("curve") or []), last(r)] for s, r in zip(seeds, rs)}
     curve = mean_curve(per_seed) if per_seed else []
-    conv = convergence(curve, float(getattr(cfg, "converged_gain", CONVERGED_GAIN))) if curve else {"converged": False, "last_gain": None, "rule": None}
+    conv = (convergence(curve, float(getattr(cfg, "converged_gain", CONVERGED_GAIN)),
+                        float(getattr(cfg, "converged_gain_minority", CONVERGED_GAIN_MINORITY)))
+            if curve else {"converged": False, "last_gain": None, "last_gain_minority": None, "rule": None})
     by_steps: dict[int, dict[int, float]] = {}
     for s, points in per_seed.items():
         for p in points:
             by_steps.setdefault(int(p["steps"]), {})[s] = float(p["accuracy"])
-    return {"curve": curve, "converged": conv["converged"], "curve_last_gain": conv["last_gain"], "converged_rule": conv["rule"],
-            "_curve_acc": by_steps}
+    return {"curve": curve, "curve_split": "validation" if rs and all((r.get("validation") or {}).get("accuracy") is not None for r in rs) else "test",
+            "converged": conv["converged"], "curve_last_gain": conv["last_gain"],
+            "curve_last_gain_minority": conv.get("last_gain_minority"), "converged_rule": conv["rule"], "_curve_acc": by_steps}
 
 
 def _correctness(seeds: list[int], rs: list[dict]) -> dict | None:
-    """{seed: (correct bool vector, labels)} from each run's test_logits.safetensors, or None
-    when any is missing (a study from before they were saved: the verdicts fall back to a
-    paired t over seeds and say so)."""
+    """{seed: (predictions, labels)} from each run's test_logits.safetensors, or None when any is
+    missing (a study from before they were saved: the verdicts fall back to a paired t over seeds
+    and say so)."""
     from safetensors.torch import load_file
 
     out = {}
@@ -178,24 +190,27 @@ def _correctness(seeds: list[int], rs: list[dict]) -> dict | None:
             t = load_file(str(path))
         except Exception:  # unreadable: treat like missing, the fallback says so
             return None
-        labels = t["labels"].numpy()
-        out[s] = (t["logits"].argmax(-1).numpy() == labels, labels)
+        out[s] = (t["logits"].argmax(-1).numpy(), t["labels"].numpy())
     return out
 
 
-def _compare(r: dict, other: dict) -> dict:
-    """One paired comparison of accuracy (before Holm): the bootstrap from per-image results, or
-    the paired t over seeds where a row lacks them."""
+def _compare(r: dict, other: dict, metric: str = "accuracy") -> dict:
+    """One paired comparison of one endpoint (before Holm): core.stats.paired_test from per-image
+    predictions, or the paired t over seeds where a row lacks them."""
     a, b = r.get("_correct"), other.get("_correct")
-    common = sorted(set(r["_acc"]) & set(other["_acc"]))
-    if a is not None and b is not None and common and all(len(a[s][0]) == len(b[s][0]) for s in common):
+    mine, theirs = ((x.get("_per_seed") or {"accuracy": x["_acc"]}).get(metric) or {} for x in (r, other))
+    common = sorted(set(mine) & set(theirs))
+    minority = r.get("minority_classes") or other.get("minority_classes")
+    if metric == "minority_f1" and not minority:
+        return {"metric": metric, "diff_mean": None, "ci95": None, "p": None, "se": None, "df": None, "n": 0, "test_noise": False}
+    if a is not None and b is not None and common and all(len(a[s][1]) == len(b[s][1]) for s in common):
         labels_equal = all(np.array_equal(a[s][1], a[common[0]][1]) for s in common)
-        p = paired_bootstrap({s: a[s][0] for s in common}, {s: b[s][0] for s in common}, labels_equal=labels_equal)
-        return {"metric": "accuracy", "diff_mean": p["diff_mean"], "ci95": p["ci95"], "p": p["p"], "se": p["se"], "n": p["n"],
+        p = paired_test({s: a[s] for s in common}, {s: b[s] for s in common}, metric=metric, minority=minority, labels_equal=labels_equal)
+        return {"metric": metric, "diff_mean": p["diff_mean"], "ci95": p["ci95"], "p": p["p"], "se": p["se"], "df": p["df"], "n": p["n"],
                 "test_noise": True}
-    p = paired_t(r["_acc"], other["_acc"])
-    return {"metric": "accuracy", "diff_mean": p["diff_mean"], "ci95": p["ci95"], "p": p["p"], "se": p["se"], "n": p["n"],
-            "test_noise": False}
+    p = paired_t(mine, theirs)
+    return {"metric": metric, "diff_mean": p["diff_mean"], "ci95": p["ci95"], "p": p["p"], "se": p["se"], "df": max(p["n"] - 1, 1),
+            "n": p["n"], "test_noise": False}
 
 
 def _label_training(entry: dict, r: dict, other: dict) -> None:
@@ -210,18 +225,37 @@ def _label_training(entry: dict, r: dict, other: dict) -> None:
         entry["not_converged"] = [x["method"] for x in (r, other) if not x.get("converged")]
 
 
+_FLIP = {"better": "worse", "worse": "better"}
+
+
+def _mirror(entry: dict) -> dict:
+    """The entry of the same unordered pair seen from the other row: differences negated, the same p."""
+    out = {**entry, "diff_mean": -entry["diff_mean"] if entry.get("diff_mean") is not None else None,
+           "ci95": [-entry["ci95"][1], -entry["ci95"][0]] if entry.get("ci95") else None,
+           "verdict": _FLIP.get(entry.get("verdict"), entry.get("verdict")), "mirrored": True}
+    if entry.get("along_curve") is not None:
+        out["along_curve"] = [{**p, "diff": -p["diff"]} for p in entry["along_curve"]]
+    if isinstance(entry.get("minority_f1"), dict):
+        out["minority_f1"] = _mirror(entry["minority_f1"])
+        out["minority_f1"].pop("mirrored", None)
+    return out
+
+
 def add_comparisons(rows: list[dict], compare_to: list[str]) -> list[str]:
-    """vs[ref]: the paired difference of accuracy against each reference on the seeds both rows
-    have (same classifier): diff_mean, a 95 % interval, the two-sided p, p_holm (Holm across
-    every comparison of the study), mde (the smallest difference it could have detected at 80 %
-    power) and the verdict, which follows p_holm. Where a row is below its generator gate the
+    """vs[ref]: the paired differences against each reference on the seeds both rows have (same
+    classifier), for accuracy (the entry's own keys) and for minority F1 (``vs[ref]["minority_f1"]``,
+    the same keys): diff_mean, a 95 % interval, the two-sided p, p_holm (Holm across every
+    comparison of the study, both endpoints), mde (the smallest difference it could have detected
+    at 80 % power) and the verdict, which follows p_holm. Each unordered pair is tested once: where
+    both rows name the other in compare_to (none vs oversample), the second entry mirrors the first
+    (``mirrored``) and the pair counts once in Holm. Where a row is below its generator gate the
     verdict is "below gate", with an unmeasured gate "ungated" (core.gate.gate_mark); else, where
     either row has not converged (core.curves), "under-trained". Such a comparison keeps diff_mean,
     ci95 and p but is not in the Holm family (p_holm and mde None). Every entry carries the
-    difference along both budget curves and whether its sign changes there."""
+    accuracy difference along both budget curves and whether its sign changes there where detected."""
     missing = set()
     by = {(r["method"], r["classifier"]): r for r in rows}
-    entries = []
+    entries, pairs, mirrors = [], {}, []
     for r in rows:
         r["vs"] = {}
         for ref in compare_to:
@@ -231,27 +265,41 @@ def add_comparisons(rows: list[dict], compare_to: list[str]) -> list[str]:
             if other is None:
                 missing.add(ref)
                 continue
-            r["vs"][ref] = _compare(r, other)
-            _label_training(r["vs"][ref], r, other)
-            mark = gate_mark(r.get("gate"), other.get("gate")) if r["vs"][ref]["diff_mean"] is not None else None
+            key = (r["classifier"], frozenset((r["method"], ref)))
+            if key in pairs:
+                mirrors.append((r, ref, pairs[key]))
+                continue
+            e = _compare(r, other)
+            e["minority_f1"] = _compare(r, other, "minority_f1")
+            pairs[key] = e
+            r["vs"][ref] = e
+            _label_training(e, r, other)
+            mark = gate_mark(r.get("gate"), other.get("gate")) if e["diff_mean"] is not None else None
             if mark:  # a gated-out comparison keeps its figures but no verdict, outside the Holm family (no figures: n/a)
-                r["vs"][ref].update(verdict=mark)
-            if r["vs"][ref].get("verdict") is None:  # labelled comparisons are not verdicts: outside the Holm family
-                entries.append(r["vs"][ref])
+                e.update(verdict=mark)
+            for x in (e, e["minority_f1"]):
+                if e.get("verdict") is not None and x is not e:
+                    x["verdict"] = e["verdict"]  # the label (under-trained, below gate) holds for both endpoints
+                if x.get("verdict") is None:  # labelled comparisons are not verdicts: outside the Holm family
+                    entries.append(x)
     adjusted = holm([e["p"] for e in entries])
     m = sum(p is not None for p in adjusted)
     for e, ph in zip(entries, adjusted):
         e["p_holm"] = ph
-        se = e.pop("se")
-        e["mde"] = mde(se, m) if ph is not None else None
+        e["mde"] = mde(e.get("se"), m, df=e.get("df")) if ph is not None else None
         e["verdict"] = holm_verdict(e["diff_mean"], ph)
     for r in rows:
         for e in r["vs"].values():
-            e.setdefault("p_holm", None)
-            e.setdefault("mde", None)
-            e.pop("se", None)
+            for x in (e, e.get("minority_f1") or {}):
+                x.setdefault("p_holm", None)
+                x.setdefault("mde", None)
+                x.pop("se", None)
+                x.pop("df", None)
+    for r, ref, source in mirrors:
+        r["vs"][ref] = _mirror(source)
     for r in rows:
         r.pop("_acc")
+        r.pop("_per_seed", None)
         r.pop("_curve_acc", None)
         r.pop("_correct", None)
     return [f"compare_to names '{m}', which is not a row of this study: no comparison against it." for m in sorted(missing)]
@@ -284,6 +332,9 @@ def rows_frame(rows: list[dict]) -> pd.DataFrame:
         for ref, c in r["vs"].items():
             f[f"vs_{ref}_diff"], f[f"vs_{ref}_verdict"] = c["diff_mean"], c["verdict"]
             f[f"vs_{ref}_p_holm"], f[f"vs_{ref}_mde"] = c.get("p_holm"), c.get("mde")
+            mf = c.get("minority_f1") or {}
+            f[f"vs_{ref}_minority_f1_diff"], f[f"vs_{ref}_minority_f1_verdict"] = mf.get("diff_mean"), mf.get("verdict")
+            f[f"vs_{ref}_minority_f1_p_holm"], f[f"vs_{ref}_minority_f1_mde"] = mf.get("p_holm"), mf.get("mde")
         for key in ("fid", "fd_judge"):
             if r.get(key):
                 f[f"{key}_mean"], f[f"{key}_std"], f[f"{key}_n_images"] = r[key]["mean"], r[key]["std"], r[key]["n_images"]

@@ -353,7 +353,9 @@ def test_a_failing_cell_fails_its_row_and_the_exit_status_then_resume_reruns_it(
     assert rows["none"]["state"] == rows["mixup"]["state"] == "ok" and rows["mixup"]["n_seeds"] == 2
     assert rows["mixup"]["vs"]["oversample"] == {"metric": "accuracy", "diff_mean": None, "ci95": None, "p": None, "p_holm": None,
                                                  "mde": None, "n": 0, "test_noise": False, "verdict": "n/a",  # no seed to pair
-                                                 "along_curve": [], "sign_changes": False}
+                                                 "along_curve": [], "sign_changes": False,
+                                                 "minority_f1": {**rows["mixup"]["vs"]["oversample"]["minority_f1"], "diff_mean": None}}
+    assert rows["mixup"]["vs"]["oversample"]["minority_f1"]["verdict"] == "n/a"
     assert rows["mixup"]["vs"]["none"]["diff_mean"] is not None
     status = json.loads((lab_env / "f" / "status.json").read_text())
     assert status["state"] == "failed" and status["cells"]["fill__oversample__seed0"]["state"] == "failed"
@@ -398,7 +400,8 @@ def test_paired_verdicts_on_constructed_numbers():
     # a − none = 0.10, 0.11, 0.12: mean 0.11, sd 0.01, t_{0.975,2} = 4.3027 -> ± 4.3027·0.01/√3 = 0.02484; t = 19.05, p = 0.002744
     assert vs["a"]["diff_mean"] == pytest.approx(0.11) and vs["a"]["ci95"] == pytest.approx([0.11 - 0.024841, 0.11 + 0.024841], abs=1e-5)
     assert vs["a"]["verdict"] == "better" and vs["a"]["metric"] == "accuracy"
-    assert set(vs["a"]) == {"metric", "diff_mean", "ci95", "p", "p_holm", "mde", "n", "test_noise", "verdict", "along_curve", "sign_changes"}
+    assert set(vs["a"]) == {"metric", "diff_mean", "ci95", "p", "p_holm", "mde", "n", "test_noise", "verdict", "along_curve", "sign_changes",
+                            "minority_f1"}
     assert vs["a"]["test_noise"] is False
     # b − none = −0.01 each seed: sd 0 (up to rounding), p ≈ 0 -> Holm 3·p ≈ 0 -> worse
     assert vs["b"]["verdict"] == "worse" and vs["b"]["diff_mean"] == pytest.approx(-0.01) and vs["b"]["p_holm"] < 1e-6
@@ -407,8 +410,8 @@ def test_paired_verdicts_on_constructed_numbers():
     # c − none = 0.05, −0.05, 0.02: mean 0.00667, sd 0.0513 -> ± 0.1274 covers 0; t = 0.225, p = 0.843
     assert vs["c"]["verdict"] == "inconclusive" and vs["c"]["ci95"][0] < 0 < vs["c"]["ci95"][1]
     assert vs["c"]["p_holm"] == pytest.approx(0.843, abs=0.002)
-    # its MDE at 80 % power, Bonferroni level 0.05/3: (z_{1-0.05/6} + z_0.8)·sd/√3
-    assert vs["c"]["mde"] == pytest.approx((2.393980 + 0.841621) * 0.051316 / np.sqrt(3), rel=1e-3)
+    # its MDE at 80 % power, Bonferroni level 0.05/3, t quantiles at 2 df: (t_{1-0.05/6} + t_0.8)·sd/√3
+    assert vs["c"]["mde"] == pytest.approx((7.648804 + 1.060660) * 0.051316 / np.sqrt(3), rel=1e-3)
     # one shared seed: no CI, no p, no verdict
     assert vs["d"]["diff_mean"] == pytest.approx(0.15) and vs["d"]["ci95"] is None and vs["d"]["p"] is None
     assert vs["d"]["verdict"] == "n/a" and vs["d"]["mde"] is None

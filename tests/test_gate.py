@@ -195,19 +195,22 @@ def test_a_row_below_the_gate_keeps_its_figures_and_leaves_the_holm_family():
         v = low["vs"][ref]
         assert v["verdict"] == "below gate" and v["p_holm"] is None and v["mde"] is None and v["p"] == pytest.approx(p, rel=1e-4)
         assert v["ci95"] is not None and set(v) == {"metric", "diff_mean", "ci95", "p", "p_holm", "mde", "n", "test_noise", "verdict",
-                                                      "along_curve", "sign_changes"}
+                                                      "along_curve", "sign_changes", "minority_f1"}
+        assert v["minority_f1"]["verdict"] == "below gate"
     assert low["vs"]["none"]["diff_mean"] == pytest.approx(0.02 / 3)
-    # Holm over the other 4 comparisons only (m = 4, not 6). Their p: oversample − none = 0.10, 0.11, 0.12 -> t = 19.05,
-    # p = 0.0027435 (and none − oversample the same); cfg@0.1 − oversample 0.083065; cfg@0.1 − none 0.842865.
-    # Sorted: 4·0.0027435 = 0.010974, max(0.010974, 3·0.0027435) = 0.010974, 2·0.083065 = 0.16613, max(., 0.842865).
-    assert by["oversample"]["vs"]["none"]["p_holm"] == pytest.approx(4 * 0.0027435, rel=1e-3)
-    assert by["none"]["vs"]["oversample"]["p_holm"] == pytest.approx(4 * 0.0027435, rel=1e-3)
+    # Holm over the other 3 comparisons only (m = 3, not 6: none vs oversample is one unordered pair, counted once).
+    # Their p: oversample − none = 0.10, 0.11, 0.12 -> t = 19.05, p = 0.0027435 (none − oversample mirrors it);
+    # cfg@0.1 − oversample 0.083065; cfg@0.1 − none 0.842865. (No minority F1 in these rows: no second endpoint.)
+    # Sorted: 3·0.0027435 = 0.0082305, 2·0.083065 = 0.16613, max(., 0.842865).
+    assert by["oversample"]["vs"]["none"]["p_holm"] == pytest.approx(3 * 0.0027435, rel=1e-3)
+    assert by["none"]["vs"]["oversample"]["p_holm"] == pytest.approx(3 * 0.0027435, rel=1e-3)
+    assert by["oversample"]["vs"]["none"]["mirrored"] is True and "mirrored" not in by["none"]["vs"]["oversample"]
     assert good["vs"]["oversample"]["p_holm"] == pytest.approx(2 * 0.083065, rel=1e-3)
     assert good["vs"]["none"]["p_holm"] == pytest.approx(0.842865, rel=1e-4)
     assert by["oversample"]["vs"]["none"]["verdict"] == "better" and by["none"]["vs"]["oversample"]["verdict"] == "worse"
     assert good["vs"]["oversample"]["verdict"] == good["vs"]["none"]["verdict"] == "inconclusive"
-    # the MDE at Holm's strictest level for m = 4: (z_{1−0.05/8} + z_0.8)·SE = (2.49771 + 0.84162)·0.01/√3 = 0.019280
-    assert by["oversample"]["vs"]["none"]["mde"] == pytest.approx(0.019280, rel=1e-3)
+    # the MDE at Holm's strictest level for m = 3, t quantiles at 2 df: (t_{1−0.05/6} + t_0.8)·SE = (7.64870 + 1.06066)·0.01/√3 = 0.050284
+    assert by["oversample"]["vs"]["none"]["mde"] == pytest.approx(0.050284, rel=1e-3)
     assert any(n.startswith("gate: ") for n in notes)
     # the study still ends done: below_gate is a row state, not a failed cell
     assert study_state(outcomes) == "done"
@@ -235,8 +238,8 @@ def test_an_unmeasured_gate_gives_ungated_verdicts_outside_holm():
     g = by["cfg@w=0.1"]["gate"]
     assert g["passed"] is None and g["rule"] == "not measured: generation_metrics = false" and by["cfg@w=0.1"]["state"] == "ok"
     assert {v["verdict"] for r in ("cfg@w=0.1", "cfg@w=7.5") for v in by[r]["vs"].values()} == {"ungated"}
-    # Holm over the 2 comparisons left: none vs oversample both ways, p = 0.0027435 -> 2·p
-    assert by["oversample"]["vs"]["none"]["p_holm"] == pytest.approx(2 * 0.0027435, rel=1e-3)
+    # Holm over the 1 comparison left: none vs oversample, one unordered pair, p = 0.0027435 -> p
+    assert by["oversample"]["vs"]["none"]["p_holm"] == pytest.approx(0.0027435, rel=1e-3)
 
 
 def test_a_gated_row_without_figures_is_n_a_not_ungated():

@@ -95,6 +95,7 @@ class StudyConfig(JobConfig):  # its from_dict below is strict: a study file mus
     sd_on_cpu: bool = False  # allow Stable Diffusion fills without a GPU (very slow)
     curve_points: int = 4  # budget-curve points per classifier, the full run included (S/8, S/4, S/2, S: separate shorter runs; core.curves)
     converged_gain: float = 0.01  # accuracy (share): a row has converged when its last doubling of steps gained less
+    converged_gain_minority: float = 0.02  # ... and gained less minority F1 than this (issue 25: both endpoints)
     device: str | None = None  # cpu | cuda | None (CUDA when available); not part of the study's identity
     cpu_lanes: int | None = None  # without a GPU and without --devices/--lanes/--ray: run cells on this many CPU worker processes,
                                   # the cores split between them (None = one process); not part of the study's identity
@@ -183,6 +184,9 @@ class StudyConfig(JobConfig):  # its from_dict below is strict: a study file mus
         if not (math.isfinite(float(self.converged_gain)) and 0.0 < float(self.converged_gain) <= 0.2):
             raise ConfigError(f"converged_gain={self.converged_gain} must be in (0, 0.2] (a share of accuracy).",
                               "Use 0.01: the last doubling of steps must gain less than 1 accuracy point.")
+        if not (math.isfinite(float(self.converged_gain_minority)) and 0.0 < float(self.converged_gain_minority) <= 0.5):
+            raise ConfigError(f"converged_gain_minority={self.converged_gain_minority} must be in (0, 0.5] (minority F1).",
+                              "Use 0.02: the last doubling of steps must gain less than 0.02 minority F1.")
         for k in self.method_params:
             if k not in METHODS:
                 raise ConfigError(f"method_params names unknown method '{k}'.", f"Choose from: {', '.join(METHODS)}.")
