@@ -209,11 +209,22 @@ def one_study(path: str | os.PathLike) -> dict[str, pd.DataFrame]:
             "generation": pd.DataFrame(_generation_rows(run), columns=GEN_COLUMNS)}
 
 
+def endpoint_entries(vs: dict) -> list[tuple[str, dict]]:
+    """(reference, entry) for every endpoint of a row's ``vs``: the accuracy entry, then its
+    ``minority_f1`` entry (issue 25: the minority is a primary endpoint) where it has one."""
+    out = []
+    for ref, v in (vs or {}).items():
+        out.append((ref, v))
+        if isinstance(v.get("minority_f1"), dict):
+            out.append((ref, v["minority_f1"]))
+    return out
+
+
 def verdict_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """One line per (study, method, classifier, reference): the paired difference, its CI and verdict."""
+    """One line per (study, method, classifier, reference, endpoint): the paired difference, its CI and verdict."""
     out = []
     for _, r in (rows if rows is not None else pd.DataFrame()).iterrows():
-        for ref, v in (r.get("vs") or {}).items():
+        for ref, v in endpoint_entries(r.get("vs")):
             ci = v.get("ci95")
             out.append({"study": r["study"], "method": r["method"], "classifier": r["classifier"], "vs": ref, "metric": v.get("metric"),
                         "difference": v.get("diff_mean"), "95% CI": f"[{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else "n/a (one seed)",

@@ -198,7 +198,8 @@ def paired_t(method: dict[int, float], reference: dict[int, float]) -> dict:
     m, ref = np.array([method[s] for s in seeds]), np.array([reference[s] for s in seeds])
     diff = m - ref
     se = float(diff.std(ddof=1) / math.sqrt(len(diff)))
-    if se == 0:  # a constant difference: the t statistic is infinite (or 0/0 when the difference is 0)
+    if se <= 1e-12:  # a constant difference (up to rounding): the t statistic is infinite (or 0/0 when the difference is 0)
+        se = 0.0
         p = 1.0 if diff.mean() == 0 else 0.0
     else:
         p = float(_st.ttest_rel(m, ref).pvalue)
@@ -249,7 +250,8 @@ def describe_verdict(entry: dict | None) -> str:
         return "–"
     v = entry.get("verdict") or "n/a"
     if v == "inconclusive" and entry.get("mde") is not None:
-        text = f"inconclusive (could not detect < {entry['mde'] * 100:.1f} pts)"
+        text = (f"inconclusive (could not detect < {entry['mde']:.3f} F1)" if entry.get("metric") == "minority_f1"
+                else f"inconclusive (could not detect < {entry['mde'] * 100:.1f} pts)")
     elif v in ("better", "worse") and entry.get("p_holm") is not None:
         text = f"{v} (p_holm = {entry['p_holm']:.3g})"
     elif v == "under-trained":

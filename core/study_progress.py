@@ -172,6 +172,10 @@ def verdict_frame(rows: list[dict]) -> pd.DataFrame:
             line[f"vs {ref}: Δ accuracy"] = v["diff_mean"] if has else None
             line[f"vs {ref}: 95% CI"] = (_ci(v["ci95"]) if v["ci95"] else "n/a (one seed)") if has else "—"
             line[f"vs {ref}: verdict"] = describe_verdict(v) if has else ("(itself)" if r["method"] == ref else "—")
+            mf = (v or {}).get("minority_f1") or {}  # issue 25: the minority's verdict beside accuracy's
+            line[f"vs {ref}: Δ minority F1"] = mf.get("diff_mean")
+            line[f"vs {ref}: minority F1 verdict"] = (describe_verdict(mf) if mf.get("diff_mean") is not None
+                                                      else ("(itself)" if r["method"] == ref else "—"))
         line["why"] = r.get("reason") or "; ".join(f"seed {s}: {str(e).splitlines()[0]}" for s, e in (r.get("errors") or {}).items())
         if r["state"] == BELOW_GATE:
             line["why"] = gate_reason(r.get("gate"))

@@ -146,8 +146,8 @@ def results_table(raw: list[dict]) -> pd.DataFrame:
 def verdicts(rows: pd.DataFrame) -> pd.DataFrame:
     """``core.report.verdict_table`` plus any further figure the verdicts carry (p, p_holm, mde, ...)."""
     table = report.verdict_table(rows).drop(columns=["study"])
-    extra = [{k: v for k, v in vs.items() if k not in ("metric", "diff_mean", "ci95", "verdict")}
-             for _, r in rows.iterrows() for vs in (r.get("vs") or {}).values()]
+    extra = [{k: v for k, v in vs.items() if k not in ("metric", "diff_mean", "ci95", "verdict", "minority_f1")}
+             for _, r in rows.iterrows() for _, vs in report.endpoint_entries(r.get("vs"))]
     return pd.concat([table, pd.DataFrame(extra, index=table.index)], axis=1) if any(extra) else table
 
 

@@ -157,7 +157,7 @@ def render_table(rows: list[dict]) -> str:
     order = [r["method"] for r in rows]
     refs = sorted({ref for r in rows for ref in r.get("vs", {})}, key=order.index)
     head = ["method", "classifier", "state", "seeds", "steps", "images seen", "train size", "accuracy", "acc. 95% CI", "± test (binomial)",
-            "macro-F1", "minority-F1"] + [f"vs {ref} (Δacc, verdict)" for ref in refs]
+            "macro-F1", "minority-F1"] + [h for ref in refs for h in (f"vs {ref} (Δacc, verdict)", f"vs {ref} (Δminority F1, verdict)")]
     if gen_key:
         head += [labels[gen_key]]
     gated = any(isinstance(r.get("gate"), dict) for r in rows)
@@ -175,6 +175,9 @@ def render_table(rows: list[dict]) -> str:
         for ref in refs:
             c = r.get("vs", {}).get(ref)
             cells.append("–" if not c or c["diff_mean"] is None else f"{c['diff_mean'] * 100:+.1f} {_ci({'ci95': c['ci95']})} {describe_verdict(c)}")
+            mf = (c or {}).get("minority_f1") or {}
+            ci = f" [{mf['ci95'][0]:+.3f}, {mf['ci95'][1]:+.3f}]" if mf.get("ci95") else ""
+            cells.append("–" if mf.get("diff_mean") is None else f"{mf['diff_mean']:+.3f}{ci} {describe_verdict(mf)}")
         if gen_key:
             cells.append(_pm(r.get(gen_key), 1.0, 2))
         if gated:
