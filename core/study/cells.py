@@ -206,7 +206,7 @@ def _novelty(ctx: _Context, generated: ImageSet, imbalanced: ImageSet, seed: int
     from core.data.profiles import dropped_by_profile
     from core.metrics.novelty import fill_scores, held_out_from
 
-    held_out, source = held_out_from(dropped_by_profile(ctx.ds.train, ctx.cfg.data_for_seed(seed)), ctx.ds.test)
+    held_out, source = held_out_from(dropped_by_profile(ctx.ds.train, ctx.cfg.data_for_seed(seed)))
     return {**fill_scores(generated, imbalanced, held_out, extractor, seed=seed, flips=trains_with_flips(ctx.cfg, imbalanced)),
             "held_out_source": source}
 
@@ -236,6 +236,14 @@ def _train_set(ctx: _Context, spec: dict) -> ImageSet:
     return ImageSet.concat([imbalanced, part]) if len(part) else imbalanced
 
 
+def curve_figures(r: dict) -> dict:
+    """A curve point's accuracy and minority F1: the run's validation figures where the study has a
+    validation split (issue 25: the curves and convergence never read the test split), else its test figures."""
+    v = r.get("validation") or {}
+    src = v if v.get("accuracy") is not None else r
+    return {"accuracy": src["accuracy"], "minority_f1": src.get("minority_f1"), "split": "validation" if src is v else "test"}
+
+
 def _classifier_cell(ctx: _Context, spec: dict, device: str, cb: Callbacks) -> dict:
     """The row's classifier for one seed, after its budget curve: the same recipe run for
     S/8, S/4, S/2 steps (core.curves: separate shorter runs), each in curves/<cell id>/steps<k>/."""
@@ -256,12 +264,12 @@ def _classifier_cell(ctx: _Context, spec: dict, device: str, cb: Callbacks) -> d
     for k in curve_steps(full["steps"], cfg.curve_points)[:-1]:
         short = ClassifierConfig.from_dict({**ccfg.to_dict(), "steps": k, "warmup_steps": scaled_warmup(full["warmup_steps"], k, full["steps"])})
         r = train_classifier(short, ctx.root / "curves" / cid / f"steps{k}", callbacks=cb, resume=True, train_set=train_set, dataset=ctx.ds,
-                             train_set_info=info)
+                             train_set_info=info, validation=ctx.ds.validation)
         if r.get("cancelled"):
             raise Cancelled("study cancelled during a budget-curve run")
-        curve.append({"steps": int(r["steps"]), "accuracy": r["accuracy"], "minority_f1": r.get("minority_f1"), "run_dir": r["run_dir"]})
+        curve.append({"steps": int(r["steps"]), **curve_figures(r), "run_dir": r["run_dir"]})
     res = train_classifier(ccfg, folder, callbacks=cb, resume=True, train_set=train_set, dataset=ctx.ds, train_set_info=info,
-                           extra_results={"curve": curve})
+                           extra_results={"curve": curve}, validation=ctx.ds.validation)
     if res.get("cancelled"):
         raise Cancelled("study cancelled during classifier training")
     return res
@@ -288,19 +296,25 @@ def _posthoc_cell(ctx: _Context, spec: dict, device: str, cb: Callbacks) -> dict
         rep = classification_report(t["labels"], logits.argmax(-1), ctx.ds.test.num_classes, base.get("minority_classes"), ctx.ds.test.classes)
         return logits, t["labels"], rep
 
+    split = "validation" if ctx.ds.validation is not None else "test"  # the curve reads the split `none`'s curve read
     curve = []
     for p in base.get("curve") or []:
-        lp = Path(p["run_dir"]) / "test_logits.safetensors"
+        lp = Path(p["run_dir"]) / f"{split}_logits.safetensors"
         if not lp.exists():
-            raise LabError(f"posthoc-adjust's budget curve needs the test logits of `none`'s {p['steps']}-step run ({lp}).",
+            raise LabError(f"posthoc-adjust's budget curve needs the {split} logits of `none`'s {p['steps']}-step run ({lp}).",
                            "Delete that `none` cell's folder and resume the study: it runs again with its curve.")
         rep_k = adjusted(lp)[2]
-        curve.append({"steps": p["steps"], "accuracy": rep_k["accuracy"], "minority_f1": rep_k.get("minority_f1"), "run_dir": p["run_dir"]})
+        curve.append({"steps": p["steps"], "accuracy": rep_k["accuracy"], "minority_f1": rep_k.get("minority_f1"), "split": split,
+                      "run_dir": p["run_dir"]})
     logits, labels, rep = adjusted(path)
+    validation = None
+    if split == "validation":
+        vrep = adjusted(src / "validation_logits.safetensors")[2]
+        validation = {"accuracy": vrep["accuracy"], "minority_f1": vrep.get("minority_f1"), "n": len(ctx.ds.validation)}
     own = cell_dir(ctx.root, cell_id("clf", spec["variant"], spec["classifier"], spec["seed"]))
     own.mkdir(parents=True, exist_ok=True)
     save_test_logits(own, logits, labels)  # its own per-image results, for the paired verdicts
     keep = ("classes", "arch", "epochs", "steps", "batch_size", "images_seen", "train_size", "epochs_run", "test_size", "train_images",
             "train_counts", "imbalanced_counts", "device", "precision")
     return {**{k: base.get(k) for k in keep}, **rep, "loss": POSTHOC, "study_method": POSTHOC, "la_tau": tau, "adjusted_run": str(src),
-            "run_dir": str(own), "curve": curve}
+            "run_dir": str(own), "curve": curve, "validation": validation}

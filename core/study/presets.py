@@ -23,7 +23,8 @@ PRESETS: dict[str, StudyConfig] = {
     # 500 steps plus their budget curves (runs of 63, 125, 250 steps) ≈ 193 s. 5 seeds on 2 lanes ≈ 13 min.
     "quick": StudyConfig(
         name="quick",
-        data=DataConfig(dataset="digits", image_size=8, profile="exponential", ratio=10.0, judge_per_class=30),
+        data=DataConfig(dataset="digits", image_size=8, profile="exponential", ratio=10.0, judge_per_class=30,
+                        validation_fraction=0.1, validation_min=20),  # 20 validation images per class (10 % would be 11)
         methods=list(QUICK_METHODS),
         cfg_ws=[0.1, 7.5],
         classifiers=["small"],
