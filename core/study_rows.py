@@ -18,7 +18,11 @@ One row (the JSON contract of ``experiment --json``)::
                  with a below_gate row the verdict is "below gate", with an unmeasured gate "ungated" (diff, CI, p kept,
                  p_holm and mde None: outside the Holm family)
     gate         rows on a CFG / SD fill (partial fills too): {passed, tail_consistency, precision, near_copy_rate, rule,
-                 tail, per_seed} (core.gate.row_gate: the thresholds applied to the means over seeds)
+                 tail, per_seed, real_tail_consistency, real_precision} (core.gate.row_gate: every seed must pass, held to
+                 that seed's real figures; a partial fill's gate is measured on the images it uses)
+    real_images  the `real` row: {used, wanted, text}: how many dropped real images it could use
+    share_of_gap {accuracy, minority_f1: {share, ci95, detected, text}}: (m − none) / (real − none), core.gap; n/a
+                 unless real − none is detected
     per_class_f1, minority_classes, train_images, kid, fd_judge | fid, per_class_<key>   as before
 
 A metric's ci95 is Student t over seeds, clipped to [0, 1]: it covers training randomness and
@@ -38,6 +42,7 @@ from core.gate import BELOW_GATE, GATED_FILLS, gate_mark, gate_symbol, row_gate
 from core.stats import ENDPOINTS, VERDICT_RULE, binomial_ci, binomial_halfwidth, holm, holm_verdict, mde, paired_t, paired_test, summary
 
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "minority_f1")
+REAL_ROW = "real"  # the row on the dropped real images (core.study.config.REAL_FILL): the bound
 CI_NOTE = ("ci95 is a Student-t 95% interval over seeds, clipped to [0, 1]: it covers training randomness and the choice of "
            "imbalanced subset, not the finite test set (see accuracy_binomial_hw95). The verdicts carry both: " + VERDICT_RULE + ". "
            "'inconclusive' means no difference was detected (mde: the smallest it could have detected), not that the methods are equal.")
@@ -137,11 +142,22 @@ def make_row(cfg, plan, v, clf, outcomes, test_size: int) -> dict:
     row["train_images"] = rs[0].get("train_images") if rs else None
     row["kid"] = None
     row.update(_generation(cfg, plan, v, outcomes))
-    if v.fill in GATED_FILLS:  # core.gate: the thresholds applied to the mean over the fill's seeds
-        row["gate"] = row_gate({s: o.result.get("gate") for s in cfg.seeds
+    if v.fill in GATED_FILLS:  # core.gate: every seed of the fill must pass; a partial fill is gated on the images it uses
+        key = "gate_partial" if v.partial else "gate"
+        row["gate"] = row_gate({s: o.result.get(key, o.result.get("gate")) for s in cfg.seeds
                                 if (o := outcomes.get(plan.fill_id(v.fill_name, s))) is not None and o.state == OK}, cfg.gate)
+        row["gate"]["images"] = "the images this partial fill uses" if v.partial else "the whole fill"
         if state == OK and row["gate"]["passed"] is False:
             row["state"] = BELOW_GATE
+    if v.fill == "real":  # the bound: how many of the real images it wanted the pool could give (core.data.pool)
+        fills = [o.result for s in cfg.seeds if (o := outcomes.get(plan.fill_id(v.fill_name, s))) is not None and o.state == OK
+                 and o.result.get("real_used") is not None]
+        if fills:
+            used = [sum(f["real_used"]) for f in fills]
+            wanted = sum(fills[0]["real_wanted"])
+            row["real_images"] = {"used": min(used), "wanted": wanted, "per_seed_used": used,
+                                  "text": (f"all {wanted} real images it needed" if min(used) >= wanted else
+                                           f"{min(used)} of the {wanted} real images it needed (the pool is too small)")}
     row.update(_curve_fields(cfg, seeds, rs))
     row["_acc"] = {s: r["accuracy"] for s, r in zip(seeds, rs)}  # per-seed accuracy for the paired comparisons (dropped below)
     row["_per_seed"] = {k: {s: r.get(k) for s, r in zip(seeds, rs) if r.get(k) is not None} for k in ENDPOINTS}
@@ -297,12 +313,40 @@ def add_comparisons(rows: list[dict], compare_to: list[str]) -> list[str]:
                 x.pop("df", None)
     for r, ref, source in mirrors:
         r["vs"][ref] = _mirror(source)
+    _add_share_of_gap(rows, by)
     for r in rows:
         r.pop("_acc")
         r.pop("_per_seed", None)
         r.pop("_curve_acc", None)
         r.pop("_correct", None)
+    if not any(r["method"] == REAL_ROW for r in rows):  # no pool (or real_fill off), no `real` row: nothing to say
+        missing.discard(REAL_ROW)
     return [f"compare_to names '{m}', which is not a row of this study: no comparison against it." for m in sorted(missing)]
+
+
+def _add_share_of_gap(rows: list[dict], by: dict) -> None:
+    """share_of_gap[endpoint] of every row but none and real (core.gap): (m − none) / (real − none)
+    with a bootstrap interval, n/a unless real − none was detected for that endpoint."""
+    from core.gap import share_of_gap
+
+    for r in rows:
+        none, real = by.get(("none", r["classifier"])), by.get((REAL_ROW, r["classifier"]))
+        if r["method"] in ("none", REAL_ROW) or none is None or real is None:
+            continue
+        gap = (real.get("vs") or {}).get("none") or (none.get("vs") or {}).get(REAL_ROW) or {}
+        r["share_of_gap"] = {}
+        for metric in ENDPOINTS:
+            e = gap if metric == "accuracy" else gap.get("minority_f1") or {}
+            detected = e.get("verdict") in ("better", "worse")
+            parts = [x.get("_correct") for x in (r, none, real)]
+            if detected and any(p is None for p in parts):
+                r["share_of_gap"][metric] = {"share": None, "ci95": None, "detected": True, "text": "n/a (no per-image results)"}
+                continue
+            minority = r.get("minority_classes") if metric == "minority_f1" else None
+            if metric == "minority_f1" and not minority:
+                r["share_of_gap"][metric] = {"share": None, "ci95": None, "detected": detected, "text": "n/a (no minority classes)"}
+                continue
+            r["share_of_gap"][metric] = share_of_gap(*parts, metric=metric, minority=minority, detected=detected)
 
 
 def aggregate(cfg, plan, outcomes: dict, test_size: int) -> tuple[list[dict], list[str]]:
@@ -341,6 +385,9 @@ def rows_frame(rows: list[dict]) -> pd.DataFrame:
         for key in ("near_copy_rate", "precision", "recall"):
             if r.get(key):
                 f[f"{key}_mean"], f[f"{key}_std"] = r[key]["mean"], r[key]["std"]
+        for metric, g in (r.get("share_of_gap") or {}).items():
+            f[f"share_of_gap_{metric}"] = g.get("share")
+            f[f"share_of_gap_{metric}_text"] = g.get("text")
         if r.get("gate"):
             f["gate"] = gate_symbol(r["gate"])
             for key in ("tail_consistency", "precision", "near_copy_rate"):

@@ -19,6 +19,7 @@ methods = ["none", "oversample", "cfg", "sd", "reweight", "logit-adjust", "posth
 cfg_ws = [0.1]
 classifiers = ["small"]
 seeds = [0, 1]
+real_fill = false
 [data]
 dataset = "digits"
 profile = "custom"
@@ -182,7 +183,7 @@ def test_tiny_study_end_to_end_then_resumes(lab_env, capsys, monkeypatch):
 
 
 def _small(**kw):
-    base = dict(name="a", methods=["none"], seeds=[0], classifier={"epochs": 1, "batch_size": 64}, generation_metrics=False,
+    base = dict(name="a", methods=["none"], seeds=[0], classifier={"epochs": 1, "batch_size": 64}, generation_metrics=False, real_fill=False,
                 data={"dataset": "digits", "profile": "exponential", "ratio": 10})
     return StudyConfig.from_dict({**base, **kw})
 
@@ -284,7 +285,7 @@ def test_missing_generator_is_unavailable_with_its_reason(lab_env, monkeypatch):
 def test_step_budget_is_equal_across_methods_and_epochs_is_not():
     counts = [2, 3, 4, 6, 8, 10, 14, 20, 30, 40]
     cfg = StudyConfig.from_dict({"name": "b", "methods": ["none", "oversample", "reweight", "posthoc-adjust", "oversample+logit-adjust"],
-                                 "seeds": [0, 1, 2], "classifier": {"epochs": 3, "batch_size": 64, "warmup_epochs": 0.5},
+                                 "seeds": [0, 1, 2], "classifier": {"epochs": 3, "batch_size": 64, "warmup_epochs": 0.5}, "real_fill": False,
                                  "data": {"dataset": "digits", "profile": "custom", "counts": counts}})
     plan = plan_study(cfg, counts)
     assert plan.train_sizes == {"none": 137, "oversample": 400, "reweight": 137, "posthoc-adjust": 137, "oversample+logit-adjust": 213}

@@ -28,13 +28,14 @@ def cfg_name(w: float) -> str:
     return f"cfg@w={float(w):g}"
 
 
-FILLS = [m for m in METHODS if m != "none"]  # generators that fill classes
+REAL_FILL = "real"  # tops classes up with the real images the profile dropped (core.data.pool): the bound
+FILLS = [m for m in METHODS if m != "none"] + [REAL_FILL]  # what fills classes: the generators, and the real images
 LOSS_METHODS = {
     "reweight": "class-balanced loss (Cui et al. 2019): effective-number weights, β = classifier.cb_beta",
     "logit-adjust": "logit-adjusted cross-entropy (Menon et al. 2021), τ = classifier.la_tau (= balanced softmax at τ = 1)",
 }
 POSTHOC = "posthoc-adjust"
-STUDY_METHODS = {**METHODS, **LOSS_METHODS,
+STUDY_METHODS = {**METHODS, REAL_FILL: "the real training images the profile dropped (the bound a perfect generator would reach)", **LOSS_METHODS,
                  POSTHOC: "the `none` model's test logits shifted by −τ·log π (Menon et al. 2021 §4), no retraining",
                  "FILL+LOSS": "fill part of the way (partial_fill), then train with the loss, e.g. cfg+logit-adjust"}
 BUDGETS = ("steps", "epochs")
@@ -45,7 +46,7 @@ class Variant:
     """One row of the study: how the training set is filled and which loss trains on it."""
 
     name: str  # the row's method name, e.g. "cfg@w=0.1+logit-adjust"
-    fill: str  # none | oversample | mixup | cutmix | cfg | sd
+    fill: str  # none | oversample | mixup | cutmix | cfg | sd | real
     w: float | None  # CFG guidance (paper's w) when fill is cfg
     loss: str  # ce | reweight | logit-adjust | posthoc-adjust
     partial: bool  # filled only partial_fill of the way (fill+loss combinations)
@@ -59,7 +60,7 @@ class Variant:
 def parse_method(method: str) -> tuple[str, str]:
     """(fill, loss) of a study method: "cfg" -> (cfg, ce), "reweight" -> (none, reweight),
     "cfg+logit-adjust" -> (cfg, logit-adjust), "posthoc-adjust" -> (none, posthoc-adjust)."""
-    if method in METHODS:
+    if method in METHODS or method == REAL_FILL:
         return method, "ce"
     if method in LOSS_METHODS or method == POSTHOC:
         return "none", method
@@ -83,7 +84,9 @@ class StudyConfig(JobConfig):  # its from_dict below is strict: a study file mus
     budget: str = "steps"  # steps: every method gets the same optimizer steps | epochs: the same epochs (the paper's protocol)
     partial_fill: float = 0.5  # fill+loss: class c is filled to n_c^(1−f)·T^f, i.e. a fraction f of the way to T in log scale
     fixed_subset: bool = False  # true: every seed uses data.seed's imbalanced subset (false: each seed draws its own)
-    compare_to: list[str] = field(default_factory=lambda: ["none", "oversample"])  # references of the paired comparisons
+    compare_to: list[str] = field(default_factory=lambda: ["none", "oversample", "real"])  # references of the paired comparisons
+    real_fill: bool = True  # add the `real` row (the dropped images) wherever the profile drops images (issue 25)
+    calibration_per_class: int = 200  # dropped images per class kept for novelty and the gate's real figures (≤ half; core.data.pool)
     classifier: dict = field(default_factory=dict)  # ClassifierConfig overrides for every classifier (epochs, lr, ...)
     classifier_overrides: dict = field(default_factory=dict)  # per-arch overrides, e.g. {"resnet50": {"batch_size": 128}}
     method_params: dict = field(default_factory=dict)  # generator kwargs per method, e.g. {"mixup": {"lam": 0.6}}
@@ -176,6 +179,9 @@ class StudyConfig(JobConfig):  # its from_dict below is strict: a study file mus
         for k in self.classifier_overrides:
             if k not in ARCHS:
                 raise ConfigError(f"classifier_overrides names unknown classifier '{k}'.", f"Choose from: {', '.join(ARCHS)}.")
+        if isinstance(self.calibration_per_class, bool) or not isinstance(self.calibration_per_class, int) or self.calibration_per_class < 0:
+            raise ConfigError(f"calibration_per_class={self.calibration_per_class!r} must be a whole number >= 0.",
+                              "Use 200: up to 200 dropped images per class (never more than half) calibrate the gate and novelty.")
         if self.cpu_lanes is not None and (not isinstance(self.cpu_lanes, int) or not 1 <= self.cpu_lanes <= 64):
             raise ConfigError(f"cpu_lanes={self.cpu_lanes} must be a whole number from 1 to 64.", "Use 2 on a 2-core machine, or leave it out.")
         if not isinstance(self.curve_points, int) or not 2 <= self.curve_points <= 6:
@@ -191,10 +197,17 @@ class StudyConfig(JobConfig):  # its from_dict below is strict: a study file mus
             if k not in METHODS:
                 raise ConfigError(f"method_params names unknown method '{k}'.", f"Choose from: {', '.join(METHODS)}.")
 
+    def study_methods(self) -> list[str]:
+        """``methods`` plus `real` (after `none`) when real_fill is on and the profile drops images."""
+        ms = list(self.methods)
+        if self.real_fill and REAL_FILL not in ms and self.data.profile != "full":
+            ms.insert(ms.index("none") + 1 if "none" in ms else 0, REAL_FILL)
+        return ms
+
     def variants(self) -> list[Variant]:
         """Every row's Variant, one per w for the cfg fills."""
         out = []
-        for m in self.methods:
+        for m in self.study_methods():
             fill, loss = parse_method(m)
             ws = [float(w) for w in self.cfg_ws] if fill == "cfg" else [None]
             for w in ws:
