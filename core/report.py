@@ -178,6 +178,8 @@ def _study_rows_of(run) -> list[dict]:
             row.update({f"{m}_mean": v.get("mean"), f"{m}_std": v.get("std"), f"{m}_lo": ci[0], f"{m}_hi": ci[1]})
         gate = r.get("gate")  # core.gate: rows on a generator fill; ✓ / ✗ / "not measured", "" for the others
         row.update({"gate": gate_symbol(gate), **{f"gate_{k}": (gate or {}).get(k) for k in GATE_FIGURES}})
+        row.update({"gate_real_tail_consistency": (gate or {}).get("real_tail_consistency"), "gate_real_precision": (gate or {}).get("real_precision")})
+        row.update(share_of_gap_columns(r))
         if r.get("state") == BELOW_GATE:
             row["why"] = gate_reason(gate)
         row["vs"] = r.get("vs") or {}
@@ -207,6 +209,17 @@ def one_study(path: str | os.PathLike) -> dict[str, pd.DataFrame]:
     return {"rows": pd.DataFrame(_study_rows_of(run)),
             "classifiers": pd.DataFrame(_study_classifier_rows(run), columns=CLS_COLUMNS),
             "generation": pd.DataFrame(_generation_rows(run), columns=GEN_COLUMNS)}
+
+
+def share_of_gap_columns(r: dict) -> dict:
+    """The share of the imbalance gap a row closes (core.gap), as text per endpoint ("0.45 [0.20, 0.71]",
+    "n/a (real − none not detected)"); `real` says how many real images it could use, `none` "—"."""
+    g = r.get("share_of_gap") or {}
+    own = {"none": "— (0 by definition)", "real": "— (1 by definition)"}.get(r.get("method"))
+    if r.get("real_images"):
+        own = f"— (1 by definition; {r['real_images']['text']})"
+    return {"share_of_gap_accuracy": own or (g.get("accuracy") or {}).get("text", "—"),
+            "share_of_gap_minority_f1": own or (g.get("minority_f1") or {}).get("text", "—")}
 
 
 def endpoint_entries(vs: dict) -> list[tuple[str, dict]]:

@@ -264,4 +264,6 @@ def describe_verdict(entry: dict | None) -> str:
         text = v
     if entry.get("sign_changes"):
         text += "; the sign changes along the budget curve"
+    if entry.get("gate_changed"):
+        text += f"; ⚠ gate changed after results were seen ({entry['gate_changed']})"
     return text

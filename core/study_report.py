@@ -138,6 +138,7 @@ def results_table(raw: list[dict]) -> pd.DataFrame:
                      "acc. 95% CI (seeds)": f"[{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "—",
                      "± test set (Wilson 95%)": r.get("accuracy_binomial_hw95"),
                      "macro-F1": (r.get("macro_f1") or {}).get("mean"), "minority-F1": (r.get("minority_f1") or {}).get("mean"),
+                     **{k.replace("share_of_gap_", "share of gap: "): v for k, v in report.share_of_gap_columns(r).items()},
                      "why": r.get("reason") or "; ".join(f"seed {k}: {str(e).splitlines()[0]}" for k, e in (r.get("errors") or {}).items())
                      or gate_reason(r.get("gate"))})
     return pd.DataFrame(rows)

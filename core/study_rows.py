@@ -349,16 +349,34 @@ def _add_share_of_gap(rows: list[dict], by: dict) -> None:
             r["share_of_gap"][metric] = share_of_gap(*parts, metric=metric, minority=minority, detected=detected)
 
 
-def aggregate(cfg, plan, outcomes: dict, test_size: int) -> tuple[list[dict], list[str]]:
-    """(rows, notes) of a study from its cells' outcomes."""
+def aggregate(cfg, plan, outcomes: dict, test_size: int, regated: list | None = None) -> tuple[list[dict], list[str]]:
+    """(rows, notes) of a study from its cells' outcomes. ``regated``: config.json's history of gate
+    changes made after results were seen (core.study.run); every verdict that involves a gated row is
+    then marked ``gate_changed`` (core.stats.describe_verdict says so in every view)."""
     rows = [make_row(cfg, plan, v, clf, outcomes, test_size) for v in cfg.variants() for clf in cfg.classifiers]
     notes = add_comparisons(rows, cfg.compare_to)
+    if regated:
+        mark_regated(rows, regated)
     gen_notes = {o.result["generation"].get("note") for o in outcomes.values()
                  if o.state == OK and o.result and o.result.get("generation") and o.result["generation"].get("note")}
     notes = sorted(gen_notes) + notes + [CI_NOTE] + ([GATE_NOTE] if any("gate" in r for r in rows) else [])
     if cfg.budget == "epochs":
         notes.append(EPOCHS_NOTE)
     return rows, notes
+
+
+def mark_regated(rows: list[dict], regated: list) -> None:
+    """Mark every comparison with a gated row (either side), both endpoints, when the study's gate was
+    changed after its results were seen: such a verdict may have been chosen, not measured."""
+    from core.gate import regate_words
+
+    words = "; ".join(f"{c.get('at', '?')[:16]}: {regate_words(c)}" for c in regated if isinstance(c, dict))
+    gated = {(r["method"], r["classifier"]) for r in rows if isinstance(r.get("gate"), dict)}
+    for r in rows:
+        for ref, e in (r.get("vs") or {}).items():
+            if (r["method"], r["classifier"]) in gated or (ref, r["classifier"]) in gated:
+                for x in (e, e.get("minority_f1") or {}):
+                    x["gate_changed"] = words
 
 
 def rows_frame(rows: list[dict]) -> pd.DataFrame:

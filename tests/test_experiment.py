@@ -78,7 +78,11 @@ def test_tiny_study_end_to_end_then_resumes(lab_env, capsys, monkeypatch):
     gate = rows["cfg@w=0.1"]["gate"]
     assert gate["tail"] == ["0", "1", "2"] and set(gate["per_seed"]) == {"0", "1"} and gate["tail_consistency"] < 0.8
     assert gate["per_seed"]["0"]["n_tail"] == 38 + 37 + 36 and 0.0 <= gate["precision"] <= 1.0 and 0.0 <= gate["near_copy_rate"] <= 1.0
-    assert rows["cfg@w=0.1+logit-adjust"]["gate"] == gate and "gate" not in rows["oversample"] and "gate" not in rows["none"]
+    # the partial fill is gated on the images it uses (issue 25): its own tail (the classes it fills most), its own figures
+    partial = rows["cfg@w=0.1+logit-adjust"]["gate"]
+    assert partial["passed"] is False and partial["images"] == "the images this partial fill uses" and partial != gate
+    assert partial["per_seed"]["0"]["n_tail"] < gate["per_seed"]["0"]["n_tail"]
+    assert "gate" not in rows["oversample"] and "gate" not in rows["none"]
     assert rows["sd"]["gate"]["passed"] is None  # unavailable: no fill finished, nothing measured
     assert {v["verdict"] for v in rows["sd"]["vs"].values()} == {"n/a"}  # no figures to judge: n/a, not "ungated"
     for r in ok:
@@ -250,12 +254,15 @@ def test_toml_errors_and_presets(tmp_path):
     assert (q4.classifier["steps"], q4.classifier["warmup_steps"], q4.cfg_train["steps"], q4.cfg_train["warmup_steps"]) == (2000, 200, 2800, 200)
     assert {**q4.identity(), "name": "quick", "classifier": q.classifier, "cfg_train": q.cfg_train} == q.identity()  # nothing else differs
     for p in (q, preset("paper")):
-        assert p.budget == "steps" and not p.fixed_subset and p.compare_to == ["none", "oversample"]
+        assert p.budget == "steps" and not p.fixed_subset and p.compare_to == ["none", "oversample", "real"]
         assert {"none", "oversample", "mixup", "cutmix", "cfg", "sd", "reweight", "logit-adjust", "posthoc-adjust"} <= set(p.methods)
         assert any(m.startswith("cfg+") for m in p.methods)
     assert q.classifiers == ["small"]
     p = preset("paper")
-    assert p.data.counts == [500 * (i + 1) for i in range(10)] and p.cfg_ws == [0.1, 7.5]
+    # issue 25: a disjoint judge (500 per class) and a 10 % validation split leave 4050 per class: Table 1's shape at 400·(i+1)
+    assert p.data.counts == [400 * (i + 1) for i in range(10)] and p.cfg_ws == [0.1, 7.5] and p.target == 4000
+    assert (p.data.judge_per_class, p.data.validation_fraction, len(p.seeds)) == (500, 0.1, 5)
+    assert q.data.validation_fraction == 0.1 and q.data.validation_min == 20 and "real" in [v.name for v in q.variants()]
     assert p.classifiers == ["resnet18", "resnet50"] and p.method_params["mixup"]["lam"] == 0.6
     root = os.path.join(os.path.dirname(__file__), "..", "studies")
     assert StudyConfig.from_dict({**q.to_dict(), "cpu_lanes": 1}).identity() == q.identity()  # where it runs is not what it is
@@ -383,7 +390,7 @@ def _toml(cfg: StudyConfig) -> str:
     data = "\n".join(f"{k} = {json.dumps(d['data'][k])}" for k in ("dataset", "profile", "ratio", "counts") if d["data"][k] is not None)
     clf = "\n".join(f"{k} = {json.dumps(v)}" for k, v in d["classifier"].items())
     return (f"name = {json.dumps(d['name'])}\nmethods = {json.dumps(d['methods'])}\nseeds = {json.dumps(d['seeds'])}\n"
-            f"generation_metrics = false\n[data]\n{data}\n[classifier]\n{clf}\n")
+            f"generation_metrics = false\nreal_fill = {json.dumps(d['real_fill'])}\n[data]\n{data}\n[classifier]\n{clf}\n")
 
 
 def test_paired_verdicts_on_constructed_numbers():

@@ -338,3 +338,20 @@ def test_resuming_with_other_thresholds_regates_the_finished_study(tmp_path):
     with pytest.raises(ConfigError, match="different config"):
         open_study(other, tmp_path / "study")
     assert json.loads((again.path / "config.json").read_text())["gate"] == {"tail_consistency": 0.3}
+
+
+def test_a_gate_changed_after_results_marks_the_affected_verdicts():
+    from core.commands.experiment import render_table
+    from core.study_rows import aggregate
+
+    cfg, plan, outcomes = _study(["none", "oversample", "cfg"])
+    change = {"from": thresholds({}), "to": thresholds({"tail_consistency": 0.3}), "at": "2026-12-07T16:00:00+00:00"}
+    rows = {r["method"]: r for r in aggregate(cfg, plan, outcomes, test_size=360, regated=[change])[0]}
+    words = "2026-12-07T16:00: tail_consistency 0.8 → 0.3"
+    # comparisons with a gated row are marked, both endpoints; none vs oversample involves no gate and is not
+    assert rows["cfg@w=0.1"]["vs"]["none"]["gate_changed"] == words and rows["cfg@w=0.1"]["vs"]["none"]["minority_f1"]["gate_changed"] == words
+    assert rows["none"]["vs"]["oversample"].get("gate_changed") is None and rows["oversample"]["vs"]["none"].get("gate_changed") is None
+    assert describe_verdict(rows["cfg@w=0.1"]["vs"]["none"]).endswith(f"; ⚠ gate changed after results were seen ({words})")
+    assert "⚠ gate changed after results were seen" in render_table(list(rows.values()))
+    unmarked = {r["method"]: r for r in aggregate(cfg, plan, outcomes, test_size=360)[0]}
+    assert "gate_changed" not in unmarked["cfg@w=0.1"]["vs"]["none"]
