@@ -215,7 +215,8 @@ if not srows.empty:
     st.subheader("Studies: each method against its references")
     shown_rows = srows[["study", "method", "classifier", "state", "n_seeds", "steps", "images_seen", "train_size",
                         "accuracy_mean", "accuracy_lo", "accuracy_hi", "accuracy_test_hw95", "macro_f1_mean", "minority_f1_mean", "converged",
-                        "last_doubling_gain", "gate", "gate_tail_consistency", "gate_precision", "gate_near_copy_rate", "why"]].copy()
+                        "last_doubling_gain", "share_of_gap_accuracy", "share_of_gap_minority_f1", "gate", "gate_tail_consistency",
+                        "gate_real_tail_consistency", "gate_precision", "gate_real_precision", "gate_near_copy_rate", "why"]].copy()
     # within a study and classifier, rows that differ in steps or images seen are flagged (a study's budget = "epochs")
     shown_rows.insert(5, "compute", report.compute_column(srows, by=["study", "classifier"]))
     study_unequal = next((n for _, g in srows.groupby(["study", "classifier"], sort=False) if (n := report.unequal_compute(g))), None)

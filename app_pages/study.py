@@ -175,7 +175,7 @@ def progress() -> None:
         st.caption("No classifier has finished yet: the first rows appear when the first classifier cells are done.")
     st.dataframe(frame, hide_index=True, width="stretch", key="study_verdicts",
                  column_config={c: st.column_config.NumberColumn(format="%.4f") for c in frame.columns
-                                if c in ("accuracy", "macro-F1", "minority-F1") or c.endswith("Δ accuracy")})
+                                if c in ("accuracy", "macro-F1", "minority-F1") or c.endswith(("Δ accuracy", "Δ minority F1"))})
     st.caption(" ".join(notes))
 
 

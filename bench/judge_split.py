@@ -86,7 +86,7 @@ def measure(args, seed: int, device: str):
     data = DataConfig(dataset="digits", profile="paper", judge_per_class=args.per_class, subset_seed=seed)
     ds = load_dataset(data)
     imbalanced = apply_profile(ds.train, data)
-    held_out, source = held_out_from(dropped_by_profile(ds.train, data), ds.test)
+    held_out, source = held_out_from(dropped_by_profile(ds.train, data))
     fills = {}
     for fill in FILLS:
         full = balance(imbalanced, build_generator(fill, imbalanced, **PARAMS.get(fill, {})), None, seed=seed)

@@ -135,7 +135,7 @@ class Setup:
 
         cfg = data_cfg(self.args, seed)
         imb = apply_profile(self.pool, cfg)
-        held_out, _ = held_out_from(dropped_by_profile(self.pool, cfg), self.ds.test)
+        held_out, _ = held_out_from(dropped_by_profile(self.pool, cfg))
         return cfg, imb, held_out
 
     def judge(self):

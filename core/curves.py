@@ -10,8 +10,10 @@ therefore underestimates a short run. The price is compute: points at S/8, S/4, 
 averaging would cost nothing extra but only approximate a shorter run (and the `schedulefree`
 package is not in this workplace's index); see BENCHMARKS.md.
 
-Rule (issue 17): a row has converged when its last doubling of steps, S/2 → S, gained less than
-``gain`` accuracy (default 0.01 = 1 point), on the mean over seeds.
+Rule (issues 17 and 25): a row has converged when its last doubling of steps, S/2 → S, gained less
+than ``gain`` accuracy (default 0.01 = 1 point) **and** less than ``minority_gain`` minority F1
+(default 0.02), on the mean over seeds. In a study the curve's points are measured on the
+validation split (core.data.loading: reserved before the profile), never on the test split.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import math
 
 CONVERGED_GAIN = 0.01  # accuracy (a share): the last doubling must gain less than this
+CONVERGED_GAIN_MINORITY = 0.02  # minority F1: the last doubling must gain less than this too
 CURVE_POINTS = 4  # points in a curve, the full run included (S/8, S/4, S/2, S)
 
 
@@ -48,31 +51,50 @@ def mean_curve(per_seed: dict[int, list[dict]]) -> list[dict]:
     return out
 
 
-def convergence(curve: list[dict], gain: float = CONVERGED_GAIN) -> dict:
-    """{converged, last_gain, rule}: converged when the curve's last two points are a doubling
-    (S/2 → S, up to rounding) and the accuracy gained over it is below ``gain``."""
-    rule = f"the last doubling of steps gained < {gain * 100:g} accuracy point(s) (mean over seeds)"
+def convergence(curve: list[dict], gain: float = CONVERGED_GAIN, minority_gain: float = CONVERGED_GAIN_MINORITY) -> dict:
+    """{converged, last_gain, last_gain_minority, rule}: converged when the curve's last two points are
+    a doubling (S/2 → S, up to rounding), the accuracy gained over it is below ``gain`` and the minority
+    F1 gained below ``minority_gain`` (a curve without minority F1 is judged on accuracy alone)."""
+    rule = (f"the last doubling of steps gained < {gain * 100:g} accuracy point(s) and < {minority_gain:g} minority F1 "
+            f"(mean over seeds, validation split)")
+    out = {"converged": False, "last_gain": None, "last_gain_minority": None}
     if len(curve) < 2 or curve[-1].get("accuracy") is None or curve[-2].get("accuracy") is None:
-        return {"converged": False, "last_gain": None, "rule": rule + "; too few curve points to tell"}
+        return {**out, "rule": rule + "; too few curve points to tell"}
     a, b = curve[-2], curve[-1]
     if b["steps"] > 2 * a["steps"] + 1:
-        return {"converged": False, "last_gain": None, "rule": rule + f"; the points {a['steps']} and {b['steps']} are not a doubling"}
+        return {**out, "rule": rule + f"; the points {a['steps']} and {b['steps']} are not a doubling"}
     last_gain = float(b["accuracy"]) - float(a["accuracy"])
-    return {"converged": last_gain < gain, "last_gain": last_gain, "rule": rule}
+    minority = None if a.get("minority_f1") is None or b.get("minority_f1") is None else float(b["minority_f1"]) - float(a["minority_f1"])
+    converged = last_gain < gain and (minority is None or minority < minority_gain)
+    return {"converged": converged, "last_gain": last_gain, "last_gain_minority": minority, "rule": rule}
 
 
-def along_curve(method: dict[int, dict[int, float]], reference: dict[int, dict[int, float]]) -> list[dict]:
+def along_curve(method: dict[int, dict[int, float]], reference: dict[int, dict[int, float]], alpha: float = 0.05) -> list[dict]:
     """The mean paired accuracy difference at every steps value both curves have, over the seeds
-    both have there: method/reference map steps -> {seed: accuracy}."""
+    both have there (method/reference map steps -> {seed: accuracy}), with a paired t test over
+    those seeds (scipy.stats.ttest_rel; ``detected`` when p < alpha, never with fewer than 2 seeds)."""
+    from scipy import stats
+
     out = []
     for steps in sorted(set(method) & set(reference)):
         seeds = sorted(set(method[steps]) & set(reference[steps]))
-        if seeds:
-            out.append({"steps": steps, "diff": sum(method[steps][s] - reference[steps][s] for s in seeds) / len(seeds)})
+        if not seeds:
+            continue
+        d = [method[steps][s] - reference[steps][s] for s in seeds]
+        mean = sum(d) / len(d)
+        if len(d) < 2:
+            p = None
+        elif max(d) - min(d) < 1e-12:  # a constant difference (up to rounding): t is infinite (or 0/0 at 0)
+            p = 1.0 if mean == 0 else 0.0
+        else:
+            p = float(stats.ttest_rel([method[steps][s] for s in seeds], [reference[steps][s] for s in seeds]).pvalue)
+        out.append({"steps": steps, "diff": mean, "p": p, "detected": p is not None and p < alpha})
     return out
 
 
 def sign_changes(points: list[dict]) -> bool:
-    """Whether the difference changes sign along the curve (exact zeros are ignored)."""
-    signs = {d["diff"] > 0 for d in points if d["diff"] != 0}
+    """Whether the difference changes sign along the curve where it is detected on both sides: a
+    point ahead and a point behind, each with ``detected`` (a point without the key counts as
+    detected, for curves built by hand). Noise around 0 is not a sign change."""
+    signs = {d["diff"] > 0 for d in points if d["diff"] != 0 and d.get("detected", True)}
     return len(signs) > 1

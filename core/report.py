@@ -178,6 +178,8 @@ def _study_rows_of(run) -> list[dict]:
             row.update({f"{m}_mean": v.get("mean"), f"{m}_std": v.get("std"), f"{m}_lo": ci[0], f"{m}_hi": ci[1]})
         gate = r.get("gate")  # core.gate: rows on a generator fill; ✓ / ✗ / "not measured", "" for the others
         row.update({"gate": gate_symbol(gate), **{f"gate_{k}": (gate or {}).get(k) for k in GATE_FIGURES}})
+        row.update({"gate_real_tail_consistency": (gate or {}).get("real_tail_consistency"), "gate_real_precision": (gate or {}).get("real_precision")})
+        row.update(share_of_gap_columns(r))
         if r.get("state") == BELOW_GATE:
             row["why"] = gate_reason(gate)
         row["vs"] = r.get("vs") or {}
@@ -209,11 +211,33 @@ def one_study(path: str | os.PathLike) -> dict[str, pd.DataFrame]:
             "generation": pd.DataFrame(_generation_rows(run), columns=GEN_COLUMNS)}
 
 
+def share_of_gap_columns(r: dict) -> dict:
+    """The share of the imbalance gap a row closes (core.gap), as text per endpoint ("0.45 [0.20, 0.71]",
+    "n/a (real − none not detected)"); `real` says how many real images it could use, `none` "—"."""
+    g = r.get("share_of_gap") or {}
+    own = {"none": "— (0 by definition)", "real": "— (1 by definition)"}.get(r.get("method"))
+    if r.get("real_images"):
+        own = f"— (1 by definition; {r['real_images']['text']})"
+    return {"share_of_gap_accuracy": own or (g.get("accuracy") or {}).get("text", "—"),
+            "share_of_gap_minority_f1": own or (g.get("minority_f1") or {}).get("text", "—")}
+
+
+def endpoint_entries(vs: dict) -> list[tuple[str, dict]]:
+    """(reference, entry) for every endpoint of a row's ``vs``: the accuracy entry, then its
+    ``minority_f1`` entry (issue 25: the minority is a primary endpoint) where it has one."""
+    out = []
+    for ref, v in (vs or {}).items():
+        out.append((ref, v))
+        if isinstance(v.get("minority_f1"), dict):
+            out.append((ref, v["minority_f1"]))
+    return out
+
+
 def verdict_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """One line per (study, method, classifier, reference): the paired difference, its CI and verdict."""
+    """One line per (study, method, classifier, reference, endpoint): the paired difference, its CI and verdict."""
     out = []
     for _, r in (rows if rows is not None else pd.DataFrame()).iterrows():
-        for ref, v in (r.get("vs") or {}).items():
+        for ref, v in endpoint_entries(r.get("vs")):
             ci = v.get("ci95")
             out.append({"study": r["study"], "method": r["method"], "classifier": r["classifier"], "vs": ref, "metric": v.get("metric"),
                         "difference": v.get("diff_mean"), "95% CI": f"[{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else "n/a (one seed)",

@@ -135,7 +135,8 @@ def progress_rows(study_dir: str | Path, cfg: StudyConfig | None = None, cells: 
     test_size = next((int(r["test_size"]) for r in clf if r.get("test_size")), 0)
     refs = list(dict.fromkeys([*REFERENCES, *cfg.compare_to]))
     wide = dataclasses.replace(cfg, compare_to=refs)
-    rows, notes = aggregate(wide, plan_study(wide, counts or [1]), done, test_size)
+    rows, notes = aggregate(wide, plan_study(wide, counts or [1]), done, test_size,
+                            regated=(read_json(Path(study_dir) / "config.json") or {}).get("regated"))
     total = len(cfg.seeds)
     for r in rows:
         r["seeds_label"] = f"{r['n_seeds']} of {total} seeds" if r["n_seeds"] < total else f"all {total} seeds"
@@ -172,6 +173,15 @@ def verdict_frame(rows: list[dict]) -> pd.DataFrame:
             line[f"vs {ref}: Δ accuracy"] = v["diff_mean"] if has else None
             line[f"vs {ref}: 95% CI"] = (_ci(v["ci95"]) if v["ci95"] else "n/a (one seed)") if has else "—"
             line[f"vs {ref}: verdict"] = describe_verdict(v) if has else ("(itself)" if r["method"] == ref else "—")
+            mf = (v or {}).get("minority_f1") or {}  # issue 25: the minority's verdict beside accuracy's
+            line[f"vs {ref}: Δ minority F1"] = mf.get("diff_mean")
+            line[f"vs {ref}: minority F1 verdict"] = (describe_verdict(mf) if mf.get("diff_mean") is not None
+                                                      else ("(itself)" if r["method"] == ref else "—"))
+        if any(x.get("share_of_gap") or x.get("real_images") for x in rows):
+            from core.report import share_of_gap_columns
+
+            g = share_of_gap_columns(r)
+            line["share of gap (acc.)"], line["share of gap (minority F1)"] = g["share_of_gap_accuracy"], g["share_of_gap_minority_f1"]
         line["why"] = r.get("reason") or "; ".join(f"seed {s}: {str(e).splitlines()[0]}" for s, e in (r.get("errors") or {}).items())
         if r["state"] == BELOW_GATE:
             line["why"] = gate_reason(r.get("gate"))

@@ -138,6 +138,7 @@ def results_table(raw: list[dict]) -> pd.DataFrame:
                      "acc. 95% CI (seeds)": f"[{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "—",
                      "± test set (Wilson 95%)": r.get("accuracy_binomial_hw95"),
                      "macro-F1": (r.get("macro_f1") or {}).get("mean"), "minority-F1": (r.get("minority_f1") or {}).get("mean"),
+                     **{k.replace("share_of_gap_", "share of gap: "): v for k, v in report.share_of_gap_columns(r).items()},
                      "why": r.get("reason") or "; ".join(f"seed {k}: {str(e).splitlines()[0]}" for k, e in (r.get("errors") or {}).items())
                      or gate_reason(r.get("gate"))})
     return pd.DataFrame(rows)
@@ -146,8 +147,8 @@ def results_table(raw: list[dict]) -> pd.DataFrame:
 def verdicts(rows: pd.DataFrame) -> pd.DataFrame:
     """``core.report.verdict_table`` plus any further figure the verdicts carry (p, p_holm, mde, ...)."""
     table = report.verdict_table(rows).drop(columns=["study"])
-    extra = [{k: v for k, v in vs.items() if k not in ("metric", "diff_mean", "ci95", "verdict")}
-             for _, r in rows.iterrows() for vs in (r.get("vs") or {}).values()]
+    extra = [{k: v for k, v in vs.items() if k not in ("metric", "diff_mean", "ci95", "verdict", "minority_f1")}
+             for _, r in rows.iterrows() for _, vs in report.endpoint_entries(r.get("vs"))]
     return pd.concat([table, pd.DataFrame(extra, index=table.index)], axis=1) if any(extra) else table
 
 

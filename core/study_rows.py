@@ -11,17 +11,23 @@ One row (the JSON contract of ``experiment --json``)::
     accuracy, balanced_accuracy, macro_f1, minority_f1   {mean, std, ci95: [lo, hi] | None}
     accuracy_binomial_ci95, accuracy_binomial_hw95   Wilson 95 % interval of the accuracy on the test set's n
                                                 images, and half its width (not in ci95; core.stats.binomial_ci)
-    vs           {reference: {metric: "accuracy", diff_mean, ci95, p, p_holm, mde, test_noise, verdict}} per compare_to
-                 entry ≠ the row: a paired two-level bootstrap (seeds, then test images), Holm across the study;
+    vs           {reference: {metric: "accuracy", diff_mean, ci95, p, p_holm, mde, test_noise, verdict,
+                 minority_f1: {the same keys for minority F1}, mirrored}} per compare_to entry ≠ the row: a paired
+                 seed-level t test with the shared test-set term (core.stats.paired_test), both endpoints in Holm across
+                 the study, each unordered pair once (the second orientation is ``mirrored``);
                  with a below_gate row the verdict is "below gate", with an unmeasured gate "ungated" (diff, CI, p kept,
                  p_holm and mde None: outside the Holm family)
     gate         rows on a CFG / SD fill (partial fills too): {passed, tail_consistency, precision, near_copy_rate, rule,
-                 tail, per_seed} (core.gate.row_gate: the thresholds applied to the means over seeds)
+                 tail, per_seed, real_tail_consistency, real_precision} (core.gate.row_gate: every seed must pass, held to
+                 that seed's real figures; a partial fill's gate is measured on the images it uses)
+    real_images  the `real` row: {used, wanted, text}: how many dropped real images it could use
+    share_of_gap {accuracy, minority_f1: {share, ci95, detected, text}}: (m − none) / (real − none), core.gap; n/a
+                 unless real − none is detected
     per_class_f1, minority_classes, train_images, kid, fd_judge | fid, per_class_<key>   as before
 
 A metric's ci95 is Student t over seeds, clipped to [0, 1]: it covers training randomness and
 the choice of subset (each seed draws its own unless fixed_subset), not the finite test set.
-The verdicts carry both (core.stats.paired_bootstrap), from each cell's saved test logits.
+The verdicts carry both (core.stats.paired_test), from each cell's saved test logits, for accuracy and minority F1.
 """
 
 from __future__ import annotations
@@ -33,9 +39,10 @@ import pandas as pd
 
 from core.cells import CANCELLED, FAILED, OK, UNAVAILABLE
 from core.gate import BELOW_GATE, GATED_FILLS, gate_mark, gate_symbol, row_gate
-from core.stats import VERDICT_RULE, binomial_ci, binomial_halfwidth, holm, holm_verdict, mde, paired_bootstrap, paired_t, summary
+from core.stats import ENDPOINTS, VERDICT_RULE, binomial_ci, binomial_halfwidth, holm, holm_verdict, mde, paired_t, paired_test, summary
 
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "minority_f1")
+REAL_ROW = "real"  # the row on the dropped real images (core.study.config.REAL_FILL): the bound
 CI_NOTE = ("ci95 is a Student-t 95% interval over seeds, clipped to [0, 1]: it covers training randomness and the choice of "
            "imbalanced subset, not the finite test set (see accuracy_binomial_hw95). The verdicts carry both: " + VERDICT_RULE + ". "
            "'inconclusive' means no difference was detected (mde: the smallest it could have detected), not that the methods are equal.")
@@ -135,38 +142,59 @@ def make_row(cfg, plan, v, clf, outcomes, test_size: int) -> dict:
     row["train_images"] = rs[0].get("train_images") if rs else None
     row["kid"] = None
     row.update(_generation(cfg, plan, v, outcomes))
-    if v.fill in GATED_FILLS:  # core.gate: the thresholds applied to the mean over the fill's seeds
-        row["gate"] = row_gate({s: o.result.get("gate") for s in cfg.seeds
+    if v.fill in GATED_FILLS:  # core.gate: every seed of the fill must pass; a partial fill is gated on the images it uses
+        key = "gate_partial" if v.partial else "gate"
+        row["gate"] = row_gate({s: o.result.get(key, o.result.get("gate")) for s in cfg.seeds
                                 if (o := outcomes.get(plan.fill_id(v.fill_name, s))) is not None and o.state == OK}, cfg.gate)
+        row["gate"]["images"] = "the images this partial fill uses" if v.partial else "the whole fill"
         if state == OK and row["gate"]["passed"] is False:
             row["state"] = BELOW_GATE
+    if v.fill == "real":  # the bound: how many of the real images it wanted the pool could give (core.data.pool)
+        fills = [o.result for s in cfg.seeds if (o := outcomes.get(plan.fill_id(v.fill_name, s))) is not None and o.state == OK
+                 and o.result.get("real_used") is not None]
+        if fills:
+            used = [sum(f["real_used"]) for f in fills]
+            wanted = sum(fills[0]["real_wanted"])
+            row["real_images"] = {"used": min(used), "wanted": wanted, "per_seed_used": used,
+                                  "text": (f"all {wanted} real images it needed" if min(used) >= wanted else
+                                           f"{min(used)} of the {wanted} real images it needed (the pool is too small)")}
     row.update(_curve_fields(cfg, seeds, rs))
     row["_acc"] = {s: r["accuracy"] for s, r in zip(seeds, rs)}  # per-seed accuracy for the paired comparisons (dropped below)
-    row["_correct"] = _correctness(seeds, rs)  # per-seed per-image correctness, or None (dropped below)
+    row["_per_seed"] = {k: {s: r.get(k) for s, r in zip(seeds, rs) if r.get(k) is not None} for k in ENDPOINTS}
+    row["_correct"] = _correctness(seeds, rs)  # per-seed per-image (predictions, labels), or None (dropped below)
     return row
 
 
 def _curve_fields(cfg, seeds: list[int], rs: list[dict]) -> dict:
     """curve (mean over seeds per steps value, the full run's point last), converged and its rule
-    (core.curves), and the per-seed accuracies along the curve for the verdicts (dropped below)."""
-    from core.curves import CONVERGED_GAIN, convergence, mean_curve
+    (core.curves), and the per-seed accuracies along the curve for the verdicts (dropped below).
+    The points are validation figures where the runs measured the validation split (issue 25); the
+    full run's point is then its validation figure too, never its test figure."""
+    from core.curves import CONVERGED_GAIN, CONVERGED_GAIN_MINORITY, convergence, mean_curve
 
-    per_seed = {s: [*(r.get("curve") or []), {"steps": r["steps"], "accuracy": r["accuracy"], "minority_f1": r.get("minority_f1")}]
-                for s, r in zip(seeds, rs)}
+    def last(r: dict) -> dict:
+        v = r.get("validation") or {}
+        src = v if v.get("accuracy") is not None else r
+        return {"steps": r["steps"], "accuracy": src["accuracy"], "minority_f1": src.get("minority_f1")}
+
+    per_seed = {s: [*(r.get("curve") or []), last(r)] for s, r in zip(seeds, rs)}
     curve = mean_curve(per_seed) if per_seed else []
-    conv = convergence(curve, float(getattr(cfg, "converged_gain", CONVERGED_GAIN))) if curve else {"converged": False, "last_gain": None, "rule": None}
+    conv = (convergence(curve, float(getattr(cfg, "converged_gain", CONVERGED_GAIN)),
+                        float(getattr(cfg, "converged_gain_minority", CONVERGED_GAIN_MINORITY)))
+            if curve else {"converged": False, "last_gain": None, "last_gain_minority": None, "rule": None})
     by_steps: dict[int, dict[int, float]] = {}
     for s, points in per_seed.items():
         for p in points:
             by_steps.setdefault(int(p["steps"]), {})[s] = float(p["accuracy"])
-    return {"curve": curve, "converged": conv["converged"], "curve_last_gain": conv["last_gain"], "converged_rule": conv["rule"],
-            "_curve_acc": by_steps}
+    return {"curve": curve, "curve_split": "validation" if rs and all((r.get("validation") or {}).get("accuracy") is not None for r in rs) else "test",
+            "converged": conv["converged"], "curve_last_gain": conv["last_gain"],
+            "curve_last_gain_minority": conv.get("last_gain_minority"), "converged_rule": conv["rule"], "_curve_acc": by_steps}
 
 
 def _correctness(seeds: list[int], rs: list[dict]) -> dict | None:
-    """{seed: (correct bool vector, labels)} from each run's test_logits.safetensors, or None
-    when any is missing (a study from before they were saved: the verdicts fall back to a
-    paired t over seeds and say so)."""
+    """{seed: (predictions, labels)} from each run's test_logits.safetensors, or None when any is
+    missing (a study from before they were saved: the verdicts fall back to a paired t over seeds
+    and say so)."""
     from safetensors.torch import load_file
 
     out = {}
@@ -178,24 +206,27 @@ def _correctness(seeds: list[int], rs: list[dict]) -> dict | None:
             t = load_file(str(path))
         except Exception:  # unreadable: treat like missing, the fallback says so
             return None
-        labels = t["labels"].numpy()
-        out[s] = (t["logits"].argmax(-1).numpy() == labels, labels)
+        out[s] = (t["logits"].argmax(-1).numpy(), t["labels"].numpy())
     return out
 
 
-def _compare(r: dict, other: dict) -> dict:
-    """One paired comparison of accuracy (before Holm): the bootstrap from per-image results, or
-    the paired t over seeds where a row lacks them."""
+def _compare(r: dict, other: dict, metric: str = "accuracy") -> dict:
+    """One paired comparison of one endpoint (before Holm): core.stats.paired_test from per-image
+    predictions, or the paired t over seeds where a row lacks them."""
     a, b = r.get("_correct"), other.get("_correct")
-    common = sorted(set(r["_acc"]) & set(other["_acc"]))
-    if a is not None and b is not None and common and all(len(a[s][0]) == len(b[s][0]) for s in common):
+    mine, theirs = ((x.get("_per_seed") or {"accuracy": x["_acc"]}).get(metric) or {} for x in (r, other))
+    common = sorted(set(mine) & set(theirs))
+    minority = r.get("minority_classes") or other.get("minority_classes")
+    if metric == "minority_f1" and not minority:
+        return {"metric": metric, "diff_mean": None, "ci95": None, "p": None, "se": None, "df": None, "n": 0, "test_noise": False}
+    if a is not None and b is not None and common and all(len(a[s][1]) == len(b[s][1]) for s in common):
         labels_equal = all(np.array_equal(a[s][1], a[common[0]][1]) for s in common)
-        p = paired_bootstrap({s: a[s][0] for s in common}, {s: b[s][0] for s in common}, labels_equal=labels_equal)
-        return {"metric": "accuracy", "diff_mean": p["diff_mean"], "ci95": p["ci95"], "p": p["p"], "se": p["se"], "n": p["n"],
+        p = paired_test({s: a[s] for s in common}, {s: b[s] for s in common}, metric=metric, minority=minority, labels_equal=labels_equal)
+        return {"metric": metric, "diff_mean": p["diff_mean"], "ci95": p["ci95"], "p": p["p"], "se": p["se"], "df": p["df"], "n": p["n"],
                 "test_noise": True}
-    p = paired_t(r["_acc"], other["_acc"])
-    return {"metric": "accuracy", "diff_mean": p["diff_mean"], "ci95": p["ci95"], "p": p["p"], "se": p["se"], "n": p["n"],
-            "test_noise": False}
+    p = paired_t(mine, theirs)
+    return {"metric": metric, "diff_mean": p["diff_mean"], "ci95": p["ci95"], "p": p["p"], "se": p["se"], "df": max(p["n"] - 1, 1),
+            "n": p["n"], "test_noise": False}
 
 
 def _label_training(entry: dict, r: dict, other: dict) -> None:
@@ -210,18 +241,37 @@ def _label_training(entry: dict, r: dict, other: dict) -> None:
         entry["not_converged"] = [x["method"] for x in (r, other) if not x.get("converged")]
 
 
+_FLIP = {"better": "worse", "worse": "better"}
+
+
+def _mirror(entry: dict) -> dict:
+    """The entry of the same unordered pair seen from the other row: differences negated, the same p."""
+    out = {**entry, "diff_mean": -entry["diff_mean"] if entry.get("diff_mean") is not None else None,
+           "ci95": [-entry["ci95"][1], -entry["ci95"][0]] if entry.get("ci95") else None,
+           "verdict": _FLIP.get(entry.get("verdict"), entry.get("verdict")), "mirrored": True}
+    if entry.get("along_curve") is not None:
+        out["along_curve"] = [{**p, "diff": -p["diff"]} for p in entry["along_curve"]]
+    if isinstance(entry.get("minority_f1"), dict):
+        out["minority_f1"] = _mirror(entry["minority_f1"])
+        out["minority_f1"].pop("mirrored", None)
+    return out
+
+
 def add_comparisons(rows: list[dict], compare_to: list[str]) -> list[str]:
-    """vs[ref]: the paired difference of accuracy against each reference on the seeds both rows
-    have (same classifier): diff_mean, a 95 % interval, the two-sided p, p_holm (Holm across
-    every comparison of the study), mde (the smallest difference it could have detected at 80 %
-    power) and the verdict, which follows p_holm. Where a row is below its generator gate the
+    """vs[ref]: the paired differences against each reference on the seeds both rows have (same
+    classifier), for accuracy (the entry's own keys) and for minority F1 (``vs[ref]["minority_f1"]``,
+    the same keys): diff_mean, a 95 % interval, the two-sided p, p_holm (Holm across every
+    comparison of the study, both endpoints), mde (the smallest difference it could have detected
+    at 80 % power) and the verdict, which follows p_holm. Each unordered pair is tested once: where
+    both rows name the other in compare_to (none vs oversample), the second entry mirrors the first
+    (``mirrored``) and the pair counts once in Holm. Where a row is below its generator gate the
     verdict is "below gate", with an unmeasured gate "ungated" (core.gate.gate_mark); else, where
     either row has not converged (core.curves), "under-trained". Such a comparison keeps diff_mean,
     ci95 and p but is not in the Holm family (p_holm and mde None). Every entry carries the
-    difference along both budget curves and whether its sign changes there."""
+    accuracy difference along both budget curves and whether its sign changes there where detected."""
     missing = set()
     by = {(r["method"], r["classifier"]): r for r in rows}
-    entries = []
+    entries, pairs, mirrors = [], {}, []
     for r in rows:
         r["vs"] = {}
         for ref in compare_to:
@@ -231,42 +281,102 @@ def add_comparisons(rows: list[dict], compare_to: list[str]) -> list[str]:
             if other is None:
                 missing.add(ref)
                 continue
-            r["vs"][ref] = _compare(r, other)
-            _label_training(r["vs"][ref], r, other)
-            mark = gate_mark(r.get("gate"), other.get("gate")) if r["vs"][ref]["diff_mean"] is not None else None
+            key = (r["classifier"], frozenset((r["method"], ref)))
+            if key in pairs:
+                mirrors.append((r, ref, pairs[key]))
+                continue
+            e = _compare(r, other)
+            e["minority_f1"] = _compare(r, other, "minority_f1")
+            pairs[key] = e
+            r["vs"][ref] = e
+            _label_training(e, r, other)
+            mark = gate_mark(r.get("gate"), other.get("gate")) if e["diff_mean"] is not None else None
             if mark:  # a gated-out comparison keeps its figures but no verdict, outside the Holm family (no figures: n/a)
-                r["vs"][ref].update(verdict=mark)
-            if r["vs"][ref].get("verdict") is None:  # labelled comparisons are not verdicts: outside the Holm family
-                entries.append(r["vs"][ref])
+                e.update(verdict=mark)
+            for x in (e, e["minority_f1"]):
+                if e.get("verdict") is not None and x is not e:
+                    x["verdict"] = e["verdict"]  # the label (under-trained, below gate) holds for both endpoints
+                if x.get("verdict") is None:  # labelled comparisons are not verdicts: outside the Holm family
+                    entries.append(x)
     adjusted = holm([e["p"] for e in entries])
     m = sum(p is not None for p in adjusted)
     for e, ph in zip(entries, adjusted):
         e["p_holm"] = ph
-        se = e.pop("se")
-        e["mde"] = mde(se, m) if ph is not None else None
+        e["mde"] = mde(e.get("se"), m, df=e.get("df")) if ph is not None else None
         e["verdict"] = holm_verdict(e["diff_mean"], ph)
     for r in rows:
         for e in r["vs"].values():
-            e.setdefault("p_holm", None)
-            e.setdefault("mde", None)
-            e.pop("se", None)
+            for x in (e, e.get("minority_f1") or {}):
+                x.setdefault("p_holm", None)
+                x.setdefault("mde", None)
+                x.pop("se", None)
+                x.pop("df", None)
+    for r, ref, source in mirrors:
+        r["vs"][ref] = _mirror(source)
+    _add_share_of_gap(rows, by)
     for r in rows:
         r.pop("_acc")
+        r.pop("_per_seed", None)
         r.pop("_curve_acc", None)
         r.pop("_correct", None)
+    if not any(r["method"] == REAL_ROW for r in rows):  # no pool (or real_fill off), no `real` row: nothing to say
+        missing.discard(REAL_ROW)
     return [f"compare_to names '{m}', which is not a row of this study: no comparison against it." for m in sorted(missing)]
 
 
-def aggregate(cfg, plan, outcomes: dict, test_size: int) -> tuple[list[dict], list[str]]:
-    """(rows, notes) of a study from its cells' outcomes."""
+def _add_share_of_gap(rows: list[dict], by: dict) -> None:
+    """share_of_gap[endpoint] of every row but none and real (core.gap): (m − none) / (real − none)
+    with a bootstrap interval, n/a unless real − none was detected for that endpoint."""
+    from core.gap import share_of_gap
+
+    for r in rows:
+        none, real = by.get(("none", r["classifier"])), by.get((REAL_ROW, r["classifier"]))
+        if r["method"] in ("none", REAL_ROW) or none is None or real is None:
+            continue
+        gap = (real.get("vs") or {}).get("none") or (none.get("vs") or {}).get(REAL_ROW) or {}
+        r["share_of_gap"] = {}
+        for metric in ENDPOINTS:
+            e = gap if metric == "accuracy" else gap.get("minority_f1") or {}
+            detected = e.get("verdict") in ("better", "worse")
+            parts = [x.get("_correct") for x in (r, none, real)]
+            if detected and any(p is None for p in parts):
+                r["share_of_gap"][metric] = {"share": None, "ci95": None, "detected": True, "text": "n/a (no per-image results)"}
+                continue
+            minority = r.get("minority_classes") if metric == "minority_f1" else None
+            if metric == "minority_f1" and not minority:
+                r["share_of_gap"][metric] = {"share": None, "ci95": None, "detected": detected, "text": "n/a (no minority classes)"}
+                continue
+            r["share_of_gap"][metric] = share_of_gap(*parts, metric=metric, minority=minority, detected=detected)
+
+
+def aggregate(cfg, plan, outcomes: dict, test_size: int, regated: list | None = None) -> tuple[list[dict], list[str]]:
+    """(rows, notes) of a study from its cells' outcomes. ``regated``: config.json's history of gate
+    changes made after results were seen (core.study.run); every verdict that involves a gated row is
+    then marked ``gate_changed`` (core.stats.describe_verdict says so in every view)."""
     rows = [make_row(cfg, plan, v, clf, outcomes, test_size) for v in cfg.variants() for clf in cfg.classifiers]
     notes = add_comparisons(rows, cfg.compare_to)
+    if regated:
+        mark_regated(rows, regated)
     gen_notes = {o.result["generation"].get("note") for o in outcomes.values()
                  if o.state == OK and o.result and o.result.get("generation") and o.result["generation"].get("note")}
     notes = sorted(gen_notes) + notes + [CI_NOTE] + ([GATE_NOTE] if any("gate" in r for r in rows) else [])
     if cfg.budget == "epochs":
         notes.append(EPOCHS_NOTE)
     return rows, notes
+
+
+def mark_regated(rows: list[dict], regated: list) -> None:
+    """Mark every comparison with a gated row (either side), both endpoints, when the study's gate was
+    changed after its results were seen: such a verdict may have been chosen, not measured."""
+    from core.gate import regate_words
+
+    words = "; ".join(f"{c.get('at', '?')[:16]}: {regate_words(c)}" for c in regated if isinstance(c, dict))
+    gated = {(r["method"], r["classifier"]) for r in rows if isinstance(r.get("gate"), dict)}
+    for r in rows:
+        for ref, e in (r.get("vs") or {}).items():
+            if (r["method"], r["classifier"]) in gated or (ref, r["classifier"]) in gated:
+                for x in (e, e.get("minority_f1") or {}):
+                    x["gate_changed"] = words
 
 
 def rows_frame(rows: list[dict]) -> pd.DataFrame:
@@ -284,12 +394,18 @@ def rows_frame(rows: list[dict]) -> pd.DataFrame:
         for ref, c in r["vs"].items():
             f[f"vs_{ref}_diff"], f[f"vs_{ref}_verdict"] = c["diff_mean"], c["verdict"]
             f[f"vs_{ref}_p_holm"], f[f"vs_{ref}_mde"] = c.get("p_holm"), c.get("mde")
+            mf = c.get("minority_f1") or {}
+            f[f"vs_{ref}_minority_f1_diff"], f[f"vs_{ref}_minority_f1_verdict"] = mf.get("diff_mean"), mf.get("verdict")
+            f[f"vs_{ref}_minority_f1_p_holm"], f[f"vs_{ref}_minority_f1_mde"] = mf.get("p_holm"), mf.get("mde")
         for key in ("fid", "fd_judge"):
             if r.get(key):
                 f[f"{key}_mean"], f[f"{key}_std"], f[f"{key}_n_images"] = r[key]["mean"], r[key]["std"], r[key]["n_images"]
         for key in ("near_copy_rate", "precision", "recall"):
             if r.get(key):
                 f[f"{key}_mean"], f[f"{key}_std"] = r[key]["mean"], r[key]["std"]
+        for metric, g in (r.get("share_of_gap") or {}).items():
+            f[f"share_of_gap_{metric}"] = g.get("share")
+            f[f"share_of_gap_{metric}_text"] = g.get("text")
         if r.get("gate"):
             f["gate"] = gate_symbol(r["gate"])
             for key in ("tail_consistency", "precision", "near_copy_rate"):

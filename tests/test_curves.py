@@ -73,3 +73,53 @@ def test_an_unconverged_comparison_is_labelled_and_left_out_of_holm():
     assert describe_verdict(g).startswith("better (p_holm = ") and describe_verdict(g).endswith("the sign changes along the budget curve")
     assert describe_verdict(s) == "under-trained, not concluded (slow not converged)"
     assert "_curve_acc" not in good and "se" not in s
+
+
+# ------------------------------------------------------------------ issue 25: both endpoints, unordered pairs, detected sign changes
+def test_converged_needs_both_endpoints():
+    # accuracy +0.5 pts on the last doubling (< 1), minority F1 +0.03 (not < 0.02): not converged
+    c = [{"steps": 10, "accuracy": 0.900, "minority_f1": 0.60}, {"steps": 20, "accuracy": 0.905, "minority_f1": 0.63}]
+    r = convergence(c)
+    assert r["converged"] is False and r["last_gain"] == pytest.approx(0.005) and r["last_gain_minority"] == pytest.approx(0.03)
+    c[1]["minority_f1"] = 0.615  # +0.015 < 0.02: converged
+    assert convergence(c)["converged"] is True
+    assert convergence(c, minority_gain=0.01)["converged"] is False
+    assert "0.02 minority F1" in convergence(c)["rule"]
+
+
+def test_a_sign_change_is_flagged_only_where_both_sides_are_detected():
+    # at 10 steps −0.1 on every seed (detected), at 20 steps +0.06 on every seed (detected): flagged
+    m = {10: {0: 0.6, 1: 0.6, 2: 0.6}, 20: {0: 0.86, 1: 0.86, 2: 0.86}}
+    r = {10: {0: 0.7, 1: 0.7, 2: 0.7}, 20: {0: 0.80, 1: 0.80, 2: 0.80}}
+    pts = along_curve(m, r)
+    assert [p["detected"] for p in pts] == [True, True] and sign_changes(pts) is True
+    # at 10 steps −0.0022 on the mean but the seeds disagree (−0.01, +0.01, −0.0067): not detected, not a sign change
+    m[10] = {0: 0.69, 1: 0.71, 2: 0.6933}
+    pts = along_curve(m, r)
+    assert pts[0]["detected"] is False and pts[0]["diff"] < 0 < pts[1]["diff"] and sign_changes(pts) is False
+
+
+def _row2(method, accs, minority):
+    return {"method": method, "classifier": "small", "_acc": dict(enumerate(accs)), "_correct": None, "converged": True,
+            "_per_seed": {"accuracy": dict(enumerate(accs)), "minority_f1": dict(enumerate(minority))}, "_curve_acc": {},
+            "minority_classes": [0]}
+
+
+def test_each_unordered_pair_once_in_holm_and_minority_f1_in_the_family():
+    from scipy import stats as st
+
+    none = _row2("none", [0.80, 0.81, 0.82], [0.50, 0.52, 0.55])
+    over = _row2("oversample", [0.90, 0.92, 0.94], [0.60, 0.61, 0.66])
+    add_comparisons([none, over], ["none", "oversample"])
+    a, b = none["vs"]["oversample"], over["vs"]["none"]
+    # accuracy: none − oversample = −0.10, −0.11, −0.12 -> p = 0.0027435; minority F1: −0.10, −0.09, −0.11 -> p = 0.0033
+    p_acc = st.ttest_rel([0.80, 0.81, 0.82], [0.90, 0.92, 0.94]).pvalue
+    p_min = st.ttest_rel([0.50, 0.52, 0.55], [0.60, 0.61, 0.66]).pvalue
+    assert a["p"] == pytest.approx(p_acc) and a["minority_f1"]["p"] == pytest.approx(p_min)
+    # the Holm family has 2 members (one pair, two endpoints), not 4: sorted p_acc < p_min -> 2·p_acc, max(2·p_acc, p_min)
+    assert a["p_holm"] == pytest.approx(2 * p_acc) and a["minority_f1"]["p_holm"] == pytest.approx(max(2 * p_acc, p_min))
+    # the other orientation mirrors it: the same p and p_holm, the difference negated, the verdict flipped
+    assert b["mirrored"] is True and b["p_holm"] == a["p_holm"] and b["diff_mean"] == pytest.approx(0.11)
+    assert a["verdict"] == "worse" and b["verdict"] == "better" and b["minority_f1"]["verdict"] == "better"
+    assert b["ci95"] == pytest.approx([-a["ci95"][1], -a["ci95"][0]])
+    assert b["minority_f1"]["diff_mean"] == pytest.approx(0.10)

@@ -19,6 +19,7 @@ methods = ["none", "oversample", "cfg", "sd", "reweight", "logit-adjust", "posth
 cfg_ws = [0.1]
 classifiers = ["small"]
 seeds = [0, 1]
+real_fill = false
 [data]
 dataset = "digits"
 profile = "custom"
@@ -77,7 +78,11 @@ def test_tiny_study_end_to_end_then_resumes(lab_env, capsys, monkeypatch):
     gate = rows["cfg@w=0.1"]["gate"]
     assert gate["tail"] == ["0", "1", "2"] and set(gate["per_seed"]) == {"0", "1"} and gate["tail_consistency"] < 0.8
     assert gate["per_seed"]["0"]["n_tail"] == 38 + 37 + 36 and 0.0 <= gate["precision"] <= 1.0 and 0.0 <= gate["near_copy_rate"] <= 1.0
-    assert rows["cfg@w=0.1+logit-adjust"]["gate"] == gate and "gate" not in rows["oversample"] and "gate" not in rows["none"]
+    # the partial fill is gated on the images it uses (issue 25): its own tail (the classes it fills most), its own figures
+    partial = rows["cfg@w=0.1+logit-adjust"]["gate"]
+    assert partial["passed"] is False and partial["images"] == "the images this partial fill uses" and partial != gate
+    assert partial["per_seed"]["0"]["n_tail"] < gate["per_seed"]["0"]["n_tail"]
+    assert "gate" not in rows["oversample"] and "gate" not in rows["none"]
     assert rows["sd"]["gate"]["passed"] is None  # unavailable: no fill finished, nothing measured
     assert {v["verdict"] for v in rows["sd"]["vs"].values()} == {"n/a"}  # no figures to judge: n/a, not "ungated"
     for r in ok:
@@ -182,7 +187,7 @@ def test_tiny_study_end_to_end_then_resumes(lab_env, capsys, monkeypatch):
 
 
 def _small(**kw):
-    base = dict(name="a", methods=["none"], seeds=[0], classifier={"epochs": 1, "batch_size": 64}, generation_metrics=False,
+    base = dict(name="a", methods=["none"], seeds=[0], classifier={"epochs": 1, "batch_size": 64}, generation_metrics=False, real_fill=False,
                 data={"dataset": "digits", "profile": "exponential", "ratio": 10})
     return StudyConfig.from_dict({**base, **kw})
 
@@ -249,12 +254,15 @@ def test_toml_errors_and_presets(tmp_path):
     assert (q4.classifier["steps"], q4.classifier["warmup_steps"], q4.cfg_train["steps"], q4.cfg_train["warmup_steps"]) == (2000, 200, 2800, 200)
     assert {**q4.identity(), "name": "quick", "classifier": q.classifier, "cfg_train": q.cfg_train} == q.identity()  # nothing else differs
     for p in (q, preset("paper")):
-        assert p.budget == "steps" and not p.fixed_subset and p.compare_to == ["none", "oversample"]
+        assert p.budget == "steps" and not p.fixed_subset and p.compare_to == ["none", "oversample", "real"]
         assert {"none", "oversample", "mixup", "cutmix", "cfg", "sd", "reweight", "logit-adjust", "posthoc-adjust"} <= set(p.methods)
         assert any(m.startswith("cfg+") for m in p.methods)
     assert q.classifiers == ["small"]
     p = preset("paper")
-    assert p.data.counts == [500 * (i + 1) for i in range(10)] and p.cfg_ws == [0.1, 7.5]
+    # issue 25: a disjoint judge (500 per class) and a 10 % validation split leave 4050 per class: Table 1's shape at 400·(i+1)
+    assert p.data.counts == [400 * (i + 1) for i in range(10)] and p.cfg_ws == [0.1, 7.5] and p.target == 4000
+    assert (p.data.judge_per_class, p.data.validation_fraction, len(p.seeds)) == (500, 0.1, 5)
+    assert q.data.validation_fraction == 0.1 and q.data.validation_min == 20 and "real" in [v.name for v in q.variants()]
     assert p.classifiers == ["resnet18", "resnet50"] and p.method_params["mixup"]["lam"] == 0.6
     root = os.path.join(os.path.dirname(__file__), "..", "studies")
     assert StudyConfig.from_dict({**q.to_dict(), "cpu_lanes": 1}).identity() == q.identity()  # where it runs is not what it is
@@ -284,7 +292,7 @@ def test_missing_generator_is_unavailable_with_its_reason(lab_env, monkeypatch):
 def test_step_budget_is_equal_across_methods_and_epochs_is_not():
     counts = [2, 3, 4, 6, 8, 10, 14, 20, 30, 40]
     cfg = StudyConfig.from_dict({"name": "b", "methods": ["none", "oversample", "reweight", "posthoc-adjust", "oversample+logit-adjust"],
-                                 "seeds": [0, 1, 2], "classifier": {"epochs": 3, "batch_size": 64, "warmup_epochs": 0.5},
+                                 "seeds": [0, 1, 2], "classifier": {"epochs": 3, "batch_size": 64, "warmup_epochs": 0.5}, "real_fill": False,
                                  "data": {"dataset": "digits", "profile": "custom", "counts": counts}})
     plan = plan_study(cfg, counts)
     assert plan.train_sizes == {"none": 137, "oversample": 400, "reweight": 137, "posthoc-adjust": 137, "oversample+logit-adjust": 213}
@@ -353,7 +361,9 @@ def test_a_failing_cell_fails_its_row_and_the_exit_status_then_resume_reruns_it(
     assert rows["none"]["state"] == rows["mixup"]["state"] == "ok" and rows["mixup"]["n_seeds"] == 2
     assert rows["mixup"]["vs"]["oversample"] == {"metric": "accuracy", "diff_mean": None, "ci95": None, "p": None, "p_holm": None,
                                                  "mde": None, "n": 0, "test_noise": False, "verdict": "n/a",  # no seed to pair
-                                                 "along_curve": [], "sign_changes": False}
+                                                 "along_curve": [], "sign_changes": False,
+                                                 "minority_f1": {**rows["mixup"]["vs"]["oversample"]["minority_f1"], "diff_mean": None}}
+    assert rows["mixup"]["vs"]["oversample"]["minority_f1"]["verdict"] == "n/a"
     assert rows["mixup"]["vs"]["none"]["diff_mean"] is not None
     status = json.loads((lab_env / "f" / "status.json").read_text())
     assert status["state"] == "failed" and status["cells"]["fill__oversample__seed0"]["state"] == "failed"
@@ -380,7 +390,7 @@ def _toml(cfg: StudyConfig) -> str:
     data = "\n".join(f"{k} = {json.dumps(d['data'][k])}" for k in ("dataset", "profile", "ratio", "counts") if d["data"][k] is not None)
     clf = "\n".join(f"{k} = {json.dumps(v)}" for k, v in d["classifier"].items())
     return (f"name = {json.dumps(d['name'])}\nmethods = {json.dumps(d['methods'])}\nseeds = {json.dumps(d['seeds'])}\n"
-            f"generation_metrics = false\n[data]\n{data}\n[classifier]\n{clf}\n")
+            f"generation_metrics = false\nreal_fill = {json.dumps(d['real_fill'])}\n[data]\n{data}\n[classifier]\n{clf}\n")
 
 
 def test_paired_verdicts_on_constructed_numbers():
@@ -398,7 +408,8 @@ def test_paired_verdicts_on_constructed_numbers():
     # a − none = 0.10, 0.11, 0.12: mean 0.11, sd 0.01, t_{0.975,2} = 4.3027 -> ± 4.3027·0.01/√3 = 0.02484; t = 19.05, p = 0.002744
     assert vs["a"]["diff_mean"] == pytest.approx(0.11) and vs["a"]["ci95"] == pytest.approx([0.11 - 0.024841, 0.11 + 0.024841], abs=1e-5)
     assert vs["a"]["verdict"] == "better" and vs["a"]["metric"] == "accuracy"
-    assert set(vs["a"]) == {"metric", "diff_mean", "ci95", "p", "p_holm", "mde", "n", "test_noise", "verdict", "along_curve", "sign_changes"}
+    assert set(vs["a"]) == {"metric", "diff_mean", "ci95", "p", "p_holm", "mde", "n", "test_noise", "verdict", "along_curve", "sign_changes",
+                            "minority_f1"}
     assert vs["a"]["test_noise"] is False
     # b − none = −0.01 each seed: sd 0 (up to rounding), p ≈ 0 -> Holm 3·p ≈ 0 -> worse
     assert vs["b"]["verdict"] == "worse" and vs["b"]["diff_mean"] == pytest.approx(-0.01) and vs["b"]["p_holm"] < 1e-6
@@ -407,8 +418,8 @@ def test_paired_verdicts_on_constructed_numbers():
     # c − none = 0.05, −0.05, 0.02: mean 0.00667, sd 0.0513 -> ± 0.1274 covers 0; t = 0.225, p = 0.843
     assert vs["c"]["verdict"] == "inconclusive" and vs["c"]["ci95"][0] < 0 < vs["c"]["ci95"][1]
     assert vs["c"]["p_holm"] == pytest.approx(0.843, abs=0.002)
-    # its MDE at 80 % power, Bonferroni level 0.05/3: (z_{1-0.05/6} + z_0.8)·sd/√3
-    assert vs["c"]["mde"] == pytest.approx((2.393980 + 0.841621) * 0.051316 / np.sqrt(3), rel=1e-3)
+    # its MDE at 80 % power, Bonferroni level 0.05/3, t quantiles at 2 df: (t_{1-0.05/6} + t_0.8)·sd/√3
+    assert vs["c"]["mde"] == pytest.approx((7.648804 + 1.060660) * 0.051316 / np.sqrt(3), rel=1e-3)
     # one shared seed: no CI, no p, no verdict
     assert vs["d"]["diff_mean"] == pytest.approx(0.15) and vs["d"]["ci95"] is None and vs["d"]["p"] is None
     assert vs["d"]["verdict"] == "n/a" and vs["d"]["mde"] is None

@@ -52,7 +52,7 @@ def test_gate_passes_and_fails_on_each_threshold_alone():
     ok = gate_verdict(_figs(0.9, 0.6, 0.1))
     assert ok["passed"] is True and ok["rule"] == RULE
     assert (ok["tail_consistency"], ok["precision"], ok["near_copy_rate"], ok["tail"], ok["n_tail"]) == (0.9, 0.6, 0.1, ["0", "1", "2"], 30)
-    assert ok["thresholds"] == {"tail_consistency": 0.8, "precision": 0.5, "near_copy_rate": 0.2} and gate_reason(ok) == ""
+    assert ok["thresholds"] == {"tail_consistency": 0.8, "precision": 0.5, "near_copy_rate": 0.2, "relative": 0.9} and gate_reason(ok) == ""
     low_tc, low_prec, copies = gate_verdict(_figs(0.79, 0.6, 0.1)), gate_verdict(_figs(0.9, 0.49, 0.1)), gate_verdict(_figs(0.9, 0.6, 0.21))
     assert [g["passed"] for g in (low_tc, low_prec, copies)] == [False, False, False]
     assert gate_reason(low_tc) == "below gate: tail consistency 0.790 < 0.8"
@@ -87,19 +87,36 @@ def test_thresholds_change_the_rule():
     assert gate_reason(g) == "below gate: tail consistency 0.900 < 0.95"
 
 
-def test_row_gate_applies_the_thresholds_to_the_means_over_seeds():
-    seeds = {0: gate_verdict(_figs(0.7, 0.6, 0.15)), 1: gate_verdict(_figs(0.9, 0.4, 0.25))}
-    assert [g["passed"] for g in seeds.values()] == [False, False]  # each seed misses one threshold ...
+def test_row_gate_needs_every_seed_to_pass():
+    # issue 25: w = 7.5 with seed 3 at precision 0.38 had a mean of 0.569 and passed; a failing seed is no longer hidden
+    seeds = {0: gate_verdict(_figs(0.9, 0.6, 0.1)), 3: gate_verdict(_figs(0.9, 0.38, 0.1)), 4: gate_verdict(_figs(0.9, 0.727, 0.1))}
     g = row_gate(seeds)
-    # ... but the means 0.8, 0.5, 0.2 sit exactly on the thresholds: the row passes
-    assert g["passed"] is True and g["tail_consistency"] == pytest.approx(0.8) and g["precision"] == pytest.approx(0.5)
-    assert g["near_copy_rate"] == pytest.approx(0.2) and g["rule"] == "mean over seeds 0, 1: " + RULE
-    assert set(g["per_seed"]) == {"0", "1"} and g["per_seed"]["1"]["precision"] == 0.4
-    one = row_gate({3: gate_verdict(_figs(0.2, 0.6, 0.1))})
-    assert one["passed"] is False and one["rule"].startswith("mean over seed 3: ")
+    assert g["precision"] == pytest.approx((0.6 + 0.38 + 0.727) / 3)  # the mean 0.569 is above 0.5 ...
+    assert g["passed"] is False and g["failed_seeds"] == ["3"]  # ... but seed 3 fails
+    assert gate_reason(g) == "below gate: seed 3: precision 0.380 < 0.5"
+    assert row_gate({0: gate_verdict(_figs(0.9, 0.6, 0.1)), 1: gate_verdict(_figs(0.8, 0.5, 0.2))})["passed"] is True  # at the thresholds
+    assert set(g["per_seed"]) == {"0", "3", "4"} and g["per_seed"]["3"]["precision"] == 0.38
     off = row_gate({0: not_measured("generation_metrics = false"), 1: not_measured("generation_metrics = false")})
     assert off["passed"] is None and off["rule"] == "not measured: generation_metrics = false"
     assert row_gate({})["passed"] is None and row_gate({})["per_seed"] == {}
+
+
+def test_the_gate_is_held_to_the_real_images_figures_seed_by_seed():
+    # seed 0: real tail consistency 0.705 (the paper judge's real CIFAR tail), real precision 0.60. The fill's 0.66 ≥ 0.9·0.705 =
+    # 0.6345 and 0.55 ≥ 0.54 pass, although 0.66 is below the absolute 0.8. Seed 1: real 0.95 / 0.70 -> limits 0.855 / 0.63:
+    # its 0.84 fails.
+    s0 = measure_gate(["0", "1", "2"], 90, 0.66, 0.55, 0.05, real_tail_consistency=0.705, real_precision=0.60, n_real=60)
+    s1 = measure_gate(["0", "1", "2"], 90, 0.84, 0.66, 0.05, real_tail_consistency=0.95, real_precision=0.70, n_real=60)
+    g0, g1 = gate_verdict(s0), gate_verdict(s1)
+    assert g0["passed"] is True and g0["limits"]["tail_consistency"] == pytest.approx(0.6345)
+    assert g0["rule"] == ("tail consistency ≥ 0.9 × real 0.705 = 0.634 (classes 0, 1, 2), precision ≥ 0.9 × real 0.600 = 0.540, "
+                          "tail near-copy rate ≤ 0.2")
+    assert g1["passed"] is False
+    row = row_gate({0: g0, 1: g1})
+    assert row["passed"] is False and row["real_tail_consistency"] == pytest.approx((0.705 + 0.95) / 2)
+    assert gate_reason(row) == "below gate: seed 1: tail consistency 0.840 < 0.855 (0.9 × real 0.950)"
+    # another fraction, applied on re-gating from the stored figures
+    assert row_gate({0: g0, 1: g1}, {"relative": 0.8})["passed"] is True
 
 
 def test_gate_mark_and_its_words():
@@ -121,7 +138,7 @@ def _toml(tmp_path, gate: str) -> StudyConfig:
 def test_gate_options_from_toml(tmp_path):
     cfg = _toml(tmp_path, "[gate]\ntail_consistency = 0.9\ntail_classes = 2\n")
     assert cfg.gate == {"tail_consistency": 0.9, "tail_classes": 2}
-    assert thresholds(cfg.gate) == {"tail_consistency": 0.9, "precision": 0.5, "near_copy_rate": 0.2, "tail_classes": 2}
+    assert thresholds(cfg.gate) == {"tail_consistency": 0.9, "precision": 0.5, "near_copy_rate": 0.2, "tail_classes": 2, "relative": 0.9}
     plain = _toml(tmp_path, "")
     assert plain.gate == {} and thresholds(plain.gate) == DEFAULTS
     # the defaults written out are the same study as the defaults left out (a folder resumes either way)
@@ -154,7 +171,7 @@ GATES = {"cfg@w=0.1": [(0.9, 0.6, 0.1), (0.85, 0.55, 0.15), (0.8, 0.5, 0.2)],  #
 
 
 def _study(methods, gates=GATES, generation_metrics=True):
-    cfg = StudyConfig.from_dict({"name": "g", "methods": methods, "cfg_ws": [0.1, 7.5], "seeds": [0, 1, 2],
+    cfg = StudyConfig.from_dict({"name": "g", "methods": methods, "cfg_ws": [0.1, 7.5], "seeds": [0, 1, 2], "real_fill": False,
                                  "classifier": {"epochs": 1, "batch_size": 64}, "generation_metrics": generation_metrics,
                                  "data": {"dataset": "digits", "profile": "custom", "counts": COUNTS}})
     plan = plan_study(cfg, COUNTS)
@@ -185,7 +202,7 @@ def test_a_row_below_the_gate_keeps_its_figures_and_leaves_the_holm_family():
     assert good["gate"]["passed"] is True and good["gate"]["tail_consistency"] == pytest.approx(0.85)
     assert low["gate"]["passed"] is False and low["gate"]["tail_consistency"] == pytest.approx(0.4)
     assert low["gate"]["precision"] == pytest.approx(0.7) and low["gate"]["near_copy_rate"] == pytest.approx(0.05)
-    assert low["gate"]["rule"] == "mean over seeds 0, 1, 2: " + RULE and set(low["gate"]["per_seed"]) == {"0", "1", "2"}
+    assert low["gate"]["rule"] == "every seed (0, 1, 2): " + RULE and set(low["gate"]["per_seed"]) == {"0", "1", "2"}
     assert low["gate"]["per_seed"]["0"]["tail_consistency"] == 0.3 and low["gate"]["per_seed"]["0"]["passed"] is False
     # its figures stay
     assert low["n_seeds"] == 3 and low["accuracy"]["mean"] == pytest.approx((0.85 + 0.76 + 0.84) / 3)
@@ -195,19 +212,22 @@ def test_a_row_below_the_gate_keeps_its_figures_and_leaves_the_holm_family():
         v = low["vs"][ref]
         assert v["verdict"] == "below gate" and v["p_holm"] is None and v["mde"] is None and v["p"] == pytest.approx(p, rel=1e-4)
         assert v["ci95"] is not None and set(v) == {"metric", "diff_mean", "ci95", "p", "p_holm", "mde", "n", "test_noise", "verdict",
-                                                      "along_curve", "sign_changes"}
+                                                      "along_curve", "sign_changes", "minority_f1"}
+        assert v["minority_f1"]["verdict"] == "below gate"
     assert low["vs"]["none"]["diff_mean"] == pytest.approx(0.02 / 3)
-    # Holm over the other 4 comparisons only (m = 4, not 6). Their p: oversample − none = 0.10, 0.11, 0.12 -> t = 19.05,
-    # p = 0.0027435 (and none − oversample the same); cfg@0.1 − oversample 0.083065; cfg@0.1 − none 0.842865.
-    # Sorted: 4·0.0027435 = 0.010974, max(0.010974, 3·0.0027435) = 0.010974, 2·0.083065 = 0.16613, max(., 0.842865).
-    assert by["oversample"]["vs"]["none"]["p_holm"] == pytest.approx(4 * 0.0027435, rel=1e-3)
-    assert by["none"]["vs"]["oversample"]["p_holm"] == pytest.approx(4 * 0.0027435, rel=1e-3)
+    # Holm over the other 3 comparisons only (m = 3, not 6: none vs oversample is one unordered pair, counted once).
+    # Their p: oversample − none = 0.10, 0.11, 0.12 -> t = 19.05, p = 0.0027435 (none − oversample mirrors it);
+    # cfg@0.1 − oversample 0.083065; cfg@0.1 − none 0.842865. (No minority F1 in these rows: no second endpoint.)
+    # Sorted: 3·0.0027435 = 0.0082305, 2·0.083065 = 0.16613, max(., 0.842865).
+    assert by["oversample"]["vs"]["none"]["p_holm"] == pytest.approx(3 * 0.0027435, rel=1e-3)
+    assert by["none"]["vs"]["oversample"]["p_holm"] == pytest.approx(3 * 0.0027435, rel=1e-3)
+    assert by["oversample"]["vs"]["none"]["mirrored"] is True and "mirrored" not in by["none"]["vs"]["oversample"]
     assert good["vs"]["oversample"]["p_holm"] == pytest.approx(2 * 0.083065, rel=1e-3)
     assert good["vs"]["none"]["p_holm"] == pytest.approx(0.842865, rel=1e-4)
     assert by["oversample"]["vs"]["none"]["verdict"] == "better" and by["none"]["vs"]["oversample"]["verdict"] == "worse"
     assert good["vs"]["oversample"]["verdict"] == good["vs"]["none"]["verdict"] == "inconclusive"
-    # the MDE at Holm's strictest level for m = 4: (z_{1−0.05/8} + z_0.8)·SE = (2.49771 + 0.84162)·0.01/√3 = 0.019280
-    assert by["oversample"]["vs"]["none"]["mde"] == pytest.approx(0.019280, rel=1e-3)
+    # the MDE at Holm's strictest level for m = 3, t quantiles at 2 df: (t_{1−0.05/6} + t_0.8)·SE = (7.64870 + 1.06066)·0.01/√3 = 0.050284
+    assert by["oversample"]["vs"]["none"]["mde"] == pytest.approx(0.050284, rel=1e-3)
     assert any(n.startswith("gate: ") for n in notes)
     # the study still ends done: below_gate is a row state, not a failed cell
     assert study_state(outcomes) == "done"
@@ -235,8 +255,8 @@ def test_an_unmeasured_gate_gives_ungated_verdicts_outside_holm():
     g = by["cfg@w=0.1"]["gate"]
     assert g["passed"] is None and g["rule"] == "not measured: generation_metrics = false" and by["cfg@w=0.1"]["state"] == "ok"
     assert {v["verdict"] for r in ("cfg@w=0.1", "cfg@w=7.5") for v in by[r]["vs"].values()} == {"ungated"}
-    # Holm over the 2 comparisons left: none vs oversample both ways, p = 0.0027435 -> 2·p
-    assert by["oversample"]["vs"]["none"]["p_holm"] == pytest.approx(2 * 0.0027435, rel=1e-3)
+    # Holm over the 1 comparison left: none vs oversample, one unordered pair, p = 0.0027435 -> p
+    assert by["oversample"]["vs"]["none"]["p_holm"] == pytest.approx(0.0027435, rel=1e-3)
 
 
 def test_a_gated_row_without_figures_is_n_a_not_ungated():
@@ -260,13 +280,13 @@ def test_the_study_page_and_the_cli_name_below_gate_rows():
         r["seeds_label"], r["progress"] = "all 3 seeds", "below gate" if r["state"] == "below_gate" else "done"
     frame = verdict_frame(rows).set_index("method")
     assert frame.loc["cfg@w=7.5", "progress"] == "below gate" and frame.loc["cfg@w=7.5", "gate"] == "✗"
-    assert frame.loc["cfg@w=7.5", "why"] == "below gate: tail consistency 0.400 < 0.8"
+    assert frame.loc["cfg@w=7.5", "why"] == "below gate: seed 0: tail consistency 0.300 < 0.8; seed 1: tail consistency 0.400 < 0.8; seed 2: tail consistency 0.500 < 0.8"
     assert frame.loc["cfg@w=7.5", "vs none: verdict"].startswith("below gate: no verdict") and frame.loc["none", "gate"] == ""
     table = render_table(rows)
     assert "| cfg@w=7.5 | small | below_gate |" in table and "✗ 0.40/0.70/0.05" in table and "✓ 0.85/0.55/0.15" in table
     lines = below_gate_lines(rows)
     assert len(lines) == 2 and "1 row(s) below the generator gate" in lines[0]
-    assert lines[1].startswith("  cfg@w=7.5 · small: below gate: tail consistency 0.400 < 0.8")
+    assert lines[1].startswith("  cfg@w=7.5 · small: below gate: seed 0: tail consistency 0.300 < 0.8; seed 1: ")
 
 
 def test_the_html_report_lists_each_gate_and_its_seeds():
@@ -284,7 +304,7 @@ def test_the_html_report_lists_each_gate_and_its_seeds():
     assert low.loc["mean", "tail_consistency"] == pytest.approx(0.4) and low.loc["1", "tail_consistency"] == 0.4
     assert "per_seed" not in g and "thresholds" not in g
     html = _table(g)
-    assert "<td>below_gate</td>" in html and "mean over seeds 0, 1, 2: tail consistency ≥ 0.8" in html
+    assert "<td>below_gate</td>" in html and "every seed (0, 1, 2): tail consistency ≥ 0.8" in html
 
 
 def test_resuming_with_other_thresholds_regates_the_finished_study(tmp_path):
@@ -318,3 +338,20 @@ def test_resuming_with_other_thresholds_regates_the_finished_study(tmp_path):
     with pytest.raises(ConfigError, match="different config"):
         open_study(other, tmp_path / "study")
     assert json.loads((again.path / "config.json").read_text())["gate"] == {"tail_consistency": 0.3}
+
+
+def test_a_gate_changed_after_results_marks_the_affected_verdicts():
+    from core.commands.experiment import render_table
+    from core.study_rows import aggregate
+
+    cfg, plan, outcomes = _study(["none", "oversample", "cfg"])
+    change = {"from": thresholds({}), "to": thresholds({"tail_consistency": 0.3}), "at": "2026-12-07T16:00:00+00:00"}
+    rows = {r["method"]: r for r in aggregate(cfg, plan, outcomes, test_size=360, regated=[change])[0]}
+    words = "2026-12-07T16:00: tail_consistency 0.8 → 0.3"
+    # comparisons with a gated row are marked, both endpoints; none vs oversample involves no gate and is not
+    assert rows["cfg@w=0.1"]["vs"]["none"]["gate_changed"] == words and rows["cfg@w=0.1"]["vs"]["none"]["minority_f1"]["gate_changed"] == words
+    assert rows["none"]["vs"]["oversample"].get("gate_changed") is None and rows["oversample"]["vs"]["none"].get("gate_changed") is None
+    assert describe_verdict(rows["cfg@w=0.1"]["vs"]["none"]).endswith(f"; ⚠ gate changed after results were seen ({words})")
+    assert "⚠ gate changed after results were seen" in render_table(list(rows.values()))
+    unmarked = {r["method"]: r for r in aggregate(cfg, plan, outcomes, test_size=360)[0]}
+    assert "gate_changed" not in unmarked["cfg@w=0.1"]["vs"]["none"]

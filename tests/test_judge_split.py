@@ -85,14 +85,15 @@ def test_judge_split_train_pool_profiles_held_out_and_test_are_pairwise_disjoint
         c = DataConfig.from_dict({**cfg.to_dict(), "subset_seed": subset_seed})
         kept_set = apply_profile(ds.train, c)
         kept = ids(kept_set)
-        held, source = held_out_from(dropped_by_profile(ds.train, c), ds.test)
+        held, source = held_out_from(dropped_by_profile(ds.train, c))
         held_ids = ids(held)
         # the classifier's subset and the FD reference (ds.train) lie in the pool; the held-out reals
-        # are the pool's dropped images or, for a class that lost too few, test images
-        assert kept <= pool and held_ids <= pool | test
+        # are the pool's dropped images, never test images (issue 25: no test fallback)
+        assert kept <= pool and held_ids <= pool and held_ids.isdisjoint(test)
         assert kept.isdisjoint(held_ids) and len(kept) == sum(kept_set.counts())
         assert judge.isdisjoint(kept) and judge.isdisjoint(held_ids)
-        assert "test split" in source.values() and "dropped by the profile" in source.values()  # both kinds occur
+        assert "dropped by the profile" in source.values() and any("not calibrated" in v for v in source.values())  # both kinds occur
+        assert not any("test" in v for v in source.values())
         # a fill made of real images (oversample) copies the kept images only
         filled = balance(kept_set, build_generator("oversample", kept_set), None, seed=subset_seed)
         assert len(filled) > len(kept_set) and set(rows(filled.images[len(kept_set):])) <= kept

@@ -116,7 +116,7 @@ def test_nearest_training_returns_the_copied_image():
     assert torch.equal(nn[1]["image"], train.images[25])
 
 
-def test_held_out_is_what_the_profile_dropped_with_test_fallback():
+def test_held_out_is_what_the_profile_dropped_never_the_test_split():
     cfg = DataConfig(dataset="digits", profile="exponential", ratio=50)
     ds = load_dataset(cfg)
     train, dropped = apply_profile(ds.train, cfg), dropped_by_profile(ds.train, cfg)
@@ -124,8 +124,9 @@ def test_held_out_is_what_the_profile_dropped_with_test_fallback():
     assert [a + b for a, b in zip(train.counts(), dropped.counts())] == ds.train.counts()
     tr, held, source = nv.held_out_split(cfg)
     assert tr.counts() == train.counts()
-    assert source["0"] == "dropped by the profile" and source["9"] == "test split"  # class 9 keeps every image
-    assert held.counts()[9] == ds.test.counts()[9] and held.counts()[0] == dropped.counts()[0]
+    # class 9 keeps every image: it has no held-out reference (issue 25: no test fallback), and says so
+    assert source["0"] == "dropped by the profile" and source["9"] == "none: the profile dropped 0 < 10 images (not calibrated)"
+    assert held.counts()[9] == 0 and held.counts()[0] == dropped.counts()[0]
 
 
 def test_novelty_cli_on_exported_training_images(tmp_path, capsys):

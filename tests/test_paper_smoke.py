@@ -21,12 +21,14 @@ def test_paper_smoke_runs_every_method(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(r.stdout)
     assert res["state"] == "done" and res["test_size"] == 200  # 20 test images per class
-    # 1 CFG training, 6 fills (oversample, mixup, cutmix, cfg@0.1, cfg@7.5, sd), 11 classifiers, 1 post-hoc
+    # 1 CFG training, 7 fills (real, oversample, mixup, cutmix, cfg@0.1, cfg@7.5, sd), 12 classifiers, 1 post-hoc
     # adjustment; SD's fill and classifier are unavailable
-    assert res["cells"] == {"ok": 17, "failed": 0, "unavailable": 2, "cancelled": 0}
+    assert res["cells"] == {"ok": 19, "failed": 0, "unavailable": 2, "cancelled": 0}
     rows = {r["method"]: r for r in res["rows"]}
-    assert list(rows) == ["none", "oversample", "mixup", "cutmix", "cfg@w=0.1", "cfg@w=7.5", "sd", "reweight", "logit-adjust",
+    assert list(rows) == ["none", "real", "oversample", "mixup", "cutmix", "cfg@w=0.1", "cfg@w=7.5", "sd", "reweight", "logit-adjust",
                           "posthoc-adjust", "cfg@w=0.1+logit-adjust", "cfg@w=7.5+logit-adjust"]
+    assert rows["real"]["real_images"]["used"] == rows["real"]["real_images"]["wanted"] == 30  # CIFAR-10's pool is ample
+    assert rows["none"]["curve_split"] == "validation"
     assert {r["classifier"] for r in rows.values()} == {"resnet18"}
     assert rows["sd"]["state"] == "unavailable" and ("GPU" in rows["sd"]["reason"] or "weights" in rows["sd"]["reason"])
     # 5·(i+1) per class = 275; a full fill tops classes 0–2 up to 20 (+30); the partial fill of the

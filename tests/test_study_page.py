@@ -118,8 +118,10 @@ def test_rows_so_far_with_partial_seeds_and_both_references(tmp_path, tiny):
     frame = sp.verdict_frame(rows)
     assert frame["method"].tolist() == ["none", "oversample", "mixup", "cutmix", "cfg@w=0.1", "cfg@w=3"]  # done, partial, failed, waiting
     assert frame["progress"].tolist() == ["done", "done", "partial", "failed", "waiting", "waiting"]
-    assert [c for c in frame.columns if c.startswith("vs ")] == ["vs none: Δ accuracy", "vs none: 95% CI", "vs none: verdict",
-                                                                 "vs oversample: Δ accuracy", "vs oversample: 95% CI", "vs oversample: verdict"]
+    assert [c for c in frame.columns if c.startswith("vs ")] == [
+        "vs none: Δ accuracy", "vs none: 95% CI", "vs none: verdict", "vs none: Δ minority F1", "vs none: minority F1 verdict",
+        "vs oversample: Δ accuracy", "vs oversample: 95% CI", "vs oversample: verdict", "vs oversample: Δ minority F1",
+        "vs oversample: minority F1 verdict"]
     mix = frame.iloc[2]
     assert (mix["seeds"], mix["vs none: 95% CI"], mix["vs none: verdict"]) == ("1 of 2 seeds", "n/a (one seed)", "n/a")
     assert frame.iloc[0]["vs none: verdict"] == "(itself)" and frame.iloc[1]["vs none: 95% CI"] == "[0.3000, 0.3000]"

@@ -150,7 +150,9 @@ def _gate_cell(r: dict) -> str:
     if not isinstance(g, dict):
         return "–"
     figs = "/".join("–" if g.get(k) is None else f"{g[k]:.2f}" for k in ("tail_consistency", "precision", "near_copy_rate"))
-    return f"{gate_symbol(g)} {figs}"
+    real = "" if g.get("real_tail_consistency") is None else (
+        f" (real {g['real_tail_consistency']:.2f}/" + ("–" if g.get("real_precision") is None else f"{g['real_precision']:.2f}") + ")")
+    return f"{gate_symbol(g)} {figs}{real}"
 
 
 def render_table(rows: list[dict]) -> str:
@@ -163,9 +165,12 @@ def render_table(rows: list[dict]) -> str:
     order = [r["method"] for r in rows]
     refs = sorted({ref for r in rows for ref in r.get("vs", {})}, key=order.index)
     head = ["method", "classifier", "state", "seeds", "steps", "images seen", "train size", "accuracy", "acc. 95% CI", "± test (binomial)",
-            "macro-F1", "minority-F1"] + [f"vs {ref} (Δacc, verdict)" for ref in refs]
+            "macro-F1", "minority-F1"] + [h for ref in refs for h in (f"vs {ref} (Δacc, verdict)", f"vs {ref} (Δminority F1, verdict)")]
     if gen_key:
         head += [labels[gen_key]]
+    gap = any(r.get("share_of_gap") or r.get("real_images") for r in rows)
+    if gap:
+        head += ["share of gap (acc.)", "share of gap (minority F1)"]
     gated = any(isinstance(r.get("gate"), dict) for r in rows)
     if gated:
         head += ["gate (tail cons./prec./tail copies)"]
@@ -181,8 +186,15 @@ def render_table(rows: list[dict]) -> str:
         for ref in refs:
             c = r.get("vs", {}).get(ref)
             cells.append("–" if not c or c["diff_mean"] is None else f"{c['diff_mean'] * 100:+.1f} {_ci({'ci95': c['ci95']})} {describe_verdict(c)}")
+            mf = (c or {}).get("minority_f1") or {}
+            ci = f" [{mf['ci95'][0]:+.3f}, {mf['ci95'][1]:+.3f}]" if mf.get("ci95") else ""
+            cells.append("–" if mf.get("diff_mean") is None else f"{mf['diff_mean']:+.3f}{ci} {describe_verdict(mf)}")
         if gen_key:
             cells.append(_pm(r.get(gen_key), 1.0, 2))
+        if gap:
+            from core.report import share_of_gap_columns
+
+            cells += list(share_of_gap_columns(r).values())
         if gated:
             cells.append(_gate_cell(r))
         out.append("| " + " | ".join(cells) + " |")

@@ -102,7 +102,7 @@ class ImageSet:
 
 @dataclass
 class LoadedDataset:
-    """A dataset's train and test splits (and the judge split, when reserved) plus what was skipped while reading it."""
+    """A dataset's train and test splits (and the judge and validation splits, when reserved) plus what was skipped while reading it."""
 
     name: str
     train: ImageSet
@@ -110,6 +110,7 @@ class LoadedDataset:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     source: str = ""  # where it came from, for provenance in run configs
     judge: ImageSet | None = None  # images reserved for the judge CNN, out of train before any profile (DataConfig.judge_per_class)
+    validation: ImageSet | None = None  # images reserved for validation (budget curves, convergence), out of train before any profile
 
     @property
     def classes(self) -> list[str]:

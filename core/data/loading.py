@@ -52,6 +52,8 @@ class DataConfig:
     test_fraction: float = 0.2  # held-out share when the source has no test split
     test_per_class: int | None = None  # keep the first k test images of each class (None = the whole test split; smoke presets)
     judge_per_class: int = 0  # images per class reserved from train for the judge CNN before any profile (0 = none: the judge trains on all of train)
+    validation_fraction: float = 0.0  # share of each class's train images (after the judge split) reserved for validation before any profile (0 = none)
+    validation_min: int = 20  # ... but at least this many per class (when validation_fraction > 0)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -233,14 +235,19 @@ def load_folder(root: Path, image_size: int | None, test_fraction: float, name: 
 def load_dataset(cfg: DataConfig) -> LoadedDataset:
     """Load the balanced train/test splits named by ``cfg`` (no profile applied); with
     ``test_per_class`` k, the test split keeps the first k images of each class (still balanced);
-    with ``judge_per_class`` j > 0, j images of each class leave train for ``ds.judge``."""
+    with ``judge_per_class`` j > 0, j images of each class leave train for ``ds.judge``; then with
+    ``validation_fraction`` f > 0, max(validation_min, round(f·n_c)) images of each class c leave
+    train for ``ds.validation`` (disjoint from the judge split and the test split by construction)."""
     k = cfg.test_per_class
     if k is not None and (int(k) != k or k < 1):
         raise ConfigError(f"test_per_class={k} must be a positive whole number.", "Leave it empty to test on the whole test split.")
     j = _judge_count(cfg.judge_per_class)
+    _check_validation(cfg)
     ds = _load_splits(cfg)
     if j:
         ds = split_judge(ds, j)
+    if cfg.validation_fraction:
+        ds = split_validation(ds, float(cfg.validation_fraction), int(cfg.validation_min))
     if k is None:
         return ds
     keep = torch.cat([torch.nonzero(ds.test.labels == c).flatten()[: int(k)] for c in range(ds.test.num_classes)])
@@ -282,6 +289,41 @@ def split_judge(ds: LoadedDataset, per_class: int) -> LoadedDataset:
     mask = torch.zeros(len(ds.train), dtype=torch.bool)
     mask[judge_indices(ds.train.labels, ds.train.num_classes, per_class)] = True
     return replace(ds, train=ds.train.subset(torch.nonzero(~mask).flatten()), judge=ds.train.subset(torch.nonzero(mask).flatten()))
+
+
+def _check_validation(cfg: DataConfig) -> None:
+    f, k = cfg.validation_fraction, cfg.validation_min
+    if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 <= float(f) < 0.5:
+        raise ConfigError(f"validation_fraction={f!r} must be a share in [0, 0.5).", "Use 0.1 (10 % of each class) or 0 for no validation split.")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ConfigError(f"validation_min={k!r} must be a whole number >= 1.", "Use 20: at least 20 validation images per class.")
+
+
+def validation_indices(labels: torch.Tensor, num_classes: int, fraction: float, minimum: int) -> torch.Tensor:
+    """Sorted indices (into the train split left after the judge split) of the validation split: per
+    class c, the first max(minimum, round(fraction·n_c)) of a permutation fixed by (JUDGE_SPLIT_SEED, c,
+    "validation"), a stream of its own apart from the judge's and the profile's."""
+    keep = []
+    for c in range(num_classes):
+        idx = torch.nonzero(labels == c).flatten().numpy()
+        k = max(int(minimum), int(round(fraction * len(idx))))
+        keep.append(idx[np.random.default_rng([JUDGE_SPLIT_SEED, c, *b"validation"]).permutation(len(idx))[:k]])
+    return torch.sort(torch.from_numpy(np.concatenate(keep))).values
+
+
+def split_validation(ds: LoadedDataset, fraction: float, minimum: int) -> LoadedDataset:
+    """``ds`` with each class's validation images moved from ``train`` to ``validation``, before any
+    profile: the budget curves and convergence read them, so the test split decides nothing."""
+    counts = ds.train.counts()
+    need = [max(int(minimum), int(round(fraction * n))) for n in counts]
+    short = [(c, n, k) for c, (n, k) in enumerate(zip(counts, need)) if n <= k]
+    if short:
+        c, n, k = short[0]
+        raise DataError(f"The validation split asks for {k} images of class '{ds.classes[c]}', which has {n} left for training: "
+                        f"none would be left to train on.", f"Lower validation_min (now {minimum}) or validation_fraction (now {fraction}).")
+    mask = torch.zeros(len(ds.train), dtype=torch.bool)
+    mask[validation_indices(ds.train.labels, ds.train.num_classes, fraction, minimum)] = True
+    return replace(ds, train=ds.train.subset(torch.nonzero(~mask).flatten()), validation=ds.train.subset(torch.nonzero(mask).flatten()))
 
 
 def _load_splits(cfg: DataConfig) -> LoadedDataset:

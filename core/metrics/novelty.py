@@ -16,8 +16,9 @@ penultimate layer, named as such — never called FID features).
 
 **Held-out real images.** The reference for "how close does a *new* real image come to the
 training set" is the real images of class c the generator never saw: those the profile
-dropped. A class that lost fewer than ``MIN_HELD_OUT`` images takes its test-split images
-instead (a class the profile left whole, or the ``full`` profile).
+dropped. A class that lost fewer than ``MIN_HELD_OUT`` images has no held-out reference: its
+near-copy rate is not calibrated (None). It never falls back to the test split (issue 25: the
+test split is read once, for the final figures and verdicts).
 
 **Near-copy rule** (stated in every result as ``rule``). The held-out images of class c are
 split in two halves by a fixed seed. On the calibration half A
@@ -50,7 +51,7 @@ import torch
 from core.data.imageset import ImageSet
 from core.errors import ConfigError, DataError
 
-MIN_HELD_OUT = 10  # a class with fewer dropped images falls back to its test-split images
+MIN_HELD_OUT = 10  # a class with fewer dropped images has no held-out reference (never the test split)
 DEFAULT_QUANTILE = 0.05
 DEFAULT_K = 3  # torch-fidelity's default prc_neighborhood (Kynkäänniemi et al. use k = 3)
 
@@ -69,12 +70,12 @@ def held_out_split(data_cfg) -> tuple[ImageSet, ImageSet, dict[str, str]]:
 
     ds = load_dataset(data_cfg)
     train = apply_profile(ds.train, data_cfg)
-    dropped = dropped_by_profile(ds.train, data_cfg)
-    return (train, *held_out_from(dropped, ds.test))
+    return (train, *held_out_from(dropped_by_profile(ds.train, data_cfg)))
 
 
-def held_out_from(dropped: ImageSet, test: ImageSet) -> tuple[ImageSet, dict[str, str]]:
-    """Per class: the dropped images when there are at least MIN_HELD_OUT, else the test split's."""
+def held_out_from(dropped: ImageSet) -> tuple[ImageSet, dict[str, str]]:
+    """Per class: the dropped images when there are at least MIN_HELD_OUT, else none (that class's
+    near-copy rate is then not calibrated). Never the test split."""
     parts, source = [], {}
     for c, name in enumerate(dropped.classes):
         d = dropped.of_class(c)
@@ -82,8 +83,8 @@ def held_out_from(dropped: ImageSet, test: ImageSet) -> tuple[ImageSet, dict[str
             parts.append(d)
             source[name] = "dropped by the profile"
         else:
-            parts.append(test.of_class(c))
-            source[name] = "test split"
+            parts.append(d.subset(torch.zeros(0, dtype=torch.long)))
+            source[name] = f"none: the profile dropped {len(d)} < {MIN_HELD_OUT} images (not calibrated)"
     return ImageSet.concat(parts), source
 
 

@@ -15,7 +15,7 @@ from core.cells import Cell
 from core.data.imageset import ImageSet
 from core.errors import Cancelled, LabError, Unavailable
 from core.gate import GATED_FILLS, thresholds
-from core.study.config import POSTHOC, StudyConfig
+from core.study.config import POSTHOC, REAL_FILL, StudyConfig
 from core.study.plan import cell_dir, cell_id, cfg_run_dir, classifier_overrides, sets_path
 
 def save_generated(path: Path, part: ImageSet) -> None:
@@ -55,6 +55,7 @@ class _Context:
         self.ds = load_dataset(self.cfg.data)
         check_test_classes(self.ds.test.labels, self.ds.test.num_classes, self.ds.test.classes)
         self._imbalanced: dict[int, ImageSet] = {}
+        self._pools: dict[int, tuple[ImageSet, ImageSet]] = {}
         self.extractor, self.extractor_note, self.judge = None, "", None
 
     def imbalanced(self, seed: int) -> ImageSet:
@@ -63,6 +64,15 @@ class _Context:
         if seed not in self._imbalanced:
             self._imbalanced[seed] = apply_profile(self.ds.train, self.cfg.data_for_seed(seed))
         return self._imbalanced[seed]
+
+    def pool(self, seed: int) -> tuple[ImageSet, ImageSet]:
+        """(held-out part, fill part) of the images this seed's profile dropped (core.data.pool)."""
+        from core.data.pool import split_pool
+        from core.data.profiles import dropped_by_profile
+
+        if seed not in self._pools:
+            self._pools[seed] = split_pool(dropped_by_profile(self.ds.train, self.cfg.data_for_seed(seed)), seed, self.cfg.calibration_per_class)
+        return self._pools[seed]
 
     def get_judge(self, device: str, cb: Callbacks):
         """The dataset's judge CNN (core.judge, trained once and cached in models/judges), kept for the next cells."""
@@ -155,8 +165,16 @@ def _fill_cell(ctx: _Context, spec: dict, device: str, cb: Callbacks) -> dict:
 
     seed, name, imbalanced = spec["seed"], spec["name"], ctx.imbalanced(spec["seed"])
     path = sets_path(ctx.root, name, seed)
-    filled = imbalanced
-    if spec["fill"] != "none":
+    filled, extra = imbalanced, {}
+    if spec["fill"] == REAL_FILL:  # the dropped images' fill part: the bound (core.data.pool)
+        from core.data.pool import real_fill
+
+        target = int(ctx.cfg.target) if ctx.cfg.target is not None else max(imbalanced.counts())
+        part, used, want = real_fill(imbalanced, ctx.pool(seed)[1], target)
+        save_generated(path, part)
+        extra = {"real_used": used, "real_wanted": want}
+        filled = ImageSet.concat([imbalanced, part]) if len(part) else imbalanced
+    elif spec["fill"] != "none":
         part = load_generated(path)
         if part is None:
             gen = _generator(ctx, spec["fill"], spec["w"], imbalanced, seed, device)
@@ -165,7 +183,7 @@ def _fill_cell(ctx: _Context, spec: dict, device: str, cb: Callbacks) -> dict:
             part = full.subset(torch.arange(len(imbalanced), len(full)))
             save_generated(path, part)
         filled = ImageSet.concat([imbalanced, part]) if len(part) else imbalanced
-    result = {"fill": spec["fill"], "name": name, "seed": seed, "n_generated": len(filled) - len(imbalanced), "counts": filled.counts()}
+    result = {"fill": spec["fill"], "name": name, "seed": seed, "n_generated": len(filled) - len(imbalanced), "counts": filled.counts(), **extra}
     if ctx.cfg.generation_metrics:
         from core.metrics.generation import generation_metrics
 
@@ -175,38 +193,38 @@ def _fill_cell(ctx: _Context, spec: dict, device: str, cb: Callbacks) -> dict:
         if spec["fill"] != "none" and len(filled) > len(imbalanced):
             result["novelty"] = _novelty(ctx, filled.subset(torch.arange(len(imbalanced), len(filled))), imbalanced, seed, ex)
     if spec["fill"] in GATED_FILLS:
-        result["gate"] = _gate(ctx, filled.subset(torch.arange(len(imbalanced), len(filled))), result.get("novelty"), device, cb)
+        generated = filled.subset(torch.arange(len(imbalanced), len(filled)))
+        result["gate"] = _gate(ctx, generated, result.get("novelty"), seed, device, cb)
+        if spec.get("partial_sizes") and ctx.cfg.generation_metrics:  # a partial fill is gated on the images it uses
+            from core.study.gating import partial_part
+
+            used = partial_part(generated, imbalanced.counts(), spec["partial_sizes"])
+            nov = _novelty(ctx, used, imbalanced, seed, ctx.get_extractor(device, cb)) if len(used) else None
+            result["gate_partial"] = _gate(ctx, used, nov, seed, device, cb)
     return result
 
 
-def _gate(ctx: _Context, generated: ImageSet, novelty: dict | None, device: str, cb: Callbacks) -> dict:
-    """The generator gate of one fill and seed (core.gate): the judge's class consistency on the
-    tail's generated images, the fill's precision, the tail's near-copy rate."""
-    from core.gate import gate_verdict, measure_gate, not_measured, tail_classes, tail_near_copy_rate
-    from core.judge import class_consistency
+def _gate(ctx: _Context, generated: ImageSet, novelty: dict | None, seed: int, device: str, cb: Callbacks) -> dict:
+    """The gate of one fill and seed (core.gate), calibrated on this seed's held-out real images (core.study.gating)."""
+    from core.gate import gate_verdict, not_measured
+    from core.study.gating import measure
 
     if not ctx.cfg.generation_metrics:
         return not_measured("generation_metrics = false")
     if novelty is None or not len(generated):
         return not_measured("no image was generated (every class already holds the target)")
     t = thresholds(ctx.cfg.gate)
-    tail = tail_classes(np.bincount(generated.labels.numpy(), minlength=generated.num_classes).tolist(), t["tail_classes"])
-    keep = torch.nonzero(torch.isin(generated.labels, torch.tensor(tail))).flatten()
-    judge = ctx.get_judge(device, cb)
-    names = [generated.classes[c] for c in tail]
-    figures = measure_gate(names, len(keep), class_consistency(judge, generated.images[keep], generated.labels[keep]),
-                           novelty.get("precision"), tail_near_copy_rate(novelty.get("per_class") or {}, names))
+    figures = measure(generated, ctx.pool(seed)[0], novelty, ctx.get_judge(device, cb), ctx.get_extractor(device, cb), t, seed)
     return gate_verdict(figures, t)
 
 
 def _novelty(ctx: _Context, generated: ImageSet, imbalanced: ImageSet, seed: int, extractor) -> dict:
     """Near-copy rate (pixel space) and precision/recall (extractor features) of the generated
-    images against held-out real ones: the images this seed's profile dropped, or the test split
-    for a class that lost too few (core.metrics.novelty states the rule)."""
-    from core.data.profiles import dropped_by_profile
+    images against held-out real ones: the held-out part of the images this seed's profile dropped
+    (core.data.pool; never the test split, core.metrics.novelty states the rule)."""
     from core.metrics.novelty import fill_scores, held_out_from
 
-    held_out, source = held_out_from(dropped_by_profile(ctx.ds.train, ctx.cfg.data_for_seed(seed)), ctx.ds.test)
+    held_out, source = held_out_from(ctx.pool(seed)[0])  # the pool's held-out part: never an image `real` fills with
     return {**fill_scores(generated, imbalanced, held_out, extractor, seed=seed, flips=trains_with_flips(ctx.cfg, imbalanced)),
             "held_out_source": source}
 
@@ -230,10 +248,18 @@ def _train_set(ctx: _Context, spec: dict) -> ImageSet:
         raise LabError(f"The generated images of {spec['fill_name']} (seed {spec['seed']}) are missing or damaged.",
                        "Resume the study: the fill cell runs again.")
     if spec["partial"]:
-        need = [k - n for k, n in zip(spec["sizes"], imbalanced.counts())]
-        keep = [torch.nonzero(part.labels == c).flatten()[:k] for c, k in enumerate(need)]
-        part = part.subset(torch.sort(torch.cat(keep)).values)
+        from core.study.gating import partial_part
+
+        part = partial_part(part, imbalanced.counts(), spec["sizes"])
     return ImageSet.concat([imbalanced, part]) if len(part) else imbalanced
+
+
+def curve_figures(r: dict) -> dict:
+    """A curve point's accuracy and minority F1: the run's validation figures where the study has a
+    validation split (issue 25: the curves and convergence never read the test split), else its test figures."""
+    v = r.get("validation") or {}
+    src = v if v.get("accuracy") is not None else r
+    return {"accuracy": src["accuracy"], "minority_f1": src.get("minority_f1"), "split": "validation" if src is v else "test"}
 
 
 def _classifier_cell(ctx: _Context, spec: dict, device: str, cb: Callbacks) -> dict:
@@ -256,12 +282,12 @@ def _classifier_cell(ctx: _Context, spec: dict, device: str, cb: Callbacks) -> d
     for k in curve_steps(full["steps"], cfg.curve_points)[:-1]:
         short = ClassifierConfig.from_dict({**ccfg.to_dict(), "steps": k, "warmup_steps": scaled_warmup(full["warmup_steps"], k, full["steps"])})
         r = train_classifier(short, ctx.root / "curves" / cid / f"steps{k}", callbacks=cb, resume=True, train_set=train_set, dataset=ctx.ds,
-                             train_set_info=info)
+                             train_set_info=info, validation=ctx.ds.validation)
         if r.get("cancelled"):
             raise Cancelled("study cancelled during a budget-curve run")
-        curve.append({"steps": int(r["steps"]), "accuracy": r["accuracy"], "minority_f1": r.get("minority_f1"), "run_dir": r["run_dir"]})
+        curve.append({"steps": int(r["steps"]), **curve_figures(r), "run_dir": r["run_dir"]})
     res = train_classifier(ccfg, folder, callbacks=cb, resume=True, train_set=train_set, dataset=ctx.ds, train_set_info=info,
-                           extra_results={"curve": curve})
+                           extra_results={"curve": curve}, validation=ctx.ds.validation)
     if res.get("cancelled"):
         raise Cancelled("study cancelled during classifier training")
     return res
@@ -288,19 +314,25 @@ def _posthoc_cell(ctx: _Context, spec: dict, device: str, cb: Callbacks) -> dict
         rep = classification_report(t["labels"], logits.argmax(-1), ctx.ds.test.num_classes, base.get("minority_classes"), ctx.ds.test.classes)
         return logits, t["labels"], rep
 
+    split = "validation" if ctx.ds.validation is not None else "test"  # the curve reads the split `none`'s curve read
     curve = []
     for p in base.get("curve") or []:
-        lp = Path(p["run_dir"]) / "test_logits.safetensors"
+        lp = Path(p["run_dir"]) / f"{split}_logits.safetensors"
         if not lp.exists():
-            raise LabError(f"posthoc-adjust's budget curve needs the test logits of `none`'s {p['steps']}-step run ({lp}).",
+            raise LabError(f"posthoc-adjust's budget curve needs the {split} logits of `none`'s {p['steps']}-step run ({lp}).",
                            "Delete that `none` cell's folder and resume the study: it runs again with its curve.")
         rep_k = adjusted(lp)[2]
-        curve.append({"steps": p["steps"], "accuracy": rep_k["accuracy"], "minority_f1": rep_k.get("minority_f1"), "run_dir": p["run_dir"]})
+        curve.append({"steps": p["steps"], "accuracy": rep_k["accuracy"], "minority_f1": rep_k.get("minority_f1"), "split": split,
+                      "run_dir": p["run_dir"]})
     logits, labels, rep = adjusted(path)
+    validation = None
+    if split == "validation":
+        vrep = adjusted(src / "validation_logits.safetensors")[2]
+        validation = {"accuracy": vrep["accuracy"], "minority_f1": vrep.get("minority_f1"), "n": len(ctx.ds.validation)}
     own = cell_dir(ctx.root, cell_id("clf", spec["variant"], spec["classifier"], spec["seed"]))
     own.mkdir(parents=True, exist_ok=True)
     save_test_logits(own, logits, labels)  # its own per-image results, for the paired verdicts
     keep = ("classes", "arch", "epochs", "steps", "batch_size", "images_seen", "train_size", "epochs_run", "test_size", "train_images",
             "train_counts", "imbalanced_counts", "device", "precision")
     return {**{k: base.get(k) for k in keep}, **rep, "loss": POSTHOC, "study_method": POSTHOC, "la_tau": tau, "adjusted_run": str(src),
-            "run_dir": str(own), "curve": curve}
+            "run_dir": str(own), "curve": curve, "validation": validation}

@@ -29,13 +29,14 @@ def cfg_name(w: float) -> str:
     return f"cfg@w={float(w):g}"
 
 
-FILLS = [m for m in METHODS if m != "none"]  # generators that fill classes
+REAL_FILL = "real"  # tops classes up with the real images the profile dropped (core.data.pool): the bound
+FILLS = [m for m in METHODS if m != "none"] + [REAL_FILL]  # what fills classes: the generators, and the real images
 LOSS_METHODS = {
     "reweight": "class-balanced loss (Cui et al. 2019): effective-number weights, β = classifier.cb_beta",
     "logit-adjust": "logit-adjusted cross-entropy (Menon et al. 2021), τ = classifier.la_tau (= balanced softmax at τ = 1)",
 }
 POSTHOC = "posthoc-adjust"
-STUDY_METHODS = {**METHODS, **LOSS_METHODS,
+STUDY_METHODS = {**METHODS, REAL_FILL: "the real training images the profile dropped (the bound a perfect generator would reach)", **LOSS_METHODS,
                  POSTHOC: "the `none` model's test logits shifted by −τ·log π (Menon et al. 2021 §4), no retraining",
                  "FILL+LOSS": "fill part of the way (partial_fill), then train with the loss, e.g. cfg+logit-adjust"}
 BUDGETS = ("steps", "epochs")
@@ -46,7 +47,7 @@ class Variant:
     """One row of the study: how the training set is filled and which loss trains on it."""
 
     name: str  # the row's method name, e.g. "cfg@w=0.1+logit-adjust"
-    fill: str  # none | oversample | mixup | cutmix | cfg | sd
+    fill: str  # none | oversample | mixup | cutmix | cfg | sd | real
     w: float | None  # CFG guidance (paper's w) when fill is cfg
     loss: str  # ce | reweight | logit-adjust | posthoc-adjust
     partial: bool  # filled only partial_fill of the way (fill+loss combinations)
@@ -60,7 +61,7 @@ class Variant:
 def parse_method(method: str) -> tuple[str, str]:
     """(fill, loss) of a study method: "cfg" -> (cfg, ce), "reweight" -> (none, reweight),
     "cfg+logit-adjust" -> (cfg, logit-adjust), "posthoc-adjust" -> (none, posthoc-adjust)."""
-    if method in METHODS:
+    if method in METHODS or method == REAL_FILL:
         return method, "ce"
     if method in LOSS_METHODS or method == POSTHOC:
         return "none", method
@@ -84,7 +85,9 @@ class StudyConfig(JobConfig):  # its from_dict below is strict: a study file mus
     budget: str = "steps"  # steps: every method gets the same optimizer steps | epochs: the same epochs (the paper's protocol)
     partial_fill: float = 0.5  # fill+loss: class c is filled to n_c^(1−f)·T^f, i.e. a fraction f of the way to T in log scale
     fixed_subset: bool = False  # true: every seed uses data.seed's imbalanced subset (false: each seed draws its own)
-    compare_to: list[str] = field(default_factory=lambda: ["none", "oversample"])  # references of the paired comparisons
+    compare_to: list[str] = field(default_factory=lambda: ["none", "oversample", "real"])  # references of the paired comparisons
+    real_fill: bool = True  # add the `real` row (the dropped images) wherever the profile drops images (issue 25)
+    calibration_per_class: int = 200  # dropped images per class kept for novelty and the gate's real figures (≤ half; core.data.pool)
     classifier: dict = field(default_factory=dict)  # ClassifierConfig overrides for every classifier (epochs, lr, ...)
     classifier_overrides: dict = field(default_factory=dict)  # per-arch overrides, e.g. {"resnet50": {"batch_size": 128}}
     method_params: dict = field(default_factory=dict)  # generator kwargs per method, e.g. {"mixup": {"lam": 0.6}}
@@ -96,6 +99,7 @@ class StudyConfig(JobConfig):  # its from_dict below is strict: a study file mus
     sd_on_cpu: bool = False  # allow Stable Diffusion fills without a GPU (very slow)
     curve_points: int = 4  # budget-curve points per classifier, the full run included (S/8, S/4, S/2, S: separate shorter runs; core.curves)
     converged_gain: float = 0.01  # accuracy (share): a row has converged when its last doubling of steps gained less
+    converged_gain_minority: float = 0.02  # ... and gained less minority F1 than this (issue 25: both endpoints)
     device: str | None = None  # cpu | cuda | None (CUDA when available); not part of the study's identity
     cpu_lanes: int | None = None  # without a GPU and without --devices/--lanes/--ray: run cells on this many CPU worker processes,
                                   # the cores split between them (None = one process); not part of the study's identity
@@ -161,6 +165,9 @@ class StudyConfig(JobConfig):  # its from_dict below is strict: a study file mus
         if self.extractor not in EXTRACTORS:
             raise ConfigError(f"Unknown extractor '{self.extractor}'.", f"Choose one of: {', '.join(EXTRACTORS)}.")
         self._check_tables()
+        if isinstance(self.calibration_per_class, bool) or not isinstance(self.calibration_per_class, int) or self.calibration_per_class < 0:
+            raise ConfigError(f"calibration_per_class={self.calibration_per_class!r} must be a whole number >= 0.",
+                              "Use 200: up to 200 dropped images per class (never more than half) calibrate the gate and novelty.")
         if self.cpu_lanes is not None and (not isinstance(self.cpu_lanes, int) or not 1 <= self.cpu_lanes <= 64):
             raise ConfigError(f"cpu_lanes={self.cpu_lanes} must be a whole number from 1 to 64.", "Use 2 on a 2-core machine, or leave it out.")
         if not isinstance(self.curve_points, int) or not 2 <= self.curve_points <= 6:
@@ -169,6 +176,9 @@ class StudyConfig(JobConfig):  # its from_dict below is strict: a study file mus
         if not (math.isfinite(float(self.converged_gain)) and 0.0 < float(self.converged_gain) <= 0.2):
             raise ConfigError(f"converged_gain={self.converged_gain} must be in (0, 0.2] (a share of accuracy).",
                               "Use 0.01: the last doubling of steps must gain less than 1 accuracy point.")
+        if not (math.isfinite(float(self.converged_gain_minority)) and 0.0 < float(self.converged_gain_minority) <= 0.5):
+            raise ConfigError(f"converged_gain_minority={self.converged_gain_minority} must be in (0, 0.5] (minority F1).",
+                              "Use 0.02: the last doubling of steps must gain less than 0.02 minority F1.")
 
     def _check_tables(self) -> None:
         """Every nested table, key by key (core.config_check): [classifier] and each per-classifier override
@@ -199,10 +209,17 @@ class StudyConfig(JobConfig):  # its from_dict below is strict: a study file mus
         thresholds(self.gate)  # the gate's own value checks (its words), then the one table's ranges
         check_table("[gate]", self.gate if self.gate is not None else {}, gate_types, "gate")
 
+    def study_methods(self) -> list[str]:
+        """``methods`` plus `real` (after `none`) when real_fill is on and the profile drops images."""
+        ms = list(self.methods)
+        if self.real_fill and REAL_FILL not in ms and self.data.profile != "full":
+            ms.insert(ms.index("none") + 1 if "none" in ms else 0, REAL_FILL)
+        return ms
+
     def variants(self) -> list[Variant]:
         """Every row's Variant, one per w for the cfg fills."""
         out = []
-        for m in self.methods:
+        for m in self.study_methods():
             fill, loss = parse_method(m)
             ws = [float(w) for w in self.cfg_ws] if fill == "cfg" else [None]
             for w in ws:

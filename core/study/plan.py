@@ -108,8 +108,9 @@ def plan_study(cfg: StudyConfig, counts: list[int]) -> StudyPlan:
         fills = {v.fill_name: v for v in variants if v.fill != "none" or cfg.generation_metrics}
         for name, v in fills.items():
             deps = (train_id,) if v.fill == "cfg" else ()
+            partial = [fill_sizes(cfg, counts, p) for p in variants if p.partial and p.fill_name == name]
             add(Cell(cell_id("fill", name, seed=seed), "fill", deps, gpu=v.fill in ("cfg", "sd"), label=f"{name} fill, seed {seed}"),
-                fill=v.fill, name=name, w=v.w, seed=seed)
+                fill=v.fill, name=name, w=v.w, seed=seed, partial_sizes=partial[0] if partial else None)
         for v in variants:
             for clf in cfg.classifiers:
                 cid = cell_id("clf", v.name, clf, seed)

@@ -114,7 +114,7 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, callbacks: Callbacks | None
     except BaseException as exc:
         run.set_status("failed" if not isinstance(exc, KeyboardInterrupt) else "interrupted", error=f"{type(exc).__name__}: {exc}")
         raise
-    rows, notes = aggregate(cfg, plan, outcomes, test_size=len(ds.test))
+    rows, notes = aggregate(cfg, plan, outcomes, test_size=len(ds.test), regated=(read_json(out_dir / "config.json") or {}).get("regated"))
     state = study_state(outcomes)
     frame = rows_frame(rows)
     counts = {s: sum(1 for o in outcomes.values() if o.state == s) for s in ("ok", "failed", "unavailable", "cancelled")}

@@ -183,14 +183,15 @@ def eval_subsample(n_test: int, k: int) -> torch.Tensor:
     return torch.sort(torch.randperm(n_test, generator=torch.Generator().manual_seed(12345))[:k]).values
 
 
-def save_test_logits(run_dir: Path, logits: torch.Tensor, labels: torch.Tensor) -> None:
-    """run_dir/test_logits.safetensors: the final model's test-set logits (for the post-hoc logit adjustment)."""
+def save_test_logits(run_dir: Path, logits: torch.Tensor, labels: torch.Tensor, name: str = "test_logits.safetensors") -> None:
+    """run_dir/test_logits.safetensors: the final model's test-set logits (for the post-hoc logit adjustment
+    and the paired verdicts); ``name`` validation_logits.safetensors for the validation split's."""
     from safetensors.torch import save_file
 
     from core.atomic import atomic_write
 
     tensors = {"logits": logits.float().contiguous(), "labels": labels.long().contiguous()}
-    atomic_write(run_dir / "test_logits.safetensors", lambda tmp: save_file(tensors, tmp))
+    atomic_write(run_dir / name, lambda tmp: save_file(tensors, tmp))
 
 
 def _same_config(saved: dict, cfg: ClassifierConfig, info: dict) -> bool:
@@ -201,7 +202,7 @@ def _same_config(saved: dict, cfg: ClassifierConfig, info: dict) -> bool:
 # ---------------------------------------------------------------------------- train
 def train_classifier(cfg: ClassifierConfig, run_dir: str | Path, callbacks: Callbacks | None = None, resume: bool = False,
                      train_set: ImageSet | None = None, dataset: LoadedDataset | None = None,
-                     train_set_info: dict | None = None, extra_results: dict | None = None) -> dict:
+                     train_set_info: dict | None = None, extra_results: dict | None = None, validation: ImageSet | None = None) -> dict:
     """Train on ``train_set`` (default: ``cfg.data``'s imbalanced split as is) and evaluate on
     the dataset's balanced test split. Returns the final test metrics.
 
@@ -212,6 +213,9 @@ def train_classifier(cfg: ClassifierConfig, run_dir: str | Path, callbacks: Call
     ``dataset`` may pass the already loaded balanced dataset to skip reloading it.
     ``extra_results`` adds the caller's keys to results.json (e.g. a study's budget curve),
     written in the same atomic write as the metrics.
+    ``validation`` (a study's validation split, core.data.loading): the in-training evaluations
+    read it instead of the test subsample, and the final model's figures on it go to
+    results["validation"] ({accuracy, minority_f1, n}) and its logits to validation_logits.safetensors.
     Raises TrainingError on a non-finite loss (the last checkpoint stays intact).
     If ``callbacks.should_stop()`` turns true, saves nothing partial and returns
     ``{"cancelled": True, ...}``; resume continues from the last epoch checkpoint.
@@ -276,7 +280,8 @@ def train_classifier(cfg: ClassifierConfig, run_dir: str | Path, callbacks: Call
     n, world = len(train_set), acc.num_processes
     bs, steps_per_epoch, total, warmup = (plan[k] for k in ("batch_size", "steps_per_epoch", "steps", "warmup_steps"))
     n_epochs = math.ceil(total / steps_per_epoch)  # the last one may be partial
-    eval_idx = eval_subsample(len(ds.test), cfg.eval_subsample)
+    eval_set = validation if validation is not None else ds.test  # a study decides on validation, never on test images
+    eval_idx = eval_subsample(len(eval_set), cfg.eval_subsample)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, total, warmup, cfg.lr) / cfg.lr)
     start_epoch, step = 0, 0
     ckpt = checkpoint_path(run.checkpoints) if resume else None
@@ -339,9 +344,10 @@ def train_classifier(cfg: ClassifierConfig, run_dir: str | Path, callbacks: Call
         last = epoch + 1 == n_epochs
         if cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0) and not last:
             # a fixed subsample of the test set while training; the full test set once, at the end
-            pred = predict(core_model, ds.test.images[eval_idx], aug, device)
-            rep = classification_report(ds.test.labels[eval_idx], pred, ds.test.num_classes, minority)
-            row.update(test_accuracy=rep["accuracy"], test_macro_f1=rep["macro_f1"], test_images=len(eval_idx))
+            pred = predict(core_model, eval_set.images[eval_idx], aug, device)
+            rep = classification_report(eval_set.labels[eval_idx], pred, ds.test.num_classes, minority)
+            split = "validation" if validation is not None else "test"
+            row.update({f"{split}_accuracy": rep["accuracy"], f"{split}_macro_f1": rep["macro_f1"], f"{split}_images": len(eval_idx)})
         if main:
             run.log_metrics(row)
             cb.metrics(row)
@@ -381,12 +387,18 @@ def train_classifier(cfg: ClassifierConfig, run_dir: str | Path, callbacks: Call
         "precision": acc.mixed_precision,
         "run_dir": str(run_dir),
     }
+    if validation is not None:
+        val_logits = predict_logits(core_model, validation.images, aug, device)
+        vrep = classification_report(validation.labels, val_logits.argmax(-1), ds.test.num_classes, minority)
+        result["validation"] = {"accuracy": vrep["accuracy"], "minority_f1": vrep["minority_f1"], "n": len(validation)}
     clash = sorted(set(extra_results or {}) & set(result))
     if clash:
         raise ConfigError(f"extra_results repeats result key(s) {', '.join(clash)}.", "Name the caller's keys differently.")
     result.update(extra_results or {})
     if main:
         save_test_logits(run_dir, logits, ds.test.labels)
+        if validation is not None:
+            save_test_logits(run_dir, val_logits, validation.labels, name="validation_logits.safetensors")
         atomic_write_json(run_dir / "results.json", result)
         run.log_metrics({"epoch": n_epochs, "step": step, "final": True, "test_accuracy": rep["accuracy"], "test_macro_f1": rep["macro_f1"]})
         run.set_status("done", epoch=n_epochs, step=step, total=total, eta_s=0, message=f"test accuracy {rep['accuracy']:.4f}")
