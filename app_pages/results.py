@@ -46,11 +46,15 @@ def _classes(cd: pd.DataFrame) -> list[str]:
     return next((r for r in cd["classes"] if r), None) or [str(i) for i in range(len(cd["per_class_f1"].iloc[0] or []))]
 
 
-def per_class_view(cd: pd.DataFrame) -> None:
-    """Per-class F1 of every method at once (a heat map), minority classes first, counts on the axis."""
+def per_class_view(cd: pd.DataFrame, groups: pd.DataFrame) -> None:
+    """Per-class F1 of every setting at once (a heat map), minority classes first, counts on the axis.
+    One row per setting, labelled as in the table (``groups``): runs that differ in anything but the
+    seed (another study's steps, say) are never averaged under one method name."""
     classes = _classes(cd)
     arch = st.selectbox("Per-class F1 for classifier", sorted(cd["classifier"].dropna().unique()), key="res_pc_arch")
+    label = {rid: g["label"] for _, g in groups.iterrows() for rid in g["runs"]}
     sub = cd[cd["classifier"] == arch]
+    sub = sub.assign(method=sub["run_id"].map(label).fillna(sub["method"]))
     counts = next((r for r in sub["imbalanced_counts"] if r and len(r) == len(classes)), None)
     st.plotly_chart(viz.per_class_f1_heatmap(report.per_class_long(sub), classes, counts, title=f"per-class F1 of every method · {arch}"),
                     key="res_pcf1", width="stretch", config=chart_config(f"per-class-f1-{arch}"))
@@ -152,7 +156,9 @@ if cls_df.empty and gen_df.empty:
 else:
     sources = ["all"] + sorted(set(cls_df["source"]) | set(gen_df["source"]))
     c = st.columns([2, 2, 2])
-    source = c[0].selectbox("Results from", sources, key="res_source", help="'standalone' = classifier runs launched on the Train page")
+    wanted = st.query_params.get("study")  # the Study page links here with ?study=<id>: that study's rows only
+    source = c[0].selectbox("Results from", sources, index=sources.index(wanted) if wanted in sources else 0, key="res_source",
+                            help="'standalone' = classifier runs launched on the Train page; a study id: that study's rows only")
     datasets = sorted(cls_df["dataset"].dropna().unique()) or ["—"]
     dataset = c[1].selectbox("Dataset", datasets, key="res_dataset")
     paper = c[2].toggle("Show the paper's reported figures", value=False, key="res_paper",
@@ -197,7 +203,7 @@ else:
                    "checkpoint cadence aside); settings that differ are named in the label. The CI covers seed-to-seed spread; "
                    "the test set's own sampling error is the ± column (binomial 95% half-width of the accuracy). "
                    "**compute**: each setting's optimizer steps and images seen, \u26a0 when the rows differ in them.")
-        per_class_view(cd)
+        per_class_view(cd, groups)
         confusion_view(cd)
     csv = cd.drop(columns=["per_class_f1", "confusion_matrix", "classes"], errors="ignore")
     if not csv.empty:

@@ -46,7 +46,8 @@ def _classifier_row(folder: Path, source: str) -> dict | None:
     data = cfg.get("data") or {}
     return {
         "source": source,
-        "run_id": folder.name,
+        # a study's cells are named alike in every study (clf__none__small__seed0): the study id keeps them apart (issue 25)
+        "run_id": folder.name if source == "standalone" else f"{source}/{folder.name}",
         "dataset": data.get("dataset"),
         "profile": data.get("profile"),
         # a study cell names its method (reweight, cfg@w=0.1+logit-adjust, posthoc-adjust, ...); else the fill's label

@@ -153,7 +153,7 @@ def test_results_per_class_heatmap_every_method(app, runs_root):
     at = _page(app, "app_pages/results.py")
     heat = next(c for c in _charts(at) if "per-class F1" in json.dumps(c["layout"].get("title", "")))
     h = heat["data"][0]
-    assert h["type"] == "heatmap" and sorted(h["y"]) == ["none", "oversample"]
+    assert h["type"] == "heatmap" and sorted(h["y"]) == ["none · small", "oversample · small"]  # labelled as in the table (issue 25)
     assert h["x"] == ["9 (n=5)", "0 (n=10)", "1 (n=20)", "2 (n=30)", "3 (n=40)", "4 (n=50)", "5 (n=60)", "6 (n=70)", "7 (n=80)", "8 (n=90)"]
     assert not any(t.get("type") == "bar" for c in _charts(at) if "per-class" in json.dumps(c["layout"].get("title", "")) for t in c["data"])
 

@@ -16,7 +16,7 @@ PRESETS: dict[str, StudyConfig] = {
     # Digits on 2 CPU cores, ≤ 15 minutes from a fresh clone (judge training included), sized so that its
     # answers stand (issue 17): 5 seeds, converged classifiers, a CFG generator that passes its gate.
     # Digits at their native 8×8 (the 16×16 upscale costs 4× and adds nothing). 30 images per class are
-    # reserved for the judge; the exponential profile at ratio 10 keeps 11, 14, 18, ... 114 of the rest
+    # reserved for the judge, 20 for validation; the exponential profile at ratio 10 keeps 9, 12, 15, ... 94 of the rest
     # (ratio 50 left 2-6 images in the tail, where no CFG recipe was both on-class and not copying).
     # Measured per seed on one of two CPU lanes (bench/quick_recipe.py): the tiny CFG model, 700 steps
     # ≈ 78 s (500 gave off-class tails, 1000 began to copy); 2 CFG fills ≈ 17 s; 10 classifier cells of
