@@ -49,7 +49,7 @@ def main() -> int:
     t0 = time.time()
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--timeout", "600", *[f"tests/{f}" for f in FAST]]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    tail = [line for line in done.stdout.splitlines() if re.match(r"^(FAILED|ERROR|=+ .*(passed|failed|error))", line)]
+    tail = [line for line in done.stdout.splitlines() if re.match(r"^(FAILED|ERROR|=* ?\d+ (passed|failed|errors?|skipped))", line)]
     lines = ["# make test-floors: the fast tests against the lowest versions requirements.txt allows",
              f"# {datetime.now(timezone.utc).isoformat(timespec='seconds')}, Python {platform.python_version()} on {platform.platform()}, "
              f"{time.time() - t0:.0f} s",

@@ -301,3 +301,25 @@ def test_make_run_cpu_installs_torch_from_the_cpu_index_before_the_rest(tmp_path
     assert len(cpu) == 1 and len(req) == 1 and cpu[0] < req[0]
     assert "install -q torch torchvision" in out[cpu[0]] and "-c constraints.txt" in out[cpu[0]]
     assert not [line for line in _run("make", "-n", "run", f"VENV={tmp_path / 'v'}", cwd=ROOT).splitlines() if "whl/cpu" in line]
+
+
+def test_the_floors_check_ran_green_with_todays_floors():
+    """`make test-floors` (lowest-direct versions, then the fast tests) left bench/results/floors.txt:
+    it passed, and with the floors requirements.txt declares now (a changed floor needs a rerun)."""
+    from packaging.version import Version
+
+    recipe = _run("make", "-n", "test-floors", "VENV=/nonexistent-venv", cwd=ROOT)
+    assert "--resolution lowest-direct -r requirements.txt" in recipe and "bench/floors.py" in recipe
+    text = (ROOT / "bench" / "results" / "floors.txt").read_text()
+    assert text.rstrip().endswith("exit status 0") and " passed" in text and " failed" not in text
+    table = {}
+    for line in text.split("requirement            floor      installed\n", 1)[1].split("\n\n", 1)[0].splitlines():
+        name, spec, got = line.split()
+        table[_canon(name)] = (spec, got)
+    for req in _requirements("requirements.txt"):
+        if req.marker is not None and not req.marker.evaluate():
+            continue
+        spec, got = table[_canon(req.name)]
+        assert spec == str(req.specifier), f"{req.name}: floors.txt ran with {spec}, requirements.txt says {req.specifier}: rerun make test-floors"
+        floor = Version(str(req.specifier).removeprefix(">="))
+        assert Version(got) >= floor and Version(got).release[:2] == floor.release[:2], f"{req.name} {got} is not at its floor {floor}"
