@@ -68,7 +68,7 @@ class ClassifierConfig(JobConfig):
     eval_every: int = 1  # epochs between in-training evaluations logged to metrics.jsonl (0 = none)
     eval_subsample: int = 1000  # in-training evaluations use this fixed subsample of the test set; the full test set is evaluated once, at the end
     checkpoint_every: int = 1  # epochs between checkpoints
-    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 otherwise) | fp32 | bf16
+    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 otherwise) | fp32 | bf16 | fp64 (float64 weights and inputs: equivalence tests)
     seed: int = 0  # weights init, batch order, augmentation
     device: str | None = None  # cpu | cuda | None (CUDA when available)
     log_with: str | None = None  # tensorboard | mlflow: metrics rows also go there (core.tracking); None = off
@@ -96,8 +96,8 @@ class ClassifierConfig(JobConfig):
             raise ConfigError(f"synthetic_weight={self.synthetic_weight} must be >= 0.", "Use 1.0 to weigh synthetic images like real ones.")
         if self.train_mix not in ("none", "mixup", "cutmix"):
             raise ConfigError(f"Unknown training-time mix '{self.train_mix}'.", "Use 'none', 'mixup' or 'cutmix'.")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise ConfigError(f"Unknown precision '{self.precision}'.", "Use auto, fp32 or bf16.")
+        if self.precision not in ("auto", "fp32", "bf16", "fp64"):
+            raise ConfigError(f"Unknown precision '{self.precision}'.", "Use auto, fp32, bf16 or fp64.")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -181,7 +181,7 @@ def train_classifier(cfg: ClassifierConfig, run_dir: str | Path, callbacks: Call
                     run.set_status("cancelled", message=f"stopped in epoch {epoch + 1}; resume continues after the last saved epoch")
                 return {"cancelled": True, "epoch": epoch, "run_dir": str(su.run_dir)}
             idx = perm[s * bs : (s + 1) * bs][acc.process_index :: world]
-            x = aug(images[idx], generator=g)
+            x = aug(images[idx], generator=g).to(su.dtype)
             y = targets[idx]
             if mix is not None:
                 x, y = mix(x, y)
@@ -210,4 +210,4 @@ def train_classifier(cfg: ClassifierConfig, run_dir: str | Path, callbacks: Call
         acc.wait_for_everyone()
 
     # -- final evaluation ---------------------------------------------------------
-    return finish_run(su, core_model, step, last_loss, device, acc.mixed_precision, extra_results, main)
+    return finish_run(su, core_model, step, last_loss, device, "fp64" if cfg.precision == "fp64" else acc.mixed_precision, extra_results, main)

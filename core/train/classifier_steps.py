@@ -59,6 +59,7 @@ def predict_logits(model: torch.nn.Module, images: torch.Tensor, aug: BatchAugme
     out = []
     for i in range(0, len(images), batch_size):
         x = aug.normalise(images[i : i + batch_size].to(device, non_blocking=True))
+        x = x.to(next(model.parameters()).dtype) if next(model.parameters()).dtype == torch.float64 else x
         out.append(model(x).float().cpu())
     model.train(was_training)
     return torch.cat(out) if out else torch.empty(0, 0)
@@ -113,6 +114,10 @@ class RunSetup:
     mix: BatchMix | None
     loss_fn: ClassifierLoss
     eval_idx: torch.Tensor
+
+    @property
+    def dtype(self) -> torch.dtype:  # of the weights and the augmented inputs
+        return torch.float64 if self.cfg.precision == "fp64" else torch.float32
 
     @property
     def n_epochs(self) -> int:
@@ -180,7 +185,7 @@ def new_model(su: RunSetup, resume: bool):
     the last checkpoint's when resuming."""
     cfg, plan = su.cfg, su.plan
     torch.manual_seed(cfg.seed)
-    model = build_classifier(cfg.arch, su.train_set.num_classes, su.train_set.channels, cfg.cifar_stem)
+    model = build_classifier(cfg.arch, su.train_set.num_classes, su.train_set.channels, cfg.cifar_stem).to(su.dtype)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay)
     total, warmup = plan["steps"], plan["warmup_steps"]
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, total, warmup, cfg.lr) / cfg.lr)
