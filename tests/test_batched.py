@@ -146,3 +146,48 @@ def test_batching_policy_and_limits(tmp_path, sets, monkeypatch):
     assert "MixUp" in compatible(_jobs(tmp_path, sets, train_mix="mixup"), sizes)
     with pytest.raises(ConfigError, match="cannot train as one computation"):
         train_batched(_jobs(tmp_path / "mix", sets, train_mix="cutmix"), sets[0])
+
+
+def _keys(x, path=""):
+    """Every field path of a JSON value (list items merged), e.g. {"rows[].accuracy.mean", ...}."""
+    if isinstance(x, dict):
+        return {path} | {k2 for k, v in x.items() for k2 in _keys(v, f"{path}.{k}")}
+    if isinstance(x, list):
+        return {path} | {k2 for v in x for k2 in _keys(v, path + "[]")}
+    return {path}
+
+
+@pytest.mark.timeout(900)
+def test_a_study_batched_has_the_same_json_fields_and_rows(tmp_path, monkeypatch):
+    """A study's classifier cells batched (IMBALANCE_LAB_BATCHED=on, as on a GPU) write a study JSON with
+    the same fields, cells, rows, steps and curves as the same study trained one run at a time."""
+    from core.experiment import load_results, run_study
+    from tests.test_study_executors import EXACT, small_study
+
+    from core.train import batched as batched_mod
+
+    calls = []
+    orig = batched_mod.train_batched
+    monkeypatch.setattr(batched_mod, "train_batched", lambda jobs, *a, **k: calls.append(len(jobs)) or orig(jobs, *a, **k))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        out = {}
+        for mode in ("off", "on"):
+            monkeypatch.setenv("IMBALANCE_LAB_BATCHED", mode)
+            run_study(small_study(), tmp_path / mode)
+            out[mode] = load_results(tmp_path / mode)
+    finally:
+        torch.set_num_threads(threads)
+    a, b = out["off"], out["on"]
+    assert calls == [4, 4, 4]  # "on": each classifier cell's 3 curve runs and its main run as one batch; "off": none
+    assert a["state"] == b["state"] == "done" and a["cells"] == b["cells"]
+    volatile = {".created", ".finished", ".wall_s"}  # timings may move; nothing else may
+    assert _keys(a) - volatile == _keys(b) - volatile
+    assert [{k: r.get(k) for k in EXACT} for r in a["rows"]] == [{k: r.get(k) for k in EXACT} for r in b["rows"]]
+    for cid in ("clf__none__small__seed0", "clf__oversample__small__seed0"):
+        ra = json.loads((tmp_path / "off" / "cells" / cid / "results.json").read_text())
+        rb = json.loads((tmp_path / "on" / "cells" / cid / "results.json").read_text())
+        assert set(ra) == set(rb) and [p["steps"] for p in ra["curve"]] == [p["steps"] for p in rb["curve"]] == [2, 3, 6]
+        assert all(np.isfinite(p["accuracy"]) for p in rb["curve"])
+        assert (tmp_path / "on" / "curves" / cid / "steps6" / "test_logits.safetensors").exists()
