@@ -264,10 +264,13 @@ def curve_figures(r: dict) -> dict:
 
 def _classifier_cell(ctx: _Context, spec: dict, device: str, cb: Callbacks) -> dict:
     """The row's classifier for one seed, after its budget curve: the same recipe run for
-    S/8, S/4, S/2 steps (core.curves: separate shorter runs), each in curves/<cell id>/steps<k>/."""
+    S/8, S/4, S/2 steps (core.curves: separate shorter runs), each in curves/<cell id>/steps<k>/.
+    On a GPU the four runs train as one batched computation (core.train.batched; the short ones
+    leave it first); on a CPU one after the other. Either way each run writes the same files."""
     from core.balance import train_set_info
     from core.curves import curve_steps, scaled_warmup
-    from core.train.classifier import ClassifierConfig, schedule, train_classifier
+    from core.train.batched import BatchJob, train_runs
+    from core.train.classifier import ClassifierConfig, schedule
 
     cfg, seed, w = ctx.cfg, spec["seed"], spec["w"]
     over = {**classifier_overrides(cfg, spec["classifier"]), **spec["budget"]}  # budget "steps": the study's steps and warm-up
@@ -278,19 +281,17 @@ def _classifier_cell(ctx: _Context, spec: dict, device: str, cb: Callbacks) -> d
     cid = cell_id("clf", spec["variant"], spec["classifier"], seed)
     train_set, folder = _train_set(ctx, spec), cell_dir(ctx.root, cid)
     full = schedule(ccfg, len(train_set))
-    curve = []
-    for k in curve_steps(full["steps"], cfg.curve_points)[:-1]:
-        short = ClassifierConfig.from_dict({**ccfg.to_dict(), "steps": k, "warmup_steps": scaled_warmup(full["warmup_steps"], k, full["steps"])})
-        r = train_classifier(short, ctx.root / "curves" / cid / f"steps{k}", callbacks=cb, resume=True, train_set=train_set, dataset=ctx.ds,
-                             train_set_info=info, validation=ctx.ds.validation)
-        if r.get("cancelled"):
-            raise Cancelled("study cancelled during a budget-curve run")
-        curve.append({"steps": int(r["steps"]), **curve_figures(r), "run_dir": r["run_dir"]})
-    res = train_classifier(ccfg, folder, callbacks=cb, resume=True, train_set=train_set, dataset=ctx.ds, train_set_info=info,
-                           extra_results={"curve": curve}, validation=ctx.ds.validation)
-    if res.get("cancelled"):
+    jobs = [BatchJob(ClassifierConfig.from_dict({**ccfg.to_dict(), "steps": k, "warmup_steps": scaled_warmup(full["warmup_steps"], k, full["steps"])}),
+                     ctx.root / "curves" / cid / f"steps{k}", train_set, info, validation=ctx.ds.validation)
+            for k in curve_steps(full["steps"], cfg.curve_points)[:-1]]
+    point = lambda r: {"steps": int(r["steps"]), **curve_figures(r), "run_dir": r["run_dir"]}  # noqa: E731
+    jobs.append(BatchJob(ccfg, folder, train_set, info, extra_results=lambda done: {"curve": [point(r) for r in done[:-1]]},
+                         validation=ctx.ds.validation))
+    # the curve's runs and the main run: one batched computation where core.train.batched says it pays, else one after the other
+    runs = train_runs(jobs, ctx.ds, cb)
+    if any(r is None or r.get("cancelled") for r in runs):
         raise Cancelled("study cancelled during classifier training")
-    return res
+    return runs[-1]
 
 
 def _posthoc_cell(ctx: _Context, spec: dict, device: str, cb: Callbacks) -> dict:

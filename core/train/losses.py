@@ -80,10 +80,10 @@ class ClassifierLoss:
         return self
 
     def __call__(self, logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        z = logits.float()
+        z = logits if logits.dtype == torch.float64 else logits.float()  # bf16 logits are upcast; fp64 runs stay fp64
         if self.shift is not None:
             z = z + self.shift  # Menon et al. Eq. 10: softmax(z + τ·log π)
-        per_image = F.cross_entropy(z, targets, reduction="none", label_smoothing=self.label_smoothing)
+        per_image = F.cross_entropy(z, targets.to(z.dtype), reduction="none", label_smoothing=self.label_smoothing)
         s = weights
         if self.class_weights is not None:
             weights = weights * (targets.float() @ self.class_weights)  # ω_i = Σ_c y_ic·w_c (Cui et al.)
