@@ -165,7 +165,7 @@ def test_tiny_study_end_to_end_then_resumes(lab_env, capsys, monkeypatch):
     assert {"none", "oversample"} <= set(g["method"]) and set(g["seed"]) == {0, 1}
 
     # resume: nothing finished is retrained
-    import core.train.classifier as clf
+    import core.train.batched as clf  # study cells train through core.train.batched.train_runs (one at a time on a CPU)
 
     calls = []
     real = clf.train_classifier
@@ -372,7 +372,7 @@ def test_a_failing_cell_fails_its_row_and_the_exit_status_then_resume_reruns_it(
     capsys.readouterr()
     # resume re-runs the failed cells only
     monkeypatch.setitem(baselines.BASELINES, "oversample", Broken.__mro__[1])
-    import core.train.classifier as clf
+    import core.train.batched as clf  # study cells train through core.train.batched.train_runs (one at a time on a CPU)
 
     calls = []
     real = clf.train_classifier
