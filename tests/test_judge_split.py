@@ -207,7 +207,7 @@ def test_cli_workspace_and_presets_carry_the_split(capsys):
     assert workspace.to_params(cfg)["judgen"] == "30" and workspace.from_params(workspace.to_params(cfg)) == cfg
     assert workspace.from_params({"dataset": "digits", "judgen": "-4"}).judge_per_class == 0  # clamped into its range
     assert preset("quick").data.judge_per_class == 30
-    assert preset("paper").data.judge_per_class == 0 and preset("paper-smoke").data.judge_per_class == 0
+    assert preset("paper").data.judge_per_class == 500 and preset("paper-smoke").data.judge_per_class == 0  # issue 25: a disjoint paper judge
 
 
 def test_dataset_page_shows_the_judge_split(runs_root, tmp_path, monkeypatch):
