@@ -162,7 +162,6 @@ def test_train_classifier_cli_log_with_wandb_writes_an_offline_run(tmp_path, mon
     out = tmp_path / "clf"
     assert main(["train-classifier", "--profile", "paper", "--steps", "3", "--batch-size", "16", "--log-with", "wandb", "--out", str(out), "--json"]) == 0
     assert Run(out).config["log_with"] == "wandb"
-    hist = [{i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item}
-            for r in _wandb_records(out) if r.WhichOneof("record_type") == "history"]
-    final = Run(out).metrics().iloc[-1]
-    assert hist[-1]["eval/accuracy"] == pytest.approx(float(final["test_accuracy"])) and hist[-1]["_step"] == int(final["step"])
+    # the flag reaches an offline W&B run of this lab run (what it holds: test_wandb_offline_run_holds_...)
+    (meta,) = [r.run for r in _wandb_records(out) if r.WhichOneof("record_type") == "run"]
+    assert meta.run_id == json.loads((out / "tracking.json").read_text())["wandb_run_id"] and meta.display_name == "clf"
