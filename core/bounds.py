@@ -42,6 +42,8 @@ BOUNDS: dict[str, Bound] = {
     "test_fraction": Bound(0.05, 0.9, integer=False),
     "test_per_class": Bound(1, 100_000, what="images"),
     "judge_per_class": Bound(0, 100_000, what="images per class (0 = no judge split; each class must keep 1 for training)"),
+    "validation_fraction": Bound(0.0, 0.49, integer=False, what="(share of each class reserved for validation; 0 = none)"),
+    "validation_min": Bound(1, 100_000, what="validation images per class at least"),
     "count": Bound(1, 1_000_000, what="images per class"),
     # forms
     "cfg_steps": Bound(1, 1_000_000, what="steps"),

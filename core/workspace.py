@@ -30,7 +30,7 @@ FILE = "workspace.json"
 PARAM_NAMES = {"dataset": "dataset", "profile": "profile", "ratio": "ratio", "minority_fraction": "minority",
                "counts": "counts", "minority_order": "order", "seed": "seed", "image_size": "size",
                "data_dir": "dir", "test_fraction": "test", "subset_seed": "subset", "test_per_class": "testn",
-               "judge_per_class": "judgen"}
+               "judge_per_class": "judgen", "validation_fraction": "val", "validation_min": "valn"}
 DUPLICATE_WINDOW_S = 60.0
 
 
@@ -50,7 +50,7 @@ def to_params(cfg: DataConfig) -> dict[str, str]:
 # DataConfig field -> its range in core.bounds (every number a URL can set is bounded)
 BOUNDED = {"ratio": "ratio", "minority_fraction": "minority_fraction", "test_fraction": "test_fraction", "seed": "seed",
            "image_size": "image_size", "subset_seed": "subset_seed", "test_per_class": "test_per_class",
-           "judge_per_class": "judge_per_class"}
+           "judge_per_class": "judge_per_class", "validation_fraction": "validation_fraction", "validation_min": "validation_min"}
 
 
 def from_params(params, notes: list[str] | None = None) -> DataConfig | None:

@@ -75,3 +75,13 @@ def test_recent_duplicate():
     assert workspace.recent_duplicate([job], "cfg", cfg, now=now + 31) is None  # more than a minute ago
     job.active = False
     assert workspace.recent_duplicate([job], "cfg", cfg, now=now) is None
+
+
+def test_the_validation_split_rides_in_the_url_bounded():
+    cfg = DataConfig(dataset="digits", profile="paper", validation_fraction=0.1, validation_min=5)
+    p = workspace.to_params(cfg)
+    assert (p["val"], p["valn"]) == ("0.1", "5")
+    assert workspace.from_params(p) == cfg
+    notes: list[str] = []
+    back = workspace.from_params({"dataset": "digits", "val": "0.9", "valn": "0"}, notes)
+    assert (back.validation_fraction, back.validation_min) == (0.49, 1) and len(notes) == 2
