@@ -34,7 +34,7 @@ SUMMARY = "_summary"
 # Stated order: data, CFG training/sampling, classifier and studies, SD, app.
 ORDER = [
     "dataset", "data_pipeline",
-    "cfg_digits", "cfg_vs_peer", "cfg_flops", "classifier_flops", "tail_cfg", "judge_split", "gpu_cfg_cifar",
+    "cfg_digits", "cfg_vs_peer", "cfg_flops", "classifier_flops", "tail_cfg", "judge_split", "real_gate", "gpu_cfg_cifar",
     "quick_answers", "quick_4x_compare", "quick_recipe", "quick_study", "quick_study_2026_11_28",
     "sd_tiny", "sd_not_measured",
     "app", "app_load", "input_sweep", "trajectory",

@@ -9,9 +9,13 @@ same study at 4× the steps side by side.
     # the two side by side: accuracy moves of none/oversample, every verdict that changes
     .venv/bin/python bench/quick_answers.py compare quick_answers quick_4x
 
-Writes bench/results/<name>.json (bench/record.py) with every row's accuracy, minority F1, state,
-curve, converged, gate and verdicts, and the criteria: wall ≤ 15 min, ≥ 5 seeds, none and oversample
-converged, at least one CFG fill passing its gate. ``compare`` writes bench/results/quick_4x_compare.json.
+Writes bench/results/<name>.json (bench/record.py) with every row's accuracy and minority F1 (both
+endpoints, with CIs), state, budget curve (on the validation split) and converged, its gate with the real
+images' calibration figures beside it, each verdict for both endpoints and the share of the gap closed
+(core.gap; "n/a" unless real − none is detected), and the criteria: wall ≤ 15 min, ≥ 5 seeds, none and
+oversample converged, at least one CFG fill passing its gate (issue 17), and issue 25's rows: `real`
+and its gate, the curves on the validation split, minority-F1 verdicts in the Holm family, real − none
+on both endpoints, which shares could be stated. ``compare`` writes bench/results/quick_4x_compare.json.
 """
 
 from __future__ import annotations
@@ -38,63 +42,150 @@ def _pct(x):
     return None if x is None else round(100 * x, 2)
 
 
+def _r(x, nd=4):
+    return None if x is None else round(float(x), nd)
+
+
+ENDPOINTS = ("accuracy", "minority_f1")
+GATE_KEYS = ("passed", "tail", "tail_consistency", "precision", "near_copy_rate", "real_tail_consistency", "real_precision",
+             "failed_seeds", "images", "rule")
+
+
+def _verdict(v: dict, scale) -> dict:
+    """One endpoint of one comparison: the difference (accuracy in points, minority F1 as is), p_holm, MDE, verdict, words."""
+    return {"diff": scale(v.get("diff_mean")), "p_holm": v.get("p_holm"), "mde": scale(v.get("mde")), "verdict": v.get("verdict"),
+            "words": describe_verdict(v)}
+
+
+def _gate(gate: dict | None) -> dict | None:
+    if gate is None:
+        return None
+    out = {k: gate.get(k) for k in GATE_KEYS}
+    out["per_seed"] = {s: {k: g.get(k) for k in ("passed", "tail_consistency", "precision", "near_copy_rate", "real_tail_consistency",
+                                                 "real_precision")} for s, g in (gate.get("per_seed") or {}).items()}
+    return out
+
+
 def summarise(res: dict) -> list[dict]:
-    """One compact line per row: what BENCHMARKS.md shows."""
+    """One compact line per row: what BENCHMARKS.md shows. Both endpoints (accuracy in points, minority F1),
+    the gate with real's figures beside it, each verdict for both endpoints, the share of the gap closed."""
     out = []
     for r in res["rows"]:
-        gate = r.get("gate")
+        mf1 = r.get("minority_f1") or {}
         out.append({
             "method": r["method"], "state": r["state"], "n_seeds": r["n_seeds"], "steps": r["steps"],
             "accuracy": _pct(r["accuracy"]["mean"]), "accuracy_ci95": [_pct(v) for v in r["accuracy"]["ci95"] or []] or None,
-            "minority_f1": r["minority_f1"]["mean"], "converged": r.get("converged"), "last_doubling_gain": _pct(r.get("curve_last_gain")),
-            "curve": [{"steps": p["steps"], "accuracy": _pct(p["accuracy"])} for p in r.get("curve") or []],
-            "gate": None if gate is None else {k: gate.get(k) for k in ("passed", "tail_consistency", "precision", "near_copy_rate", "rule")},
-            "near_copy_rate": (r.get("near_copy_rate") or {}).get("mean"),
+            "minority_f1": _r(mf1.get("mean")), "minority_f1_ci95": [_r(v) for v in mf1.get("ci95") or []] or None,
+            "minority_classes": r.get("minority_classes"), "converged": r.get("converged"),
+            "last_doubling_gain": _pct(r.get("curve_last_gain")), "last_doubling_gain_minority": _r(r.get("curve_last_gain_minority")),
+            "curve_split": r.get("curve_split"),
+            "curve": [{"steps": p["steps"], "accuracy": _pct(p["accuracy"]), "minority_f1": _r(p.get("minority_f1"))} for p in r.get("curve") or []],
+            "gate": _gate(r.get("gate")), "near_copy_rate": (r.get("near_copy_rate") or {}).get("mean"),
+            "real_images": (r.get("real_images") or {}).get("text"),
             "vs": {ref: {"diff_pts": _pct(v.get("diff_mean")), "p_holm": v.get("p_holm"), "mde_pts": _pct(v.get("mde")),
-                         "verdict": v.get("verdict"), "words": describe_verdict(v), "sign_changes": v.get("sign_changes")}
+                         "verdict": v.get("verdict"), "words": describe_verdict(v), "sign_changes": v.get("sign_changes"),
+                         "minority_f1": _verdict(v.get("minority_f1") or {}, _r)}
                    for ref, v in (r.get("vs") or {}).items()},
+            "share_of_gap": {m: {"share": _r(g.get("share"), 3), "ci95": [_r(x, 3) for x in g.get("ci95") or []] or None,
+                                 "detected": g.get("detected"), "text": g.get("text")}
+                             for m, g in (r.get("share_of_gap") or {}).items()},
         })
     return out
 
 
 def criteria(res: dict, wall_s: float) -> dict:
+    """Issue 17 item 6 (wall, seeds, none/oversample converged, a CFG fill through its gate) and issue 25's rows:
+    `real` and its gate, the curves on the validation split, minority-F1 verdicts in the Holm family, real − none
+    on both endpoints and whether a share of the gap could be stated."""
     rows = {r["method"]: r for r in res["rows"]}
     cfg_gates = {m: (r.get("gate") or {}).get("passed") for m, r in rows.items() if r["fill"] == "cfg" and not r.get("partial")}
+    real, none = rows.get("real"), rows["none"]
+    entries = [(m, ref, e) for m, r in rows.items() for ref, e in (r.get("vs") or {}).items() if not e.get("mirrored")]
+    gap = ((real or {}).get("vs") or {}).get("none") or {}
+    gap_sides = {"accuracy": gap, "minority_f1": gap.get("minority_f1") or {}}
+    shares = {m: {k: g.get("text") for k, g in r["share_of_gap"].items()} for m, r in rows.items() if r.get("share_of_gap")}
     return {"wall_s": round(wall_s, 1), "within_15_min": wall_s <= LIMIT_S, "state": res["state"],
             "min_seeds": min(r["n_seeds"] for r in rows.values() if r["state"] in ("ok", "below_gate")),
-            "none_converged": rows["none"].get("converged"), "oversample_converged": rows["oversample"].get("converged"),
-            "cfg_gates": cfg_gates, "a_cfg_fill_passes": any(v is True for v in cfg_gates.values())}
+            "none_converged": none.get("converged"), "oversample_converged": rows["oversample"].get("converged"),
+            "cfg_gates": cfg_gates, "a_cfg_fill_passes": any(v is True for v in cfg_gates.values()),
+            "real_row": real is not None, "real_state": (real or {}).get("state"), "real_converged": (real or {}).get("converged"),
+            "real_gate_passed": ((real or {}).get("gate") or {}).get("passed"),
+            "curves_on_validation": all(r.get("curve_split") == "validation" for r in rows.values() if r.get("curve")),
+            "n_pairs": len(entries),
+            "holm_accuracy": sum(e.get("p_holm") is not None for _, _, e in entries),
+            "holm_minority_f1": sum((e.get("minority_f1") or {}).get("p_holm") is not None for _, _, e in entries),
+            "minority_verdicts_in_holm": any((e.get("minority_f1") or {}).get("p_holm") is not None for _, _, e in entries),
+            "real_minus_none": {k: {"diff": (_pct if k == "accuracy" else _r)(e.get("diff_mean")), "verdict": e.get("verdict"),
+                                    "words": describe_verdict(e), "detected": e.get("verdict") in ("better", "worse")}
+                                for k, e in gap_sides.items()},
+            "none_minority_f1": _r((none.get("minority_f1") or {}).get("mean")),
+            "shares_of_gap": shares, "any_share_stated": any(g.get("share") is not None for r in rows.values()
+                                                             for g in (r.get("share_of_gap") or {}).values())}
+
+
+def _f(v, spec=".3f") -> str:
+    return "—" if v is None else format(v, spec)
+
+
+def _ci(v, ci, spec) -> str:
+    return "—" if v is None else format(v, spec) + (f" [{format(ci[0], spec)}, {format(ci[1], spec)}]" if ci else "")
+
+
+def _gate_cell(g: dict | None) -> str:
+    if g is None:
+        return "—"
+    mark = {True: "✓", False: "✗"}.get(g["passed"], "not measured")
+    if g.get("tail_consistency") is None:
+        return mark
+    fails = f"; failed seeds {', '.join(g['failed_seeds'])}" if g.get("failed_seeds") else ""
+    return (f"{mark} {_f(g['tail_consistency'], '.2f')} / {_f(g['precision'], '.2f')} / {_f(g['near_copy_rate'], '.2f')} "
+            f"(real {_f(g.get('real_tail_consistency'), '.2f')} / {_f(g.get('real_precision'), '.2f')}){fails}")
 
 
 def markdown(lines: list[dict]) -> str:
-    head = "| method | state | accuracy % (95% CI) | minority F1 | converged (last doubling, pts) | gate | vs none | vs oversample |\n|---|---|---|---|---|---|---|---|\n"
+    """Two tables: each row's figures (both endpoints, convergence, the gate beside real's) and its verdicts and shares."""
+    head = ("| method | state | accuracy % (95% CI) | minority F1 (95% CI) | converged (last doubling: pts / F1) | gate: consistency / "
+            "precision / near-copies (real's) |\n|---|---|---|---|---|---|\n")
     body = []
     for r in lines:
-        ci = r["accuracy_ci95"]
-        acc = "—" if r["accuracy"] is None else f"{r['accuracy']:.1f}" + (f" [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else "")
-        g = r["gate"]
-        gate = "—" if g is None or r["accuracy"] is None else ("✓" if g["passed"] else "✗" if g["passed"] is False else "?") + (
-            f" {g['tail_consistency']:.2f} / {g['precision']:.2f} / {g['near_copy_rate']:.2f}" if g.get("tail_consistency") is not None else "")
+        acc = _ci(r["accuracy"], r["accuracy_ci95"], ".1f")
+        mf1 = _ci(r["minority_f1"], r["minority_f1_ci95"], ".3f")
         conv = "—" if r["converged"] is None or r["accuracy"] is None else ("yes" if r["converged"] else "no") + (
-            f" ({r['last_doubling_gain']:+.2f})" if r["last_doubling_gain"] is not None else "")
-        mf1 = "—" if r["minority_f1"] is None else f"{r['minority_f1']:.3f}"
-        vs = [r["vs"].get(ref, {}).get("words", "—") if ref != r["method"] else "(itself)" for ref in ("none", "oversample")]
-        body.append(f"| {r['method']} | {r['state']} | {acc} | {mf1} | {conv} | {gate} | {vs[0]} | {vs[1]} |")
-    return head + "\n".join(body)
+            f" ({r['last_doubling_gain']:+.2f} / {_f(r.get('last_doubling_gain_minority'), '+.3f')})" if r["last_doubling_gain"] is not None else "")
+        gate = "—" if r["accuracy"] is None else _gate_cell(r["gate"])
+        if r.get("real_images"):
+            gate += f"; {r['real_images']}"
+        body.append(f"| {r['method']} | {r['state']} | {acc} | {mf1} | {conv} | {gate} |")
+    refs = [ref for ref in ("none", "oversample", "real") if any(ref in r["vs"] for r in lines)]
+    head2 = ("| method | " + " | ".join(f"vs {ref}: accuracy; minority F1" for ref in refs) + " | share of gap: accuracy; minority F1 |\n|---|"
+             + "---|" * (len(refs) + 1) + "\n")
+    body2 = []
+    for r in lines:
+        cells = []
+        for ref in refs:
+            v = r["vs"].get(ref)
+            cells.append("(itself)" if ref == r["method"] else "—" if v is None else
+                         f"{_f(v['diff_pts'], '+.2f')} pts, {v['words']}; {_f(v['minority_f1']['diff'], '+.3f')}, {v['minority_f1']['words']}")
+        sog = r.get("share_of_gap") or {}
+        share = "; ".join((sog.get(m) or {}).get("text") or "—" for m in ENDPOINTS) if sog else "—"
+        body2.append(f"| {r['method']} | " + " | ".join(cells) + f" | {share} |")
+    return head + "\n".join(body) + "\n\nVerdicts (test split; Holm over both endpoints) and the share of the gap closed:\n\n" + head2 + "\n".join(body2)
 
 
 def curve_table(lines: list[dict]) -> str:
-    """Accuracy (%) at every point of the budget curves, one line per row."""
+    """Accuracy (%) and minority F1 at every point of the budget curves (the split the curves read), one line per row."""
     steps = next((([p["steps"] for p in r["curve"]]) for r in lines if r["curve"]), [])
     head = "| method | " + " | ".join(f"{s} steps" for s in steps) + " |\n|---|" + "---|" * len(steps) + "\n"
-    return head + "\n".join(f"| {r['method']} | " + " | ".join(f"{p['accuracy']:.2f}" for p in r["curve"]) + " |" for r in lines if r["curve"])
+    return head + "\n".join(f"| {r['method']} | " + " | ".join(f"{p['accuracy']:.2f} / {_f(p.get('minority_f1'))}" for p in r["curve"]) + " |"
+                            for r in lines if r["curve"])
 
 
 def record(name: str, out: Path, wall_s: float, command: str) -> Path:
     res = json.loads((out / "results.json").read_text())
     lines = summarise(res)
+    split = next((r["curve_split"] for r in lines if r.get("curve_split")), "test")
     return write_result(name, {"criteria": criteria(res, wall_s), "rows": lines, "notes": res["notes"], "cells": res["cells"]},
-                        markdown=markdown(lines) + "\n\nBudget curves, accuracy (%), mean over seeds:\n\n" + curve_table(lines), command=command)
+                        markdown=markdown(lines) + f"\n\nBudget curves ({split} split), accuracy % / minority F1, mean over seeds:\n\n" + curve_table(lines), command=command)
 
 
 def run(name: str, out: Path, preset: str | None, config: str | None) -> Path:

@@ -1,0 +1,93 @@
+"""bench/quick_answers.py keeps issue 25's rows: both endpoints, real's gate figures, the share of the gap."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.quick_answers import criteria, markdown, summarise  # noqa: E402
+
+
+def _vs(diff, p_holm, verdict, mdiff, mp, mverdict, mirrored=False):
+    out = {"diff_mean": diff, "p_holm": p_holm, "mde": 0.02 if p_holm is not None else None, "verdict": verdict, "sign_changes": False,
+           "minority_f1": {"metric": "minority_f1", "diff_mean": mdiff, "p_holm": mp, "mde": 0.05 if mp is not None else None,
+                           "verdict": mverdict}}
+    if mirrored:
+        out["mirrored"] = True
+    return out
+
+
+def _gate(passed, tc, prec, real_tc, real_prec, failed=()):
+    return {"passed": passed, "tail": ["0", "1", "2"], "tail_consistency": tc, "precision": prec, "near_copy_rate": 0.01,
+            "real_tail_consistency": real_tc, "real_precision": real_prec, "failed_seeds": list(failed), "images": "the whole fill",
+            "rule": "every seed", "per_seed": {"0": {"passed": passed, "tail_consistency": tc, "precision": prec}}}
+
+
+def _row(method, fill, acc, mf1, vs, gate=None, share=None, **extra):
+    return {"method": method, "fill": fill, "partial": False, "state": "ok", "n_seeds": 5, "steps": 500,
+            "accuracy": {"mean": acc, "ci95": [acc - 0.01, acc + 0.01]}, "minority_f1": {"mean": mf1, "ci95": [mf1 - 0.02, mf1 + 0.02]},
+            "minority_classes": [0, 1, 2], "converged": True, "curve_last_gain": 0.004, "curve_last_gain_minority": 0.01,
+            "curve_split": "validation", "curve": [{"steps": 250, "accuracy": acc - 0.004, "minority_f1": mf1 - 0.01}],
+            "gate": gate, "vs": vs, **({"share_of_gap": share} if share else {}), **extra}
+
+
+NA = {"share": None, "ci95": None, "detected": False, "text": "n/a (real − none not detected)"}
+
+
+def _study():
+    rows = [
+        _row("none", "none", 0.98, 0.985, {"oversample": _vs(-0.002, 1.0, "inconclusive", 0.001, 1.0, "inconclusive"),
+                                           "real": _vs(-0.003, 0.9, "inconclusive", -0.004, 0.8, "inconclusive")}),
+        _row("oversample", "oversample", 0.982, 0.984, {"none": _vs(0.002, 1.0, "inconclusive", -0.001, 1.0, "inconclusive", mirrored=True),
+                                                        "real": _vs(-0.001, 1.0, "inconclusive", -0.005, 1.0, "inconclusive")},
+             share={"accuracy": NA, "minority_f1": NA}),
+        _row("cfg-w0.1", "cfg", 0.97, 0.96, {"none": _vs(-0.01, 0.01, "worse", -0.025, None, "below gate"),
+                                             "oversample": _vs(-0.012, None, "below gate", -0.02, None, "below gate")},
+             gate=_gate(False, 0.91, 0.55, 0.97, 0.70, failed=["3"]), share={"accuracy": NA, "minority_f1": NA}),
+        _row("real", "real", 0.983, 0.989, {"none": _vs(0.003, 0.9, "inconclusive", 0.004, 0.8, "inconclusive", mirrored=True),
+                                            "oversample": _vs(0.001, 1.0, "inconclusive", 0.005, 1.0, "inconclusive", mirrored=True)},
+             gate=_gate(True, 0.97, 0.71, 0.96, 0.70), real_images={"text": "all 566 real images it needed"}),
+    ]
+    return {"rows": rows, "state": "done"}
+
+
+def test_summarise_keeps_both_endpoints_real_gate_figures_and_shares():
+    lines = {r["method"]: r for r in summarise(_study())}
+    assert lines["none"]["accuracy"] == 98.0 and lines["none"]["minority_f1"] == 0.985
+    assert lines["none"]["minority_f1_ci95"] == [0.965, 1.005]
+    v = lines["cfg-w0.1"]["vs"]["none"]
+    assert (v["diff_pts"], v["verdict"], v["minority_f1"]["diff"], v["minority_f1"]["verdict"]) == (-1.0, "worse", -0.025, "below gate")
+    assert v["minority_f1"]["words"].startswith("below gate")
+    g = lines["cfg-w0.1"]["gate"]
+    assert (g["real_tail_consistency"], g["real_precision"], g["failed_seeds"]) == (0.97, 0.70, ["3"])
+    assert lines["oversample"]["share_of_gap"]["minority_f1"]["text"] == "n/a (real − none not detected)"
+    assert lines["real"]["real_images"] == "all 566 real images it needed"
+    assert lines["none"]["curve"] == [{"steps": 250, "accuracy": 97.6, "minority_f1": 0.975}]
+
+
+def test_criteria_count_each_unordered_pair_once_and_read_real_minus_none():
+    c = criteria(_study(), 700.0)
+    assert c["within_15_min"] is True and c["wall_s"] == 700.0
+    # unmirrored entries: none→oversample, none→real, oversample→real, cfg→none, cfg→oversample = 5 pairs
+    assert c["n_pairs"] == 5
+    assert c["holm_accuracy"] == 4 and c["holm_minority_f1"] == 3  # cfg→oversample (both) and cfg→none (minority) are below gate
+    assert c["minority_verdicts_in_holm"] is True
+    assert c["real_row"] is True and c["real_gate_passed"] is True and c["curves_on_validation"] is True
+    assert c["real_minus_none"]["accuracy"] == {"diff": 0.3, "verdict": "inconclusive", "words": "inconclusive (could not detect < 2.0 pts)",
+                                                "detected": False}
+    assert c["real_minus_none"]["minority_f1"]["diff"] == 0.004 and c["real_minus_none"]["minority_f1"]["detected"] is False
+    assert c["shares_of_gap"]["oversample"] == {"accuracy": "n/a (real − none not detected)", "minority_f1": "n/a (real − none not detected)"}
+    assert c["any_share_stated"] is False and c["a_cfg_fill_passes"] is False and c["none_minority_f1"] == 0.985
+    assert criteria(_study(), 901.0)["within_15_min"] is False
+
+
+def test_markdown_shows_the_gate_beside_reals_and_both_verdicts():
+    md = markdown(summarise(_study()))
+    assert "| cfg-w0.1 | ok | 97.0 [96.0, 98.0] | 0.960 [0.940, 0.980] | yes (+0.40 / +0.010) | ✗ 0.91 / 0.55 / 0.01 (real 0.97 / 0.70); failed seeds 3 |" in md
+    assert "✓ 0.97 / 0.71 / 0.01 (real 0.96 / 0.70); all 566 real images it needed" in md
+    assert "-1.00 pts, worse (p_holm = 0.01); -0.025, below gate" in md
+    assert "| n/a (real − none not detected); n/a (real − none not detected) |" in md
+    assert "vs real: accuracy; minority F1" in md
