@@ -102,6 +102,7 @@ def measure(cfg, seeds: list[int], root: Path, device: str = "cpu") -> dict:
                   "train_s": round(judge_s, 1), "device": device},
         "extractor": {"label": ex.label, "note": ctx.extractor_note}, "dataset_load_s": round(load_s, 1),
         "per_seed": lines, "n_passed": n_pass, "n_seeds": len(lines), "passes_4_of_5": n_pass >= 4 and len(lines) == 5,
+        "status": "met" if n_pass >= 4 and len(lines) == 5 else f"not met ({n_pass} of {len(lines)} seeds)",
         "row_gate_passed": row["passed"], "failed_seeds": row.get("failed_seeds"),
         "means": {k: row.get(k) for k in FIGURES},
     }
