@@ -5,7 +5,7 @@ same study at 4× the steps side by side.
     flock /tmp/lab-heavy.lock .venv/bin/python bench/quick_answers.py run --name quick_answers --preset quick --out /tmp/q
     flock /tmp/lab-heavy.lock .venv/bin/python bench/quick_answers.py run --name quick_4x --config studies/quick-4x.toml --out /tmp/q4
     # a finished folder, recorded with the wall time measured around it (no training)
-    .venv/bin/python bench/quick_answers.py record --name quick_answers --out /tmp/q --wall 780 --command "..."
+    .venv/bin/python bench/quick_answers.py record --name quick_answers --out /tmp/q --wall 780 --command "..." [--extra how.json]
     # the two side by side: accuracy moves of none/oversample, every verdict that changes
     .venv/bin/python bench/quick_answers.py compare quick_answers quick_4x
 
@@ -180,11 +180,13 @@ def curve_table(lines: list[dict]) -> str:
                             for r in lines if r["curve"])
 
 
-def record(name: str, out: Path, wall_s: float, command: str) -> Path:
+def record(name: str, out: Path, wall_s: float, command: str, extra: dict | None = None) -> Path:
+    """``extra``: how the measurement went (e.g. a run killed and resumed: its segments), kept as results["measurement"]."""
     res = json.loads((out / "results.json").read_text())
     lines = summarise(res)
     split = next((r["curve_split"] for r in lines if r.get("curve_split")), "test")
-    return write_result(name, {"criteria": criteria(res, wall_s), "rows": lines, "notes": res["notes"], "cells": res["cells"]},
+    return write_result(name, {"criteria": criteria(res, wall_s), "rows": lines, "notes": res["notes"], "cells": res["cells"],
+                               **({"measurement": extra} if extra else {})},
                         markdown=markdown(lines) + f"\n\nBudget curves ({split} split), accuracy % / minority F1, mean over seeds:\n\n" + curve_table(lines), command=command)
 
 
@@ -231,6 +233,7 @@ def main() -> None:
     c.add_argument("--out", required=True, type=Path)
     c.add_argument("--wall", required=True, type=float, help="seconds the study took, measured around it")
     c.add_argument("--command", required=True, help="the command that ran it")
+    c.add_argument("--extra", type=Path, help="a JSON file of how the measurement went, kept as results.measurement")
     m = sub.add_parser("compare")
     m.add_argument("a")
     m.add_argument("b")
@@ -238,7 +241,7 @@ def main() -> None:
     if args.cmd == "run":
         print(run(args.name, args.out, args.preset, args.config))
     elif args.cmd == "record":
-        print(record(args.name, args.out, args.wall, args.command))
+        print(record(args.name, args.out, args.wall, args.command, json.loads(args.extra.read_text()) if args.extra else None))
     else:
         print(compare(args.a, args.b))
 

@@ -1,6 +1,10 @@
 """Do real CIFAR-10 tail images pass the paper preset's calibrated gate? (issue 25 item 6)
 
-    flock /tmp/lab-heavy.lock timeout 900 .venv/bin/python bench/real_gate.py [--data-dir ../shared/data/cifar10] [--seeds 0,1,2,3,4]
+    flock /tmp/lab-heavy.lock timeout 1200 .venv/bin/python bench/real_gate.py [--data-dir ../shared/data/cifar10] [--seeds 0,1,2,3,4]
+
+On the 2-core CPU (2026-12-07): ≈ 3 min to decode CIFAR-10 and train the judge, then ≈ 2.9 min a seed (the
+fill's novelty and gate over ~16,700 real images), ≈ 17 min for 5 seeds. The results file is rewritten after
+every seed ("complete": false until the last), so a run stopped by its time limit keeps what it measured.
 
 The paper preset's data exactly as a study builds it (core.study.presets "paper": CIFAR-10, 500
 images per class reserved for the judge, a 10 % validation split, counts 400·(i+1), target 4000,
@@ -34,6 +38,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.record import write_result  # noqa: E402
+
 FIGURES = ("tail_consistency", "precision", "near_copy_rate", "real_tail_consistency", "real_precision")
 
 
@@ -65,11 +71,11 @@ def markdown(lines: list[dict]) -> str:
     return head + "\n".join(body)
 
 
-def measure(cfg, seeds: list[int], root: Path, device: str = "cpu") -> dict:
-    """The judge (trained by the study's call, timed) and each seed's gate of the `real` fill, as a study computes them."""
+def measure(cfg, seeds: list[int], root: Path, device: str = "cpu", after_seed=None) -> dict:
+    """The judge (trained by the study's call, timed) and each seed's gate of the `real` fill, as a study computes them.
+    ``after_seed(partial results)`` is called after every seed, so a run stopped by its time limit keeps what it measured."""
     from core.callbacks import Callbacks
     from core.data.pool import real_fill
-    from core.gate import row_gate, thresholds
     from core.study import cells  # the study's own cell code: _Context, _novelty and _gate are what a `real` fill cell runs
 
     cb = Callbacks()
@@ -93,9 +99,17 @@ def measure(cfg, seeds: list[int], root: Path, device: str = "cpu") -> dict:
         lines.append(seed_line(seed, g, {"kept": imbalanced.counts(), "held_out": held.counts(), "fill_part": fill_part.counts(),
                                          "real_used": used, "real_wanted": want, "seconds": round(time.perf_counter() - t0, 1)}))
         print(f"seed {seed}: passed {g.get('passed')}: " + ", ".join(f"{k} {g.get(k)}" for k in FIGURES), flush=True)
+        if after_seed is not None and seed != seeds[-1]:
+            after_seed(_summary(cfg, seeds, per_seed, lines, judge, judge_s, ex, ctx, load_s, device))
+    return _summary(cfg, seeds, per_seed, lines, judge, judge_s, ex, ctx, load_s, device)
+
+
+def _summary(cfg, seeds, per_seed, lines, judge, judge_s, ex, ctx, load_s, device) -> dict:
+    from core.gate import row_gate, thresholds
+
     row = row_gate(per_seed, thresholds(cfg.gate))
     n_pass = sum(r["passed"] is True for r in lines)
-    return {
+    return {"complete": len(lines) == len(seeds),
         "preset": cfg.name, "data_dir": cfg.data.data_dir, "seeds": seeds, "target": cfg.target,
         "calibration_per_class": cfg.calibration_per_class, "thresholds": row.get("thresholds"),
         "judge": {**{k: judge.info.get(k) for k in ("train_source", "train_images", "epochs", "test_accuracy", "judge_per_class")},
@@ -108,6 +122,12 @@ def measure(cfg, seeds: list[int], root: Path, device: str = "cpu") -> dict:
     }
 
 
+def save(res: dict, args) -> Path:
+    return write_result("real_gate", res, markdown=markdown(res["per_seed"]), device="cpu", out_dir=Path(args.out) if args.out else None,
+                        command="python bench/real_gate.py" + (f" --preset {args.preset}" if args.preset != "paper" else "")
+                        + (f" --seeds {args.seeds}" if args.seeds != "0,1,2,3,4" else ""))
+
+
 def main(argv=None) -> int:
     args = parse(argv)
     fresh = Path(tempfile.mkdtemp(prefix="real-gate-"))
@@ -116,7 +136,6 @@ def main(argv=None) -> int:
     os.environ["IMBALANCE_LAB_CACHE"] = str(fresh / "cache")
     import torch
 
-    from bench.record import write_result
     from core.study.presets import preset
 
     torch.manual_seed(0)
@@ -124,13 +143,10 @@ def main(argv=None) -> int:
     if cfg.data.dataset != "digits":
         cfg.data.data_dir = str(Path(args.data_dir).resolve())
     try:
-        res = measure(cfg, [int(s) for s in args.seeds.split(",") if s.strip()], fresh / "study")
+        res = measure(cfg, [int(s) for s in args.seeds.split(",") if s.strip()], fresh / "study", after_seed=lambda r: save(r, args))
     finally:
         shutil.rmtree(fresh, ignore_errors=True)  # the fresh judge, the decoded-dataset cache, the study folder
-    path = write_result("real_gate", res, markdown=markdown(res["per_seed"]), device="cpu", out_dir=Path(args.out) if args.out else None,
-                        command="python bench/real_gate.py" + (f" --preset {args.preset}" if args.preset != "paper" else "")
-                        + (f" --seeds {args.seeds}" if args.seeds != "0,1,2,3,4" else ""))
-    print(path)
+    print(save(res, args))
     print(f"judge: {res['judge']}; real passes on {res['n_passed']} of {res['n_seeds']} seeds")
     return 0
 
