@@ -107,6 +107,12 @@ def test_a_typo_in_each_study_table_is_refused_with_the_nearest_name(tmp_path, o
     ("[classifier]\nsteps = 60", '[classifier]\nsteps = "60"', "[classifier] steps = '60' has the wrong type: it must be a whole number"),
     ("[cfg_train]\nsteps = 4", "[cfg_train]\nsteps = 4.5", "[cfg_train] steps = 4.5 has the wrong type: it must be a whole number"),
     ('cfg_ws = [0.1]', 'cfg_ws = 0.1', "study cfg_ws = 0.1 has the wrong type: it must be a list"),
+    # each entry of a list has its type (issue 28's input sweep: counts = ["12"] and [true] started a study)
+    ('counts = [2, 3', 'counts = ["2", 3', "[data] counts = '2' has the wrong type: it must be a whole number"),
+    ('counts = [2, 3', 'counts = [true, 3', "[data] counts = True has the wrong type: it must be a whole number"),
+    ("seeds = [0]", "seeds = [true]", "study seeds = True has the wrong type: it must be a whole number"),
+    ('cfg_ws = [0.1]', 'cfg_ws = ["0.1"]', "study cfg_ws = '0.1' has the wrong type: it must be a number"),
+    ('methods = [', 'methods = [1, ', "study methods = 1 has the wrong type: it must be text"),
 ])
 def test_every_nested_value_is_checked_against_the_one_table(tmp_path, old, new, message):
     with pytest.raises(ConfigError) as e:
