@@ -38,7 +38,7 @@ PROBE = "import torch, streamlit, PIL; from streamlit.testing.v1 import AppTest;
 
 
 def _pytest(test_file: str, env: dict, ulimit_kb: int | None = None) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test_file]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--timeout", "2400", test_file]  # every case: past pytest.ini's 900 s
     if ulimit_kb:
         cmd = ["bash", "-c", f"ulimit -v {ulimit_kb} && exec \"$@\"", "bash", *cmd]
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)

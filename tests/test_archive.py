@@ -142,3 +142,16 @@ def test_an_entry_the_disk_cannot_hold_is_a_data_error_and_leaves_nothing(tmp_pa
         with pytest.raises(DataError, match="could not be extracted"):
             extract_zip(z, tmp_path / "cache")
         assert _nothing_extracted(tmp_path / "cache")
+
+
+def test_backslash_escapes_and_an_archive_without_files_are_refused_cleanly(tmp_path):
+    """Issue 28's sweep: '..\\\\..\\\\x' (an escape on Windows) was taken; a zip with no entries raised
+    FileNotFoundError through the page (the folder it renames was never made)."""
+    png = write_image(tmp_path / "x.png").read_bytes()
+    for bad in ("..\\..\\evil.png", "data/a/..\\..\\..\\evil.png"):
+        z = _zip(tmp_path / "bs.zip", {"data/a/0.png": png, bad: png})
+        with pytest.raises(DataError, match="points outside the extraction folder"):
+            extract_zip(z, tmp_path / "cache")
+        assert _nothing_extracted(tmp_path / "cache")
+    root = extract_zip(_zip(tmp_path / "empty.zip", {}), tmp_path / "cache")
+    assert root.is_dir() and not [p for p in root.iterdir() if not p.name.startswith(".")]  # only the .extracted mark

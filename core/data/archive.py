@@ -60,8 +60,9 @@ def _check_entries(zf: zipfile.ZipFile, dest: Path, label: str, limits: ZipLimit
     total = 0
     for info in infos:
         name = info.filename
-        target = (dest / name).resolve()
-        if name.startswith(("/", "\\")) or ":" in name.split("/")[0] or not target.is_relative_to(dest):
+        posix = name.replace("\\", "/")  # a backslash separates folders on Windows: "..\\x" escapes there
+        target = (dest / posix).resolve()
+        if posix.startswith("/") or ":" in posix.split("/")[0] or not target.is_relative_to(dest):
             raise DataError(f"Zip entry '{name}' in {label} points outside the extraction folder; the archive was rejected and nothing was extracted.", FIX)
         if (info.external_attr >> 16) & 0o170000 == 0o120000:
             raise DataError(f"Zip entry '{name}' in {label} is a symbolic link; links are not accepted.", "Zip real files only.")
@@ -116,6 +117,7 @@ def extract_zip(zip_path: str | Path, cache_root: Path, limits: ZipLimits | None
             with zipfile.ZipFile(zip_path) as zf:
                 _check_entries(zf, dest, label, limits)
                 shutil.rmtree(tmp, ignore_errors=True)
+                tmp.mkdir(parents=True)  # an archive with no files still gives a (empty) folder, which loading then refuses
                 _extract_counted(zf, tmp, label, limits)
         except zipfile.BadZipFile as exc:
             shutil.rmtree(tmp, ignore_errors=True)
