@@ -125,7 +125,9 @@ def check_value(where: str, key: str, value, annotation, table: str | None = Non
         if kinds & {"dict", "Any"} or not kinds & {"int", "float", "str", "bool", "list", "None"}:
             return value  # a nested table (data): checked by its own table
         raise _type_error(where, key, value, kinds)
-    return value
+    if "Any" in kinds:
+        return value
+    raise _type_error(where, key, value, kinds)  # a TOML date or time, or anything else no field takes
 
 
 def _item_kind(annotation) -> str | None:

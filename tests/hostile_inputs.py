@@ -134,11 +134,14 @@ def study_cases() -> list[Case]:
                     ("metrics.extra", 1), ("data", "digits"), ("classifier", 5), ("cfg_train", [1, 2]), ("method_params", "mixup"),
                     ("classifier_overrides", 3), ("gate", "off"), ("methods", "none"), ("seeds", "0"), ("seeds", [0.5]),
                     ("seeds", [True]), ("seeds", []), ("seeds", [0, 0]), ("methods", []), ("methods", ["none"] * 200),
-                    ("classifiers", ["resnet1000"]), ("classifiers", ["small"] * 50), ("cfg_ws", []), ("budget", "forever"),
+                    ("classifiers", ["resnet1000"]), ("classifiers", ["small"] * 50), ("budget", "forever"),
                     ("extractor", "../../etc/passwd"), ("data.dataset", "../../etc"), ("data.profile", "x" * 5000),
-                    ("calibration_per_class", -1), ("calibration_per_class", 2**63 - 1), ("converged_gain_minority", math.nan),
-                    ("name", 123), ("compare_to", [1, 2]), ("data.counts", [1] * 20000)]:
+                    ("calibration_per_class", -1), ("converged_gain_minority", math.nan),
+                    ("name", 123), ("compare_to", [1, 2])]:
         add(f"bad key or type: {path} = {str(v)[:30]}", _with(path, v))
+    # odd but harmless: may be taken (a valid study; calibration is capped at half the dropped images; counts unused by this profile)
+    for path, v in [("cfg_ws", []), ("calibration_per_class", 2**63 - 1), ("data.counts", [1] * 20000)]:
+        add(f"odd value: {path} = {str(v)[:30]}", _with(path, v), None)
     # paths outside the roots (data folders, SD models)
     for p in ["/", "/etc", "/proc/self", "~", "..", "../../../..", "/tmp", f"/tmp/{ESCAPE}", "/dev/zero", "\0/etc", "a" * 5000,
               "file:///etc", "/work/shared/data/cifar10"]:
@@ -159,7 +162,7 @@ def study_cases() -> list[Case]:
         add(f"nested arrays, depth {depth}", "x = " + "[" * depth + "]" * depth + "\n")
         add(f"nested inline tables, depth {depth}", "x = " + "{a = " * depth + "1" + "}" * depth + "\n")
         add(f"dotted table depth {depth}", "[" + ".".join(["a"] * depth) + "]\nb = 1\n")
-    add("65 KB of comments", "#" + "x" * 65_000 + "\n" + to_toml(BASE))
+    add("70 KB of comments (past the 64 KB a study file may have)", "#" + "x" * 70_000 + "\n" + to_toml(BASE))
     add("10 MB of spaces", b" " * 10_000_000 + to_toml(BASE).encode())
     add("4000 unknown keys", "".join(f"k{i} = {i}\n" for i in range(4000)))
     add("one 60 KB string", _with("name", "n" * 60_000))

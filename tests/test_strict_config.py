@@ -241,3 +241,19 @@ def test_meta_keys_agree_with_the_runs_module():
 
 def test_nearest_needs_a_close_name():
     assert nearest("stepz", ["steps", "batch_size"]) == "steps" and nearest("zzz", ["steps"]) is None
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"\xff\xfe\x00name = 1\n", "is not UTF-8 text (invalid start byte at byte 0)"),
+    (b"x = " + b"[" * 1000 + b"]" * 1000 + b"\n", "nests arrays or tables too deeply to read"),
+    (b"x = " + b"{a = " * 1000 + b"1" + b"}" * 1000 + b"\n", "nests arrays or tables too deeply to read"),
+    (STUDY.replace("seeds = [0]", "seeds = [0]\nfixed_subset = 1979-05-27").encode(), "fixed_subset = datetime.date(1979, 5, 27) has the wrong type"),
+])
+def test_files_that_are_not_study_tables_are_config_errors(data, message):
+    """Issue 28's upload sweep: these raised UnicodeDecodeError and RecursionError through the Study page (an
+    exception box), and a TOML date passed every type check."""
+    from core.study_start import from_upload
+
+    with pytest.raises(ConfigError) as e:
+        from_upload("s.toml", data)
+    assert message in str(e.value)
