@@ -165,7 +165,7 @@ def study_cases() -> list[Case]:
     add("70 KB of comments (past the 64 KB a study file may have)", "#" + "x" * 70_000 + "\n" + to_toml(BASE))
     add("10 MB of spaces", b" " * 10_000_000 + to_toml(BASE).encode())
     add("4000 unknown keys", "".join(f"k{i} = {i}\n" for i in range(4000)))
-    add("one 60 KB string", _with("name", "n" * 60_000))
+    add("a 60 KB name (cut to 40 characters in the folder name)", _with("name", "n" * 60_000), None)
     add("empty file", b"", None)
     add("not UTF-8", b"\xff\xfe\x00name = 1\n\x80\x81")
     add("UTF-8 BOM", b"\xef\xbb\xbf" + to_toml(BASE).encode())

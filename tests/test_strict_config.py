@@ -248,6 +248,7 @@ def test_nearest_needs_a_close_name():
     (b"x = " + b"[" * 1000 + b"]" * 1000 + b"\n", "nests arrays or tables too deeply to read"),
     (b"x = " + b"{a = " * 1000 + b"1" + b"}" * 1000 + b"\n", "nests arrays or tables too deeply to read"),
     (STUDY.replace("seeds = [0]", "seeds = [0]\nfixed_subset = 1979-05-27").encode(), "fixed_subset = datetime.date(1979, 5, 27) has the wrong type"),
+    (STUDY.replace('profile = "custom"', 'profile = "xxxx"').encode(), "Unknown profile 'xxxx'"),  # started, then every cell failed
 ])
 def test_files_that_are_not_study_tables_are_config_errors(data, message):
     """Issue 28's upload sweep: these raised UnicodeDecodeError and RecursionError through the Study page (an

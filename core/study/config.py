@@ -143,6 +143,12 @@ class StudyConfig(JobConfig):  # its from_dict below is strict: a study file mus
 
         if self.data.dataset not in DATASETS:
             raise ConfigError(f"Unknown dataset '{self.data.dataset}'.", f"Choose one of: {', '.join(DATASETS)}.")
+        from core.data.profiles import ORDERS, PROFILES
+
+        if self.data.profile not in PROFILES:  # else the study starts and each cell fails on it
+            raise ConfigError(f"Unknown profile '{str(self.data.profile)[:40]}'.", f"Choose one of: {', '.join(PROFILES)}.")
+        if self.data.minority_order not in ORDERS:
+            raise ConfigError(f"Unknown minority_order '{str(self.data.minority_order)[:40]}'.", f"Choose one of: {', '.join(ORDERS)}.")
         if not self.methods:
             raise ConfigError("No methods given.", f"Choose from: {', '.join(STUDY_METHODS)}.")
         for m in self.methods:
