@@ -409,7 +409,9 @@ def job_panel(run_id: str, key: str, show_curve: bool = True, show_preview: bool
                 st.toast(f"Cancelling {run_id}: it saves a checkpoint at its next step.")
             except LabError as exc:
                 st.error(str(exc))
-    elif state in RESUMABLE and run.kind in (CFG_KIND, CLS_KIND) and may_resume(run.owner):
+    elif state in RESUMABLE and run.kind in (CFG_KIND, CLS_KIND) and not may_resume(run.owner):
+        st.caption("Started by someone else: only its owner can resume it.")  # a teacher reads it; the Study page says the same
+    elif state in RESUMABLE and run.kind in (CFG_KIND, CLS_KIND):
         if st.button("Resume", key=f"{key}-resume-{run_id}"):
             try:
                 mgr.resume(run_id, owner=resume_owner())

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 from typing import Iterable
 
 from core.bounds import CONFIG_BOUNDS
@@ -113,6 +114,9 @@ def check_value(where: str, key: str, value, annotation, table: str | None = Non
     if isinstance(value, (list, tuple)):
         if not kinds & {"list", "tuple", "Any"}:
             raise _type_error(where, key, value, kinds)
+        inner = _item_kind(annotation)  # list[int] -> "int": each entry of that type, as a scalar field would be
+        if inner is not None:
+            return [check_value(where, key, v, inner, table) if v is not None else _none_in_list(where, key, inner) for v in value]
         for v in value:
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 _check_range(where, key, v, table)
@@ -121,7 +125,19 @@ def check_value(where: str, key: str, value, annotation, table: str | None = Non
         if kinds & {"dict", "Any"} or not kinds & {"int", "float", "str", "bool", "list", "None"}:
             return value  # a nested table (data): checked by its own table
         raise _type_error(where, key, value, kinds)
-    return value
+    if "Any" in kinds:
+        return value
+    raise _type_error(where, key, value, kinds)  # a TOML date or time, or anything else no field takes
+
+
+def _item_kind(annotation) -> str | None:
+    """The entry type of a ``list[int]``-like annotation (int, float or str), else None."""
+    m = re.search(r"list\[(int|float|str)\]", annotation if isinstance(annotation, str) else str(annotation))
+    return m.group(1) if m else None
+
+
+def _none_in_list(where: str, key: str, inner: str):
+    raise _type_error(where, key, None, {inner})
 
 
 def _check_range(where: str, key: str, value: float, table: str | None) -> None:

@@ -99,6 +99,9 @@ def check_data_dir(path: str | os.PathLike | None, roots: list[Path] | None = No
     """
     if path is None or str(path).strip() == "":
         return
+    if "\0" in str(path):  # no file system takes it (os.stat raises ValueError): refused as a path, not a crash
+        raise DataError(f"The folder {str(path)[:80]!r} holds a NUL character, so it names no folder; nothing was opened.",
+                        "Type the folder's path without control characters.")
     roots = data_roots() if roots is None else roots
     if shared and private_folder(path, own):
         raise DataError(f"The folder '{path}' is in the server's cache, outside your own uploads, so nothing in it was opened.",

@@ -19,7 +19,7 @@ from core import admission
 from core.data import budget
 from core.errors import ConfigError, DataError
 from core.jobs import JobManager
-from tests.helpers import make_folder
+from tests.helpers import make_folder, write_image
 
 ROOT = Path(__file__).resolve().parent.parent
 BOMB_SIDE = 6000  # 36 MP per image: a ~40 KB PNG of zeros
@@ -149,3 +149,15 @@ def test_each_identity_has_a_step_budget_in_the_manager(tmp_path):
     finally:
         release.set()
         mgr.shutdown()
+
+
+def test_a_header_past_pillows_own_limit_is_refused_not_skipped(tmp_path):
+    """Issue 28: Pillow's DecompressionBombError (past 2 × its MAX_IMAGE_PIXELS) was taken as an unreadable file and
+    skipped; the per-image cap is the bound, so the upload is refused."""
+    from tests.hostile_inputs import png, zip_of
+
+    good = {f"d/{c}/{i}.png": write_image(tmp_path / f"{c}{i}.png").read_bytes() for c in "ab" for i in range(2)}
+    z = tmp_path / "bomb.zip"
+    z.write_bytes(zip_of({**good, "d/a/big.png": png(20_000, 20_000)}))
+    with pytest.raises(DataError, match="more pixels than Pillow opens"):
+        budget.estimate("imagefolder", str(z), None)

@@ -95,6 +95,7 @@ def test_each_person_sees_and_changes_only_their_own_runs_and_the_teacher_reads_
             manager().resume(run.id, owner=who)
     teach.switch_page("app_pages/train.py").run()
     assert not [b for b in teach.button if b.label == "Resume"]
+    assert any("only its owner can resume" in c.value for c in teach.caption), [c.value for c in teach.caption]
     job = manager().resume(run.id, owner="alice")
     assert job.owner == "alice" and Run(run.path).owner == "alice"
 

@@ -106,3 +106,52 @@ def test_pixel_bomb_image_is_a_skipped_file_with_its_reason(tmp_path, monkeypatc
     reasons = {Path(p).name: r for p, r in ds.skipped}
     assert "bomb.png" in reasons and "1200x1000 pixels is over the limit of 1,000,000" in reasons["bomb.png"]
     assert len(ds.train) + len(ds.test) == 8
+
+
+def _patched(data: bytes, edits) -> bytes:
+    """The zip with, in every local and central header, ``edits(buf, header_offset, is_central)`` applied."""
+    buf = bytearray(data)
+    for sig, central in ((b"PK\x03\x04", False), (b"PK\x01\x02", True)):
+        at = buf.find(sig)
+        while at >= 0:
+            edits(buf, at, central)
+            at = buf.find(sig, at + 4)
+    return bytes(buf)
+
+
+@pytest.mark.parametrize("what, edit, match", [
+    ("encrypted", lambda b, at, c: b.__setitem__(at + (8 if c else 6), b[at + (8 if c else 6)] | 1), "is encrypted"),
+    ("AES (method 99)", lambda b, at, c: b.__setitem__(at + (10 if c else 8), 99), "compression method 99"),
+])
+def test_entries_python_cannot_read_are_refused_before_writing(tmp_path, what, edit, match):
+    """Issue 28: these raised RuntimeError / NotImplementedError through the Dataset page (an exception box)."""
+    raw = _zip(tmp_path / "ok.zip", {"d/a/0.png": write_image(tmp_path / "x.png").read_bytes()}, zipfile.ZIP_STORED).read_bytes()
+    z = tmp_path / "odd.zip"
+    z.write_bytes(_patched(raw, edit))
+    with pytest.raises(DataError, match=match):
+        extract_zip(z, tmp_path / "cache")
+    assert _nothing_extracted(tmp_path / "cache")
+
+
+def test_an_entry_the_disk_cannot_hold_is_a_data_error_and_leaves_nothing(tmp_path):
+    """A 300-character file name (past the file system's 255) and a file and a folder of one name:
+    OSErrors while extracting, refused with what went wrong."""
+    png = write_image(tmp_path / "x.png").read_bytes()
+    for name, entries in [("long.zip", {"d/a/" + "n" * 300 + ".png": png}), ("clash.zip", {"d/a": b"x", "d/a/0.png": png})]:
+        z = _zip(tmp_path / name, entries)
+        with pytest.raises(DataError, match="could not be extracted"):
+            extract_zip(z, tmp_path / "cache")
+        assert _nothing_extracted(tmp_path / "cache")
+
+
+def test_backslash_escapes_and_an_archive_without_files_are_refused_cleanly(tmp_path):
+    """Issue 28's sweep: '..\\\\..\\\\x' (an escape on Windows) was taken; a zip with no entries raised
+    FileNotFoundError through the page (the folder it renames was never made)."""
+    png = write_image(tmp_path / "x.png").read_bytes()
+    for bad in ("..\\..\\evil.png", "data/a/..\\..\\..\\evil.png"):
+        z = _zip(tmp_path / "bs.zip", {"data/a/0.png": png, bad: png})
+        with pytest.raises(DataError, match="points outside the extraction folder"):
+            extract_zip(z, tmp_path / "cache")
+        assert _nothing_extracted(tmp_path / "cache")
+    root = extract_zip(_zip(tmp_path / "empty.zip", {}), tmp_path / "cache")
+    assert root.is_dir() and not [p for p in root.iterdir() if not p.name.startswith(".")]  # only the .extracted mark

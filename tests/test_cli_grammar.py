@@ -179,3 +179,32 @@ def test_every_readme_command_parses_without_a_deprecation_warning(capsys):
         args = parser.parse_args(argv)
         assert args.command in argv, argv
     assert "warning" not in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------- flag ranges (issue 29)
+@pytest.mark.parametrize("argv, flag", [
+    (["sample", "--n", "0"], "--n 0 is out of range: allowed from 1 to 1,000,000"),
+    (["sample", "--n", "2000000"], "--n 2000000 is out of range"),
+    (["sample", "--seed", "-1"], "--seed -1 is out of range"),
+    (["sample", "--w", "51"], "--w 51.0 is out of range: allowed from 0 to 50"),
+    (["sample", "--guidance-scale", "1e9"], "--w 999999999.0 is out of range"),
+    (["sample", "--w-per-class", "1,nan"], "--w-per-class nan is out of range"),
+    (["sample", "--batch-size", "5000"], "--batch-size 5000 is out of range: allowed from 1 to 1,024"),
+    (["sample", "--sample-steps", "0"], "--sample-steps 0 is out of range"),
+    (["sample", "--w-gamma", "11"], "--w-gamma 11.0 is out of range"),
+    (["trajectory", "--w", "0,99"], "--w 99.0 is out of range: allowed from 0 to 50"),
+    (["trajectory", "--seed", "-5"], "--seed -5 is out of range"),
+    (["sample-sd", "--n", "0"], "--n 0 is out of range"),
+    (["sample-sd", "--resolution", "5000"], "--resolution 5000 is out of range: allowed from 64 to 2,048"),
+    (["sample-sd", "--max-attempts", "0.5"], "--max-attempts 0.5 is out of range"),
+    (["sample-sd", "--image-size", "5000"], "--image-size 5000 is out of range"),
+    (["sample-sd", "--batch-size", "999"], "--batch-size 999 is out of range: allowed from 1 to 256"),
+])
+def test_sample_trajectory_and_sample_sd_flags_keep_the_config_ranges(tmp_path, capsys, argv, flag):
+    """The ranges of core.bounds.CONFIG_BOUNDS (a study's [cfg_sample] and [method_params.sd]), refused before
+    any run or model is opened: a usage error naming the flag and the range."""
+    out = ["--out", str(tmp_path / "o")] + (["--run", str(tmp_path / "no-run")] if argv[0] != "sample-sd" else ["--class-names", "a,b"])
+    assert main(argv + out) == EXIT_USAGE, argv
+    err = capsys.readouterr().err
+    assert flag in err and "Fix:" in err, err
+    assert not (tmp_path / "o").exists()

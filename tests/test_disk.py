@@ -110,3 +110,17 @@ def test_one_decoded_copy_per_split_however_the_fraction_is_spelled(tmp_path, mo
         ds = load_dataset(DataConfig(dataset="imagefolder", data_dir=str(root), test_fraction=tf))
         assert len(ds.test) == 6
     assert len(list((cache_dir() / "datasets").iterdir())) == 1
+
+
+def test_discarding_an_upload_leaves_no_empty_folders_behind(tmp_path, monkeypatch):
+    """Issue 28: after a refused upload its person's folder held empty uploads/ and zips/ folders."""
+    monkeypatch.setenv("IMBALANCE_LAB_CACHE", str(tmp_path / "cache"))
+    me = serving.user_dir("alice")
+    up = me / "uploads" / "abc" / "x.zip"
+    up.parent.mkdir(parents=True)
+    up.write_bytes(b"zip")
+    (me / "zips" / "abc").mkdir(parents=True)
+    keep = serving.user_dir("bob") / "uploads" / "def"
+    keep.mkdir(parents=True)
+    disk.discard_upload(up)
+    assert not me.exists() and keep.is_dir() and cache_dir().is_dir()

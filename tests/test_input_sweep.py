@@ -21,6 +21,7 @@ records how many inputs it tried (INPUT_SWEEP_EXAMPLES, INPUT_SWEEP_LOG, INPUT_S
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -34,6 +35,7 @@ from hypothesis import strategies as hs
 from streamlit.testing.v1 import AppTest
 
 from core import jobs
+from core.jobs.registry import RunnerTable
 from core.data.loading import DATASETS
 from core.errors import LabError
 
@@ -79,23 +81,31 @@ def sweep_env(tmp_path, monkeypatch):
     monkeypatch.setenv("IMBALANCE_LAB_DATA_ROOTS", str(tmp_path / "data"))
     import core.job_runners  # noqa: F401  registers the lab's job kinds
 
-    for kind in list(jobs.RUNNERS):
+    for kind in RunnerTable().kinds():  # every registered kind (RUNNERS holds only the overrides)
         monkeypatch.setitem(jobs.RUNNERS, kind, _refuse)
     if not (tmp_path / "runs").exists():  # a finished CFG model, so the Guidance page shows its form (once per test)
         from tests.helpers import cfg_run
 
         cfg_run(tmp_path / "runs", "cfg-model", "done", 10, 10)
     _fresh.keep = {d.name for d in (tmp_path / "runs").iterdir()}
+    with memory_limit():
+        yield tmp_path
+
+
+@contextlib.contextmanager
+def memory_limit(budget: int = MEMORY_BUDGET):
+    """The process's address space may grow by at most ``budget`` inside (RLIMIT_AS), and its peak RSS too."""
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     vsize = int(Path("/proc/self/statm").read_text().split()[0]) * resource.getpagesize()
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (vsize + MEMORY_BUDGET, hard))
+    limit = vsize + budget if hard == resource.RLIM_INFINITY else min(vsize + budget, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
     try:
-        yield tmp_path
+        yield
     finally:
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
     grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss0
-    assert grown <= MEMORY_BUDGET, f"peak RSS grew by {grown / 2**20:.0f} MB during the sweep (budget {MEMORY_BUDGET >> 20} MB)"
+    assert grown <= budget, f"peak RSS grew by {grown / 2**20:.0f} MB during the sweep (budget {budget >> 20} MB)"
 
 
 def _log(kind: str, inputs: dict, problem: str | None, seconds: float) -> None:

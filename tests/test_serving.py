@@ -41,6 +41,12 @@ def test_inside_roots_compares_whole_path_parts(tree):
     assert not serving.inside_roots(tree, roots)
 
 
+def test_a_path_with_a_nul_is_refused_not_a_crash(tree):
+    """Issue 28's upload sweep: a study's data_dir "\\0/etc" raised ValueError (embedded null byte) on the Study page."""
+    with pytest.raises(DataError, match="NUL character"):
+        serving.check_data_dir(f"{tree}/data/\0/etc", [(tree / "data").resolve()])
+
+
 def test_dotdot_is_resolved_before_the_check(tree):
     roots = [(tree / "data").resolve()]
     assert not serving.inside_roots(f"{tree}/data/../secret", roots)

@@ -107,6 +107,12 @@ def test_a_typo_in_each_study_table_is_refused_with_the_nearest_name(tmp_path, o
     ("[classifier]\nsteps = 60", '[classifier]\nsteps = "60"', "[classifier] steps = '60' has the wrong type: it must be a whole number"),
     ("[cfg_train]\nsteps = 4", "[cfg_train]\nsteps = 4.5", "[cfg_train] steps = 4.5 has the wrong type: it must be a whole number"),
     ('cfg_ws = [0.1]', 'cfg_ws = 0.1', "study cfg_ws = 0.1 has the wrong type: it must be a list"),
+    # each entry of a list has its type (issue 28's input sweep: counts = ["12"] and [true] started a study)
+    ('counts = [2, 3', 'counts = ["2", 3', "[data] counts = '2' has the wrong type: it must be a whole number"),
+    ('counts = [2, 3', 'counts = [true, 3', "[data] counts = True has the wrong type: it must be a whole number"),
+    ("seeds = [0]", "seeds = [true]", "study seeds = True has the wrong type: it must be a whole number"),
+    ('cfg_ws = [0.1]', 'cfg_ws = ["0.1"]', "study cfg_ws = '0.1' has the wrong type: it must be a number"),
+    ('methods = [', 'methods = [1, ', "study methods = 1 has the wrong type: it must be text"),
 ])
 def test_every_nested_value_is_checked_against_the_one_table(tmp_path, old, new, message):
     with pytest.raises(ConfigError) as e:
@@ -235,3 +241,20 @@ def test_meta_keys_agree_with_the_runs_module():
 
 def test_nearest_needs_a_close_name():
     assert nearest("stepz", ["steps", "batch_size"]) == "steps" and nearest("zzz", ["steps"]) is None
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"\xff\xfe\x00name = 1\n", "is not UTF-8 text (invalid start byte at byte 0)"),
+    (b"x = " + b"[" * 1000 + b"]" * 1000 + b"\n", "nests arrays or tables too deeply to read"),
+    (b"x = " + b"{a = " * 1000 + b"1" + b"}" * 1000 + b"\n", "nests arrays or tables too deeply to read"),
+    (STUDY.replace("seeds = [0]", "seeds = [0]\nfixed_subset = 1979-05-27").encode(), "fixed_subset = datetime.date(1979, 5, 27) has the wrong type"),
+    (STUDY.replace('profile = "custom"', 'profile = "xxxx"').encode(), "Unknown profile 'xxxx'"),  # started, then every cell failed
+])
+def test_files_that_are_not_study_tables_are_config_errors(data, message):
+    """Issue 28's upload sweep: these raised UnicodeDecodeError and RecursionError through the Study page (an
+    exception box), and a TOML date passed every type check."""
+    from core.study_start import from_upload
+
+    with pytest.raises(ConfigError) as e:
+        from_upload("s.toml", data)
+    assert message in str(e.value)

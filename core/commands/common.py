@@ -103,3 +103,22 @@ def check_out(out, overwrite: bool, flag: str = "--out") -> None:
 def log_with(args: argparse.Namespace) -> str | None:
     """--log-with as a config value: None for none/absent."""
     return None if args.log_with in (None, "none") else args.log_with
+
+
+def check_flag_ranges(args: argparse.Namespace, flags: dict[str, tuple[str, str]]) -> None:
+    """Each flag's value (None: not given, skipped) inside its range in core.bounds.CONFIG_BOUNDS (``(table, key)``;
+    table "app" reads core.bounds.BOUNDS[key]); a list-valued flag checks each entry. ConfigError naming the
+    flag, the value and the range: the same ranges a config file's keys have."""
+    import math
+
+    from core.bounds import BOUNDS, config_bound
+    from core.errors import ConfigError
+
+    for flag, (table, key) in flags.items():
+        value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
+        b = BOUNDS.get(key) if table == "app" else config_bound(table, key)
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if v is None or b is None:
+                continue
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and b.lo <= v <= b.hi):
+                raise ConfigError(f"{flag} {v} is out of range: allowed {b.text()}.", f"Pass {flag} {b.text()}.")

@@ -8,7 +8,7 @@ import time
 
 from core.data.imageset import ImageSet
 from core.callbacks import ProgressBar
-from core.commands.common import add_json_argument, add_overwrite_argument, add_sample_steps, check_out
+from core.commands.common import add_json_argument, add_overwrite_argument, add_sample_steps, check_flag_ranges, check_out
 from core.commands.config_file import add_config_argument
 from core.diffusion.samplers import DEFAULT_STEPS, SAMPLERS
 from core.errors import ConfigError
@@ -39,6 +39,10 @@ def add_arguments(p) -> None:
     add_config_argument(p, None, config_defaults, known=RECORDED)
 
 
+# each flag's range: a study's [cfg_sample] keys (core.bounds.CONFIG_BOUNDS), images per class and the seed as the app's
+RANGES = {"--n": ("app", "count"), "--seed": ("app", "seed"), "--w": ("cfg_sample", "w"), "--w-per-class": ("cfg_sample", "w_per_class"),
+          "--w-gamma": ("cfg_sample", "w_gamma"), "--w-max": ("cfg_sample", "w_max"), "--sample-steps": ("cfg_sample", "steps"),
+          "--batch-size": ("cfg_sample", "batch_size")}
 RECORDED = ("name", "trained_steps", "w_rule", "count", "counts", "seconds")  # what params.json records besides the settings
 
 
@@ -87,14 +91,13 @@ def run(args: argparse.Namespace) -> int:
             w_per_class = [float(x) for x in args.w_per_class.replace(" ", "").split(",") if x]
         except ValueError:
             raise ConfigError(f"--w-per-class '{args.w_per_class}' is not a comma-separated list of numbers.", "Pass e.g. --w-per-class 4,4,2,1,0,0,0,0,0,0.") from None
+    check_flag_ranges(argparse.Namespace(**{**vars(args), "w": w, "w_per_class": w_per_class}), RANGES)
     gen = CFGGenerator(args.run, w=w, sampler=args.sampler, steps=steps, batch_size=args.batch_size, device=args.device, checkpoint=args.checkpoint,
                        w_per_class=w_per_class, w_gamma=args.w_gamma, w_max=args.w_max)
     specs = [s.strip() for s in args.classes.split(",") if s.strip()] if args.classes else [str(i) for i in range(len(gen.classes))]
     if not specs:
         raise ConfigError("--classes is empty.", "Pass e.g. --classes 0,1 or leave it out for every class.")
     classes = [resolve_class(s, gen.classes) for s in specs]
-    if args.n <= 0:
-        raise ConfigError(f"--n {args.n} must be a positive integer.", "Ask for at least 1 image per class.")
     t0, parts, seeds = time.time(), [], []
     bar = ProgressBar("sample", unit="img", disable=args.verbosity < 0)
     for i, c in enumerate(classes):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from core.atomic import atomic_write_json
 from core.data.loading import DATASETS, DataConfig
-from core.commands.common import add_json_argument, add_overwrite_argument, add_sample_steps
+from core.commands.common import add_json_argument, add_overwrite_argument, add_sample_steps, check_flag_ranges
 from core.commands.config_file import add_config_argument, add_deprecated
 from core.errors import ConfigError
 from core.generators.base import resolve_class
@@ -110,10 +110,11 @@ def _eta_printer(label: str):
 def run(args) -> int:
     from core.generators.sd import SDGenerator, distribution, resolve
 
-    if args.n <= 0:
-        raise ConfigError(f"--n {args.n} must be positive.", "Ask for at least 1 image per class.")
-    if args.image_size is not None and args.image_size < 1:
-        raise ConfigError(f"--image-size {args.image_size} must be positive.", "Use e.g. 32.")
+    # the ranges of a study's [method_params.sd] keys (core.bounds.CONFIG_BOUNDS), images per class, size and seed as the app's
+    check_flag_ranges(args, {"--n": ("app", "count"), "--image-size": ("app", "image_size"), "--seed": ("app", "seed"),
+                             "--w": ("method_params.sd", "w"), "--sample-steps": ("method_params.sd", "steps"),
+                             "--batch-size": ("method_params.sd", "batch_size"), "--resolution": ("method_params.sd", "resolution"),
+                             "--max-attempts": ("method_params.sd", "max_attempts")})
     if args.filter and not args.dataset:
         raise ConfigError("--filter needs --dataset: the judge classifier is trained on that dataset's real images.", "Add --dataset (and --data-dir), or drop --filter.")
     resolve(args.model)  # missing weights fail before a large dataset is decoded

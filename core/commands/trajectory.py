@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from core.commands.common import add_json_argument, add_overwrite_argument, add_sample_steps, check_out
+from core.commands.common import add_json_argument, add_overwrite_argument, add_sample_steps, check_flag_ranges, check_out
 from core.commands.config_file import add_config_argument
 from core.diffusion.samplers import SAMPLERS
 from core.errors import ConfigError
@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     ws = _ws(args.w)
     if not 1 <= args.sample_steps <= MAX_STEPS:
         raise ConfigError(f"--sample-steps {args.sample_steps} is out of range.", f"Use 1 to {MAX_STEPS} sampler steps (25 is the default).")
+    check_flag_ranges(argparse.Namespace(**{**vars(args), "w": ws}), {"--w": ("cfg_sample", "w"), "--seed": ("app", "seed")})
     check_out(args.out, args.overwrite)
     traj, ck, c = run_trajectory_of(args.run, args.class_, ws, seed=args.seed, sampler=args.sampler, steps=args.sample_steps,
                                     device=args.device, checkpoint=args.checkpoint)

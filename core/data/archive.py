@@ -17,12 +17,14 @@ from __future__ import annotations
 import hashlib
 import shutil
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import DataError
 
 FIX = "Re-create the zip from the dataset folder itself (e.g. `cd ROOT && zip -r ../data.zip .`)."
+SUPPORTED = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)  # what Python's zipfile reads
 CHUNK = 1 << 20  # bytes read per step while extracting (the running count is checked after each)
 
 
@@ -58,11 +60,17 @@ def _check_entries(zf: zipfile.ZipFile, dest: Path, label: str, limits: ZipLimit
     total = 0
     for info in infos:
         name = info.filename
-        target = (dest / name).resolve()
-        if name.startswith(("/", "\\")) or ":" in name.split("/")[0] or not target.is_relative_to(dest):
+        posix = name.replace("\\", "/")  # a backslash separates folders on Windows: "..\\x" escapes there
+        target = (dest / posix).resolve()
+        if posix.startswith("/") or ":" in posix.split("/")[0] or not target.is_relative_to(dest):
             raise DataError(f"Zip entry '{name}' in {label} points outside the extraction folder; the archive was rejected and nothing was extracted.", FIX)
         if (info.external_attr >> 16) & 0o170000 == 0o120000:
             raise DataError(f"Zip entry '{name}' in {label} is a symbolic link; links are not accepted.", "Zip real files only.")
+        if info.flag_bits & 0x1:
+            raise DataError(f"Zip entry '{name}' in {label} is encrypted; nothing was extracted.", "Zip the images without a password.")
+        if info.compress_type not in SUPPORTED:
+            raise DataError(f"Zip entry '{name}' in {label} uses compression method {info.compress_type}, which the lab cannot read; "
+                            "nothing was extracted.", "Re-create the zip with the usual (deflate) compression, e.g. `zip -r`.")
         total += info.file_size
         if info.file_size >= limits.ratio_floor and info.file_size > limits.max_ratio * max(1, info.compress_size):
             raise DataError(f"Zip entry '{name}' in {label} expands {info.file_size / max(1, info.compress_size):,.0f}-fold "
@@ -109,10 +117,16 @@ def extract_zip(zip_path: str | Path, cache_root: Path, limits: ZipLimits | None
             with zipfile.ZipFile(zip_path) as zf:
                 _check_entries(zf, dest, label, limits)
                 shutil.rmtree(tmp, ignore_errors=True)
+                tmp.mkdir(parents=True)  # an archive with no files still gives a (empty) folder, which loading then refuses
                 _extract_counted(zf, tmp, label, limits)
         except zipfile.BadZipFile as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             raise DataError(f"{label} is not a valid zip file ({exc}).", "Upload the archive again, or re-create it with `zip -r`.") from exc
+        except (OSError, EOFError, RuntimeError, NotImplementedError, ValueError, zlib.error) as exc:
+            # a corrupt entry (bad data, a name too long for the disk, a file and a folder of one name): the
+            # archive is refused as a whole, with what went wrong, and nothing of it stays
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise DataError(f"{label} could not be extracted ({type(exc).__name__}: {str(exc)[:200]}); nothing of it was kept.", FIX) from exc
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -16,6 +16,7 @@ peak of the loader's own steps (core/data/loading.py), counted in bytes:
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -107,8 +108,12 @@ def _scan(items, label: str, cap: int) -> Headers:
         try:
             with opener() as f, Image.open(f) as im:
                 w, h = im.size
-        except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError):
-            continue  # the loader skips it (and says so)
+        except Image.DecompressionBombError as exc:  # past Pillow's own cap, which is above ours: the cap is the bound, not a skip
+            raise DataError(f"{name} in {label} declares more pixels than Pillow opens ({exc}), far more than this server's per-image "
+                            f"cap of {cap:,} ({PIXELS_VAR}); nothing was loaded.",
+                            "Remove or shrink that image (a small file that decodes to that many pixels is a decompression bomb).") from None
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError, zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError):
+            continue  # the loader skips it (and says so); an unreadable zip entry: extraction refuses the archive
         if w * h > cap:
             raise DataError(f"{name} in {label} declares {w:,}×{h:,} = {w * h:,} pixels, more than this server's per-image cap of "
                             f"{cap:,} ({PIXELS_VAR}); nothing was loaded.",
@@ -132,8 +137,6 @@ def _folder_stats(root: Path, cap: int) -> Headers:
 
 def _zip_stats(path: Path, cap: int) -> Headers | None:
     """Every image header inside a zip, read from the archive without extracting it (None: not a readable zip)."""
-    import zipfile
-
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError):

@@ -143,5 +143,12 @@ def discard_upload(zip_path: str | os.PathLike) -> None:
     if entry is None or entry.parent.name != "uploads":
         return
     shutil.rmtree(entry, ignore_errors=True)
-    for extracted in (entry.parent.parent / "zips").glob(f"{entry.name}*"):
+    zips = entry.parent.parent / "zips"
+    for extracted in zips.glob(f"{entry.name}*"):
         shutil.rmtree(extracted, ignore_errors=True)
+    for folder in (entry.parent, zips, entry.parent.parent):  # the folders it made, when now empty (never the cache itself)
+        if folder.resolve() != cache_dir().resolve():
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (other uploads), or gone
+                pass

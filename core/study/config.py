@@ -120,11 +120,15 @@ class StudyConfig(JobConfig):  # its from_dict below is strict: a study file mus
     def from_toml(cls, path: str | Path) -> "StudyConfig":
         path = Path(path)
         try:
-            raw = tomllib.loads(path.read_text())
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"Study config {path} not found.", "Check the path, or use --study quick.")
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path} is not valid TOML ({exc}).", "Fix the syntax; see studies/quick.toml for an example.")
+        except UnicodeDecodeError as exc:  # a binary file, or another encoding
+            raise ConfigError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}).", "Save the study as a UTF-8 .toml file.") from None
+        except RecursionError:  # tomllib parses nested arrays and inline tables recursively: [[[[...]]]] a few hundred deep
+            raise ConfigError(f"{path} nests arrays or tables too deeply to read.", "A study file nests at most a few levels; see studies/quick.toml.") from None
         metrics = raw.pop("metrics", None)
         if isinstance(metrics, dict):
             check_keys("[metrics]", metrics, ("generation", "extractor"))  # [metrics] generation = true, extractor = "auto"
@@ -139,6 +143,12 @@ class StudyConfig(JobConfig):  # its from_dict below is strict: a study file mus
 
         if self.data.dataset not in DATASETS:
             raise ConfigError(f"Unknown dataset '{self.data.dataset}'.", f"Choose one of: {', '.join(DATASETS)}.")
+        from core.data.profiles import ORDERS, PROFILES
+
+        if self.data.profile not in PROFILES:  # else the study starts and each cell fails on it
+            raise ConfigError(f"Unknown profile '{str(self.data.profile)[:40]}'.", f"Choose one of: {', '.join(PROFILES)}.")
+        if self.data.minority_order not in ORDERS:
+            raise ConfigError(f"Unknown minority_order '{str(self.data.minority_order)[:40]}'.", f"Choose one of: {', '.join(ORDERS)}.")
         if not self.methods:
             raise ConfigError("No methods given.", f"Choose from: {', '.join(STUDY_METHODS)}.")
         for m in self.methods:
