@@ -18,13 +18,14 @@ from core.data import disk
 from core.data.imageset import LoadedDataset
 from core.data.loading import DataConfig, load_dataset
 from core.errors import LabError
-from core.job_runners import CFG_KIND, CLS_KIND  # importing it registers the lab's job kinds with core.jobs
+from core.jobs.runners import CFG_KIND, CLS_KIND  # importing it registers the lab's job kinds with core.jobs
 from core.jobs import INTERACTIVE_LANE, RESUMABLE, Job, JobManager, format_eta
 from core.paths import runs_dir
-from core.runs import Run, list_runs
-from core import viz, workspace
+from core.store.runs import Run, list_runs
+from core.viz import figures as viz
+from core.serving import workspace
 from app_pages._export import chart_config, grid_download
-from core.serving import JobLimits, data_dirs_in
+from core.serving.server import JobLimits, data_dirs_in
 from app_pages._serving import admission_check, admit_job, guard_data, session_id, shared_server, show_notes
 from app_pages._identity import check_dir, may_cancel, may_resume, may_see, owner_key, resume_owner, strict, visible
 
@@ -57,7 +58,7 @@ def _manager(root: str, limits: tuple[int, int, int]) -> JobManager:
     # every job records the browser session that started it, counts against its limits, and
     # has its data checked against the data roots and the memory budget (app_pages/_serving.py)
     # (the signed-in person on a server with a tokens file: app_pages/_identity.py)
-    # memory and compute are admitted server-wide, counting the jobs already admitted (core.admission)
+    # memory and compute are admitted server-wide, counting the jobs already admitted (core.serving.admission)
     return JobManager(root=root, limits=JobLimits(*limits), owner_fn=owner_key, admit=admit_job, budget=admission_check)
 
 
@@ -157,7 +158,7 @@ def remember_form(form: str, values: dict) -> None:
 
 # ---------------------------------------------------------------------- guarded submit
 def set_page(title: str) -> None:
-    """app.py names the page being shown; jobs submitted from it record that page (core.provenance)."""
+    """app.py names the page being shown; jobs submitted from it record that page (core.store.provenance)."""
     st.session_state["_page"] = title
 
 

@@ -9,13 +9,14 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from core import bounds, viz
+from core.settings import bounds
+from core.viz import figures as viz
 from core.data.profiles import most_reduced_classes
 from core.errors import LabError
-from core.job_runners import BALANCED, GENERATED, export_zip, load_imageset
-from core.runs import Run
+from core.jobs.runners import BALANCED, GENERATED, export_zip, load_imageset
+from core.store.runs import Run
 from app_pages._export import chart_config, grid_download
-from core.workspace import same_split
+from core.serving.workspace import same_split
 from app_pages._common import (cfg_model_options, data_cfg, dataset_caption, form_memory, fresh_model_id, job_panel, manager, optional, page_name, poll_every,
                                prepared_or_stop, remember_form, runs_of)
 from app_pages._serving import number

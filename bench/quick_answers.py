@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.record import RESULTS, write_result  # noqa: E402
-from core.stats import describe_verdict  # noqa: E402
+from core.study.stats import describe_verdict  # noqa: E402
 
 LIMIT_S = 15 * 60
 

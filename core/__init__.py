@@ -14,11 +14,11 @@ _ENTRY_POINTS = {
     "DataConfig": "core.data.loading", "load_dataset": "core.data.loading", "prepare": "core.data.loading",
     "CFGTrainConfig": "core.train.cfg", "train_cfg": "core.train.cfg",
     "CFGGenerator": "core.generators.cfg", "save_samples": "core.generators.cfg", "load_samples": "core.generators.cfg",
-    "balanced_train_set": "core.balance",
+    "balanced_train_set": "core.generators.balance",
     "ClassifierConfig": "core.train.classifier", "train_classifier": "core.train.classifier",
-    "StudyConfig": "core.experiment", "run_study": "core.experiment", "load_results": "core.experiment",
-    "study_preset": "core.experiment:preset",
-    "export_generator": "core.export",
+    "StudyConfig": "core.study.config", "run_study": "core.study.run", "load_results": "core.study.run",
+    "study_preset": "core.study.presets:preset",
+    "export_generator": "core.generators.export",
     "Callbacks": "core.callbacks", "ProgressBar": "core.callbacks",
 }
 

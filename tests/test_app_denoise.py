@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.runs import list_runs
+from core.store.runs import list_runs
 from tests.helpers import cfg_run, tiny_cfg_checkpoint
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")

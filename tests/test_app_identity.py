@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import identity, jobs, serving
+from core.serving import identity, server as serving
+from core import jobs
 from core.errors import ConfigError
-from core.runs import Run, list_runs
+from core.store.runs import Run, list_runs
 from tests.helpers import make_folder
 from tests.test_app_serving import _all_text, _blocking, _button
 
@@ -101,7 +102,8 @@ def test_each_person_sees_and_changes_only_their_own_runs_and_the_teacher_reads_
 
 def test_the_study_page_cancels_and_resumes_only_the_owners_study(env, blocking):
     from app_pages._common import manager
-    from core.experiment import KIND, preset
+    from core.study.config import KIND
+    from core.study.presets import preset
 
     other = manager().submit(KIND, preset("quick").to_dict(), name="quick", owner="alice")
     teach = _signed_in("teach")

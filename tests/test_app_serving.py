@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import jobs, serving, workspace
-from core.runs import list_runs
+from core import jobs
+from core.serving import server as serving, workspace
+from core.store.runs import list_runs
 from tests.helpers import make_folder
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")

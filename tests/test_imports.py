@@ -22,10 +22,10 @@ CORE = ROOT / "core"
 
 # (layer, layers it must not import). A layer is a module or package prefix.
 FORBIDDEN = [
-    ("core.diffusion", ("core.generators", "core.train", "core.experiment", "core.study", "core.jobs", "core.job_runners")),
-    ("core.generators", ("core.train", "core.jobs", "core.job_runners", "core.experiment", "core.study", "core.balance")),
-    ("core.train", ("core.balance", "core.generators", "core.jobs", "core.job_runners", "core.experiment", "core.study")),
-    ("core.jobs", ("core.job_runners",)),
+    ("core.diffusion", ("core.generators", "core.train", "core.study", "core.study", "core.jobs", "core.jobs.runners")),
+    ("core.generators", ("core.train", "core.jobs", "core.jobs.runners", "core.study", "core.study", "core.generators.balance")),
+    ("core.train", ("core.generators.balance", "core.generators", "core.jobs", "core.jobs.runners", "core.study", "core.study")),
+    ("core.jobs", ("core.jobs.runners",)),
 ]
 
 

@@ -205,7 +205,7 @@ def test_pip_target_and_zipapp_find_the_app(wheel, tmp_path):
     """`pip install --target` (no venv, no share/ folder) and the same tree zipped: the study files are found."""
     target = tmp_path / "target"
     _run(sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", target, wheel)
-    code = "from core.paths import app_dir; from core.study_start import study_files; print(app_dir()); print(','.join(study_files()))"
+    code = "from core.paths import app_dir; from core.study.start import study_files; print(app_dir()); print(','.join(study_files()))"
     work = tmp_path / "work"
     work.mkdir()
     lines = _run(sys.executable, "-c", code, cwd=work, env={**_clean_env(), "PYTHONPATH": str(target)}).splitlines()

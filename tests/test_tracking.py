@@ -1,13 +1,13 @@
-"""Metrics rows reach TensorBoard and MLflow through the run store's one hook (core.tracking)."""
+"""Metrics rows reach TensorBoard and MLflow through the run store's one hook (core.store.tracking)."""
 
 import json
 
 import pytest
 
-from core import tracking
+from core.store import tracking
 from core.cli import main
 from core.errors import ConfigError
-from core.runs import Run
+from core.store.runs import Run
 
 
 def _tb_scalars(run_dir, tag):
@@ -120,7 +120,7 @@ def test_train_classifier_cli_logs_to_mlflow(tmp_path, mlflow_store):
 
 
 def test_experiment_log_with_reaches_every_training_and_a_resume_keeps_it(tmp_path, monkeypatch):
-    import core.experiment as experiment
+    import core.study.run as experiment
 
     seen = []
     monkeypatch.setattr(experiment, "run_study", lambda cfg, out, cb, executor=None: seen.append(cfg))
@@ -138,7 +138,7 @@ def test_train_page_choice_reaches_the_run_and_its_rows_reach_tensorboard(runs_r
     from streamlit.testing.v1 import AppTest
 
     from core import jobs
-    from core.runs import list_runs
+    from core.store.runs import list_runs
     from tests.test_app_pages import APP, _button, _page, _wait_all, fake_cfg_runner
 
     monkeypatch.setenv("IMBALANCE_LAB_CACHE", str(tmp_path / "cache"))

@@ -1,6 +1,6 @@
 """The job manager: runs the lab's long work in background threads, one queue per device.
 
-Every job is a run folder (``core.runs.Run``): the manager creates it ``queued``, a
+Every job is a run folder (``core.store.runs.Run``): the manager creates it ``queued``, a
 worker thread picks it up, calls the job kind's *runner* with a :class:`JobContext`
 (config, run folder, callbacks, resume flag, device) and records the outcome in
 ``status.json``. Pages only read jobs and runs; nothing here imports Streamlit.
@@ -27,11 +27,11 @@ One concern a module:
 * ``manager``: :class:`JobManager`, which admits jobs and holds the rest. Sessions apart (a
   server shared by a class): a job records its ``owner`` (the browser session that started
   it); ``cancel(run_id, owner=...)`` refuses another owner's job, and ``limits``
-  (core.serving.JobLimits) caps queued-or-running jobs per owner and per server before
+  (core.serving.server.JobLimits) caps queued-or-running jobs per owner and per server before
   anything is created. ``admit`` lets the app refuse a config (data outside its roots) first.
   The CLI and tests build managers without either: unlimited.
 
-Runners are registered by their owner (``core.job_runners`` registers the lab's kinds when
+Runners are registered by their owner (``core.jobs.runners`` registers the lab's kinds when
 imported: whoever builds a manager for real work imports it first) and looked up when the
 job starts; a kind with no runner fails with a message naming it.
 """

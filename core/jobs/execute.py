@@ -16,7 +16,7 @@ from core.jobs.interactive import InteractiveLane
 from core.jobs.job import INTERACTIVE_LANE, Job, JobContext
 from core.jobs.registry import RunnerTable
 from core.jobs.store import JobStore
-from core.runs import META_KEYS
+from core.store.runs import META_KEYS
 
 
 def is_oom(exc: BaseException) -> bool:

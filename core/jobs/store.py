@@ -1,6 +1,6 @@
 """Job records: the manager's table of jobs in memory and each job's ``status.json`` on disk.
 
-Every job is a run folder (``core.runs.Run``). The store writes its state as it moves
+Every job is a run folder (``core.store.runs.Run``). The store writes its state as it moves
 (queued, running, progress, the end) and, on construction of a manager, marks runs found
 ``queued``/``running`` whose owner process (or manager) is gone as ``interrupted``.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 from core.jobs.job import Job
 from core.paths import runs_dir
-from core.runs import ACTIVE, list_runs
+from core.store.runs import ACTIVE, list_runs
 
 _LIVE_MANAGERS: set[str] = set()  # tokens of JobManagers alive in this process
 _STATUS_EVERY_S = 1.0  # how often progress is written to status.json (seconds)
