@@ -75,7 +75,7 @@ def test_rows_go_to_an_mlflow_file_store_and_a_resume_continues_the_same_run(tmp
 
 
 def test_a_killed_runs_mlflow_run_is_ended_when_the_next_process_marks_it_interrupted(tmp_path, mlflow_store):
-    from core.jobs.store import JobStore
+    from core.jobs.records import JobStore
 
     run = Run.create("classifier", {"log_with": "mlflow", "data": {"dataset": "digits"}}, root=tmp_path / "runs")
     run.set_status("running", owner="4194311:gone")  # an owner process that is not alive
