@@ -29,7 +29,7 @@ def guard_data(dataset: str, data_dir: str | None, image_size: int | None, stamp
         _admit_load((dataset, data_dir, image_size, stamp), est)
 
 
-LOADS_HELD = 4  # app_pages/_common._load keeps this many datasets in memory (its max_entries)
+LOADS_HELD = 4  # app_pages/_dataset._load keeps this many datasets in memory (its max_entries)
 
 
 @st.cache_resource(show_spinner=False)
@@ -45,7 +45,7 @@ def held_bytes(but=None) -> int:
 def _admit_load(key, est) -> None:
     """Refuse a load that, with the datasets the app already holds and the jobs already admitted,
     passes the server's memory budget; else count it as held (the oldest beyond LOADS_HELD dropped)."""
-    from app_pages._common import manager  # (here: _common imports this module)
+    from app_pages._manager import manager  # (here: _manager imports this module)
 
     held, limit = _held(), budget_bytes()
     jobs_now = admission.admitted_peak(manager().active())

@@ -17,7 +17,8 @@ from core.generators.registry import build_generator
 from core.data import disk
 from core.viz import figures as viz
 from core.settings import bounds
-from app_pages._common import data_cfg, load, paths_in_use, set_data_cfg
+from app_pages._dataset import data_cfg, load, set_data_cfg
+from app_pages._manager import paths_in_use
 from app_pages._identity import strict, upload_folder
 from app_pages._export import chart_config, grid_download
 from app_pages._serving import number

@@ -12,7 +12,8 @@ from core.viz import figures as viz
 from core.store.provenance import summary_row
 from core.paths import runs_dir
 from core.store.runs import Run, runs_table
-from app_pages._common import manager, visible_runs
+from app_pages._jobs import visible_runs
+from app_pages._manager import manager
 from app_pages._identity import strict
 from app_pages._export import chart_config
 

@@ -17,7 +17,11 @@ from core.study.presets import PRESETS, preset
 from core.jobs import RESUMABLE
 from core.store.runs import ACTIVE, Run
 from core.study.start import BOUNDS, for_shared_server, from_study_file, from_upload, ready, study_files, with_seeds
-from app_pages._common import confirm_pending, data_cfg, manager, poll_every, runs_of, submit_job
+from app_pages._dataset import data_cfg
+from app_pages._forms import confirm_pending, submit_job
+from app_pages._jobs import runs_of
+from app_pages._manager import manager
+from app_pages._polling import poll_every
 from app_pages._identity import may_cancel, may_resume, owner_key, resume_owner, strict
 from app_pages._serving import number
 

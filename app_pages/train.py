@@ -9,8 +9,11 @@ import streamlit as st
 from core.data.loading import DataConfig
 from core.errors import LabError
 from core.jobs.runners import BALANCED, CFG_KIND, CLS_KIND
-from app_pages._common import (confirm_pending, curve_every, job_media, poll_every, run_row, data_cfg, dataset_caption, form_memory, job_panel, manager, optional,
-                               remember_form, runs_of, submit_job, visible_runs)
+from app_pages._dataset import data_cfg, dataset_caption
+from app_pages._forms import confirm_pending, form_memory, optional, remember_form, submit_job
+from app_pages._jobs import job_media, run_row, job_panel, runs_of, visible_runs
+from app_pages._manager import manager
+from app_pages._polling import curve_every, poll_every
 from app_pages._serving import number
 
 st.title("Train")

@@ -50,7 +50,7 @@ def _button(at: AppTest, label: str):
 
 
 def _manager():
-    from app_pages._common import manager
+    from app_pages._manager import manager
 
     return manager()
 

@@ -182,7 +182,7 @@ def test_wheel_install_puts_data_in_the_working_directory_and_runs_the_app(wheel
     assert lines[1:4] == [str(work / "runs"), str(work / "models"), str(work / ".cache")]
     app = Path(lines[4])
     assert app == Path(lines[0]).parent / "_app"  # package data beside the code, found through importlib.resources
-    for f in ("app.py", "app_pages/results.py", "app_pages/_common.py", ".streamlit/config.toml", "studies/quick.toml"):
+    for f in ("app.py", "app_pages/results.py", "app_pages/_jobs.py", ".streamlit/config.toml", "studies/quick.toml"):
         assert (app / f).is_file(), f
     assert not (tmp_path / "venv" / "share" / "imbalance-lab").exists()
     assert _run(bin_ / "imbalance-lab", "--version", cwd=work, env=_clean_env()) == f"imbalance-lab {core.__version__}"

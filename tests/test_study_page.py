@@ -222,7 +222,7 @@ def test_start_watch_cancel_resume(app, runs_root, monkeypatch):
     assert [b.label for b in at.button if b.label in ("Cancel study", "Resume study")] == ["Cancel study"]
 
     next(b for b in at.button if b.label == "Cancel study").click().run()
-    from app_pages._common import manager
+    from app_pages._manager import manager
 
     assert manager().wait(study.name, 10).state == "cancelled"
     at.run()
