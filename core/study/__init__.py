@@ -1,4 +1,4 @@
-"""The experiment pipeline (core.study re-exports it): one TOML study config -> the paper's tables.
+"""A study: one TOML config -> the paper's tables (the experiment pipeline, ``python -m core experiment``).
 
 A study is a list of cells (core.study.graph) run by an executor:
 
@@ -40,7 +40,11 @@ Running a study on its own folder again resumes it: finished cells return at onc
 failed or interrupted ones run again. A folder holding another study (or anything else)
 is refused and left untouched.
 
-The package, one concern a file: config (StudyConfig, Variant, the method tables), presets,
-plan (cells, budgets, fill sizes, folder paths), cells (the work of each cell), run (the
-study folder, run_study, load_results).
+The package, one part of a study a file: config (StudyConfig, Variant, the method tables),
+presets, plan (cells, budgets, fill sizes, folder paths), graph (Cell, CellTask, the serial
+executor), executors (lanes, GPUs, Ray), cells (the work of each cell), gating (one fill's gate
+figures), lock (one process per folder), run (the study folder, run_study, load_results), rows
+(results.json's rows), stats (paired verdicts), gate (the gate's rule), gap (share of gap),
+curves (budget curves), progress (a running study, read from its folder), start (starting one
+from the app), tables (the Results page's tables of runs and studies), report (the HTML report).
 """
