@@ -216,7 +216,7 @@ def test_restart_marks_orphans_interrupted_and_resume_continues(tmp_path):
     while m1.get(a.id).state != "running":
         time.sleep(0.01)
     # Simulate the server process dying: the manager vanishes without finishing its jobs.
-    from core.jobs import store as store_mod
+    from core.jobs import records as store_mod
 
     store_mod._LIVE_MANAGERS.discard(m1.token)
     seen = []

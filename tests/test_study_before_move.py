@@ -1,7 +1,7 @@
 """A study folder written before issue 31 moved core/'s modules into packages resumes after the move.
 
 ``tests/fixtures/study_before_move/folder`` was written at commit ec99407, before the move (when
-``core.experiment``, ``core.cells`` and ``core.study_rows`` were still top-level modules), by
+the modules ``experiment``, ``cells`` and ``study_rows`` still sat at the top of core/), by
 ``experiment --config study.toml --out out --device cpu`` (its README says how; its ``checkpoints/``
 folders were removed: a finished cell is found by its ``results.json``).
 
