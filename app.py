@@ -18,7 +18,9 @@ if str(ROOT) not in sys.path:  # AppTest and odd launch folders: make `core` and
 
 import streamlit as st  # noqa: E402
 
-from app_pages._common import dataset_caption, set_page, sidebar_jobs  # noqa: E402
+from app_pages._dataset import dataset_caption  # noqa: E402
+from app_pages._forms import set_page  # noqa: E402
+from app_pages._jobs import sidebar_jobs  # noqa: E402
 from app_pages._export import export_format_picker  # noqa: E402
 from app_pages._first_visit import first_visit_strip  # noqa: E402
 

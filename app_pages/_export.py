@@ -14,7 +14,7 @@ import re
 
 import streamlit as st
 
-from core import viz
+from core.viz import figures as viz
 
 FORMAT_KEY = "chart_format"
 FORMATS = {"PNG (1600 px wide)": "png", "SVG (vector)": "svg"}

@@ -1,8 +1,8 @@
-"""Who this browser is, on a server shared by a class (core.identity): the sign-in gate, the
+"""Who this browser is, on a server shared by a class (core.serving.identity): the sign-in gate, the
 identity that owns jobs and uploads, and who may see or change a run.
 
 * With a tokens file (``IMBALANCE_LAB_USERS``), each person types their own token once. The
-  page then sets a signed cookie (``core.identity.issue_cookie``) with a line of JavaScript
+  page then sets a signed cookie (``core.serving.identity.issue_cookie``) with a line of JavaScript
   (``st.html(..., unsafe_allow_javascript=True)``: Streamlit can read cookies but not set
   them); a reload or a new tab sends it with its WebSocket, and ``st.context.cookies`` reads
   it, so the person is not asked again. The identity lives in ``session_state``.
@@ -10,7 +10,7 @@ identity that owns jobs and uploads, and who may see or change a run.
   is its own identity (a reload starts a new one).
 * In shared mode a token in the URL (``?token=``) is refused and removed: a link's token lands
   in browser history and proxy logs before the page can remove it. Wrong tokens are limited
-  per client (``core.identity.RateLimiter``).
+  per client (``core.serving.identity.RateLimiter``).
 * A one-user server (loopback, no tokens file) keeps every run visible and changes nothing.
 """
 
@@ -21,7 +21,7 @@ import os
 
 import streamlit as st
 
-from core import identity, serving
+from core.serving import identity, server as serving
 from core.paths import cache_dir
 
 USER_KEY = "_lab_user"

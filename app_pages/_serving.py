@@ -1,4 +1,4 @@
-"""The app's side of serving a class (core.serving, core.bounds, core.data.budget): the data
+"""The app's side of serving a class (core.serving, core.settings.bounds, core.data.budget): the data
 guard every load and job goes through, and the one bounded number widget. Who is asking (the
 sign-in gate, the identity, the session id) is app_pages/_identity.py.
 """
@@ -10,7 +10,8 @@ from collections import OrderedDict
 
 import streamlit as st
 
-from core import admission, bounds, serving
+from core.serving import admission, server as serving
+from core.settings import bounds
 from core.errors import DataError
 from core.data.budget import BUDGET_VAR, GB, budget_bytes, check_budget, estimate, refuse_over_budget
 from app_pages._identity import check_dir, session_id, shared_server, strict  # noqa: F401  (session_id, shared_server: re-exported)
@@ -28,7 +29,7 @@ def guard_data(dataset: str, data_dir: str | None, image_size: int | None, stamp
         _admit_load((dataset, data_dir, image_size, stamp), est)
 
 
-LOADS_HELD = 4  # app_pages/_common._load keeps this many datasets in memory (its max_entries)
+LOADS_HELD = 4  # app_pages/_dataset._load keeps this many datasets in memory (its max_entries)
 
 
 @st.cache_resource(show_spinner=False)
@@ -44,7 +45,7 @@ def held_bytes(but=None) -> int:
 def _admit_load(key, est) -> None:
     """Refuse a load that, with the datasets the app already holds and the jobs already admitted,
     passes the server's memory budget; else count it as held (the oldest beyond LOADS_HELD dropped)."""
-    from app_pages._common import manager  # (here: _common imports this module)
+    from app_pages._manager import manager  # (here: _manager imports this module)
 
     held, limit = _held(), budget_bytes()
     jobs_now = admission.admitted_peak(manager().active())
@@ -60,7 +61,7 @@ def _admit_load(key, est) -> None:
 
 
 def admission_check(kind: str, config: dict, owner, lane: str, device: str, active) -> None:
-    """The job manager's ``budget``: core.admission's memory and compute budgets, server-wide, with the loaded datasets held."""
+    """The job manager's ``budget``: core.serving.admission's memory and compute budgets, server-wide, with the loaded datasets held."""
     admission.Admission.from_env().check(kind, config, owner, lane, device, active, held=held_bytes())
 
 
@@ -98,7 +99,7 @@ def admit_job(kind: str, config: dict) -> None:
 
 
 def number(label: str, name: str, value, key: str, help: str | None = None, where=None, **kw):
-    """st.number_input with the range of ``core.bounds.BOUNDS[name]``, stated in its help text.
+    """st.number_input with the range of ``core.settings.bounds.BOUNDS[name]``, stated in its help text.
 
     The default (a remembered or linked value) is clamped first, so an out-of-range value
     never raises StreamlitValueAboveMaxError. ``where``: a column or container (default st).

@@ -7,17 +7,18 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.atomic import atomic_write_bytes
+from core.store.atomic import atomic_write_bytes
 from core.data.archive import DEFAULT_LIMITS, MAX_UPLOAD_MB
-from core.balance import fill_plan
+from core.generators.balance import fill_plan
 from core.data.loading import DATASETS, DataConfig
 from core.data.profiles import ORDERS, PROFILES, most_reduced_classes
 from core.errors import ConfigError, LabError
 from core.generators.registry import build_generator
 from core.data import disk
-from core import viz
-from core import bounds
-from app_pages._common import data_cfg, load, paths_in_use, set_data_cfg
+from core.viz import figures as viz
+from core.settings import bounds
+from app_pages._dataset import data_cfg, load, set_data_cfg
+from app_pages._manager import paths_in_use
 from app_pages._identity import strict, upload_folder
 from app_pages._export import chart_config, grid_download
 from app_pages._serving import number

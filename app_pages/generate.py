@@ -9,15 +9,19 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from core import bounds, viz
+from core.settings import bounds
+from core.viz import figures as viz
 from core.data.profiles import most_reduced_classes
 from core.errors import LabError
-from core.job_runners import BALANCED, GENERATED, export_zip, load_imageset
-from core.runs import Run
+from core.jobs.runners import BALANCED, GENERATED, export_zip, load_imageset
+from core.store.runs import Run
 from app_pages._export import chart_config, grid_download
-from core.workspace import same_split
-from app_pages._common import (cfg_model_options, data_cfg, dataset_caption, form_memory, fresh_model_id, job_panel, manager, optional, page_name, poll_every,
-                               prepared_or_stop, remember_form, runs_of)
+from core.serving.workspace import same_split
+from app_pages._dataset import data_cfg, dataset_caption, prepared_or_stop
+from app_pages._forms import form_memory, optional, page_name, remember_form
+from app_pages._jobs import cfg_model_options, fresh_model_id, job_panel, runs_of
+from app_pages._manager import manager
+from app_pages._polling import poll_every
 from app_pages._serving import number
 
 st.title("Generate")

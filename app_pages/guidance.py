@@ -10,15 +10,19 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import bounds, viz, viz_denoise
+from core.settings import bounds
+from core.viz import figures as viz, denoise as viz_denoise
 from core.data.profiles import most_reduced_classes
 from core.errors import ConfigError, LabError
-from core.job_runners import SWEEP, TRAJECTORY, TRAJECTORY_MAX_WS, load_trajectory
-from core.runs import Run
-from core.workspace import same_split
+from core.jobs.runners import SWEEP, TRAJECTORY, TRAJECTORY_MAX_WS, load_trajectory
+from core.store.runs import Run
+from core.serving.workspace import same_split
 from app_pages._export import chart_config, grid_download
-from app_pages._common import (cfg_model_options, confirm_pending, data_cfg, dataset_caption, form_memory, fresh_model_id, job_panel, manager, poll_every,
-                               prepared_or_stop, remember_form, runs_of, submit_job)
+from app_pages._dataset import data_cfg, dataset_caption, prepared_or_stop
+from app_pages._forms import confirm_pending, form_memory, remember_form, submit_job
+from app_pages._jobs import cfg_model_options, fresh_model_id, job_panel, runs_of
+from app_pages._manager import manager
+from app_pages._polling import poll_every
 from app_pages._serving import number
 
 DEFAULT_WS = "0, 0.1, 0.5, 1, 2, 4, 7.5"

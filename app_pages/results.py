@@ -7,17 +7,19 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core import report, viz
-from core.provenance import summary_row
+from core.study import tables as report
+from core.viz import figures as viz
+from core.store.provenance import summary_row
 from core.paths import runs_dir
-from core.runs import Run, runs_table
-from app_pages._common import manager, visible_runs
+from core.store.runs import Run, runs_table
+from app_pages._jobs import visible_runs
+from app_pages._manager import manager
 from app_pages._identity import strict
 from app_pages._export import chart_config
 
 def group_table(groups: pd.DataFrame, cd: pd.DataFrame) -> pd.DataFrame:
     """The groups as a readable table: mean ± std only for several seeds of one setting, the CI, steps."""
-    from core.stats import binomial_halfwidth
+    from core.study.stats import binomial_halfwidth
 
     rows = []
     for _, g in groups.iterrows():
@@ -249,7 +251,7 @@ if not srows.empty:
                    "**below gate**: the generator's fill failed its gate (tail consistency, precision, tail near-copy rate), so "
                    "no verdict is drawn and the comparison is left out of the Holm correction.")
     # one study as a self-contained HTML file to send; built only when clicked (a callable)
-    from core.study_report import build_html
+    from core.study.report import build_html
 
     rc = st.columns([3, 2], vertical_alignment="bottom")
     studies = sorted(srows["study"].unique(), reverse=True)

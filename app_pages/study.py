@@ -1,7 +1,7 @@
 """Study page: start a study, watch its cells finish, its verdict table grow and its fills' samples.
 
 The study runs as one job of the job manager (kind "study"); this page only reads its folder
-(core.study_progress) and polls while the study is queued or running.
+(core.study.progress) and polls while the study is queued or running.
 """
 
 from __future__ import annotations
@@ -9,14 +9,19 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core import study_progress as sp
-from core import workspace
+from core.study import progress as sp
+from core.serving import workspace
 from core.errors import LabError
-from core.experiment import KIND, PRESETS, preset
+from core.study.config import KIND
+from core.study.presets import PRESETS, preset
 from core.jobs import RESUMABLE
-from core.runs import ACTIVE, Run
-from core.study_start import BOUNDS, for_shared_server, from_study_file, from_upload, ready, study_files, with_seeds
-from app_pages._common import confirm_pending, data_cfg, manager, poll_every, runs_of, submit_job
+from core.store.runs import ACTIVE, Run
+from core.study.start import BOUNDS, for_shared_server, from_study_file, from_upload, ready, study_files, with_seeds
+from app_pages._dataset import data_cfg
+from app_pages._forms import confirm_pending, submit_job
+from app_pages._jobs import runs_of
+from app_pages._manager import manager
+from app_pages._polling import poll_every
 from app_pages._identity import may_cancel, may_resume, owner_key, resume_owner, strict
 from app_pages._serving import number
 

@@ -8,9 +8,12 @@ import streamlit as st
 
 from core.data.loading import DataConfig
 from core.errors import LabError
-from core.job_runners import BALANCED, CFG_KIND, CLS_KIND
-from app_pages._common import (confirm_pending, curve_every, job_media, poll_every, run_row, data_cfg, dataset_caption, form_memory, job_panel, manager, optional,
-                               remember_form, runs_of, submit_job, visible_runs)
+from core.jobs.runners import BALANCED, CFG_KIND, CLS_KIND
+from app_pages._dataset import data_cfg, dataset_caption
+from app_pages._forms import confirm_pending, form_memory, optional, remember_form, submit_job
+from app_pages._jobs import job_media, run_row, job_panel, runs_of, visible_runs
+from app_pages._manager import manager
+from app_pages._polling import curve_every, poll_every
 from app_pages._serving import number
 
 st.title("Train")
@@ -25,7 +28,7 @@ SAMPLERS = ["dpm", "ddim", "ddpm"]
 BUDGETS = {"optimizer steps (fair across methods)": "steps", "epochs (the paper's: fewer steps for smaller sets)": "epochs"}
 DEFAULT_CLS_STEPS = 300
 WARMUP_SHARE = 0.05  # of the steps, under the steps budget
-TRACKERS = ["off", "tensorboard", "mlflow"]  # core.tracking: metrics rows also go there
+TRACKERS = ["off", "tensorboard", "mlflow"]  # core.store.tracking: metrics rows also go there
 TRACKER_HELP = "TensorBoard: event files in the run folder (`tensorboard --logdir runs`); MLflow: MLFLOW_TRACKING_URI or runs/mlruns (`pip install mlflow-skinny`)"
 
 
@@ -166,7 +169,7 @@ with tab_cls:
             remember_form("cls_form", {**values, "steps": int(cls_steps), "budget": BUDGETS[budget], "set": choice})
             try:
                 cfg = _build(mod.ClassifierConfig, data=cfg_data, **values)
-                # how the training set is made: the classifier job fills it before training (core.balance)
+                # how the training set is made: the classifier job fills it before training (core.generators.balance)
                 config = {**cfg.to_dict(), "balance_method": method, "balance_params": params}
                 if set_run:
                     config["train_set_run"] = set_run

@@ -95,7 +95,7 @@ def _wait_step(m, job_id: str, step: int, timeout: float = 300.0) -> None:
 
 def interactive_lane() -> dict:
     """Preview latencies while a CFG model trains on the same CPU (real runners, digits)."""
-    import core.job_runners  # noqa: F401  registers the real runners and the interactive lane's limits
+    import core.jobs.runners  # noqa: F401  registers the real runners and the interactive lane's limits
     from core.data.loading import DataConfig
     from core.jobs import JobManager
     from core.train.cfg import CFGTrainConfig

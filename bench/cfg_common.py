@@ -14,7 +14,7 @@ sys.path.insert(0, str(ROOT))
 
 def judge_metrics(judge, real_feats: np.ndarray | None, images: torch.Tensor, labels: torch.Tensor) -> dict:
     """class-consistency, diversity (mean pairwise judge-feature distance) and FD (judge CNN) vs real test."""
-    from core.judge import class_consistency, diversity
+    from core.metrics.judge import class_consistency, diversity
     from core.metrics.generation import feature_stats, frechet_distance
 
     out = {"consistency": class_consistency(judge, images, labels)}

@@ -29,7 +29,7 @@ from bench.record import write_result
 from core.callbacks import Callbacks
 from core.data.loading import DataConfig, load_dataset, prepare
 from core.generators.cfg import CFGGenerator
-from core.judge import get_judge
+from core.metrics.judge import get_judge
 from core.train.cfg import CFGTrainConfig, train_cfg
 
 WS = [0.0, 0.1, 0.5, 1.0, 2.0, 4.0, 7.5]

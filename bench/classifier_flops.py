@@ -82,7 +82,7 @@ def per_call_s(fn, reps: int) -> float:
 
 
 def cell_jobs(root: Path, setup):
-    from core.curves import curve_steps, scaled_warmup
+    from core.study.curves import curve_steps, scaled_warmup
     from core.train.batched import BatchJob
     from core.train.classifier import ClassifierConfig
 
@@ -96,7 +96,7 @@ def cell_jobs(root: Path, setup):
 
 def fp32_control(ds, train, steps: int = 50) -> dict:
     """Apart, fp32: the same run from weights changed by one ulp (×(1 + 2⁻²³)); the loss difference per step."""
-    from core.augment import BatchAugment, channel_stats
+    from core.train.augment import BatchAugment, channel_stats
     from core.nets.resnet import build_classifier
 
     mean, std = channel_stats(ds.train.images)
@@ -130,7 +130,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     load0 = os.getloadavg()[0]
-    from core.balance import balanced_train_set, train_set_info
+    from core.generators.balance import balanced_train_set, train_set_info
     from core.data.loading import load_dataset
     from core.data.profiles import apply_profile
     from core.study.presets import preset

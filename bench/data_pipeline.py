@@ -3,7 +3,7 @@
 Both sides produce normalised float batches (B, 3, 32, 32) with random crop (padding 4)
 + horizontal flip from the same CIFAR-10 JPEG folder, side by side in one run:
 
-  ours  core.augment.BatchAugment on the decoded uint8 train split held in memory
+  ours  core.train.augment.BatchAugment on the decoded uint8 train split held in memory
         (decoding happens once and is cached under .cache/; not counted)
   PIL   torchvision.datasets.ImageFolder + DataLoader(num_workers=2) + transforms
         RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor, Normalize
@@ -28,7 +28,7 @@ import torch  # noqa: E402
 from bench.record import write_result  # noqa: E402
 
 def bench_ours(images: torch.Tensor, batch_size: int, epochs: int, device: torch.device) -> float:
-    from core.augment import BatchAugment, channel_stats
+    from core.train.augment import BatchAugment, channel_stats
 
     mean, std = channel_stats(images[:5000])
     aug = BatchAugment(mean, std, pad=4, flip=True)
@@ -69,7 +69,7 @@ def bench_pil(folder: Path, batch_size: int, n_images: int, workers: int) -> flo
 
 
 def bench_resnet18(images: torch.Tensor, batches: int, batch_size: int, device: torch.device) -> float:
-    from core.augment import BatchAugment, channel_stats
+    from core.train.augment import BatchAugment, channel_stats
     from core.nets.resnet import build_classifier
 
     mean, std = channel_stats(images[:5000])
@@ -145,7 +145,7 @@ Data: CIFAR-10 JPEG ImageFolder `{args.data_dir}/train` (50,000 images); batch {
 
 | pipeline | images/s |
 |---|---|
-| ours: in-memory uint8 tensor, `core.augment.BatchAugment` per batch on {device.type} ({args.epochs} epochs), 1 torch thread | {ours:,.0f} |
+| ours: in-memory uint8 tensor, `core.train.augment.BatchAugment` per batch on {device.type} ({args.epochs} epochs), 1 torch thread | {ours:,.0f} |
 | ours, same, {threads} torch threads | {ours_default:,.0f} |
 | torchvision `ImageFolder` + `DataLoader(num_workers={args.workers})` + PIL transforms ({args.pil_images:,} images) | {pil:,.0f} |
 | **ratio (ours, best of the two / PIL)** | **{ratio:.1f}×** (target ≥ 20×: {"met" if ratio >= 20 else "MISSED"}) |

@@ -45,8 +45,8 @@ def main() -> None:
     from core.callbacks import Callbacks
     from core.data.loading import DataConfig
     from core.generators.cfg import CFGGenerator
-    from core.device import resolve_device
-    from core.imageio import save_png
+    from core.settings.device import resolve_device
+    from core.store.imageio import save_png
     from core.train.cfg import CFGTrainConfig, train_cfg
 
     device = resolve_device(args.device)
@@ -100,7 +100,7 @@ def main() -> None:
         grid = make_grid(imgs.view(10, -1, *imgs.shape[1:])[:, :10].flatten(0, 1), nrow=min(10, len(labels) // 10), padding=1, pad_value=255)
         res[f"grid_w{w:g}"] = str(save_png(grid, out / f"cfg_cifar_grid_w{w:g}.png", upscale=2))
         if not args.no_judge:
-            from core.judge import class_consistency, get_judge
+            from core.metrics.judge import class_consistency, get_judge
 
             judge = get_judge(data, device=str(device))
             res[f"consistency_w{w:g}"] = class_consistency(judge, imgs, labels)

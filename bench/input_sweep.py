@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 UPLOAD_LIMIT_GB = 4  # address space the upload sweep's process may add to a bare one with the app's imports (ulimit -v)
-PROBE = "import torch, streamlit, PIL; from streamlit.testing.v1 import AppTest; import app_pages, core.job_runners; print(open('/proc/self/statm').read().split()[0])"
+PROBE = "import torch, streamlit, PIL; from streamlit.testing.v1 import AppTest; import app_pages, core.jobs.runners; print(open('/proc/self/statm').read().split()[0])"
 
 
 def _pytest(test_file: str, env: dict, ulimit_kb: int | None = None) -> subprocess.CompletedProcess:

@@ -8,7 +8,7 @@ profile draws from the rest (the pool), the FD reference is the pool, the held-o
 the images the profile dropped (or the test split for a class that lost fewer than 10).
 
 The oversample, Mixup and CutMix fills (λ = 0.6, as in the study presets) are built once
-(core.generators.registry.build_generator + core.balance.balance, as core.experiment's fill
+(core.generators.registry.build_generator + core.generators.balance.balance, as core.study's fill
 cells do) and scored twice, with the same code the study uses:
 
 * ``full``: the judge trained on the full train split (``judge_per_class`` = 0, today's
@@ -75,11 +75,11 @@ def main(argv=None) -> int:
 
 def measure(args, seed: int, device: str):
     """(split counts, judges, per-judge tables, deltas split − full) for one subset/fill seed."""
-    from core.balance import balance
+    from core.generators.balance import balance
     from core.data.loading import DataConfig, load_dataset
     from core.data.profiles import apply_profile, dropped_by_profile
     from core.generators.registry import build_generator
-    from core.judge import get_judge
+    from core.metrics.judge import get_judge
     from core.metrics.generation import generation_metrics, get_extractor
     from core.metrics.novelty import fill_scores, held_out_from
 

@@ -2,7 +2,7 @@
 
 Inputs: ``bench/results/cfg_flops.json`` (FLOPs per unit of work of every network the paper preset
 trains or samples, counted by ``torch.utils.flop_counter`` in ``bench/cfg_flops.py``), the paper
-preset's numbers (``core.experiment.PRESETS["paper"]``: CIFAR-10 Table 1 counts, fill to 5,000 per
+preset's numbers (``core.study.presets.PRESETS["paper"]``: CIFAR-10 Table 1 counts, fill to 5,000 per
 class, w ∈ {0.1, 7.5}, DPM-Solver++ 25 steps, `ddpm` CFG 100k steps at batch 128, ResNet18/50 for
 100 epochs, 3 seeds), and a stated GPU: its dense bf16 peak and an assumed achieved fraction. Every
 cell's time is its FLOPs / (peak × fraction). Stable Diffusion cells are left out (their cost is the
@@ -10,7 +10,7 @@ SD pipeline's, not counted here).
 
 How it falls with N GPUs: the study's cells (CFG training per seed -> one fill per w and seed ->
 classifiers per method × ResNet × seed; the non-generative methods need no generator) are list-
-scheduled on N lanes in dependency order, as ``core.executors.LocalExecutor`` schedules them; with
+scheduled on N lanes in dependency order, as ``core.study.executors.LocalExecutor`` schedules them; with
 ``--cfg-gpus k`` the CFG training takes k lanes at once (Accelerate DDP; its k-way efficiency is
 ``--ddp-eff``).
 

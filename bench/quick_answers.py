@@ -12,7 +12,7 @@ same study at 4× the steps side by side.
 Writes bench/results/<name>.json (bench/record.py) with every row's accuracy and minority F1 (both
 endpoints, with CIs), state, budget curve (on the validation split) and converged, its gate with the real
 images' calibration figures beside it, each verdict for both endpoints and the share of the gap closed
-(core.gap; "n/a" unless real − none is detected), and the criteria: wall ≤ 15 min, ≥ 5 seeds, none and
+(core.study.gap; "n/a" unless real − none is detected), and the criteria: wall ≤ 15 min, ≥ 5 seeds, none and
 oversample converged, at least one CFG fill passing its gate (issue 17), and issue 25's rows: `real`
 and its gate, the curves on the validation split, minority-F1 verdicts in the Holm family, real − none
 on both endpoints, which shares could be stated. ``compare`` writes bench/results/quick_4x_compare.json.
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.record import RESULTS, write_result  # noqa: E402
-from core.stats import describe_verdict  # noqa: E402
+from core.study.stats import describe_verdict  # noqa: E402
 
 LIMIT_S = 15 * 60
 

@@ -8,14 +8,14 @@
 
 Digits, 8x8 (native) or 16x16. The unbiased judge is emulated as issue #17 item 4 asks: 30 images
 per class are taken out of digits' train split by a fixed permutation *before* the profile; the
-judge (core.judge.train_judge, SmallCNN) trains on those only, and the profile is applied to the
+judge (core.metrics.judge.train_judge, SmallCNN) trains on those only, and the profile is applied to the
 rest (the "pool"). Near-copies and precision are measured against the pool's profile-dropped
 images (core.metrics.novelty.held_out_from), as the study's fill rows do.
 
 ``--part gen``: per seed, the CFG model (core.train.cfg.train_cfg on the seed's imbalanced pool;
 ``prepare`` is pointed at it) is trained to each step count of ``--cfg-steps`` in turn (resuming:
 the LR is constant after warm-up, so the 500-step state of a 1000-step run is a 500-step run),
-and at each one every class is filled to the largest with core.balance.balance and
+and at each one every class is filled to the largest with core.generators.balance.balance and
 CFGGenerator at each w. Gate figures per w (issue #17 item 2): tail = the 3 classes given the
 most generated images; tail consistency = share of their images the judge classifies as their
 label; precision = fill_scores' "precision" (judge features, k = 3, vs held-out reals); tail
@@ -140,7 +140,7 @@ class Setup:
 
     def judge(self):
         if self._judge is None:
-            from core.judge import train_judge
+            from core.metrics.judge import train_judge
 
             t0 = time.time()
             self._judge = train_judge(self.judge_set, self.ds.test, epochs=self.args.judge_epochs, device="cpu")
@@ -183,7 +183,7 @@ def gate_figures(setup: Setup, part, imbalanced, held_out, seed: int) -> dict:
 # ------------------------------------------------------------------------------ parts
 def run_gen(args, setup: Setup, seed: int, work: Path) -> dict:
     import core.train.cfg as cfg_mod
-    from core.balance import balance
+    from core.generators.balance import balance
     from core.generators.cfg import CFGGenerator
     from core.train.cfg import CFGTrainConfig, train_cfg
 
@@ -219,7 +219,7 @@ def run_gen(args, setup: Setup, seed: int, work: Path) -> dict:
 
 def real_fill_seconds(setup: Setup, seed: int) -> dict:
     """Seconds of the real-image fills (oversample, mixup, cutmix) + their fill_scores, as the study's fill cells."""
-    from core.balance import balanced_train_set
+    from core.generators.balance import balanced_train_set
     from core.metrics.novelty import fill_scores
 
     _, imb, held_out = setup.seed_sets(seed)
@@ -234,7 +234,7 @@ def real_fill_seconds(setup: Setup, seed: int) -> dict:
 
 
 def run_clf(args, setup: Setup, seed: int, work: Path) -> dict:
-    from core.balance import balanced_train_set
+    from core.generators.balance import balanced_train_set
     from core.train.classifier import ClassifierConfig, train_classifier
 
     dcfg, imb, _ = setup.seed_sets(seed)

@@ -33,7 +33,8 @@ KEEP = ("method", "fill", "loss", "w", "classifier", "state", "errors", "reason"
 
 
 def study_config(budget: str, args):
-    from core.experiment import StudyConfig, preset
+    from core.study.config import StudyConfig
+    from core.study.presets import preset
 
     d = preset("quick").to_dict()
     d["budget"] = budget
@@ -52,7 +53,7 @@ def study_config(budget: str, args):
 
 def run_one(budget: str, args) -> dict:
     from core.callbacks import Callbacks
-    from core.experiment import run_study
+    from core.study.run import run_study
 
     out = Path(args.out) / f"quick_{budget}"
     if out.exists() and not args.resume:
@@ -72,8 +73,9 @@ def run_one(budget: str, args) -> dict:
 
 def collect(budget: str, out: Path, wall_s: float) -> dict:
     """One budget's record from its finished study folder."""
-    from core.experiment import StudyConfig, load_results
-    from core.atomic import read_json
+    from core.study.config import StudyConfig
+    from core.study.run import load_results
+    from core.store.atomic import read_json
 
     res = load_results(out)
     cfg = StudyConfig.from_dict(read_json(out / "config.json"))
@@ -160,7 +162,7 @@ def main() -> int:
     args = p.parse_args()
 
     if args.from_folders:
-        from core.experiment import load_results
+        from core.study.run import load_results
 
         runs = {b: collect(b, Path(args.out) / f"quick_{b}", load_results(Path(args.out) / f"quick_{b}")["seconds"]) for b in args.budgets.split(",")}
     else:

@@ -11,13 +11,13 @@ images per class reserved for the judge, a 10 % validation split, counts 400·(i
 ``calibration_per_class`` = 200), on a CPU:
 
 1. the judge is trained from scratch (``models/`` is a fresh temporary folder) by the study's own
-   call, core.judge.get_judge on the preset's DataConfig: the SmallCNN on the judge split (5,000
+   call, core.metrics.judge.get_judge on the preset's DataConfig: the SmallCNN on the judge split (5,000
    images), the recipe train_judge picks for it (15 epochs at batch 128); timed;
 2. per seed, the images the profile dropped are split by core.data.pool.split_pool into the
    held-out (calibration) part and the fill part, the `real` fill takes its images from the fill part
    (core.data.pool.real_fill, as the study's `real` row does), and those real images are scored as a
    generator's fill through the study's own gate path (core.study.cells._novelty and _gate, i.e.
-   core.study.gating.measure and core.gate.gate_verdict): tail consistency and precision against the
+   core.study.gating.measure and core.study.gate.gate_verdict): tail consistency and precision against the
    calibration half's real figures (0.9 × each), the tail near-copy rate against the absolute 0.2.
 
 The issue asks that real tail images pass on ≥ 4 of 5 seeds when they are not the calibration half.
@@ -105,7 +105,7 @@ def measure(cfg, seeds: list[int], root: Path, device: str = "cpu", after_seed=N
 
 
 def _summary(cfg, seeds, per_seed, lines, judge, judge_s, ex, ctx, load_s, device) -> dict:
-    from core.gate import row_gate, thresholds
+    from core.study.gate import row_gate, thresholds
 
     row = row_gate(per_seed, thresholds(cfg.gate))
     n_pass = sum(r["passed"] is True for r in lines)

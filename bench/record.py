@@ -18,7 +18,7 @@ import platform
 import sys
 from pathlib import Path
 
-from core.provenance import git_state
+from core.store.provenance import git_state
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"

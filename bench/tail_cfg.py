@@ -18,7 +18,7 @@ three smallest classes are reported alone. For each training seed:
   same number of optimizer steps (every filled set has the same size); minority F1 = mean F1
   of the three most reduced classes.
 
-Paired verdicts (core.stats.paired) compare each method with plain CFG on the same seeds.
+Paired verdicts (core.study.stats.paired) compare each method with plain CFG on the same seeds.
 Intermediate results are kept in --work, so an interrupted run resumes where it stopped.
 """
 
@@ -70,7 +70,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     from bench.record import write_result
     from core.data.loading import DataConfig
-    from core.judge import class_consistency, get_judge
+    from core.metrics.judge import class_consistency, get_judge
     from core.metrics.generation import get_extractor
     from core.metrics.novelty import fill_scores, held_out_split
     from core.train.cfg import CFGTrainConfig, train_cfg
@@ -121,7 +121,7 @@ def main() -> int:
 
 
 def evaluate(work, method, mname, wkw, seed, length, args, train, held_out, judge, extractor, data, class_consistency, fill_scores) -> dict:
-    from core.balance import balance
+    from core.generators.balance import balance
     from core.data.imageset import ImageSet
     from core.generators.cfg import CFGGenerator
 
@@ -159,7 +159,7 @@ def evaluate(work, method, mname, wkw, seed, length, args, train, held_out, judg
 
 
 def summarise(rows, methods, seeds, train_seconds, args, train, source, extractor, note, seconds) -> dict:
-    from core.stats import paired, summary
+    from core.study.stats import paired, summary
 
     out = {"setup": {"dataset": "digits", "profile": "exponential", "ratio": 50, "train_counts": train.counts(),
                      "tail_classes": TAIL, "tail_train_counts": [train.counts()[c] for c in TAIL],
@@ -195,7 +195,7 @@ def _f(s: dict) -> str:
 
 
 def _v(p: dict) -> str:
-    # core.stats says better/worse for "method − plain > 0 / < 0"; here: higher/lower, since a lower near-copy rate is the good side
+    # core.study.stats says better/worse for "method − plain > 0 / < 0"; here: higher/lower, since a lower near-copy rate is the good side
     word = {"better": "higher", "worse": "lower"}.get(p["verdict"], p["verdict"])
     return "—" if p["diff_mean"] is None else f"{p['diff_mean']:+.2f} ({word})"
 

@@ -64,7 +64,7 @@ class StepWatch:
 
 
 def main() -> None:
-    import core.job_runners  # noqa: F401  registers the real runners and the interactive lane's limits
+    import core.jobs.runners  # noqa: F401  registers the real runners and the interactive lane's limits
     from core.data.loading import DataConfig
     from core.jobs import JobManager
     from core.train.cfg import CFGTrainConfig

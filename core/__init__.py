@@ -8,17 +8,18 @@ __version__ = "0.1.0"
 
 # -- entry points for notebooks and scripts -------------------------------------------------
 # ``core.train_cfg(...)`` etc. resolve on first use (PEP 562 module __getattr__), so ``import core``
-# stays cheap (no torch) and the package itself imports nothing: the names are module paths as
-# strings, which keeps ``core`` above every layer that tests/test_imports.py checks.
+# stays cheap (no torch) and the package's own __init__ imports nothing: the names are module paths
+# as strings, resolved by importlib, which keeps it on the bottom row ("base") of the layer table in
+# docs/architecture.md that tests/test_imports.py checks.
 _ENTRY_POINTS = {
     "DataConfig": "core.data.loading", "load_dataset": "core.data.loading", "prepare": "core.data.loading",
     "CFGTrainConfig": "core.train.cfg", "train_cfg": "core.train.cfg",
     "CFGGenerator": "core.generators.cfg", "save_samples": "core.generators.cfg", "load_samples": "core.generators.cfg",
-    "balanced_train_set": "core.balance",
+    "balanced_train_set": "core.generators.balance",
     "ClassifierConfig": "core.train.classifier", "train_classifier": "core.train.classifier",
-    "StudyConfig": "core.experiment", "run_study": "core.experiment", "load_results": "core.experiment",
-    "study_preset": "core.experiment:preset",
-    "export_generator": "core.export",
+    "StudyConfig": "core.study.config", "run_study": "core.study.run", "load_results": "core.study.run",
+    "study_preset": "core.study.presets:preset",
+    "export_generator": "core.generators.export",
     "Callbacks": "core.callbacks", "ProgressBar": "core.callbacks",
 }
 

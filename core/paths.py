@@ -73,7 +73,7 @@ def app_dir() -> Path:
 
 def _copy_tree(src, dest: Path) -> None:
     """Copy an importlib.resources Traversable (e.g. a folder in a zip) to ``dest``."""
-    from core.atomic import atomic_write_bytes
+    from core.store.atomic import atomic_write_bytes
 
     for item in src.iterdir():
         if item.is_dir():

@@ -59,7 +59,7 @@ def wide_ddp(payload, cell, device, callbacks):
     """A wide cell: one process per lane it was given, started the way a CFG training would be."""
     import subprocess
 
-    from core.executors import accelerate_launch_command
+    from core.study.executors import accelerate_launch_command
 
     argv, env = accelerate_launch_command(device, ["tests.ddp_probe", payload["dir"]])
     r = subprocess.run(argv, env={**os.environ, **env}, capture_output=True, text=True, timeout=240)

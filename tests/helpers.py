@@ -30,8 +30,8 @@ def make_folder(root: Path, classes=("cat", "dog", "emu"), per_class=6, size=(8,
 def cfg_run(root, name: str, state: str, step: int, total: int, checkpoint: bool = True, dataset: str = "digits", profile: str = "paper"):
     """A CFG run folder in ``state`` after ``step`` of ``total`` steps, with a 'latest' checkpoint unless told not.
     Trained on ``dataset`` with ``profile`` (the app's default page data: digits, paper)."""
-    from core.checkpoint import save_checkpoint
-    from core.runs import Run
+    from core.store.checkpoint import save_checkpoint
+    from core.store.runs import Run
 
     run = Run.create("cfg", {"data": {"dataset": dataset, "profile": profile}}, root=root, name=name)
     run.set_status(state, step=step, total=total)
@@ -44,7 +44,7 @@ def cfg_run(root, name: str, state: str, step: int, total: int, checkpoint: bool
 def tiny_cfg_checkpoint(run, classes: int = 10, channels: int = 1, image_size: int = 16, seed: int = 0):
     """A real (untrained, seeded) tiny-preset CFG checkpoint in ``run``'s checkpoints/latest, in the
     format core.generators.cfg.load_model reads: enough to sample from in a test."""
-    from core.checkpoint import save_checkpoint
+    from core.store.checkpoint import save_checkpoint
     from core.nets.unet import build_unet
 
     torch.manual_seed(seed)

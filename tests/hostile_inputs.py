@@ -5,7 +5,7 @@ and whether the server must refuse it (``True``), must take it (``False``: a val
 whose ``device`` is ignored with a note) or may do either (``None``). tests/test_upload_sweep.py drives them through the Study and Dataset pages;
 bench/input_sweep.py runs every case, the tests a fixed subset.
 
-* **Study files**: every key of every table of ``core.bounds.CONFIG_BOUNDS`` (the per-classifier
+* **Study files**: every key of every table of ``core.settings.bounds.CONFIG_BOUNDS`` (the per-classifier
   overrides included) set above and below its range, to huge numbers, NaN and the infinities, and
   to the wrong type; unknown keys and tables; settings in range that together pass the server's
   budgets; data folders and SD models outside the roots; ``device`` and ``cpu_lanes``; deeply
@@ -27,7 +27,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 
-from core.bounds import CONFIG_BOUNDS
+from core.settings.bounds import CONFIG_BOUNDS
 
 ESCAPE = "i28-sweep-escape"  # file name every escaping entry or path uses: it must appear nowhere
 
@@ -110,7 +110,7 @@ def study_cases() -> list[Case]:
         cases.append(Case(label, name, raw, refuse))
 
     add("valid base study", BASE, False)
-    # method_params.cfg is cfg_sample's table (core.bounds: a study samples its cfg fills with [cfg_sample])
+    # method_params.cfg is cfg_sample's table (core.settings.bounds: a study samples its cfg fills with [cfg_sample])
     tables = [(t, t) for t in CONFIG_BOUNDS if t != "method_params.cfg"] + [("classifier", "classifier_overrides.resnet18")]
     for table, where in tables:
         for key, b in CONFIG_BOUNDS[table].items():
@@ -118,7 +118,7 @@ def study_cases() -> list[Case]:
                 path = key if table == "study" else f"{where}.{key}"
                 listed = (table, key) in LIST_KEYS and not isinstance(v, dict)
                 add(f"{where}.{key} {what}", _with(path, [v] if listed else v))
-    # in range alone, past the server's budgets together (core.admission, core.study_start.BOUNDS)
+    # in range alone, past the server's budgets together (core.serving.admission, core.study.start.BOUNDS)
     add("memory: 1024 px x batch 1024 x 64 lanes", _with("cfg_train.batch_size", 1024) | {
         "data": {"dataset": "digits", "image_size": 1024}, "classifier": {"batch_size": 1024, "steps": 20}, "cpu_lanes": 64})
     add("compute: cfg steps 1,000,000", _with("cfg_train.steps", 1_000_000) | {"methods": ["none", "cfg"]})

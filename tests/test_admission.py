@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from core import admission
+from core.serving import admission
 from core.data import budget
 from core.errors import ConfigError, DataError
 from core.jobs import JobManager
@@ -116,7 +116,7 @@ def test_the_memory_budget_is_server_wide_and_counts_what_is_already_admitted():
 
 
 def test_a_study_is_admitted_as_its_peak_cells_and_the_sum_of_their_steps():
-    from core.experiment import preset
+    from core.study.presets import preset
 
     quick = preset("quick").to_dict()
     one_lane = admission.job_memory("study", quick)

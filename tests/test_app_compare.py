@@ -1,7 +1,7 @@
 """Issue 20, items 3 and 4: fair, readable comparisons on Results; export; the first minutes.
 
 AppTest for the pages (each test its own runs folder, like tests/test_app_pages.py) and plain
-tests for the pure builders in core.viz / core.report / core.workspace, with numbers worked
+tests for the pure builders in core.viz / core.study.tables / core.serving.workspace, with numbers worked
 out by hand.
 """
 
@@ -19,9 +19,12 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from core import jobs, report, viz, workspace
+from core import jobs
+from core.study import tables as report
+from core.viz import figures as viz
+from core.serving import workspace
 from core.data.loading import DataConfig
-from core.runs import Run, list_runs
+from core.store.runs import Run, list_runs
 from tests.helpers import cfg_run
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.runs import list_runs
+from core.store.runs import list_runs
 from tests.helpers import cfg_run, tiny_cfg_checkpoint
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -32,7 +32,7 @@ def _button(at: AppTest, label: str):
 
 
 def _wait(run_id: str, timeout: float = 60) -> None:
-    from app_pages._common import manager
+    from app_pages._manager import manager
 
     job = manager().wait(run_id, timeout)
     assert job.state == "done", job.summary()
@@ -57,7 +57,7 @@ def test_denoise_tab_computes_once_then_scrubs(app, runs_root):
     assert len(runs) == 1
     run = runs[0]
     assert run.config["ws"] == [0.0, 2.0, 7.5] and run.config["seed"] == 4 and run.config["steps"] == 5 and run.config["cfg_run"] == model.id
-    from app_pages._common import manager
+    from app_pages._manager import manager
 
     assert manager().get(run.id).lane == "interactive"
     _wait(run.id)

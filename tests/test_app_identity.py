@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import identity, jobs, serving
+from core.serving import identity, server as serving
+from core import jobs
 from core.errors import ConfigError
-from core.runs import Run, list_runs
+from core.store.runs import Run, list_runs
 from tests.helpers import make_folder
 from tests.test_app_serving import _all_text, _blocking, _button
 
@@ -65,7 +66,7 @@ def _start_training(at: AppTest) -> Run:
 
 
 def test_each_person_sees_and_changes_only_their_own_runs_and_the_teacher_reads_all(env, blocking):
-    from app_pages._common import manager
+    from app_pages._manager import manager
 
     alice = _signed_in("alice")
     run = _start_training(alice)
@@ -101,8 +102,9 @@ def test_each_person_sees_and_changes_only_their_own_runs_and_the_teacher_reads_
 
 
 def test_the_study_page_cancels_and_resumes_only_the_owners_study(env, blocking):
-    from app_pages._common import manager
-    from core.experiment import KIND, preset
+    from app_pages._manager import manager
+    from core.study.config import KIND
+    from core.study.presets import preset
 
     other = manager().submit(KIND, preset("quick").to_dict(), name="quick", owner="alice")
     teach = _signed_in("teach")
@@ -184,11 +186,11 @@ def test_the_train_page_draws_a_run_once_when_the_disk_runs_ahead_of_the_manager
     """The race of issue 28: status.json already says "done" (JobStore.finish writes it first)
     while the manager still holds the job running. The page used to read the disk twice and draw
     the run's panel twice: "multiple elements with the same key train-cancel-…"."""
-    from app_pages import _common
+    from app_pages import _jobs
 
     at = _signed_in("alice")
     run = _start_training(at)
-    real = _common.job_panel
+    real = _jobs.job_panel
     calls = []
 
     def panel_then_disk_ends(rid, key, **kw):  # the job ends on disk between two looks of one page run
@@ -197,7 +199,7 @@ def test_the_train_page_draws_a_run_once_when_the_disk_runs_ahead_of_the_manager
         Run(run.path).set_status("done")
         return out
 
-    monkeypatch.setattr(_common, "job_panel", panel_then_disk_ends)
+    monkeypatch.setattr(_jobs, "job_panel", panel_then_disk_ends)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert calls.count((run.id, "train")) == 1, calls

@@ -19,8 +19,8 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from core import jobs
-from core.checkpoint import save_checkpoint
-from core.runs import Run, list_runs
+from core.store.checkpoint import save_checkpoint
+from core.store.runs import Run, list_runs
 from tests.helpers import cfg_run
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -50,7 +50,7 @@ def _button(at: AppTest, label: str):
 
 
 def _manager():
-    from app_pages._common import manager
+    from app_pages._manager import manager
 
     return manager()
 
@@ -113,7 +113,7 @@ def test_dataset_page_renders_and_profile_changes_counts(app):
 def test_dataset_bad_inputs_show_lab_errors(app, tmp_path):
     at = app
     at.selectbox(key="ds_profile").set_value("linear").run()
-    # a ratio below 1 cannot be typed any more (the field's range is core.bounds' 1..1000; a link's is clamped)
+    # a ratio below 1 cannot be typed any more (the field's range is core.settings.bounds' 1..1000; a link's is clamped)
     assert (at.number_input(key="ds_ratio").min, at.number_input(key="ds_ratio").max) == (1, 1000)
     at.selectbox(key="ds_profile").set_value("custom").run()
     at.text_input(key="ds_counts_custom").set_value(",".join(["5000"] * 10)).run()
@@ -313,7 +313,7 @@ def test_generate_page_mixup_preview_download_and_balance(app):
     assert any("newest preview: mixup · λ 0.6 · seed 11" in c.value for c in at.caption), [c.value for c in at.caption]
     dl = [d for d in at.get("download_button")]
     assert dl, "download button missing"
-    from core.job_runners import export_zip
+    from core.jobs.runners import export_zip
 
     with zipfile.ZipFile(io.BytesIO(export_zip(run.path))) as zf:
         names = zf.namelist()
@@ -326,7 +326,7 @@ def test_generate_page_mixup_preview_download_and_balance(app):
     at.run()
     bal = next(r for r in list_runs() if r.kind == "balance")
     assert bal.status["state"] == "done" and bal.config["seed"] == 11
-    from core.job_runners import BALANCED, load_imageset
+    from core.jobs.runners import BALANCED, load_imageset
 
     s = load_imageset(bal.path / BALANCED)
     assert len(set(s.counts())) == 1 and "mixup" in set(s.provenance)

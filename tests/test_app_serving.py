@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import jobs, serving, workspace
-from core.runs import list_runs
+from core import jobs
+from core.serving import server as serving, workspace
+from core.store.runs import list_runs
 from tests.helpers import make_folder
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -68,7 +69,7 @@ def _blocking(monkeypatch, kinds=("cfg",)):
         monkeypatch.setitem(jobs.RUNNERS, kind, slow)
     yield release
     release.set()
-    from app_pages._common import manager
+    from app_pages._manager import manager
 
     for j in manager().active():
         manager().cancel(j.id)
@@ -104,7 +105,7 @@ def test_the_path_field_is_checked_too(env):
 
 
 def test_a_job_with_data_outside_the_roots_is_not_started(env, blocking):
-    from app_pages._common import manager
+    from app_pages._manager import manager
 
     at = _app()
     with pytest.raises(Exception, match=serving.ROOTS_VAR):
@@ -153,7 +154,7 @@ def test_past_the_session_limit_nothing_is_submitted(env, blocking, monkeypatch)
 
 
 def test_another_sessions_job_cannot_be_cancelled_here(env, blocking):
-    from app_pages._common import manager
+    from app_pages._manager import manager
 
     at = _app()
     other = manager().submit("cfg", {"data": {"dataset": "digits"}, "steps": 5}, owner="someone-else")
@@ -204,7 +205,7 @@ def test_the_token_is_asked_once_before_any_page(env, monkeypatch):
 
 
 def test_refreshes_stretch_for_a_class_and_are_fast_only_for_a_sessions_own_preview(monkeypatch):
-    from app_pages import _common as c
+    from app_pages import _polling as c
 
     seen = c._sessions_seen()
     seen.clear()

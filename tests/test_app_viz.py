@@ -11,10 +11,11 @@ import pandas as pd
 import pytest
 import torch
 
-from core import report, viz
+from core.study import tables as report
+from core.viz import figures as viz
 from core.data.imageset import ImageSet
-from core.job_runners import export_zip, load_imageset, save_imageset
-from core.runs import Run
+from core.jobs.runners import export_zip, load_imageset, save_imageset
+from core.store.runs import Run
 
 
 def test_image_grid_layout_scale_and_grayscale():
@@ -86,7 +87,7 @@ def test_imageset_roundtrip_and_zip_export(tmp_path):
 def test_labelled_grid_keeps_the_images_and_adds_row_and_column_labels():
     import numpy as np
 
-    from core import viz
+    from core.viz import figures as viz
 
     rows = [np.full((3, 1, 8, 8), v, np.uint8) for v in (0, 128)]
     body = viz.rows_grid(rows, scale=2)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.balance import balance, fill_plan
+from core.generators.balance import balance, fill_plan
 from core.data import ImageSet
 from core.errors import ConfigError, DataError
 from core.generators import build_generator

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from core.callbacks import Callbacks
-from core.checkpoint import checkpoint_path, load_checkpoint
+from core.store.checkpoint import checkpoint_path, load_checkpoint
 from core.data.loading import DataConfig, load_dataset
 from core.errors import ConfigError
 from core.train import losses as losses_mod
@@ -25,7 +25,7 @@ DATA = DataConfig(dataset="digits", profile="exponential", ratio=10)
 
 @pytest.fixture(scope="module")
 def sets():
-    from core.balance import balance, balanced_train_set, train_set_info
+    from core.generators.balance import balance, balanced_train_set, train_set_info
     from core.data.profiles import apply_profile
     from core.generators.baselines import MixupGenerator
 
@@ -161,7 +161,7 @@ def _keys(x, path=""):
 def test_a_study_batched_has_the_same_json_fields_and_rows(tmp_path, monkeypatch):
     """A study's classifier cells batched (IMBALANCE_LAB_BATCHED=on, as on a GPU) write a study JSON with
     the same fields, cells, rows, steps and curves as the same study trained one run at a time."""
-    from core.experiment import load_results, run_study
+    from core.study.run import load_results, run_study
     from tests.test_study_executors import EXACT, small_study
 
     from core.train import batched as batched_mod

@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.real_gate import markdown, seed_line  # noqa: E402
-from core.gate import gate_verdict, measure_gate  # noqa: E402
+from core.study.gate import gate_verdict, measure_gate  # noqa: E402
 
 
 def _line(seed, tc, prec, real_tc, real_prec):

@@ -175,7 +175,7 @@ def test_newcomer_path_in_chromium(server):  # noqa: F811
 
     import json
 
-    from core.report import classifier_results, group_runs
+    from core.study.tables import classifier_results, group_runs
 
     res = json.loads((cls_run / "results.json").read_text())
     assert 0.0 <= res["accuracy"] <= 1.0 and res["steps"] == CLS_STEPS

@@ -19,7 +19,7 @@ import pytest
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, OUT, server  # noqa: F401  (server is a fixture)
 from tests.test_study_report import _write, make_study
 
-CURVE_AXIS = "optimizer steps (log scale)"  # core.viz.budget_curves' x-axis title
+CURVE_AXIS = "optimizer steps (log scale)"  # core.viz.figures.budget_curves' x-axis title
 GATE = {"passed": False, "tail_consistency": 0.4, "precision": 0.7, "near_copy_rate": 0.05,
         "rule": "mean over seeds 0, 1: tail consistency ≥ 0.8", "thresholds": {"tail_consistency": 0.8, "precision": 0.5, "near_copy_rate": 0.2}}
 

@@ -1,7 +1,7 @@
 """The cell contract and the serial executor: order, dependency propagation, failure capture, cancel."""
 
 from core.callbacks import Callbacks
-from core.cells import CANCELLED, FAILED, OK, UNAVAILABLE, Cell, CellTask, SerialExecutor, summarize, topological
+from core.study.graph import CANCELLED, FAILED, OK, UNAVAILABLE, Cell, CellTask, SerialExecutor, summarize, topological
 from core.errors import Unavailable
 
 CALLS: list[str] = []

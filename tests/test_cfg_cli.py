@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from core.cli import main
-from core.runs import Run
+from core.store.runs import Run
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
-from core.checkpoint import checkpoint_path, load_checkpoint
-from core.runs import Run
+from core.store.checkpoint import checkpoint_path, load_checkpoint
+from core.store.runs import Run
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,16 +7,16 @@ import pytest
 import torch
 
 import core.train.cfg as cfgmod
-from core.balance import balance
+from core.generators.balance import balance
 from core.callbacks import Callbacks
-from core.checkpoint import checkpoint_path, load_checkpoint
+from core.store.checkpoint import checkpoint_path, load_checkpoint
 from core.data.imageset import ImageSet
 from core.data.loading import DataConfig, prepare
 from core.errors import Cancelled, ConfigError, TrainingError, WeightsMissingError
 from core.generators.base import image_seed
 from core.generators.registry import build_generator
 from core.generators.cfg import CFGGenerator, guidance_sweep, load_samples, save_samples
-from core.runs import Run
+from core.store.runs import Run
 from core.train.cfg import CFGTrainConfig, train_cfg
 
 DATA = DataConfig(dataset="digits", profile="paper")

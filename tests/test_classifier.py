@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from core.augment import BatchAugment, BatchMix
+from core.train.augment import BatchAugment, BatchMix
 from core.callbacks import Callbacks
-from core.checkpoint import checkpoint_path, load_checkpoint
+from core.store.checkpoint import checkpoint_path, load_checkpoint
 from core.data.imageset import ImageSet
 from core.data.loading import DataConfig, load_dataset
 from core.errors import ConfigError, TrainingError
@@ -86,7 +86,7 @@ def _cfg(**kw):
 
 def _oversampled(cfg):
     """The caller's side: the imbalanced split filled by oversampling, and how it was made."""
-    from core.balance import balanced_train_set, train_set_info
+    from core.generators.balance import balanced_train_set, train_set_info
     from core.data.loading import prepare
 
     ds, imbalanced = prepare(cfg.data)
@@ -141,7 +141,7 @@ def test_interrupted_training_resumes_to_the_same_result(tmp_path):
 
 
 def test_soft_labels_and_synthetic_weights(tmp_path):
-    from core.balance import balance
+    from core.generators.balance import balance
     from core.data.profiles import apply_profile
     from core.generators.baselines import MixupGenerator
 

@@ -201,7 +201,7 @@ def test_every_readme_command_parses_without_a_deprecation_warning(capsys):
     (["sample-sd", "--batch-size", "999"], "--batch-size 999 is out of range: allowed from 1 to 256"),
 ])
 def test_sample_trajectory_and_sample_sd_flags_keep_the_config_ranges(tmp_path, capsys, argv, flag):
-    """The ranges of core.bounds.CONFIG_BOUNDS (a study's [cfg_sample] and [method_params.sd]), refused before
+    """The ranges of core.settings.bounds.CONFIG_BOUNDS (a study's [cfg_sample] and [method_params.sd]), refused before
     any run or model is opened: a usage error naming the flag and the range."""
     out = ["--out", str(tmp_path / "o")] + (["--run", str(tmp_path / "no-run")] if argv[0] != "sample-sd" else ["--class-names", "a,b"])
     assert main(argv + out) == EXIT_USAGE, argv

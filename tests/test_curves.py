@@ -1,11 +1,11 @@
-"""Budget curves (core.curves) and how a study's rows use them: points, the converged rule,
+"""Budget curves (core.study.curves) and how a study's rows use them: points, the converged rule,
 the "under-trained" label and sign changes along the curve, on numbers worked out by hand."""
 
 import pytest
 
-from core.curves import along_curve, convergence, curve_steps, mean_curve, scaled_warmup, sign_changes
-from core.stats import describe_verdict
-from core.study_rows import add_comparisons
+from core.study.curves import along_curve, convergence, curve_steps, mean_curve, scaled_warmup, sign_changes
+from core.study.stats import describe_verdict
+from core.study.rows import add_comparisons
 
 
 def test_curve_steps_halve_down_from_the_budget():

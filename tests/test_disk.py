@@ -11,7 +11,7 @@ import zipfile
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import serving
+from core.serving import server as serving
 from core.data import disk
 from core.errors import DataError
 from core.paths import cache_dir

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from core.study_rows import add_comparisons
+from core.study.rows import add_comparisons
 
 
 def _row(method, accs, minority):
@@ -33,7 +33,7 @@ def test_the_cli_table_shows_both_endpoints(rows):
 
 
 def test_the_results_verdict_table_has_a_line_per_endpoint(rows):
-    from core.report import verdict_table
+    from core.study.tables import verdict_table
 
     frame = pd.DataFrame([{**r, "study": "s"} for r in rows])
     t = verdict_table(frame)

@@ -8,9 +8,9 @@ import sys
 import pytest
 
 from core.callbacks import Callbacks
-from core.cells import CANCELLED, FAILED, OK, UNAVAILABLE, Cell, CellTask, SerialExecutor, summarize
+from core.study.graph import CANCELLED, FAILED, OK, UNAVAILABLE, Cell, CellTask, SerialExecutor, summarize
 from core.errors import ConfigError
-from core.executors import LocalExecutor, accelerate_launch_command, cpu_lanes, parse_devices
+from core.study.executors import LocalExecutor, accelerate_launch_command, cpu_lanes, parse_devices
 
 TASK = "tests.fake_cells:record"
 
@@ -145,7 +145,7 @@ def test_accelerate_launch_command_for_a_wide_cell():
 
 
 def test_ray_missing_is_a_clear_error(monkeypatch):
-    from core.executors import RayExecutor
+    from core.study.executors import RayExecutor
 
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(ConfigError, match="pip install ray"):
@@ -155,7 +155,7 @@ def test_ray_missing_is_a_clear_error(monkeypatch):
 @pytest.fixture(scope="module")
 def ray_local():
     ray = pytest.importorskip("ray")
-    from core.executors import RayExecutor
+    from core.study.executors import RayExecutor
 
     ex = RayExecutor(num_cpus=2, threads=1)
     yield ex
@@ -199,7 +199,7 @@ def test_ray_retries_a_cell_whose_worker_died(tmp_path, ray_local):
 
 
 def test_executor_for_the_cli_options(monkeypatch):
-    from core.executors import executor_for
+    from core.study.executors import executor_for
 
     assert executor_for() is None  # no option: the study's in-process serial executor
     ex = executor_for(lanes=2)

@@ -11,7 +11,10 @@ import torch
 
 from core.cli import main
 from core.errors import ConfigError
-from core.experiment import PRESETS, StudyConfig, partial_counts, plan_study, preset, run_study
+from core.study.presets import PRESETS, preset
+from core.study.config import StudyConfig
+from core.study.plan import partial_counts, plan_study
+from core.study.run import run_study
 
 TINY = """
 name = "tiny"
@@ -154,7 +157,7 @@ def test_tiny_study_end_to_end_then_resumes(lab_env, capsys, monkeypatch):
     assert "vs_none_verdict" in csv[0] and "accuracy_ci95_lo" in csv[0] and len(csv) == 9
     results_before = (out_dir / "results.json").read_text()
     # the report (Results page) names every cell by its study method, with its steps and loss
-    from core import report
+    from core.study import tables as report
 
     df = report.classifier_results(lab_env)
     assert len(df) == 2 * len(ok)
@@ -394,7 +397,7 @@ def _toml(cfg: StudyConfig) -> str:
 
 
 def test_paired_verdicts_on_constructed_numbers():
-    from core.study_rows import add_comparisons
+    from core.study.rows import add_comparisons
 
     def row(method, accs):  # converged rows: these verdicts stand (tests/test_curves.py covers the label of unconverged ones)
         return {"method": method, "classifier": "small", "_acc": dict(enumerate(accs)), "converged": True}

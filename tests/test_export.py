@@ -20,7 +20,7 @@ def trained(tmp_path_factory):
     """A tiny CFG run (4 classes, 1x16x16) whose EMA weights differ from its model weights."""
     from diffusers.training_utils import EMAModel
 
-    from core.checkpoint import save_checkpoint
+    from core.store.checkpoint import save_checkpoint
     from core.nets.unet import build_unet
     from core.train.cfg import CFGTrainConfig, _ckpt_config, _ckpt_weights
 
@@ -166,7 +166,7 @@ def test_model_index_and_model_card(trained, tmp_path):
 
 def test_model_card_shows_the_studys_gate_figures(trained, tmp_path):
     """A CFG model trained inside a study (<study>/cfg/seed0): its card carries the study's gate rows."""
-    from core.atomic import atomic_write_json
+    from core.store.atomic import atomic_write_json
 
     run_dir, _, _ = trained
     study = tmp_path / "study"

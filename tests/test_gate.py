@@ -1,6 +1,6 @@
 """The generator gate (issue 17 item 2): tail choice, the rule, study options, and below_gate rows.
 
-Every number is worked by hand in the comments. The row-level tests run core.study_rows.aggregate
+Every number is worked by hand in the comments. The row-level tests run core.study.rows.aggregate
 on synthetic cell outcomes (no training): classifier results without test logits fall back to the
 paired t over seeds, whose p-values are written out below.
 """
@@ -12,12 +12,14 @@ import math
 
 import pytest
 
-from core.cells import OK, CellOutcome
+from core.study.graph import OK, CellOutcome
 from core.errors import ConfigError
-from core.experiment import StudyConfig, plan_study, study_state
-from core.gate import (DEFAULTS, gate_mark, gate_reason, gate_verdict, measure_gate, not_measured, row_gate, tail_classes,
+from core.study.config import StudyConfig
+from core.study.plan import plan_study
+from core.study.run import study_state
+from core.study.gate import (DEFAULTS, gate_mark, gate_reason, gate_verdict, measure_gate, not_measured, row_gate, tail_classes,
                        tail_near_copy_rate, thresholds)
-from core.stats import describe_verdict
+from core.study.stats import describe_verdict
 
 RULE = "tail consistency ≥ 0.8 (classes 0, 1, 2), precision ≥ 0.5, tail near-copy rate ≤ 0.2"
 
@@ -191,7 +193,7 @@ def _study(methods, gates=GATES, generation_metrics=True):
 
 
 def test_a_row_below_the_gate_keeps_its_figures_and_leaves_the_holm_family():
-    from core.study_rows import aggregate, rows_frame
+    from core.study.rows import aggregate, rows_frame
 
     cfg, plan, outcomes = _study(["none", "oversample", "cfg"])
     rows, notes = aggregate(cfg, plan, outcomes, test_size=360)
@@ -238,7 +240,7 @@ def test_a_row_below_the_gate_keeps_its_figures_and_leaves_the_holm_family():
 
 
 def test_partial_fill_rows_carry_their_fills_gate():
-    from core.study_rows import aggregate
+    from core.study.rows import aggregate
 
     cfg, plan, outcomes = _study(["none", "oversample", "cfg+logit-adjust"])
     by = {r["method"]: r for r in aggregate(cfg, plan, outcomes, test_size=360)[0]}
@@ -248,7 +250,7 @@ def test_partial_fill_rows_carry_their_fills_gate():
 
 
 def test_an_unmeasured_gate_gives_ungated_verdicts_outside_holm():
-    from core.study_rows import aggregate
+    from core.study.rows import aggregate
 
     cfg, plan, outcomes = _study(["none", "oversample", "cfg"], generation_metrics=False)
     by = {r["method"]: r for r in aggregate(cfg, plan, outcomes, test_size=360)[0]}
@@ -260,7 +262,7 @@ def test_an_unmeasured_gate_gives_ungated_verdicts_outside_holm():
 
 
 def test_a_gated_row_without_figures_is_n_a_not_ungated():
-    from core.study_rows import add_comparisons
+    from core.study.rows import add_comparisons
 
     # an unavailable SD row: no seed finished, so no difference to judge; its gate says "not measured"
     rows = [{"method": "none", "classifier": "small", "_acc": {0: 0.8, 1: 0.81}},
@@ -271,8 +273,8 @@ def test_a_gated_row_without_figures_is_n_a_not_ungated():
 
 def test_the_study_page_and_the_cli_name_below_gate_rows():
     from core.commands.experiment import below_gate_lines, render_table
-    from core.study_progress import verdict_frame
-    from core.study_rows import aggregate
+    from core.study.progress import verdict_frame
+    from core.study.rows import aggregate
 
     cfg, plan, outcomes = _study(["none", "oversample", "cfg"])
     rows = aggregate(cfg, plan, outcomes, test_size=360)[0]
@@ -290,8 +292,8 @@ def test_the_study_page_and_the_cli_name_below_gate_rows():
 
 
 def test_the_html_report_lists_each_gate_and_its_seeds():
-    from core.study_report import _table, gates
-    from core.study_rows import aggregate
+    from core.study.report import _table, gates
+    from core.study.rows import aggregate
 
     cfg, plan, outcomes = _study(["none", "oversample", "cfg"])
     rows = json.loads(json.dumps(aggregate(cfg, plan, outcomes, test_size=360)[0]))  # as results.json holds them
@@ -309,7 +311,7 @@ def test_the_html_report_lists_each_gate_and_its_seeds():
 
 def test_resuming_with_other_thresholds_regates_the_finished_study(tmp_path):
     from core.study.run import open_study
-    from core.study_rows import aggregate
+    from core.study.rows import aggregate
 
     cfg, plan, outcomes = _study(["none", "oversample", "cfg"])
     first = open_study(cfg, tmp_path / "study")
@@ -326,7 +328,7 @@ def test_resuming_with_other_thresholds_regates_the_finished_study(tmp_path):
     assert by["cfg@w=7.5"]["state"] == "ok" and by["cfg@w=7.5"]["gate"]["passed"] is True
     assert by["cfg@w=7.5"]["vs"]["none"]["verdict"] in ("better", "worse", "inconclusive")
     # the HTML report says so under its gates
-    from core.study_report import build_html
+    from core.study.report import build_html
 
     rows = json.loads(json.dumps(list(by.values()), default=float))  # as results.json holds them
     (again.path / "results.json").write_text(json.dumps({"study": "g", "state": "done", "rows": rows}))
@@ -342,7 +344,7 @@ def test_resuming_with_other_thresholds_regates_the_finished_study(tmp_path):
 
 def test_a_gate_changed_after_results_marks_the_affected_verdicts():
     from core.commands.experiment import render_table
-    from core.study_rows import aggregate
+    from core.study.rows import aggregate
 
     cfg, plan, outcomes = _study(["none", "oversample", "cfg"])
     change = {"from": thresholds({}), "to": thresholds({"tail_consistency": 0.3}), "at": "2026-12-07T16:00:00+00:00"}

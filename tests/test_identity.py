@@ -1,4 +1,4 @@
-"""core.identity (issue 28): the teacher's tokens file, the signed cookie, the rate limit; and the
+"""core.serving.identity (issue 28): the teacher's tokens file, the signed cookie, the rate limit; and the
 job manager's owner rules (resume only by the owner, never transferring the run)."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ import threading
 
 import pytest
 
-from core import identity
+from core.serving import identity
 from core.errors import ConfigError
 from core.jobs import JobManager
-from core.runs import Run
+from core.store.runs import Run
 
 GOOD = '[alice]\ntoken = "alice-token-0123"\n\n[ms-l]\ntoken = "teacher-token-xyz"\nteacher = true\n'
 

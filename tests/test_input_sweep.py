@@ -79,7 +79,7 @@ def sweep_env(tmp_path, monkeypatch):
     # work, not a hang, and the roots refusing it is what a class server does)
     (tmp_path / "data").mkdir(exist_ok=True)
     monkeypatch.setenv("IMBALANCE_LAB_DATA_ROOTS", str(tmp_path / "data"))
-    import core.job_runners  # noqa: F401  registers the lab's job kinds
+    import core.jobs.runners  # noqa: F401  registers the lab's job kinds
 
     for kind in RunnerTable().kinds():  # every registered kind (RUNNERS holds only the overrides)
         monkeypatch.setitem(jobs.RUNNERS, kind, _refuse)

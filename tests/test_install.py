@@ -182,7 +182,7 @@ def test_wheel_install_puts_data_in_the_working_directory_and_runs_the_app(wheel
     assert lines[1:4] == [str(work / "runs"), str(work / "models"), str(work / ".cache")]
     app = Path(lines[4])
     assert app == Path(lines[0]).parent / "_app"  # package data beside the code, found through importlib.resources
-    for f in ("app.py", "app_pages/results.py", "app_pages/_common.py", ".streamlit/config.toml", "studies/quick.toml"):
+    for f in ("app.py", "app_pages/results.py", "app_pages/_jobs.py", ".streamlit/config.toml", "studies/quick.toml"):
         assert (app / f).is_file(), f
     assert not (tmp_path / "venv" / "share" / "imbalance-lab").exists()
     assert _run(bin_ / "imbalance-lab", "--version", cwd=work, env=_clean_env()) == f"imbalance-lab {core.__version__}"
@@ -205,7 +205,7 @@ def test_pip_target_and_zipapp_find_the_app(wheel, tmp_path):
     """`pip install --target` (no venv, no share/ folder) and the same tree zipped: the study files are found."""
     target = tmp_path / "target"
     _run(sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", target, wheel)
-    code = "from core.paths import app_dir; from core.study_start import study_files; print(app_dir()); print(','.join(study_files()))"
+    code = "from core.paths import app_dir; from core.study.start import study_files; print(app_dir()); print(','.join(study_files()))"
     work = tmp_path / "work"
     work.mkdir()
     lines = _run(sys.executable, "-c", code, cwd=work, env={**_clean_env(), "PYTHONPATH": str(target)}).splitlines()

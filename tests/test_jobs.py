@@ -10,7 +10,7 @@ import pytest
 
 from core.errors import ConfigError, DataError
 from core.jobs import JobManager, format_eta, is_oom
-from core.runs import Run, list_runs
+from core.store.runs import Run, list_runs
 
 
 def _steps(n=5, sleep=0.0):
@@ -197,7 +197,7 @@ def test_registered_runners_overrides_and_a_kind_that_lost_its_runner(make_manag
 
 
 def test_importing_job_runners_registers_the_lab_kinds(make_manager):
-    import core.job_runners  # noqa: F401  (registers at import)
+    import core.jobs.runners  # noqa: F401  (registers at import)
 
     assert set(make_manager(None).kinds()) >= {"cfg", "classifier", "generate", "balance", "guidance", "study"}
 
@@ -216,7 +216,7 @@ def test_restart_marks_orphans_interrupted_and_resume_continues(tmp_path):
     while m1.get(a.id).state != "running":
         time.sleep(0.01)
     # Simulate the server process dying: the manager vanishes without finishing its jobs.
-    from core.jobs import store as store_mod
+    from core.jobs import records as store_mod
 
     store_mod._LIVE_MANAGERS.discard(m1.token)
     seen = []
@@ -276,7 +276,7 @@ def _digits(profile="paper"):
 
 
 def test_real_balance_then_classifier_on_the_saved_set(make_manager):
-    from core.job_runners import BALANCED, CLS_KIND, DEFAULT_RUNNERS, load_imageset
+    from core.jobs.runners import BALANCED, CLS_KIND, DEFAULT_RUNNERS, load_imageset
 
     m = make_manager(DEFAULT_RUNNERS)
     bal = m.wait(m.submit("balance", {"data": _digits(), "method": "cutmix", "params": {"lam": 0.6}, "target": None, "seed": 2}).id, 60)
@@ -295,7 +295,7 @@ def test_real_balance_then_classifier_on_the_saved_set(make_manager):
 def test_real_cfg_training_then_guidance_sweep(make_manager):
     import numpy as np
 
-    from core.job_runners import CFG_KIND, DEFAULT_RUNNERS, SWEEP
+    from core.jobs.runners import CFG_KIND, DEFAULT_RUNNERS, SWEEP
 
     m = make_manager(DEFAULT_RUNNERS)
     cfg = {"data": _digits(), "preset": "tiny", "steps": 3, "batch_size": 16, "preview_every": 0, "preview_steps": 2, "preview_per_class": 2,
@@ -354,7 +354,7 @@ def test_interactive_job_does_not_wait_behind_training_and_training_pauses(make_
 
 
 def test_lane_predicates_of_the_real_kinds():
-    from core import job_runners as jr
+    from core.jobs import runners as jr
     from core.jobs import lane_for
 
     assert lane_for("generate", {"method": "mixup", "classes": list(range(10)), "count": 256}) == "interactive"

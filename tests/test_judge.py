@@ -1,7 +1,7 @@
 import torch
 
 from core.data import DataConfig, load_dataset
-from core.judge import class_consistency, diversity, get_judge
+from core.metrics.judge import class_consistency, diversity, get_judge
 
 
 def test_judge_learns_digits_and_is_cached():

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-import core.judge
-from core.balance import balance
+import core.metrics.judge
+from core.generators.balance import balance
 from core.data.loading import DataConfig, load_dataset
 from core.data.profiles import apply_profile, dropped_by_profile
 from core.errors import ConfigError, DataError
@@ -110,20 +110,20 @@ def test_get_judge_and_the_extractor_train_on_exactly_the_judge_split(indexed_di
         from core.nets.smallcnn import SmallCNN
 
         seen.append((train, test))
-        return core.judge.Judge(SmallCNN(train.channels, train.num_classes), train.classes, train.channels, train.image_size,
+        return core.metrics.judge.Judge(SmallCNN(train.channels, train.num_classes), train.classes, train.channels, train.image_size,
                                 {"train_images": len(train)}, device="cpu")
 
-    monkeypatch.setattr(core.judge, "train_judge", fake_train)
+    monkeypatch.setattr(core.metrics.judge, "train_judge", fake_train)
     cfg = DataConfig(image_size=8, profile="exponential", ratio=50.0, judge_per_class=3)
     ds = load_dataset(cfg)
-    judge = core.judge.get_judge(cfg, device="cpu")
+    judge = core.metrics.judge.get_judge(cfg, device="cpu")
     (train, test), = seen
     assert torch.equal(train.images, ds.judge.images) and torch.equal(train.labels, ds.judge.labels)
     assert ids(train) == ids(ds.judge) and len(train) == 30 and torch.equal(test.images, ds.test.images)
     assert judge.info["train_source"] == "judge split (3 per class)"
     assert judge.info["judge_per_class"] == 3 and judge.info["train_counts"] == [3] * 10
     # the cached judge is read back (no second training) and still says what it trained on
-    again = core.judge.get_judge(cfg, device="cpu")
+    again = core.metrics.judge.get_judge(cfg, device="cpu")
     assert len(seen) == 1 and again.info["train_source"] == "judge split (3 per class)" and again.info["key"] == judge.info["key"]
     saved = json.loads((tmp_path / "models" / "judges" / f"{judge.info['key']}.json").read_text())
     assert saved["train_counts"] == [3] * 10
@@ -137,14 +137,14 @@ def test_get_judge_and_the_extractor_train_on_exactly_the_judge_split(indexed_di
     assert note.startswith("FID unavailable") and note.endswith("judge CNN trained on the judge split (3 per class)")
     # a retrained judge (same data key, new random weights) gets a new reference-cache id: the
     # feature statistics its predecessor cached are never read for it
-    fresh = core.judge.get_judge(cfg, device="cpu", retrain=True)
+    fresh = core.metrics.judge.get_judge(cfg, device="cpu", retrain=True)
     assert len(seen) == 2 and fresh.info["key"] == judge.info["key"] and fresh.info["weights_sha1"] != judge.info["weights_sha1"]
     ex2, _ = get_extractor("auto", cfg, device="cpu")
     assert ex2.cache_id == f"judge-{judge.info['key']}-w{fresh.info['weights_sha1']}" != ex.cache_id
 
     # judge_per_class = 0: today's judge, on the whole train split, labelled biased
     full = DataConfig(image_size=8, profile="exponential", ratio=50.0)
-    old = core.judge.get_judge(full, device="cpu")
+    old = core.metrics.judge.get_judge(full, device="cpu")
     assert ids(seen[-1][0]) == ids(load_dataset(full).train) and len(seen[-1][0]) == 1437
     assert old.info["train_source"] == "full train split (biased: overlaps the FD reference and the classifier's data)"
     assert old.info["key"] != judge.info["key"]
@@ -194,8 +194,8 @@ def test_a_class_must_keep_one_training_image():
 
 def test_cli_workspace_and_presets_carry_the_split(capsys):
     from core.cli import main
-    from core import workspace
-    from core.experiment import preset
+    from core.serving import workspace
+    from core.study.presets import preset
 
     assert main(["dataset", "--judge-per-class", "30", "--profile", "paper", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from core.checkpoint import checkpoint_path, load_checkpoint
+from core.store.checkpoint import checkpoint_path, load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -121,7 +121,7 @@ def test_inception_offline_without_weights_names_file_url_and_folder(tmp_path, m
 def test_auto_extractor_falls_back_to_the_labelled_judge(tmp_path, monkeypatch):
     monkeypatch.setenv("IMBALANCE_LAB_MODELS", str(tmp_path / "models"))
     monkeypatch.setenv("IMBALANCE_LAB_OFFLINE", "1")
-    import core.judge
+    import core.metrics.judge
 
     built = []
 
@@ -131,7 +131,7 @@ def test_auto_extractor_falls_back_to_the_labelled_judge(tmp_path, monkeypatch):
         def features(self, images):
             return images.float().flatten(1)[:, :4]
 
-    monkeypatch.setattr(core.judge, "get_judge", lambda cfg, device=None, progress=None: built.append(cfg) or FakeJudge())
+    monkeypatch.setattr(core.metrics.judge, "get_judge", lambda cfg, device=None, progress=None: built.append(cfg) or FakeJudge())
     from core.data.loading import DataConfig
 
     ex, note = gm.get_extractor("auto", DataConfig())

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from core import provenance
-from core.atomic import read_json
+from core.store import provenance
+from core.store.atomic import read_json
 from core.jobs import JobManager
 from core.paths import PROJECT_ROOT
-from core.report import compare_configs, settings_of
-from core.runs import Run
+from core.study.tables import compare_configs, settings_of
+from core.store.runs import Run
 from tests.test_app_pages import _button, _frame, _page, _wait_all, app, fake_cfg_runner  # noqa: F401  (app: a fixture)
 
 VERSION_KEYS = ["torch", "torchvision", "diffusers", "accelerate", "streamlit", "torch-fidelity", "python"]
@@ -100,7 +100,9 @@ def test_a_job_records_the_page_that_started_it(tmp_path):
 
 
 def test_a_study_records_its_provenance_and_still_resumes(tmp_path):
-    from core.experiment import StudyConfig, open_study, preset
+    from core.study.config import StudyConfig
+    from core.study.run import open_study
+    from core.study.presets import preset
 
     cfg = preset("quick")
     run = open_study(cfg, tmp_path / "study", device="cpu")
@@ -139,7 +141,7 @@ def test_app_job_records_its_page_and_results_shows_provenance(app, monkeypatch)
     at.number_input(key="cfg_steps").set_value(3)
     _button(at, "Start CFG training").click().run()
     _wait_all()
-    from core.runs import list_runs
+    from core.store.runs import list_runs
 
     (run,) = list_runs()
     assert run.provenance["page"] == "Train"

@@ -39,7 +39,7 @@ def judge_env(tmp_path_factory):
     """The digits judge of the quick recipe (judge split 30 per class) and its feature extractor, cached in a temporary lab."""
     import os
 
-    from core.judge import get_judge
+    from core.metrics.judge import get_judge
     from core.metrics.generation import get_extractor
 
     old = os.environ.get("IMBALANCE_LAB_MODELS")
@@ -55,7 +55,7 @@ def judge_env(tmp_path_factory):
 
 
 def test_real_images_pass_the_gate_calibrated_on_the_other_half(judge_env):
-    from core.gate import gate_verdict, row_gate, thresholds
+    from core.study.gate import gate_verdict, row_gate, thresholds
     from core.metrics.novelty import fill_scores, held_out_from
     from core.study.gating import measure
 
@@ -95,10 +95,11 @@ def test_a_partial_fill_is_gated_on_the_images_it_uses():
 
 
 def test_partial_rows_take_the_partial_gate():
-    from core.cells import OK, CellOutcome
-    from core.experiment import StudyConfig, plan_study
-    from core.gate import gate_verdict, measure_gate
-    from core.study_rows import aggregate
+    from core.study.graph import OK, CellOutcome
+    from core.study.config import StudyConfig
+    from core.study.plan import plan_study
+    from core.study.gate import gate_verdict, measure_gate
+    from core.study.rows import aggregate
 
     counts = [2, 3, 4, 6, 8, 10, 14, 20, 30, 40]
     cfg = StudyConfig.from_dict({"name": "p", "methods": ["none", "cfg", "cfg+logit-adjust"], "cfg_ws": [7.5], "seeds": [0, 1],
@@ -128,7 +129,7 @@ def _preds(rng, n_seeds, N, acc):
 
 
 def test_share_of_gap_is_n_a_unless_real_minus_none_is_detected():
-    from core.study_rows import add_comparisons
+    from core.study.rows import add_comparisons
 
     rng = np.random.default_rng(0)
 

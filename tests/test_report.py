@@ -1,11 +1,11 @@
-"""core.report.group_runs: runs pooled only when every setting but the seeds is the same."""
+"""core.study.tables.group_runs: runs pooled only when every setting but the seeds is the same."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from core.report import group_runs, settings_of
+from core.study.tables import group_runs, settings_of
 
 
 def _row(run_id, seed, acc, **cfg):

@@ -7,9 +7,9 @@ import time
 import pytest
 import torch
 
-from core.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from core.store.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from core.errors import ConfigError
-from core.runs import Run, list_runs, runs_table
+from core.store.runs import Run, list_runs, runs_table
 
 
 def test_run_folder_lifecycle(tmp_path):

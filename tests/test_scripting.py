@@ -49,7 +49,7 @@ def test_explicit_flags_override_the_file_and_settings_without_a_flag_come_from_
     assert c3["steps"] == 3 and c3["log_every"] == 1 and c3["preview_per_class"] == 2 and c3["data"]["test_per_class"] == 5
     same = {k for k in c1 if k not in ("created", "steps", "log_every", "preview_per_class", "data")}
     assert {k: c1[k] for k in same} == {k: c3[k] for k in same}
-    from core.runs import Run
+    from core.store.runs import Run
 
     assert list(Run(run3).metrics()["step"]) == [1, 2, 3]  # log_every 1, from the file
 
@@ -108,7 +108,7 @@ def test_verbosity_flags_set_the_log_level():
 
 def test_import_core_is_cheap_and_offers_the_entry_points():
     code = ("import sys, core; heavy = [m for m in ('torch', 'diffusers', 'pandas') if m in sys.modules]; "
-            "import core.train.cfg as t, core.experiment as e; "
+            "import core.train.cfg as t, core.study.presets as e; "
             "print(heavy, core.train_cfg is t.train_cfg, core.study_preset is e.preset, 'train_classifier' in dir(core))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.stdout.strip() == "[] True True True", out.stderr[-2000:]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.balance import balance
+from core.generators.balance import balance
 from core.data.imageset import ImageSet
 from core.errors import Cancelled, ConfigError, TrainingError, WeightsMissingError
 from core.generators import sd

@@ -116,7 +116,7 @@ def test_two_processes_shard_the_seeds_and_give_the_same_images(tiny_sd, tmp_pat
 
 def test_cli_filter_with_the_real_judge_keeps_only_images_it_assigns_to_the_class(tiny_sd, tmp_path, capsys):
     from core.data.loading import DataConfig
-    from core.judge import get_judge
+    from core.metrics.judge import get_judge
 
     judge = get_judge(DataConfig(dataset="digits"))  # cached in models/judges after the first test that needs it
     g = sd.SDGenerator([str(i) for i in range(10)], 1, 16, model="someone/tiny-sd", steps=1, w=0.0)
@@ -145,9 +145,9 @@ class _NeverThisClass:
 
 
 def test_cli_filter_shortfall_exits_2_naming_the_rate_and_the_fix(tiny_sd, tmp_path, monkeypatch, capsys):
-    import core.judge
+    import core.metrics.judge
 
-    monkeypatch.setattr(core.judge, "get_judge", lambda *a, **k: _NeverThisClass(3))
+    monkeypatch.setattr(core.metrics.judge, "get_judge", lambda *a, **k: _NeverThisClass(3))
     rc = main(["sample-sd", "--model", "someone/tiny-sd", "--dataset", "digits", "--sample-steps", "1", "--w", "0", "--filter", "--n", "2",
                "--classes", "3", "--max-attempts", "2", "--out", str(tmp_path / "none")])
     err = capsys.readouterr().err

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from core import bounds, serving, workspace
+from core.settings import bounds
+from core.serving import server as serving, workspace
 from core.data import budget
 from core.errors import ConfigError, DataError
 from core.jobs import INTERACTIVE_LANE, JobManager
-from core.runs import list_runs
+from core.store.runs import list_runs
 from tests.helpers import make_folder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,7 +138,7 @@ def test_url_values_out_of_range_are_clamped_or_dropped_with_notes():
 
 
 def test_every_number_widget_of_the_app_states_its_bound():
-    """Pages read numbers through app_pages._serving.number (range and help from core.bounds);
+    """Pages read numbers through app_pages._serving.number (range and help from core.settings.bounds);
     a bare number_input must at least give the bound in its help text."""
     for page in sorted((ROOT / "app_pages").glob("*.py")):
         if page.name == "_serving.py":

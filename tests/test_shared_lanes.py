@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from core import serving
+from core.serving import server as serving
 from core.errors import Cancelled, ConfigError
 from core.jobs import INTERACTIVE_LANE, JobManager
 
@@ -35,7 +35,7 @@ def test_the_interactive_lane_has_a_server_wide_cap(tmp_path):
 
 def test_judge_training_stops_when_its_job_is_cancelled():
     from core.data.loading import DataConfig, load_dataset
-    from core.judge import train_judge
+    from core.metrics.judge import train_judge
 
     ds = load_dataset(DataConfig(dataset="digits"))
     polls = []
@@ -70,8 +70,8 @@ def test_a_model_named_by_a_study_must_be_inside_the_roots_or_known(tmp_path):
 def test_a_shared_server_ignores_a_studys_device_and_lanes_with_a_note():
     import dataclasses
 
-    from core.experiment import preset
-    from core.study_start import for_shared_server
+    from core.study.presets import preset
+    from core.study.start import for_shared_server
 
     cfg = dataclasses.replace(preset("quick"), device="cuda:7", cpu_lanes=8)
     out, notes = for_shared_server(cfg)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from core.atomic import atomic_write, atomic_write_bytes, atomic_write_json
+from core.store.atomic import atomic_write, atomic_write_bytes, atomic_write_json
 from core.cli import main
 from core.errors import ConfigError
 from core.study.lock import holder_path, study_lock

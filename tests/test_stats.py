@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from core.stats import binomial_ci, binomial_halfwidth, paired, summary, verdict
+from core.study.stats import binomial_ci, binomial_halfwidth, paired, summary, verdict
 
 
 def test_summary_three_values_by_hand():
@@ -52,7 +52,7 @@ import numpy as np  # noqa: E402
 
 from scipy import stats as st  # noqa: E402
 
-from core.stats import ALPHA, describe_verdict, holm, holm_verdict, mde, paired_t, paired_test  # noqa: E402
+from core.study.stats import ALPHA, describe_verdict, holm, holm_verdict, mde, paired_t, paired_test  # noqa: E402
 
 
 def test_holm_on_known_pvalues():
@@ -134,7 +134,7 @@ def test_minority_f1_endpoint_by_hand():
     r = paired_test(met, ref, metric="minority_f1", minority=[0], labels_equal=False)
     assert r["diff_mean"] == pytest.approx(((1 - 2 / 3) + (1 - 0)) / 2)
     assert r["metric"] == "minority_f1"
-    from core.stats import weighted_metric
+    from core.study.stats import weighted_metric
 
     assert weighted_metric(np.array([0, 1, 1, 1]), labels, np.ones((1, 4)), "minority_f1", [0])[0] == pytest.approx(2 / 3)
     # weight 2 on image 1 (a second copy of the missed class-0 image): TP 1, P 1, T 3 -> F1 = 2/4

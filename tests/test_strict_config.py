@@ -1,5 +1,5 @@
 """Strict configs (issue 29, item 1): a typo anywhere is refused with the nearest valid name, types and
-ranges come from one table (core.bounds.CONFIG_BOUNDS), and config files of earlier versions still load.
+ranges come from one table (core.settings.bounds.CONFIG_BOUNDS), and config files of earlier versions still load.
 
 Parse-only and dataclass-only: nothing here trains, so the file runs in seconds.
 """
@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from core.bounds import CONFIG_BOUNDS
+from core.settings.bounds import CONFIG_BOUNDS
 from core.cli import main
-from core.config_check import CLI_METHOD_PARAMS, KWARGS, SET_BY_CALLER, nearest
+from core.settings.config_check import CLI_METHOD_PARAMS, KWARGS, SET_BY_CALLER, nearest
 from core.errors import ConfigError
-from core.experiment import StudyConfig
+from core.study.config import StudyConfig
 from core.train.cfg import CFGTrainConfig
 from core.train.classifier import ClassifierConfig
 
@@ -121,7 +121,7 @@ def test_every_nested_value_is_checked_against_the_one_table(tmp_path, old, new,
 
 
 def test_the_apps_upload_path_refuses_the_same_files(tmp_path):
-    from core.study_start import from_upload
+    from core.study.start import from_upload
 
     big = STUDY.replace("lr = 0.05", "lr = 0.05\nsteps = 1000000000")
     with pytest.raises(ConfigError, match=r"steps = 1,000,000,000 is out of range"):
@@ -233,8 +233,8 @@ def test_the_generator_tables_match_the_generators_signatures():
 
 def test_meta_keys_agree_with_the_runs_module():
     from core.commands.config_file import META as CLI_META
-    from core.jobconfig import META
-    from core.runs import META_KEYS
+    from core.settings.jobconfig import META
+    from core.store.runs import META_KEYS
 
     assert set(META) == set(META_KEYS) == set(CLI_META)
 
@@ -253,7 +253,7 @@ def test_nearest_needs_a_close_name():
 def test_files_that_are_not_study_tables_are_config_errors(data, message):
     """Issue 28's upload sweep: these raised UnicodeDecodeError and RecursionError through the Study page (an
     exception box), and a TOML date passed every type check."""
-    from core.study_start import from_upload
+    from core.study.start import from_upload
 
     with pytest.raises(ConfigError) as e:
         from_upload("s.toml", data)

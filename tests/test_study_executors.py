@@ -12,8 +12,9 @@ import os
 import pytest
 import torch
 
-from core.experiment import StudyConfig, load_results, run_study
-from core.executors import LocalExecutor, cpu_lanes
+from core.study.config import StudyConfig
+from core.study.run import load_results, run_study
+from core.study.executors import LocalExecutor, cpu_lanes
 
 TOL = 1.0 / 360
 
@@ -76,7 +77,7 @@ def test_two_cpu_lanes_give_the_serial_rows_and_say_where_cells_ran(serial_study
 @pytest.mark.timeout(600)
 def test_ray_gives_the_serial_rows(serial_study, tmp_path):
     ray = pytest.importorskip("ray")
-    from core.executors import RayExecutor
+    from core.study.executors import RayExecutor
 
     root = tmp_path / "study"
     ex = RayExecutor(num_cpus=2, threads=1)

@@ -26,7 +26,7 @@ import pytest
 import torch
 from safetensors import SafetensorError
 
-from core.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from core.store.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from core.cli import main
 from core.data.imageset import ImageSet
 from core.errors import DiskFullError
@@ -114,7 +114,7 @@ def _fail_after_half(real_writer, error: Exception):
 
 Case = namedtuple("Case", "target error low_space file")
 CHECKPOINT_CASES = [
-    Case("core.checkpoint.save_file", SafetensorError(ST_FULL), False, "weights.safetensors"),
+    Case("core.store.checkpoint.save_file", SafetensorError(ST_FULL), False, "weights.safetensors"),
     Case("torch.save", RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598"), True, "state.pt"),
 ]
 
@@ -139,7 +139,7 @@ def test_full_disk_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, m
 
 
 def test_a_failed_write_with_room_on_the_disk_is_not_called_full(tmp_path, monkeypatch):
-    from core.atomic import atomic_write
+    from core.store.atomic import atomic_write
 
     (tmp_path / "f.txt").write_text("old")
 
@@ -159,7 +159,7 @@ def _imageset(value: int, n: int = 6) -> ImageSet:
 def test_full_disk_while_writing_a_fill_keeps_the_previous_set(tmp_path, monkeypatch):
     import safetensors.torch
 
-    from core.experiment import _load_generated, _save_generated
+    from core.study.cells import load_generated as _load_generated, save_generated as _save_generated
 
     path = tmp_path / "sets" / "oversample__seed0.safetensors"
     _save_generated(path, _imageset(7))
@@ -175,7 +175,7 @@ def test_full_disk_while_writing_a_fill_keeps_the_previous_set(tmp_path, monkeyp
 def test_full_disk_while_writing_results_json_keeps_the_previous_results(tmp_path, monkeypatch, capsys):
     import builtins
 
-    import core.atomic
+    import core.store.atomic
 
     cfg = tmp_path / "s.toml"
     cfg.write_text('name = "disk"\nmethods = ["none", "oversample"]\nseeds = [0]\ngeneration_metrics = false\n'
@@ -206,7 +206,7 @@ def test_full_disk_while_writing_results_json_keeps_the_previous_results(tmp_pat
         f = builtins.open(file, mode, *a, **k)
         return HalfFull(f) if "w" in mode and Path(file).name.startswith(".results.json.") else f
 
-    monkeypatch.setattr(core.atomic, "open", fake_open, raising=False)
+    monkeypatch.setattr(core.store.atomic, "open", fake_open, raising=False)
     assert main(["experiment", "--config", str(cfg), "--out", str(study), "--json"]) == 3  # a full disk: a lab error (README, Exit codes)
     err = capsys.readouterr().err
     assert f"error: The disk is full: could not write {study / 'results.json'} (OSError: [Errno 28] No space left on device)." in err

@@ -16,12 +16,12 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import jobs
-from core import study_progress as sp
-from core import study_start
-from core.atomic import atomic_write_json, read_json
+from core.study import progress as sp
+from core.study import start as study_start
+from core.store.atomic import atomic_write_json, read_json
 from core.errors import ConfigError, LabError
-from core.experiment import StudyConfig
-from core.runs import Run
+from core.study.config import StudyConfig
+from core.store.runs import Run
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -125,7 +125,7 @@ def test_rows_so_far_with_partial_seeds_and_both_references(tmp_path, tiny):
     mix = frame.iloc[2]
     assert (mix["seeds"], mix["vs none: 95% CI"], mix["vs none: verdict"]) == ("1 of 2 seeds", "n/a (one seed)", "n/a")
     assert frame.iloc[0]["vs none: verdict"] == "(itself)" and frame.iloc[1]["vs none: 95% CI"] == "[0.3000, 0.3000]"
-    # cutmix's seed-0 fill failed: its classifier cell will not run and takes the failure (core.cells.blocked_by)
+    # cutmix's seed-0 fill failed: its classifier cell will not run and takes the failure (core.study.graph.blocked_by)
     assert frame.iloc[3]["why"] == "seed 0: fill__cutmix__seed0 failed: RuntimeError: boom"
     assert any("Student-t" in n for n in notes)
 
@@ -222,7 +222,7 @@ def test_start_watch_cancel_resume(app, runs_root, monkeypatch):
     assert [b.label for b in at.button if b.label in ("Cancel study", "Resume study")] == ["Cancel study"]
 
     next(b for b in at.button if b.label == "Cancel study").click().run()
-    from app_pages._common import manager
+    from app_pages._manager import manager
 
     assert manager().wait(study.name, 10).state == "cancelled"
     at.run()
@@ -254,7 +254,8 @@ def test_sample_strip_names_each_neighbours_class_and_flags_another_class(tmp_pa
     from core.data.imageset import ImageSet
     from core.data.loading import load_dataset
     from core.data.profiles import apply_profile
-    from core.experiment import _save_generated, _sets_path
+    from core.study.cells import save_generated as _save_generated
+    from core.study.plan import sets_path as _sets_path
 
     train = apply_profile(load_dataset(tiny.data).train, tiny.data_for_seed(0))
     one, two = (int(torch.nonzero(train.labels == c)[0]) for c in (1, 2))

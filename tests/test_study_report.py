@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from core.cli import main
-from core.study_report import NOT_RECORDED, build_html, charts, write_html
+from core.study.report import NOT_RECORDED, build_html, charts, write_html
 
 CHROMIUM = "/usr/bin/chromium"
 CLASSES = ["zero", "one", "two"]
@@ -190,7 +190,7 @@ def test_results_page_offers_the_report_of_each_study(runs_root, tmp_path, monke
 @pytest.mark.timeout(600)
 def test_the_report_of_a_real_tiny_study(tmp_path, monkeypatch):
     """A study run for real (none, oversample, cfg@w=7.5 on digits, one seed, a few steps; generation metrics off)."""
-    from core.experiment import load_results, run_study
+    from core.study.run import load_results, run_study
     from tests.test_study_executors import small_study
 
     monkeypatch.setenv("IMBALANCE_LAB_CACHE", str(tmp_path / "cache"))

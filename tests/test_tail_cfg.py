@@ -157,7 +157,7 @@ def test_per_class_w_reaches_the_sampler_one_value_per_image(tmp_path, monkeypat
 
 
 def test_guidance_runner_scores_near_copies_against_the_runs_own_data(tmp_path, monkeypatch, capsys):
-    from core import job_runners
+    from core.jobs import runners as job_runners
     from core.metrics import generation, novelty
     from core.train.cfg import CFGTrainConfig, train_cfg
     from core.data.loading import DataConfig

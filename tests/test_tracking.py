@@ -1,13 +1,13 @@
-"""Metrics rows reach TensorBoard and MLflow through the run store's one hook (core.tracking)."""
+"""Metrics rows reach TensorBoard and MLflow through the run store's one hook (core.store.tracking)."""
 
 import json
 
 import pytest
 
-from core import tracking
+from core.store import tracking
 from core.cli import main
 from core.errors import ConfigError
-from core.runs import Run
+from core.store.runs import Run
 
 
 def _tb_scalars(run_dir, tag):
@@ -75,7 +75,7 @@ def test_rows_go_to_an_mlflow_file_store_and_a_resume_continues_the_same_run(tmp
 
 
 def test_a_killed_runs_mlflow_run_is_ended_when_the_next_process_marks_it_interrupted(tmp_path, mlflow_store):
-    from core.jobs.store import JobStore
+    from core.jobs.records import JobStore
 
     run = Run.create("classifier", {"log_with": "mlflow", "data": {"dataset": "digits"}}, root=tmp_path / "runs")
     run.set_status("running", owner="4194311:gone")  # an owner process that is not alive
@@ -120,7 +120,7 @@ def test_train_classifier_cli_logs_to_mlflow(tmp_path, mlflow_store):
 
 
 def test_experiment_log_with_reaches_every_training_and_a_resume_keeps_it(tmp_path, monkeypatch):
-    import core.experiment as experiment
+    import core.study.run as experiment
 
     seen = []
     monkeypatch.setattr(experiment, "run_study", lambda cfg, out, cb, executor=None: seen.append(cfg))
@@ -138,7 +138,7 @@ def test_train_page_choice_reaches_the_run_and_its_rows_reach_tensorboard(runs_r
     from streamlit.testing.v1 import AppTest
 
     from core import jobs
-    from core.runs import list_runs
+    from core.store.runs import list_runs
     from tests.test_app_pages import APP, _button, _page, _wait_all, fake_cfg_runner
 
     monkeypatch.setenv("IMBALANCE_LAB_CACHE", str(tmp_path / "cache"))

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import tracking
-from core.atomic import atomic_write_json
-from core.runs import Run
-from core.trackers.common import metric_key
+from core.store import tracking
+from core.store.atomic import atomic_write_json
+from core.store.runs import Run
+from core.store.trackers.common import metric_key
 from tests.test_tracking import mlflow_store  # noqa: F401  (the fixture: a file store in tmp_path)
 
 

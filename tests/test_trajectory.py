@@ -122,7 +122,7 @@ def test_bad_inputs_and_cancel():
 
 
 def test_saved_trajectory_round_trip(tmp_path):
-    from core.job_runners import load_trajectory, save_trajectory
+    from core.jobs.runners import load_trajectory, save_trajectory
 
     traj = trajectory(linear_eps, 1, seed=2, shape=SHAPE, null_label=NULL, ws=[0.0, 2.0], steps=3)
     path = save_trajectory(tmp_path / "trajectory.npz", traj)
@@ -134,7 +134,7 @@ def test_saved_trajectory_round_trip(tmp_path):
 
 # ------------------------------------------------------------------------------ figures
 def test_viz_denoise_images_and_charts():
-    from core import viz_denoise as vd
+    from core.viz import denoise as vd
 
     assert vd.signed_to_uint8(np.array([-1.0, 0.0, 1.0, 2.0])).tolist() == [0, 128, 255, 255]  # 127.5 rounds to even: 128
     assert vd.signed_to_uint8(np.array([-3.0, 1.5, 3.0]), vd.EPS_RANGE).tolist() == [0, 191, 255]  # (0.5 + 1)·127.5 = 191.25
@@ -155,7 +155,7 @@ def test_viz_denoise_images_and_charts():
 
 # ------------------------------------------------------------------------------ the job kind
 def test_trajectory_lane_and_runner_errors(tmp_path):
-    from core import job_runners as jr
+    from core.jobs import runners as jr
     from core.jobs import JobManager, lane_for
 
     assert lane_for("trajectory", {"ws": [0, 2, 7.5], "steps": 100}) == "interactive"

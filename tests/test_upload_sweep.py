@@ -31,7 +31,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import identity, jobs, serving
+from core.serving import identity, server as serving
+from core import jobs
 from core.jobs.registry import RunnerTable
 from core.data import budget as data_budget
 from core.data import disk
@@ -67,7 +68,7 @@ def upload_env(tmp_path, monkeypatch):
     for var in (serving.TOKEN_VAR, serving.HOST_VAR, serving.PER_SESSION_VAR, serving.PER_SERVER_VAR, serving.DOWNLOADS_VAR):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(tmp_path / "cwd")
-    import core.job_runners  # noqa: F401  registers the lab's job kinds
+    import core.jobs.runners  # noqa: F401  registers the lab's job kinds
 
     for kind in RunnerTable().kinds():  # every registered kind (RUNNERS holds only the overrides)
         monkeypatch.setitem(jobs.RUNNERS, kind, _refuse)  # a started study fails at once: nothing heavy runs
@@ -128,7 +129,7 @@ def _changes(before: dict, after: dict) -> list[str]:
 
 def _settle(root: Path) -> None:
     """Wait for the started study (it fails at once) so the next case starts from an idle manager."""
-    from app_pages._common import manager
+    from app_pages._manager import manager
 
     for j in manager().jobs():
         if j.active:

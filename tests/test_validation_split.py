@@ -50,7 +50,7 @@ def test_bad_validation_options_say_what_to_change(kw, err):
 
 def test_the_curve_reads_validation_figures_never_test():
     from core.study.cells import curve_figures
-    from core.study_rows import _curve_fields
+    from core.study.rows import _curve_fields
 
     class Cfg:
         converged_gain, converged_gain_minority = 0.01, 0.02

@@ -1,10 +1,10 @@
-"""core.workspace: URL parameters, the saved workspace file, model pickers, duplicate guard."""
+"""core.serving.workspace: URL parameters, the saved workspace file, model pickers, duplicate guard."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
-from core import workspace
+from core.serving import workspace
 from core.data.loading import DataConfig
 from tests.helpers import cfg_run
 
@@ -55,7 +55,7 @@ def test_cfg_models_order_and_labels(tmp_path):
     cfg_run(tmp_path, "live", "running", 100, 250)
     cfg_run(tmp_path, "other", "done", 10, 10, dataset="mnist")
     new_done = cfg_run(tmp_path, "new", "done", 500, 500)
-    from core.runs import list_runs
+    from core.store.runs import list_runs
 
     got = workspace.cfg_models(list_runs(tmp_path), "digits")
     assert [r.id for _, r in got] == [new_done.id, old_done.id, cancelled.id]

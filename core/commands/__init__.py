@@ -1,0 +1,1 @@
+"""The CLI's commands: one module per ``python -m core <command>`` (``HELP``, ``add_arguments``, ``run``)."""

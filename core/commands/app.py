@@ -3,7 +3,7 @@
 On a loopback address it just starts. On any other address (``--host 0.0.0.0``), or with
 ``--shared`` (a loopback address behind a reverse proxy that serves a class), every machine
 that reaches the port can use the lab, so it first prints what it exposes
-(core.serving.exposure_summary) and refuses to start unless ``IMBALANCE_LAB_DATA_ROOTS``
+(core.serving.server.exposure_summary) and refuses to start unless ``IMBALANCE_LAB_DATA_ROOTS``
 names the folders the server may read.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 
-from core import serving
+from core.serving import server as serving
 from core.commands.config_file import add_config_argument
 from core.errors import ConfigError
 from core.paths import app_dir, runs_dir
@@ -93,7 +93,7 @@ def run(args) -> int:
     cmd = prepare(args.host, args.port, shared=args.shared)
     print(where_words(), flush=True)
     if args.check:
-        from core.admission import summary
+        from core.serving.admission import summary
 
         print(summary())
         print("settings OK; would run: " + " ".join(cmd))

@@ -106,12 +106,12 @@ def log_with(args: argparse.Namespace) -> str | None:
 
 
 def check_flag_ranges(args: argparse.Namespace, flags: dict[str, tuple[str, str]]) -> None:
-    """Each flag's value (None: not given, skipped) inside its range in core.bounds.CONFIG_BOUNDS (``(table, key)``;
-    table "app" reads core.bounds.BOUNDS[key]); a list-valued flag checks each entry. ConfigError naming the
+    """Each flag's value (None: not given, skipped) inside its range in core.settings.bounds.CONFIG_BOUNDS (``(table, key)``;
+    table "app" reads core.settings.bounds.BOUNDS[key]); a list-valued flag checks each entry. ConfigError naming the
     flag, the value and the range: the same ranges a config file's keys have."""
     import math
 
-    from core.bounds import BOUNDS, config_bound
+    from core.settings.bounds import BOUNDS, config_bound
     from core.errors import ConfigError
 
     for flag, (table, key) in flags.items():

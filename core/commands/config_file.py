@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterable
 
-from core.config_check import check_keys
+from core.settings.config_check import check_keys
 from core.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -25,7 +25,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 ToDefaults = Callable[[dict], dict]  # the file's dict -> {argparse dest: value}
-META = ("kind", "created", "provenance", "regated")  # what a saved config.json adds besides settings (core.runs.META_KEYS)
+META = ("kind", "created", "provenance", "regated")  # what a saved config.json adds besides settings (core.store.runs.META_KEYS)
 _NOT_SETTINGS = {"help", "config", "verbosity", "version"}
 
 

@@ -48,10 +48,12 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from core.atomic import read_json
+    from core.store.atomic import read_json
     from core.callbacks import Callbacks, ProgressBar
     from core.errors import ConfigError
-    from core.experiment import StudyConfig, load_results, preset, run_study
+    from core.study.config import StudyConfig
+    from core.study.run import load_results, run_study
+    from core.study.presets import preset
 
     cfg = preset(args.preset) if args.preset else StudyConfig.from_toml(args.config)
     d = cfg.to_dict()
@@ -86,7 +88,7 @@ def run(args) -> int:
         if args.verbosity > 0:
             bar.write(f"[{done}/{total} cells] {msg}", file=sys.stderr)
 
-    from core.executors import executor_for
+    from core.study.executors import executor_for
 
     lanes = args.lanes
     if lanes is None and not args.devices and args.ray is None and cfg.cpu_lanes and not _gpu_visible():
@@ -131,9 +133,9 @@ def _pm(x: dict | None, scale: float = 100.0, nd: int = 1) -> str:
 
 
 def below_gate_lines(rows: list[dict]) -> list[str]:
-    """One line per below_gate row: trained on a generator fill that failed its gate (core.gate),
+    """One line per below_gate row: trained on a generator fill that failed its gate (core.study.gate),
     shown with its figures but no verdict. Not a failure: the study still ends done (exit 0)."""
-    from core.gate import BELOW_GATE, gate_reason
+    from core.study.gate import BELOW_GATE, gate_reason
 
     low = [r for r in rows if r.get("state") == BELOW_GATE]
     if not low:
@@ -144,7 +146,7 @@ def below_gate_lines(rows: list[dict]) -> list[str]:
 
 def _gate_cell(r: dict) -> str:
     """✓ / ✗ and the gate's three figures (tail consistency / precision / tail near-copy rate)."""
-    from core.gate import gate_symbol
+    from core.study.gate import gate_symbol
 
     g = r.get("gate")
     if not isinstance(g, dict):
@@ -158,7 +160,7 @@ def _gate_cell(r: dict) -> str:
 def render_table(rows: list[dict]) -> str:
     """A markdown table of the rows (what BENCHMARKS.md holds): mean ± std over seeds, the
     Student-t 95 % CI, the paired verdicts against every reference, steps and images seen."""
-    from core.stats import describe_verdict
+    from core.study.stats import describe_verdict
 
     gen_key = next((k for r in rows for k in ("fid", "fd_judge") if r.get(k)), None)
     labels = {"fid": "FID", "fd_judge": "FD (judge CNN features)"}
@@ -192,7 +194,7 @@ def render_table(rows: list[dict]) -> str:
         if gen_key:
             cells.append(_pm(r.get(gen_key), 1.0, 2))
         if gap:
-            from core.report import share_of_gap_columns
+            from core.study.tables import share_of_gap_columns
 
             cells += list(share_of_gap_columns(r).values())
         if gated:

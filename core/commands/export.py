@@ -23,7 +23,7 @@ def run(args) -> int:
     import json
 
     from core.errors import ConfigError
-    from core.export import export_generator
+    from core.generators.export import export_generator
 
     for flag in ("run", "out"):
         if not getattr(args, flag):

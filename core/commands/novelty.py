@@ -30,7 +30,7 @@ def add_arguments(p) -> None:
 
 def _flips(args, channels: int) -> bool:
     """--flips, else the run's generator (hflip: None = on for RGB), else on for RGB data."""
-    from core.atomic import read_json
+    from core.store.atomic import read_json
 
     if args.flips is not None:
         return args.flips
@@ -39,7 +39,7 @@ def _flips(args, channels: int) -> bool:
 
 
 def _data_cfg(args):
-    from core.atomic import read_json
+    from core.store.atomic import read_json
     from core.data.loading import DataConfig
     from core.errors import ConfigError
 

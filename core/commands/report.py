@@ -18,7 +18,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from core.study_report import write_html
+    from core.study.report import write_html
 
     out = Path(args.html) if args.html else Path(args.study) / "report.html"
     path = write_html(args.study, out)
@@ -28,7 +28,7 @@ def run(args) -> int:
         print(json.dumps({"html": str(path), "bytes": path.stat().st_size}))
         return 0
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
-    from core.tracking import add_artifact
+    from core.store.tracking import add_artifact
 
     if add_artifact(args.study, path):  # a study tracked with MLflow: the report joins its artefacts
         print("added it to the study's MLflow run")

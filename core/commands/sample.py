@@ -39,7 +39,7 @@ def add_arguments(p) -> None:
     add_config_argument(p, None, config_defaults, known=RECORDED)
 
 
-# each flag's range: a study's [cfg_sample] keys (core.bounds.CONFIG_BOUNDS), images per class and the seed as the app's
+# each flag's range: a study's [cfg_sample] keys (core.settings.bounds.CONFIG_BOUNDS), images per class and the seed as the app's
 RANGES = {"--n": ("app", "count"), "--seed": ("app", "seed"), "--w": ("cfg_sample", "w"), "--w-per-class": ("cfg_sample", "w_per_class"),
           "--w-gamma": ("cfg_sample", "w_gamma"), "--w-max": ("cfg_sample", "w_max"), "--sample-steps": ("cfg_sample", "steps"),
           "--batch-size": ("cfg_sample", "batch_size")}

@@ -15,7 +15,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from core.atomic import atomic_write_json
+from core.store.atomic import atomic_write_json
 from core.data.loading import DATASETS, DataConfig
 from core.commands.common import add_json_argument, add_overwrite_argument, add_sample_steps, check_flag_ranges
 from core.commands.config_file import add_config_argument, add_deprecated
@@ -60,7 +60,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--resolution", type=int, default=None, help="generation size in pixels (default: the model's native size, 512 for SD 1.5)")
 
     f = p.add_argument_group("filtering")
-    f.add_argument("--filter", action="store_true", help="drop images the dataset's judge classifier (core.judge) assigns to another class; needs --dataset")
+    f.add_argument("--filter", action="store_true", help="drop images the dataset's judge classifier (core.metrics.judge) assigns to another class; needs --dataset")
     f.add_argument("--max-attempts", type=float, default=4.0, help="at most this many candidates per requested image when filtering")
 
     p.add_argument("--out", default=None, help="output folder (default: runs/sd-samples-<time>; refused if it holds samples, unless --overwrite)")
@@ -110,7 +110,7 @@ def _eta_printer(label: str):
 def run(args) -> int:
     from core.generators.sd import SDGenerator, distribution, resolve
 
-    # the ranges of a study's [method_params.sd] keys (core.bounds.CONFIG_BOUNDS), images per class, size and seed as the app's
+    # the ranges of a study's [method_params.sd] keys (core.settings.bounds.CONFIG_BOUNDS), images per class, size and seed as the app's
     check_flag_ranges(args, {"--n": ("app", "count"), "--image-size": ("app", "image_size"), "--seed": ("app", "seed"),
                              "--w": ("method_params.sd", "w"), "--sample-steps": ("method_params.sd", "steps"),
                              "--batch-size": ("method_params.sd", "batch_size"), "--resolution": ("method_params.sd", "resolution"),
@@ -127,9 +127,9 @@ def run(args) -> int:
     judge = None
     if args.filter:
         try:
-            from core.judge import get_judge
+            from core.metrics.judge import get_judge
         except ImportError as exc:
-            raise ConfigError("Filtering needs core.judge, which is not available in this install.", "Run without --filter.") from exc
+            raise ConfigError("Filtering needs core.metrics.judge, which is not available in this install.", "Run without --filter.") from exc
         judge = get_judge(data_cfg)
 
     gen = SDGenerator(

@@ -6,7 +6,7 @@ import json
 import sys
 import time
 
-from core.atomic import read_json
+from core.store.atomic import read_json
 from core.callbacks import Callbacks, ProgressBar
 from core.commands.common import add_data_arguments, add_json_argument, add_tracking_argument, data_defaults, data_dict, log_with
 from core.commands.config_file import add_config_argument, without

@@ -73,10 +73,10 @@ def config_defaults(d: dict) -> dict:
 def run(args) -> int:
     from datetime import datetime
 
-    from core.config_check import CLI_METHOD_PARAMS, check_kwargs
+    from core.settings.config_check import CLI_METHOD_PARAMS, check_kwargs
     from core.errors import ConfigError
 
-    from core.balance import balanced_train_set, train_set_info
+    from core.generators.balance import balanced_train_set, train_set_info
     from core.data.loading import prepare
     from core.paths import runs_dir
     from core.train.classifier import KIND, ClassifierConfig, train_classifier

@@ -59,10 +59,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from torchvision.utils import make_grid
 
-    from core.atomic import atomic_write_json
-    from core.imageio import save_png
-    from core.job_runners import TRAJECTORY, run_trajectory_of, save_trajectory
-    from core.viz_denoise import signed_to_uint8
+    from core.store.atomic import atomic_write_json
+    from core.store.imageio import save_png
+    from core.jobs.runners import TRAJECTORY, run_trajectory_of, save_trajectory
+    from core.viz.denoise import signed_to_uint8
 
     for flag in ("run", "out"):
         if not getattr(args, flag):

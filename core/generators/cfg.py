@@ -18,15 +18,15 @@ import numpy as np
 import torch
 from diffusers import UNet2DModel
 
-from core.atomic import atomic_write, atomic_write_json
-from core.checkpoint import checkpoint_path, load_checkpoint
+from core.store.atomic import atomic_write, atomic_write_json
+from core.store.checkpoint import checkpoint_path, load_checkpoint
 from core.data.imageset import ImageSet
-from core.device import resolve_device
+from core.settings.device import resolve_device
 from core.diffusion.guidance import check_w, guidance_scale, per_class_w
 from core.diffusion.samplers import check_sampler, model_eps_fn, sample, to_uint8
 from core.errors import ConfigError, WeightsMissingError  # missing weights: a lab error (exit 3), not a usage error
 from core.generators.base import Cancelled, Generator, Progress, ShouldStop, image_seed
-from core.imageio import save_png
+from core.store.imageio import save_png
 
 
 def find_checkpoint(run_dir: str | os.PathLike, checkpoint: str = "latest") -> Path:

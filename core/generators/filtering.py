@@ -1,7 +1,7 @@
 """Optional filtering of generated images by a reference classifier.
 
 A generated image is kept only when the reference classifier (anything with
-``predict(images_uint8) -> labels``, e.g. :class:`core.judge.Judge`) assigns it to the
+``predict(images_uint8) -> labels``, e.g. :class:`core.metrics.judge.Judge`) assigns it to the
 class it was prompted for. The paper does not filter; He et al. (2023, "Is synthetic data
 from generative models ready for image recognition?") and DiffuLT (Shao et al. 2024) find
 that dropping off-class samples helps.

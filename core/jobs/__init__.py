@@ -1,6 +1,6 @@
 """The job manager: runs the lab's long work in background threads, one queue per device.
 
-Every job is a run folder (``core.runs.Run``): the manager creates it ``queued``, a
+Every job is a run folder (``core.store.runs.Run``): the manager creates it ``queued``, a
 worker thread picks it up, calls the job kind's *runner* with a :class:`JobContext`
 (config, run folder, callbacks, resume flag, device) and records the outcome in
 ``status.json``. Pages only read jobs and runs; nothing here imports Streamlit.
@@ -16,7 +16,7 @@ One concern a module:
   training on the same device pauses between two steps (its ``should_stop`` callback blocks)
   and continues afterwards. Jobs never compute at the same time on one device, and only the
   training lane creates an Accelerator (its state is process-wide).
-* ``store``: the jobs in memory and their ``status.json``. Restart: runs found
+* ``records``: the jobs in memory and their ``status.json``. Restart: runs found
   ``queued``/``running`` whose owner process is gone are marked ``interrupted`` when a manager
   is built; ``resume()`` queues them again with ``resume=True``.
 * ``cancel``: cancel is cooperative: ``cancel()`` sets a flag the runner polls via
@@ -27,11 +27,14 @@ One concern a module:
 * ``manager``: :class:`JobManager`, which admits jobs and holds the rest. Sessions apart (a
   server shared by a class): a job records its ``owner`` (the browser session that started
   it); ``cancel(run_id, owner=...)`` refuses another owner's job, and ``limits``
-  (core.serving.JobLimits) caps queued-or-running jobs per owner and per server before
+  (core.serving.server.JobLimits) caps queued-or-running jobs per owner and per server before
   anything is created. ``admit`` lets the app refuse a config (data outside its roots) first.
   The CLI and tests build managers without either: unlimited.
+* ``runners``: the runner of each job kind the app launches (cfg, classifier, fill, sweep, study, …),
+  a thin adapter from a run folder to a core function. It sits a floor above the rest of this
+  package (it imports the study, training and generators); nothing else here imports it.
 
-Runners are registered by their owner (``core.job_runners`` registers the lab's kinds when
+Runners are registered by their owner (``core.jobs.runners`` registers the lab's kinds when
 imported: whoever builds a manager for real work imports it first) and looked up when the
 job starts; a kind with no runner fails with a message naming it.
 """

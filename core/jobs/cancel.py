@@ -8,7 +8,7 @@ session), a job another owner started is refused.
 from __future__ import annotations
 
 from core.errors import ConfigError
-from core.jobs.store import JobStore
+from core.jobs.records import JobStore
 
 CANCELLED_MESSAGE = "cancelled; the last checkpoint was kept"
 

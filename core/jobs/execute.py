@@ -15,8 +15,8 @@ from core.jobs.cancel import CANCELLED_MESSAGE, is_cancellation
 from core.jobs.interactive import InteractiveLane
 from core.jobs.job import INTERACTIVE_LANE, Job, JobContext
 from core.jobs.registry import RunnerTable
-from core.jobs.store import JobStore
-from core.runs import META_KEYS
+from core.jobs.records import JobStore
+from core.store.runs import META_KEYS
 
 
 def is_oom(exc: BaseException) -> bool:

@@ -1,7 +1,7 @@
 """The interactive lane: short work (previews, small guidance sweeps) that never waits behind a training.
 
 Which jobs are interactive is decided per kind by a predicate on the config (``INTERACTIVE``;
-the limits are stated where the predicates are registered, core.job_runners). While an
+the limits are stated where the predicates are registered, core.jobs.runners). While an
 interactive job runs on a device, the training on that device pauses between two steps: its
 ``should_stop`` callback blocks until the device is idle again, then the loop goes on. Jobs
 never compute at the same time on one device.

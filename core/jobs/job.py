@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from core.callbacks import Callbacks
-from core.runs import ACTIVE, Run
+from core.store.runs import ACTIVE, Run
 
 FINAL = ("done", "failed", "cancelled", "interrupted")
 RESUMABLE = ("interrupted", "cancelled", "failed")

@@ -19,9 +19,9 @@ from core.jobs.interactive import InteractiveLane, lane_for
 from core.jobs.job import INTERACTIVE_LANE, RESUMABLE, TRAIN_LANE, Job
 from core.jobs.queues import LaneQueues, default_devices
 from core.jobs.registry import Runner, RunnerTable
-from core.jobs.store import JobStore
-from core.runs import META_KEYS, Run
-from core.serving import JobLimits
+from core.jobs.records import JobStore
+from core.store.runs import META_KEYS, Run
+from core.serving.server import JobLimits
 
 
 class JobManager:
@@ -41,7 +41,7 @@ class JobManager:
         owner of a job submitted without one (the app: the current browser session). ``admit``:
         called with (kind, config) before a job is created; it raises a LabError to refuse. ``budget``:
         called under the lock with (kind, config, owner, lane, device, the jobs queued or running) so
-        server-wide budgets count what is already admitted (core.admission); it raises to refuse."""
+        server-wide budgets count what is already admitted (core.serving.admission); it raises to refuse."""
         self.store = JobStore(root)
         self.root, self.token = self.store.root, self.store.token
         self.devices = list(devices or default_devices())

@@ -14,7 +14,7 @@ from typing import Callable
 from core.errors import ConfigError
 from core.jobs.interactive import InteractiveLane
 from core.jobs.job import INTERACTIVE_LANE, TRAIN_LANE, Job
-from core.jobs.store import JobStore
+from core.jobs.records import JobStore
 
 
 def default_devices() -> list[str]:

@@ -1,6 +1,6 @@
 """Which function runs each job kind.
 
-Runners are registered by their owner with :func:`register_runner` (``core.job_runners``
+Runners are registered by their owner with :func:`register_runner` (``core.jobs.runners``
 registers the lab's kinds when imported: whoever builds a manager for real work imports it
 first) and looked up when the job starts. Entries in ``RUNNERS`` override them, so tests can
 inject an instant fake; a kind with no runner fails with a message naming it.
@@ -64,6 +64,6 @@ class RunnerTable:
         if runner is None:
             raise ConfigError(
                 f"No runner is registered for job kind '{kind}'.",
-                f"Import the module that registers it (the app and the CLI import core.job_runners) or use one of: {', '.join(self.kinds()) or 'none registered'}.",
+                f"Import the module that registers it (the app and the CLI import core.jobs.runners) or use one of: {', '.join(self.kinds()) or 'none registered'}.",
             )
         return runner

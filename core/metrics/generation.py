@@ -6,7 +6,7 @@ Fréchet distance between Gaussians fitted to two feature sets (Heusel et al. 20
 
 "FID" is this on Inception-v3 pool3 features (torch-fidelity's port of the TF graph,
 the one torchmetrics uses). Offline without those weights the same distance is
-computed on the judge CNN's features (core.judge) and reported as ``fd_judge`` /
+computed on the judge CNN's features (core.metrics.judge) and reported as ``fd_judge`` /
 "FD (judge CNN features)" — never as FID.
 
 KID (Bińkowski et al. 2018): the unbiased MMD² with the cubic polynomial kernel
@@ -158,8 +158,8 @@ def load_inception(device=None, download: bool | None = None) -> Extractor:
 
 
 def judge_extractor(data_cfg, device=None, progress=None) -> Extractor:
-    """Penultimate features of the dataset's judge CNN (core.judge), the offline substitute."""
-    from core.judge import get_judge
+    """Penultimate features of the dataset's judge CNN (core.metrics.judge), the offline substitute."""
+    from core.metrics.judge import get_judge
 
     judge = get_judge(data_cfg, device=device, progress=progress)
     key = judge.info.get("key") or judge.info.get("dataset", "judge")
@@ -183,7 +183,7 @@ def get_extractor(kind: str = "auto", data_cfg=None, device=None, progress=None)
         note = "judge CNN features requested"
     if data_cfg is None:
         raise ConfigError("The judge extractor needs the dataset config.", "Pass data_cfg.")
-    from core.judge import train_source
+    from core.metrics.judge import train_source
 
     # the same DataConfig as the study/page: with judge_per_class > 0 the judge trains on the judge split only
     return judge_extractor(data_cfg, device, progress), f"{note}; judge CNN trained on the {train_source(data_cfg)}"

@@ -1,0 +1,1 @@
+"""Networks: the small ResNet/CNN classifiers and the class-conditional UNet (diffusers ``UNet2DModel``) of CFG."""

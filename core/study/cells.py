@@ -1,4 +1,4 @@
-"""The work of one study cell (``run_cell``, the core.cells contract): CFG training, fills with
+"""The work of one study cell (``run_cell``, the core.study.graph contract): CFG training, fills with
 their gate and novelty, classifiers with their budget curves, the post-hoc adjustment."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.atomic import atomic_write, atomic_write_json, read_json
+from core.store.atomic import atomic_write, atomic_write_json, read_json
 from core.callbacks import Callbacks
-from core.cells import Cell
+from core.study.graph import Cell
 from core.data.imageset import ImageSet
 from core.errors import Cancelled, LabError, Unavailable
-from core.gate import GATED_FILLS, thresholds
+from core.study.gate import GATED_FILLS, thresholds
 from core.study.config import POSTHOC, REAL_FILL, StudyConfig
 from core.study.plan import cell_dir, cell_id, cfg_run_dir, classifier_overrides, sets_path
 
@@ -75,9 +75,9 @@ class _Context:
         return self._pools[seed]
 
     def get_judge(self, device: str, cb: Callbacks):
-        """The dataset's judge CNN (core.judge, trained once and cached in models/judges), kept for the next cells."""
+        """The dataset's judge CNN (core.metrics.judge, trained once and cached in models/judges), kept for the next cells."""
         if self.judge is None:
-            from core.judge import get_judge
+            from core.metrics.judge import get_judge
 
             self.judge = get_judge(self.cfg.data, device, progress=lambda d, n, m="": cb.progress(d, n, f"gate judge: {m}"))
         return self.judge
@@ -103,7 +103,7 @@ def _context(payload: dict) -> _Context:
 
 
 def run_cell(payload: dict, cell: Cell, device: str, callbacks: Callbacks) -> dict:
-    """The work of one study cell (the core.cells contract). Its result is saved as
+    """The work of one study cell (the core.study.graph contract). Its result is saved as
     cells/<id>/results.json; a cell that finished before returns it at once."""
     done = read_json(cell_dir(Path(payload["root"]), cell.id) / "results.json")
     if done is not None:
@@ -161,7 +161,7 @@ def _generator(ctx: _Context, fill: str, w: float | None, train: ImageSet, seed:
 def _fill_cell(ctx: _Context, spec: dict, device: str, cb: Callbacks) -> dict:
     """Fill every class to the target with the seed's generator, save the generated images and
     measure the filled set. The result dict is the fill's row: more generation metrics go here."""
-    from core.balance import balance
+    from core.generators.balance import balance
 
     seed, name, imbalanced = spec["seed"], spec["name"], ctx.imbalanced(spec["seed"])
     path = sets_path(ctx.root, name, seed)
@@ -205,8 +205,8 @@ def _fill_cell(ctx: _Context, spec: dict, device: str, cb: Callbacks) -> dict:
 
 
 def _gate(ctx: _Context, generated: ImageSet, novelty: dict | None, seed: int, device: str, cb: Callbacks) -> dict:
-    """The gate of one fill and seed (core.gate), calibrated on this seed's held-out real images (core.study.gating)."""
-    from core.gate import gate_verdict, not_measured
+    """The gate of one fill and seed (core.study.gate), calibrated on this seed's held-out real images (core.study.gating)."""
+    from core.study.gate import gate_verdict, not_measured
     from core.study.gating import measure
 
     if not ctx.cfg.generation_metrics:
@@ -264,11 +264,11 @@ def curve_figures(r: dict) -> dict:
 
 def _classifier_cell(ctx: _Context, spec: dict, device: str, cb: Callbacks) -> dict:
     """The row's classifier for one seed, after its budget curve: the same recipe run for
-    S/8, S/4, S/2 steps (core.curves: separate shorter runs), each in curves/<cell id>/steps<k>/.
+    S/8, S/4, S/2 steps (core.study.curves: separate shorter runs), each in curves/<cell id>/steps<k>/.
     On a GPU the four runs train as one batched computation (core.train.batched; the short ones
     leave it first); on a CPU one after the other. Either way each run writes the same files."""
-    from core.balance import train_set_info
-    from core.curves import curve_steps, scaled_warmup
+    from core.generators.balance import train_set_info
+    from core.study.curves import curve_steps, scaled_warmup
     from core.train.batched import BatchJob, train_runs
     from core.train.classifier import ClassifierConfig, schedule
 

@@ -9,13 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.data.loading import DATASETS, DataConfig
-from core.config_check import check_keys, check_kwargs, check_table, field_types
+from core.settings.config_check import check_keys, check_kwargs, check_table, field_types
 from core.errors import ConfigError
-from core.gate import thresholds
+from core.study.gate import thresholds
 from core.generators.registry import METHODS
-from core.jobconfig import JobConfig, data_from_dict
+from core.settings.jobconfig import JobConfig, data_from_dict
 from core.nets.resnet import ARCHS
-from core.runs import META_KEYS
+from core.store.runs import META_KEYS
 
 KIND = "study"
 if sys.version_info >= (3, 11):
@@ -94,10 +94,10 @@ class StudyConfig(JobConfig):  # its from_dict below is strict: a study file mus
     cfg_train: dict = field(default_factory=dict)  # CFGTrainConfig overrides (preset, steps, batch_size, ...)
     cfg_sample: dict = field(default_factory=dict)  # CFGGenerator kwargs (sampler, steps, batch_size)
     generation_metrics: bool = True  # FID/KID (or the judge substitute) per method and seed
-    gate: dict = field(default_factory=dict)  # [gate] thresholds over core.gate.DEFAULTS: tail_consistency, precision, near_copy_rate, tail_classes
+    gate: dict = field(default_factory=dict)  # [gate] thresholds over core.study.gate.DEFAULTS: tail_consistency, precision, near_copy_rate, tail_classes
     extractor: str = "auto"  # auto (Inception-v3 if its weights exist, else judge CNN) | inception | judge
     sd_on_cpu: bool = False  # allow Stable Diffusion fills without a GPU (very slow)
-    curve_points: int = 4  # budget-curve points per classifier, the full run included (S/8, S/4, S/2, S: separate shorter runs; core.curves)
+    curve_points: int = 4  # budget-curve points per classifier, the full run included (S/8, S/4, S/2, S: separate shorter runs; core.study.curves)
     converged_gain: float = 0.01  # accuracy (share): a row has converged when its last doubling of steps gained less
     converged_gain_minority: float = 0.02  # ... and gained less minority F1 than this (issue 25: both endpoints)
     device: str | None = None  # cpu | cuda | None (CUDA when available); not part of the study's identity
@@ -106,8 +106,8 @@ class StudyConfig(JobConfig):  # its from_dict below is strict: a study file mus
 
     @classmethod
     def from_dict(cls, d: dict) -> "StudyConfig":
-        """Strict (core.config_check): an unknown key anywhere is refused with the nearest valid name;
-        types and ranges come from core.bounds.CONFIG_BOUNDS; the nested tables are checked by validate()."""
+        """Strict (core.settings.config_check): an unknown key anywhere is refused with the nearest valid name;
+        types and ranges come from core.settings.bounds.CONFIG_BOUNDS; the nested tables are checked by validate()."""
         d = {k: v for k, v in dict(d).items() if k not in META_KEYS}  # kind, created, provenance: what a saved config.json adds
         d = check_table("study", d, field_types(cls), "study")
         if "data" in d:
@@ -191,9 +191,9 @@ class StudyConfig(JobConfig):  # its from_dict below is strict: a study file mus
                               "Use 0.02: the last doubling of steps must gain less than 0.02 minority F1.")
 
     def _check_tables(self) -> None:
-        """Every nested table, key by key (core.config_check): [classifier] and each per-classifier override
+        """Every nested table, key by key (core.settings.config_check): [classifier] and each per-classifier override
         (also as applied over [classifier]), [cfg_train], [cfg_sample], [method_params.*] and [gate]."""
-        from core.gate import DEFAULTS as GATE
+        from core.study.gate import DEFAULTS as GATE
         from core.train.cfg import CFGTrainConfig
         from core.train.classifier import ClassifierConfig
 
@@ -247,7 +247,7 @@ class StudyConfig(JobConfig):  # its from_dict below is strict: a study file mus
         d = json.loads(json.dumps(self.to_dict(), default=str))
         d.pop("device", None)
         d.pop("cpu_lanes", None)
-        # The gate's thresholds are applied when rows are built (core.gate.row_gate, over the figures each fill
+        # The gate's thresholds are applied when rows are built (core.study.gate.row_gate, over the figures each fill
         # stored), so a finished study can be re-gated by resuming it with other thresholds; only which classes
         # are measured (tail_classes) changes the cells. The defaults spelled out or left out are the same study.
         d["gate"] = {"tail_classes": thresholds(d.get("gate"))["tail_classes"]}

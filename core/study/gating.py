@@ -1,4 +1,4 @@
-"""The gate of one fill and seed, calibrated on real images (issue 25 item 2; the rule is core.gate's).
+"""The gate of one fill and seed, calibrated on real images (issue 25 item 2; the rule is core.study.gate's).
 
 Per seed, the images the profile dropped are split (core.data.pool) into a held-out part and the
 part `real` fills with. The held-out part's tail classes are split again, per class, into halves A
@@ -51,9 +51,9 @@ def partial_part(part: ImageSet, counts: list[int], sizes: list[int]) -> ImageSe
 
 
 def measure(generated: ImageSet, held: ImageSet, novelty: dict | None, judge, extractor, t: dict, seed: int) -> dict:
-    """The gate's figures of one fill (``generated``: its images only) for one seed; core.gate.gate_verdict judges them."""
-    from core.gate import measure_gate, tail_classes, tail_near_copy_rate
-    from core.judge import class_consistency
+    """The gate's figures of one fill (``generated``: its images only) for one seed; core.study.gate.gate_verdict judges them."""
+    from core.study.gate import measure_gate, tail_classes, tail_near_copy_rate
+    from core.metrics.judge import class_consistency
 
     tail = tail_classes(np.bincount(generated.labels.numpy(), minlength=generated.num_classes).tolist(), t["tail_classes"])
     names = [generated.classes[c] for c in tail]

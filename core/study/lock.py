@@ -20,7 +20,7 @@ from typing import Iterator
 
 from filelock import FileLock, Timeout
 
-from core.atomic import atomic_write_json, read_json
+from core.store.atomic import atomic_write_json, read_json
 from core.errors import ConfigError
 
 

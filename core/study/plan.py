@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.cells import Cell
+from core.study.graph import Cell
 from core.study.config import POSTHOC, StudyConfig, Variant
 
 def _slug(variant: str) -> str:

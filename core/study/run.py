@@ -10,12 +10,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from core.atomic import atomic_write, atomic_write_json, read_json
+from core.store.atomic import atomic_write, atomic_write_json, read_json
 from core.callbacks import Callbacks
-from core.cells import Cell, CellTask, SerialExecutor
+from core.study.graph import Cell, CellTask, SerialExecutor
 from core.errors import ConfigError, LabError
-from core.gate import regate_words, thresholds
-from core.runs import Run
+from core.study.gate import regate_words, thresholds
+from core.store.runs import Run
 from core.study.config import KIND, StudyConfig
 from core.study.lock import one_run_per_folder
 from core.study.plan import plan_study
@@ -83,11 +83,11 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, callbacks: Callbacks | None
     """Run (or resume) a study in ``out_dir``; writes results.csv/results.json and returns the table.
 
     ``executor`` runs the cells (default: one after the other in this process); anything with
-    ``run(cells, task, callbacks, on_event)`` (core.cells) will do. Failed cells do not stop
+    ``run(cells, task, callbacks, on_event)`` (core.study.graph) will do. Failed cells do not stop
     the others; the study's state is then "failed", after every row was written."""
     from core.data.loading import load_dataset
     from core.data.profiles import target_counts
-    from core.study_rows import aggregate, rows_frame
+    from core.study.rows import aggregate, rows_frame
 
     cfg.validate()
     out_dir = Path(out_dir)

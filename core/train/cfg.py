@@ -30,20 +30,20 @@ from diffusers import UNet2DModel
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 
-from core.atomic import atomic_write_json
+from core.store.atomic import atomic_write_json
 from core.callbacks import Callbacks
-from core.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from core.store.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from core.data.loading import DataConfig, prepare
-from core.device import resolve_device
+from core.settings.device import resolve_device
 from core.diffusion.cbdm import CBDM_TARGETS, check_cbdm, cbdm_regulariser, draw_targets
 from core.diffusion.guidance import check_w
 from core.diffusion.samplers import T_TRAIN, check_beta_schedule, check_sampler, model_eps_fn, sample, to_uint8, training_scheduler
-from core.jobconfig import JobConfig
+from core.settings.jobconfig import JobConfig
 from core.errors import ConfigError, LabError, TrainingError
-from core.imageio import save_png
+from core.store.imageio import save_png
 from core.nets.unet import PRESETS, build_unet
-from core.runs import Run
-from core.tracking import check_log_with
+from core.store.runs import Run
+from core.store.tracking import check_log_with
 
 KIND = "cfg"
 PRESET_LR = {"tiny": 1e-3, "small": 2e-4, "ddpm": 2e-4}  # AdamW peak learning rate per preset
@@ -51,7 +51,7 @@ PRESET_LR = {"tiny": 1e-3, "small": 2e-4, "ddpm": 2e-4}  # AdamW peak learning r
 
 @dataclass
 class CFGTrainConfig(JobConfig):
-    TABLE = "cfg_train"  # its ranges: core.bounds.CONFIG_BOUNDS["cfg_train"]
+    TABLE = "cfg_train"  # its ranges: core.settings.bounds.CONFIG_BOUNDS["cfg_train"]
 
     data: DataConfig = field(default_factory=DataConfig)
     preset: str = "tiny"  # tiny | small | ddpm (core.nets.unet.PRESETS)
@@ -78,7 +78,7 @@ class CFGTrainConfig(JobConfig):
     max_seconds: float | None = None  # wall-clock budget of this call, s; reaching it ends the run as done
     seed: int = 0  # training randomness: init, batches, noise, timesteps, label dropout
     device: str | None = None  # cpu | cuda | cuda:N; None = CUDA if available. Under torchrun each process picks its own
-    log_with: str | None = None  # tensorboard | mlflow: metrics rows also go there (core.tracking); None = off
+    log_with: str | None = None  # tensorboard | mlflow: metrics rows also go there (core.store.tracking); None = off
 
     @property
     def peak_lr(self) -> float:

@@ -7,14 +7,14 @@
     run_dir/results.json     final test metrics (core.metrics.classification), written last
 
 The whole training set lives on the device as uint8 and is augmented there per batch
-(core.augment). Recipe: SGD with Nesterov momentum and weight decay, linear warm-up
+(core.train.augment). Recipe: SGD with Nesterov momentum and weight decay, linear warm-up
 then cosine decay per step, optional label smoothing, soft-target cross-entropy,
 per-image loss weights for synthetic images, bf16 autocast on CUDA only. The same
 code runs single-process or under ``accelerate launch`` (each process takes its slice
 of every batch; the main process writes files). The final model is the one reported:
 no checkpoint is picked by test accuracy.
 
-The loop takes a ready training set: filling minority classes (core.balance) is the
+The loop takes a ready training set: filling minority classes (core.generators.balance) is the
 caller's job, which passes the result as ``train_set`` and says how it was made in
 ``train_set_info`` (recorded in config.json).
 """
@@ -31,7 +31,7 @@ import torch
 from core.callbacks import Callbacks
 from core.data.imageset import ImageSet, LoadedDataset
 from core.data.loading import DataConfig
-from core.jobconfig import JobConfig
+from core.settings.jobconfig import JobConfig
 from core.errors import ConfigError
 from core.nets.resnet import ARCHS
 from core.train.classifier_steps import (  # noqa: F401  (re-exported: callers import them from here)
@@ -39,12 +39,12 @@ from core.train.classifier_steps import (  # noqa: F401  (re-exported: callers i
     prepare_run, save_test_logits, schedule,
 )
 from core.train.losses import LOSSES, ClassifierLoss
-from core.tracking import check_log_with
+from core.store.tracking import check_log_with
 
 
 @dataclass
 class ClassifierConfig(JobConfig):
-    TABLE = "classifier"  # its ranges: core.bounds.CONFIG_BOUNDS["classifier"]
+    TABLE = "classifier"  # its ranges: core.settings.bounds.CONFIG_BOUNDS["classifier"]
 
     data: DataConfig = field(default_factory=DataConfig)
     arch: str = "small"  # small | resnet18 | resnet50
@@ -73,7 +73,7 @@ class ClassifierConfig(JobConfig):
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 otherwise) | fp32 | bf16 | fp64 (float64 weights and inputs: equivalence tests)
     seed: int = 0  # weights init, batch order, augmentation
     device: str | None = None  # cpu | cuda | None (CUDA when available)
-    log_with: str | None = None  # tensorboard | mlflow: metrics rows also go there (core.tracking); None = off
+    log_with: str | None = None  # tensorboard | mlflow: metrics rows also go there (core.store.tracking); None = off
 
     def validate(self) -> None:
         check_log_with(self.log_with)
@@ -138,7 +138,7 @@ def train_classifier(cfg: ClassifierConfig, run_dir: str | Path, callbacks: Call
     """Train on ``train_set`` (default: ``cfg.data``'s imbalanced split as is) and evaluate on
     the dataset's balanced test split. Returns the final test metrics.
 
-    ``train_set_info`` says how the caller made ``train_set`` (e.g. core.balance.train_set_info:
+    ``train_set_info`` says how the caller made ``train_set`` (e.g. core.generators.balance.train_set_info:
     ``balance_method``, ``balance_params``, ``balance_target``); it is written into config.json
     and results.json, and a resume must pass the same. Default with no ``train_set``:
     ``balance_method = "none"``.

@@ -14,16 +14,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.atomic import atomic_write_json, read_json
-from core.augment import BatchAugment, BatchMix, channel_stats
+from core.store.atomic import atomic_write_json, read_json
+from core.train.augment import BatchAugment, BatchMix, channel_stats
 from core.callbacks import Callbacks
-from core.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from core.store.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from core.data.imageset import REAL, ImageSet, LoadedDataset
 from core.errors import ConfigError, TrainingError
 from core.metrics.classification import check_test_classes, classification_report
 from core.nets.resnet import build_classifier
 from core.train.losses import REDUCTION, ClassifierLoss
-from core.runs import Run
+from core.store.runs import Run
 
 KIND = "classifier"
 GLYPH_DATASETS = ("digits", "mnist")  # a mirrored digit is another glyph: no flips
@@ -81,7 +81,7 @@ def save_test_logits(run_dir: Path, logits: torch.Tensor, labels: torch.Tensor, 
     and the paired verdicts); ``name`` validation_logits.safetensors for the validation split's."""
     from safetensors.torch import save_file
 
-    from core.atomic import atomic_write
+    from core.store.atomic import atomic_write
 
     tensors = {"logits": logits.float().contiguous(), "labels": labels.long().contiguous()}
     atomic_write(run_dir / name, lambda tmp: save_file(tensors, tmp))

@@ -110,7 +110,7 @@ class SDGenerator(Generator):
         if self.max_attempts < 1:
             raise ConfigError(f"max_attempts={self.max_attempts} must be >= 1.", "Use e.g. 4: up to 4 candidates per requested image.")
         if self.filter_classifier is not None and not callable(getattr(self.filter_classifier, "predict", None)):
-            raise ConfigError("The filter classifier has no predict(images) method.", "Pass e.g. core.judge.get_judge(data_cfg).")
+            raise ConfigError("The filter classifier has no predict(images) method.", "Pass e.g. core.metrics.judge.get_judge(data_cfg).")
         if self.scheduler not in SCHEDULERS:
             raise ConfigError(f"Unknown scheduler '{self.scheduler}'.", f"Use one of: {', '.join(SCHEDULERS)}.")
 

@@ -1,0 +1,1 @@
+"""The trackers behind core.store.tracking: TensorBoard, MLflow and Weights & Biases, one module each."""

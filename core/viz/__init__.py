@@ -1,0 +1,1 @@
+"""Figures: pure plotly/numpy builders for the app and the reports (no Streamlit)."""
