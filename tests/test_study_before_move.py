@@ -96,3 +96,34 @@ def test_no_file_of_a_study_folder_names_a_core_module():
         if p.is_file() and p.suffix in (".json", ".jsonl", ".csv", ".txt", ".toml"):
             hits = [m.group(0) for m in module.finditer(p.read_bytes())]
             assert hits == [], f"{p.relative_to(FIXTURE)} names {hits}"
+
+
+def test_a_moved_study_folder_keeps_its_test_noise_verdicts(tmp_path, monkeypatch, capsys):
+    """The cells name their run folders as the study was started (``out/cells/...``, relative to
+    that working directory). Opened from elsewhere after a move, each cell's results are re-anchored
+    on the folder (core.study.plan.read_cell_result), so the paired verdicts still read the cells'
+    test logits: every comparison keeps ``test_noise`` and the rows stay exactly as saved."""
+    import core.train.batched as batched
+    import core.train.cfg as train_cfg
+    from core.study.plan import read_cell_result
+
+    monkeypatch.setenv("IMBALANCE_LAB_CACHE", str(tmp_path / "cache"))
+    moved = tmp_path / "archive" / "2026" / "moved-study"
+    shutil.copytree(FIXTURE / "folder", moved)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # "out/cells/..." does not exist from here
+    trained = []
+    monkeypatch.setattr(train_cfg, "train_cfg", lambda *a, **k: trained.append("cfg"))
+    monkeypatch.setattr(batched, "train_runs", lambda jobs, *a, **k: trained.append("classifier"))
+    saved_rows = json.loads((moved / "results.json").read_text())["rows"]
+    clf = next(p.name for p in sorted((moved / "cells").iterdir()) if p.name.startswith("clf"))
+    res = read_cell_result(moved, clf)
+    assert res["run_dir"] == str(moved / "cells" / clf)
+    assert all(p["run_dir"].startswith(str(moved / "curves" / clf)) for p in res["curve"]) and res["curve"]
+
+    rc = main(["experiment", "--config", str(FIXTURE / "study.toml"), "--out", str(moved), "--device", "cpu", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and trained == []
+    verdicts = [e for r in out["rows"] for e in (r.get("vs") or {}).values()]
+    assert verdicts and all(e["test_noise"] is True for e in verdicts)
+    assert out["rows"] == saved_rows

@@ -16,7 +16,7 @@ from core.data.imageset import ImageSet
 from core.errors import Cancelled, LabError, Unavailable
 from core.study.gate import GATED_FILLS, thresholds
 from core.study.config import POSTHOC, REAL_FILL, StudyConfig
-from core.study.plan import cell_dir, cell_id, cfg_run_dir, classifier_overrides, sets_path
+from core.study.plan import cell_dir, cell_id, cfg_run_dir, classifier_overrides, read_cell_result, sets_path
 
 def save_generated(path: Path, part: ImageSet) -> None:
     from safetensors.torch import save_file
@@ -105,7 +105,7 @@ def _context(payload: dict) -> _Context:
 def run_cell(payload: dict, cell: Cell, device: str, callbacks: Callbacks) -> dict:
     """The work of one study cell (the core.study.graph contract). Its result is saved as
     cells/<id>/results.json; a cell that finished before returns it at once."""
-    done = read_json(cell_dir(Path(payload["root"]), cell.id) / "results.json")
+    done = read_cell_result(Path(payload["root"]), cell.id)
     if done is not None:
         return done
     ctx = _context(payload)
@@ -304,7 +304,7 @@ def _posthoc_cell(ctx: _Context, spec: dict, device: str, cb: Callbacks) -> dict
     from core.train.losses import adjusted_logits
 
     src = cell_dir(ctx.root, cell_id("clf", "none", spec["classifier"], spec["seed"]))
-    base, path = read_json(src / "results.json"), src / "test_logits.safetensors"
+    base, path = read_cell_result(ctx.root, src.name), src / "test_logits.safetensors"
     if base is None or not path.exists():
         raise LabError(f"posthoc-adjust needs the finished `none` run in {src} with its test logits.", "Resume the study so the `none` cell runs first.")
     tau = ClassifierConfig.from_dict(classifier_overrides(ctx.cfg, spec["classifier"])).la_tau

@@ -6,8 +6,10 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.store.atomic import read_json
 from core.study.graph import Cell
 from core.study.config import POSTHOC, StudyConfig, Variant
+
 
 def _slug(variant: str) -> str:
     """A file-name-safe variant name: cfg@w=7.5 -> cfg_w7.5."""
@@ -16,6 +18,36 @@ def _slug(variant: str) -> str:
 
 def cell_dir(root: Path, cid: str) -> Path:
     return root / "cells" / cid
+
+
+def read_cell_result(root: Path, cid: str) -> dict | None:
+    """A finished cell's results.json with its run folders re-anchored on ``root``.
+
+    A cell records ``run_dir`` (its own, and each budget-curve point's) as the path the study was
+    started with: relative to that working directory, or absolute on that machine. Read from another
+    working directory, or after the folder was moved, those paths miss, and the paired verdicts would
+    lose their test-image noise term (core.study.rows._correctness falls back to seeds only). The
+    cell's own run_dir ends in ``cells/<cid>``, which gives the root it was written under; every path
+    under that root is moved onto ``root``. Paths outside it are left as they are."""
+    res = read_json(cell_dir(Path(root), cid) / "results.json")
+    own = res.get("run_dir") if isinstance(res, dict) else None
+    if not isinstance(own, str) or Path(own).parts[-2:] != ("cells", cid):
+        return res
+    old = Path(own).parent.parent
+
+    def anchored(path):
+        if not isinstance(path, str):
+            return path
+        try:
+            return str(Path(root) / Path(path).relative_to(old))
+        except ValueError:
+            return path
+
+    res["run_dir"] = anchored(own)
+    for point in res.get("curve") or []:
+        if isinstance(point, dict) and "run_dir" in point:
+            point["run_dir"] = anchored(point["run_dir"])
+    return res
 
 
 def cfg_run_dir(root: Path, seed: int) -> Path:

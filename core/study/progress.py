@@ -24,7 +24,7 @@ import pandas as pd
 from core.store.atomic import read_json
 from core.study.graph import CANCELLED, FAILED, OK, UNAVAILABLE, CellOutcome, blocked_by
 from core.study.config import StudyConfig
-from core.study.plan import cell_dir, plan_study
+from core.study.plan import cell_dir, plan_study, read_cell_result
 from core.study.gate import BELOW_GATE, gate_reason, gate_symbol
 from core.study.stats import describe_verdict
 
@@ -110,7 +110,7 @@ def outcomes(study_dir: str | Path, cfg: StudyConfig, cells: dict[str, dict]) ->
     for cell in plan_cells(cfg):  # run order: dependencies first
         c = cells.get(cell.id) or {"state": PENDING}
         if c["state"] == DONE:
-            res = read_json(cell_dir(Path(study_dir), cell.id) / "results.json")
+            res = read_cell_result(Path(study_dir), cell.id)
             if res is not None:
                 out[cell.id] = CellOutcome(OK, result=res)
         elif c["state"] in (FAILED, UNAVAILABLE, CANCELLED):
