@@ -25,7 +25,7 @@ def _steps(run: Path) -> list[int]:
 
 def test_sigkill_mid_training_then_resume(tmp_path):
     run = tmp_path / "cfg-run"
-    cmd = [sys.executable, "-m", "core", "train-cfg", "--dataset", "digits", "--image-size", "8", "--profile", "paper", "--preset", "tiny",
+    cmd = [sys.executable, "-m", "core", "train-cfg", "--dataset", "digits", "--profile", "paper", "--preset", "tiny",
            "--batch-size", "16", "--checkpoint-every", "25", "--preview-every", "0", "--preview-steps", "2", "--out", str(run), "--quiet"]
     proc = subprocess.Popen([*cmd, "--steps", "5000"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
