@@ -73,7 +73,7 @@ def _submit(kind: str, config: dict, name: str, key: str) -> None:
 tab_cfg, tab_cls = st.tabs(["Diffusion model (CFG)", "Classifier"])
 
 with tab_cfg:
-    mod, why = optional("core.train.cfg")
+    mod, why = optional("core.train.cfg_unet")
     if mod is None:
         st.warning(f"CFG training is not available yet: {why}")
     else:

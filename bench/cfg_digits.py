@@ -26,7 +26,7 @@ from core.data.loading import DataConfig, load_dataset
 from core.generators.cfg import CFGGenerator
 from core.metrics.judge import get_judge
 from core.store.imageio import save_png
-from core.train.cfg import CFGTrainConfig, train_cfg
+from core.train.cfg_unet import CFGTrainConfig, train_cfg
 
 WS = [0.0, 0.1, 0.5, 1.0, 2.0, 4.0, 7.5]
 

@@ -5,7 +5,7 @@ In one run, on one device:
     ``torch.utils.flop_counter.FlopCounterMode`` (it counts matmuls/convolutions/attention as
     2·multiply-adds; elementwise ops, the optimizer and EMA are not counted);
   * a matmul peak measured here (fp32 on CPU, bf16 on a GPU), best of several timed square products;
-  * steps/s of the real training loop (``core.train.cfg.train_cfg``: data draw, noise, forward,
+  * steps/s of the real training loop (``core.train.cfg_unet.train_cfg``: data draw, noise, forward,
     backward, AdamW, EMA, logging) for a fixed number of steps, taken from its log rows after a
     warm-up window, plus the bare forward+backward rate;
   * the achieved fraction of the peak, and the steps/s the peak alone would allow;
@@ -110,7 +110,7 @@ def timed_rate(fn, device, seconds: float) -> float:
 
 def loop_rate(preset: str, data: DataConfig, batch: int, steps: int, device: str, log_every: int) -> dict:
     """steps/s of the real training loop: rows after the first log window, so start-up is excluded."""
-    from core.train.cfg import CFGTrainConfig, train_cfg
+    from core.train.cfg_unet import CFGTrainConfig, train_cfg
 
     rows: list[tuple[float, dict]] = []
     run_dir = Path(tempfile.mkdtemp(prefix="cfg_flops_"))

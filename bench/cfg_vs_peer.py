@@ -30,7 +30,7 @@ from core.callbacks import Callbacks
 from core.data.loading import DataConfig, load_dataset, prepare
 from core.generators.cfg import CFGGenerator
 from core.metrics.judge import get_judge
-from core.train.cfg import CFGTrainConfig, train_cfg
+from core.train.cfg_unet import CFGTrainConfig, train_cfg
 
 WS = [0.0, 0.1, 0.5, 1.0, 2.0, 4.0, 7.5]
 
@@ -144,7 +144,7 @@ def main() -> None:
     body = f"""Same data (paper-profile digits, {len(train)} training images), same wall-clock training budget ({args.budget_s:g} s each, one after the
 other on the same machine), same judge, {args.n_per_class} images per class per w, sampling batch {args.sample_batch}.
 
-| | ours (`tiny`, core.train.cfg) | peer (denoising-diffusion-pytorch, classifier_free_guidance) |
+| | ours (`tiny`, core.train.cfg_unet) | peer (denoising-diffusion-pytorch, classifier_free_guidance) |
 |---|---|---|
 | parameters | {ours_params / 1e6:.2f}M | {peer_params / 1e6:.2f}M |
 | training steps in budget (batch {args.batch_size}) | {ours_steps} in {ours_train_s:.0f} s | {peer_steps} in {peer_train_s:.0f} s (final loss {peer_loss:.4f}) |

@@ -1,6 +1,6 @@
 """GPU benchmark: train the `small` CFG preset on paper-profile CIFAR-10 for a fixed wall budget.
 
-Self-contained: trains through core.train.cfg (bf16 autocast + channels_last on CUDA),
+Self-contained: trains through core.train.cfg_unet (bf16 autocast + channels_last on CUDA),
 then reports training steps/s, sampling images/s (DPM-Solver++ 25, batched cond/uncond)
 and class-consistency from the CIFAR-10 judge, and saves a sample grid (rows = classes).
 
@@ -47,7 +47,7 @@ def main() -> None:
     from core.generators.cfg import CFGGenerator
     from core.settings.device import resolve_device
     from core.store.imageio import save_png
-    from core.train.cfg import CFGTrainConfig, train_cfg
+    from core.train.cfg_unet import CFGTrainConfig, train_cfg
 
     device = resolve_device(args.device)
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"

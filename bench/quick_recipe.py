@@ -12,7 +12,7 @@ judge (core.metrics.judge.train_judge, SmallCNN) trains on those only, and the p
 rest (the "pool"). Near-copies and precision are measured against the pool's profile-dropped
 images (core.metrics.novelty.held_out_from), as the study's fill rows do.
 
-``--part gen``: per seed, the CFG model (core.train.cfg.train_cfg on the seed's imbalanced pool;
+``--part gen``: per seed, the CFG model (core.train.cfg_unet.train_cfg on the seed's imbalanced pool;
 ``prepare`` is pointed at it) is trained to each step count of ``--cfg-steps`` in turn (resuming:
 the LR is constant after warm-up, so the 500-step state of a 1000-step run is a 500-step run),
 and at each one every class is filled to the largest with core.generators.balance.balance and
@@ -182,10 +182,10 @@ def gate_figures(setup: Setup, part, imbalanced, held_out, seed: int) -> dict:
 
 # ------------------------------------------------------------------------------ parts
 def run_gen(args, setup: Setup, seed: int, work: Path) -> dict:
-    import core.train.cfg as cfg_mod
+    import core.train.cfg_unet as cfg_mod
     from core.generators.balance import balance
     from core.generators.cfg import CFGGenerator
-    from core.train.cfg import CFGTrainConfig, train_cfg
+    from core.train.cfg_unet import CFGTrainConfig, train_cfg
 
     dcfg, imb, held_out = setup.seed_sets(seed)
     cfg_mod.prepare = lambda _cfg: (setup.ds, imb)  # the CFG model trains on the seed's imbalanced pool

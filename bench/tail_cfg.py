@@ -73,7 +73,7 @@ def main() -> int:
     from core.metrics.judge import class_consistency, get_judge
     from core.metrics.generation import get_extractor
     from core.metrics.novelty import fill_scores, held_out_split
-    from core.train.cfg import CFGTrainConfig, train_cfg
+    from core.train.cfg_unet import CFGTrainConfig, train_cfg
 
     seeds = [int(s) for s in args.seeds.split(",")]
     data = DataConfig(dataset="digits", profile="exponential", ratio=50.0)

@@ -67,7 +67,7 @@ def main() -> None:
     import core.jobs.runners  # noqa: F401  registers the real runners and the interactive lane's limits
     from core.data.loading import DataConfig
     from core.jobs import JobManager
-    from core.train.cfg import CFGTrainConfig
+    from core.train.cfg_unet import CFGTrainConfig
 
     data = DataConfig(dataset="digits", profile="paper").to_dict()
     m = JobManager(root=tempfile.mkdtemp(prefix="bench-traj-"), devices=["cpu"])

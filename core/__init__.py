@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 # docs/architecture.md that tests/test_imports.py checks.
 _ENTRY_POINTS = {
     "DataConfig": "core.data.loading", "load_dataset": "core.data.loading", "prepare": "core.data.loading",
-    "CFGTrainConfig": "core.train.cfg", "train_cfg": "core.train.cfg",
+    "CFGTrainConfig": "core.train.cfg_unet", "train_cfg": "core.train.cfg_unet",
     "CFGGenerator": "core.generators.cfg", "save_samples": "core.generators.cfg", "load_samples": "core.generators.cfg",
     "balanced_train_set": "core.generators.balance",
     "ClassifierConfig": "core.train.classifier", "train_classifier": "core.train.classifier",

@@ -22,7 +22,7 @@ RANK_SCRIPT = textwrap.dedent(
     from safetensors.torch import save_file
     sys.path.insert(0, {root!r})
     from core.data.loading import DataConfig
-    from core.train.cfg import CFGTrainConfig, fit
+    from core.train.cfg_unet import CFGTrainConfig, fit
 
     out = sys.argv[1]
     cfg = CFGTrainConfig(data=DataConfig(dataset="digits", profile="paper"), preset="tiny", steps=6, batch_size=8,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-import core.train.cfg as cfgmod
+import core.train.cfg_unet as cfgmod
 from core.generators.balance import balance
 from core.callbacks import Callbacks
 from core.store.checkpoint import checkpoint_path, load_checkpoint
@@ -17,7 +17,7 @@ from core.generators.base import image_seed
 from core.generators.registry import build_generator
 from core.generators.cfg import CFGGenerator, guidance_sweep, load_samples, save_samples
 from core.store.runs import Run
-from core.train.cfg import CFGTrainConfig, train_cfg
+from core.train.cfg_unet import CFGTrainConfig, train_cfg
 
 # digits at their native 8×8 (as the quick preset): the 16×16 upscale quadruples every step and every sample
 DATA = DataConfig(dataset="digits", image_size=8, profile="paper")

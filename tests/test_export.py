@@ -22,7 +22,7 @@ def trained(tmp_path_factory):
 
     from core.store.checkpoint import save_checkpoint
     from core.nets.unet import build_unet
-    from core.train.cfg import CFGTrainConfig, _ckpt_config, _ckpt_weights
+    from core.train.cfg_unet import CFGTrainConfig, _ckpt_config, _ckpt_weights
 
     torch.manual_seed(0)
     model = build_unet("tiny", len(CLASSES), 1, 16)

@@ -35,7 +35,7 @@ from hypothesis import strategies as hs
 from streamlit.testing.v1 import AppTest
 
 from core import jobs
-from core.jobs.registry import RunnerTable
+from core.jobs.kinds import RunnerTable
 from core.data.loading import DATASETS
 from core.errors import LabError
 

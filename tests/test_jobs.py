@@ -172,7 +172,7 @@ def test_unknown_kind_and_device_are_refused(make_manager):
 
 
 def test_registered_runners_overrides_and_a_kind_that_lost_its_runner(make_manager, monkeypatch):
-    from core.jobs import registry as jobs_mod  # where the registry lives (core.jobs re-exports its public names)
+    from core.jobs import kinds as jobs_mod  # where the registry lives (core.jobs re-exports its public names)
 
     monkeypatch.setattr(jobs_mod, "_REGISTERED", {})
     monkeypatch.setattr(jobs_mod, "RUNNERS", {})

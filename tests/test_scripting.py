@@ -29,7 +29,7 @@ def cfg_run(tmp_path_factory):
 
 
 def test_train_cfg_rerun_from_its_config_json_has_the_same_config(cfg_run, tmp_path):
-    from core.train.cfg import CFGTrainConfig
+    from core.train.cfg_unet import CFGTrainConfig
 
     run2 = tmp_path / "run2"
     assert main(["-q", "train-cfg", "--config", str(cfg_run / "config.json"), "--out", str(run2)]) == 0
@@ -108,7 +108,7 @@ def test_verbosity_flags_set_the_log_level():
 
 def test_import_core_is_cheap_and_offers_the_entry_points():
     code = ("import sys, core; heavy = [m for m in ('torch', 'diffusers', 'pandas') if m in sys.modules]; "
-            "import core.train.cfg as t, core.study.presets as e; "
+            "import core.train.cfg_unet as t, core.study.presets as e; "
             "print(heavy, core.train_cfg is t.train_cfg, core.study_preset is e.preset, 'train_classifier' in dir(core))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.stdout.strip() == "[] True True True", out.stderr[-2000:]

@@ -17,7 +17,7 @@ from core.cli import main
 from core.settings.config_check import CLI_METHOD_PARAMS, KWARGS, SET_BY_CALLER, nearest
 from core.errors import ConfigError
 from core.study.config import StudyConfig
-from core.train.cfg import CFGTrainConfig
+from core.train.cfg_unet import CFGTrainConfig
 from core.train.classifier import ClassifierConfig
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

@@ -48,7 +48,7 @@ def folder(tmp_path, monkeypatch) -> Path:
 
 def test_a_study_written_before_the_move_resumes_after_it(folder, monkeypatch, capsys):
     import core.train.batched as batched
-    import core.train.cfg as train_cfg
+    import core.train.cfg_unet as train_cfg
 
     trained = []
     monkeypatch.setattr(train_cfg, "train_cfg", lambda *a, **k: trained.append(("cfg", a)))
@@ -104,7 +104,7 @@ def test_a_moved_study_folder_keeps_its_test_noise_verdicts(tmp_path, monkeypatc
     on the folder (core.study.plan.read_cell_result), so the paired verdicts still read the cells'
     test logits: every comparison keeps ``test_noise`` and the rows stay exactly as saved."""
     import core.train.batched as batched
-    import core.train.cfg as train_cfg
+    import core.train.cfg_unet as train_cfg
     from core.study.plan import read_cell_result
 
     monkeypatch.setenv("IMBALANCE_LAB_CACHE", str(tmp_path / "cache"))

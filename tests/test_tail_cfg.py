@@ -84,7 +84,7 @@ def test_cbdm_targets_follow_train_frequencies_or_uniform():
 
 
 def test_cbdm_training_records_its_settings_and_costs_one_more_pass(tmp_path):
-    from core.train.cfg import CFGTrainConfig, train_cfg
+    from core.train.cfg_unet import CFGTrainConfig, train_cfg
 
     calls = []
     cfg = CFGTrainConfig(steps=2, batch_size=4, preview_every=0, preview_steps=1, checkpoint_every=0, cbdm_tau=1.0, cbdm_target="uniform")
@@ -97,7 +97,7 @@ def test_cbdm_training_records_its_settings_and_costs_one_more_pass(tmp_path):
         m.register_forward_hook(lambda mod, inp, out: calls.append(inp[0].shape[0]) if mod.training else None)
         return m
 
-    import core.train.cfg as tc
+    import core.train.cfg_unet as tc
 
     old = tc.build_unet
     tc.build_unet = counting_build
@@ -121,7 +121,7 @@ def test_per_class_w_rule():
 
 def test_per_class_w_reaches_the_sampler_one_value_per_image(tmp_path, monkeypatch):
     from core.generators import cfg as gcfg
-    from core.train.cfg import CFGTrainConfig, train_cfg
+    from core.train.cfg_unet import CFGTrainConfig, train_cfg
     from core.data.loading import DataConfig
 
     run = train_cfg(CFGTrainConfig(data=DataConfig(profile="custom", counts=[2, 4, 8, 16, 32, 64, 100, 100, 100, 100]),
@@ -159,7 +159,7 @@ def test_per_class_w_reaches_the_sampler_one_value_per_image(tmp_path, monkeypat
 def test_guidance_runner_scores_near_copies_against_the_runs_own_data(tmp_path, monkeypatch, capsys):
     from core.jobs import runners as job_runners
     from core.metrics import generation, novelty
-    from core.train.cfg import CFGTrainConfig, train_cfg
+    from core.train.cfg_unet import CFGTrainConfig, train_cfg
     from core.data.loading import DataConfig
 
     class Pixels:

@@ -90,7 +90,7 @@ def test_a_killed_runs_mlflow_run_is_ended_when_the_next_process_marks_it_interr
 
 
 def test_unknown_tracker_is_refused_with_the_choices():
-    from core.train.cfg import CFGTrainConfig
+    from core.train.cfg_unet import CFGTrainConfig
 
     with pytest.raises(ConfigError, match="tensorboard, mlflow, wandb"):
         CFGTrainConfig(log_with="comet").validate()

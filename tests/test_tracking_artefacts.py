@@ -14,7 +14,7 @@ from PIL import Image
 from core.store import tracking
 from core.store.atomic import atomic_write_json
 from core.store.runs import Run
-from core.store.trackers.common import metric_key
+from core.store.trackers.run_view import metric_key
 from tests.test_tracking import mlflow_store  # noqa: F401  (the fixture: a file store in tmp_path)
 
 

@@ -33,7 +33,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.serving import identity, server as serving
 from core import jobs
-from core.jobs.registry import RunnerTable
+from core.jobs.kinds import RunnerTable
 from core.data import budget as data_budget
 from core.data import disk
 from tests.hostile_inputs import ESCAPE, Case, archive_cases, study_cases

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from core.commands.common import add_data_arguments, add_json_argument, add_overwrite_argument, check_out, data_config
+from core.commands.data_flags import add_data_arguments, add_json_argument, add_overwrite_argument, check_out, data_config
 from core.commands.config_file import add_config_argument
 from core.data.loading import prepare
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from core.commands.common import add_tracking_argument, log_with
+from core.commands.data_flags import add_tracking_argument, log_with
 from core.commands.config_file import add_deprecated
 
 STUDIES = ["quick", "paper", "paper-smoke"]  # core.study.presets.PRESETS (not imported here: it pulls in torch)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.commands.common import add_json_argument
+from core.commands.data_flags import add_json_argument
 from core.commands.config_file import add_config_argument
 
 HELP = ("Export a trained CFG run's EMA UNet as a diffusers pipeline folder: unet/, scheduler/, pipeline.py, model_index.json "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from core.commands.common import add_data_arguments, add_json_argument, data_config
+from core.commands.data_flags import add_data_arguments, add_json_argument, data_config
 from core.commands.config_file import add_config_argument
 
 HELP = ("Score generated images for memorisation: nearest training image of the same class, near-copy rate against a threshold "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.commands.common import add_json_argument
+from core.commands.data_flags import add_json_argument
 from core.commands.config_file import add_config_argument
 
 HELP = "Write a study's report as one self-contained HTML file (every chart, the tables, the config, commit and versions; opens offline)."

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from core.store.atomic import atomic_write_json
 from core.data.loading import DATASETS, DataConfig
-from core.commands.common import add_json_argument, add_overwrite_argument, add_sample_steps, check_flag_ranges
+from core.commands.data_flags import add_json_argument, add_overwrite_argument, add_sample_steps, check_flag_ranges
 from core.commands.config_file import add_config_argument, add_deprecated
 from core.errors import ConfigError
 from core.generators.base import resolve_class

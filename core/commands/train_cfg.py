@@ -8,7 +8,7 @@ import time
 
 from core.store.atomic import read_json
 from core.callbacks import Callbacks, ProgressBar
-from core.commands.common import add_data_arguments, add_json_argument, add_tracking_argument, data_defaults, data_dict, log_with
+from core.commands.data_flags import add_data_arguments, add_json_argument, add_tracking_argument, data_defaults, data_dict, log_with
 from core.commands.config_file import add_config_argument, without
 from core.diffusion.samplers import BETA_SCHEDULES, SAMPLERS
 from core.nets.unet import PRESET_HELP, PRESETS
@@ -49,7 +49,7 @@ def add_arguments(p) -> None:
 
 def _fields() -> list[str]:
     """The keys a cfg run's config.json holds (CFGTrainConfig's fields), all valid in a --config file."""
-    from core.train.cfg import CFGTrainConfig
+    from core.train.cfg_unet import CFGTrainConfig
 
     return list(CFGTrainConfig.__dataclass_fields__)
 
@@ -70,7 +70,7 @@ def config_defaults(d: dict) -> dict:
 
 
 def run(args) -> int:
-    from core.train.cfg import CFGTrainConfig, train_cfg
+    from core.train.cfg_unet import CFGTrainConfig, train_cfg
 
     out = args.out or str(runs_dir() / time.strftime("%Y%m%d-%H%M%S-cfg"))
     stored = read_json(f"{out}/config.json") if args.resume else None

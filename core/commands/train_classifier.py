@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from core.callbacks import Callbacks, ProgressBar
-from core.commands.common import add_data_arguments, add_tracking_argument, data_defaults, data_dict, log_with
+from core.commands.data_flags import add_data_arguments, add_tracking_argument, data_defaults, data_dict, log_with
 from core.commands.config_file import add_config_argument, without
 from core.generators.registry import METHODS
 from core.nets.resnet import ARCHS

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from core.commands.common import add_json_argument, add_overwrite_argument, add_sample_steps, check_flag_ranges, check_out
+from core.commands.data_flags import add_json_argument, add_overwrite_argument, add_sample_steps, check_flag_ranges, check_out
 from core.commands.config_file import add_config_argument
 from core.diffusion.samplers import SAMPLERS
 from core.errors import ConfigError

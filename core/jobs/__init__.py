@@ -44,7 +44,7 @@ from core.jobs.interactive import INTERACTIVE, lane_for, register_interactive
 from core.jobs.job import ETA_WINDOW, FINAL, INTERACTIVE_LANE, RESUMABLE, TRAIN_LANE, Job, JobContext, format_eta
 from core.jobs.manager import JobManager
 from core.jobs.queues import default_devices
-from core.jobs.registry import RUNNERS, Runner, register_runner
+from core.jobs.kinds import RUNNERS, Runner, register_runner
 
 __all__ = [
     "ETA_WINDOW", "FINAL", "INTERACTIVE", "INTERACTIVE_LANE", "RESUMABLE", "RUNNERS", "TRAIN_LANE",

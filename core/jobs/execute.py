@@ -14,7 +14,7 @@ from core.errors import LabError
 from core.jobs.cancel import CANCELLED_MESSAGE, is_cancellation
 from core.jobs.interactive import InteractiveLane
 from core.jobs.job import INTERACTIVE_LANE, Job, JobContext
-from core.jobs.registry import RunnerTable
+from core.jobs.kinds import RunnerTable
 from core.jobs.records import JobStore
 from core.store.runs import META_KEYS
 

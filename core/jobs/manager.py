@@ -18,7 +18,7 @@ from core.jobs.execute import Executor
 from core.jobs.interactive import InteractiveLane, lane_for
 from core.jobs.job import INTERACTIVE_LANE, RESUMABLE, TRAIN_LANE, Job
 from core.jobs.queues import LaneQueues, default_devices
-from core.jobs.registry import Runner, RunnerTable
+from core.jobs.kinds import Runner, RunnerTable
 from core.jobs.records import JobStore
 from core.store.runs import META_KEYS, Run
 from core.serving.server import JobLimits

@@ -1,6 +1,6 @@
 """The job kinds the app can launch, each a thin adapter from a run folder to a core function.
 
-    cfg               core.train.cfg.train_cfg
+    cfg               core.train.cfg_unet.train_cfg
     classifier        core.train.classifier.train_classifier on a saved balanced set, or on the
                       imbalanced split filled here by core.generators.balance (balance_method/balance_params)
     generate          a generator's images per class -> images/, generated.npz, params.json
@@ -32,7 +32,7 @@ from core.errors import ConfigError, DataError
 from core.jobs import JobContext, register_interactive, register_runner
 
 # Job kind = the run kind its training loop writes into config.json (the loops refuse a
-# folder of another kind), so these must match core.train.cfg.KIND / core.train.classifier.KIND.
+# folder of another kind), so these must match core.train.cfg_unet.KIND / core.train.classifier.KIND.
 CFG_KIND = "cfg"
 CLS_KIND = "classifier"
 GENERATED = "generated.npz"
@@ -137,7 +137,7 @@ def _progress2(ctx: JobContext, message: str):
 
 # ------------------------------------------------------------------------- runners
 def run_cfg_train(ctx: JobContext):
-    from core.train.cfg import CFGTrainConfig, train_cfg
+    from core.train.cfg_unet import CFGTrainConfig, train_cfg
 
     cfg = CFGTrainConfig.from_dict(ctx.config)
     if getattr(cfg, "device", None) in (None, "") and ctx.device:

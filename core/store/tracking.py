@@ -14,7 +14,7 @@ or ``wandb``; absent or ``None`` = off, the default). Each lives in core/store/t
   extra (``pip install imbalance-lab[wandb]``).
 
 Numbers of a row become scalars at the row's ``step`` under namespaced keys: ``loss`` ->
-``train/loss``, ``test_accuracy`` -> ``eval/accuracy`` (core.store.trackers.common.metric_key;
+``train/loss``, ``test_accuracy`` -> ``eval/accuracy`` (core.store.trackers.run_view.metric_key;
 ``time`` and ``step`` are not logged; booleans and text are skipped).
 """
 
@@ -29,7 +29,7 @@ from typing import Any
 
 from core.store.atomic import read_json
 from core.errors import ConfigError
-from core.store.trackers.common import STATE_FILE, scalars, tracker_of  # noqa: F401  (STATE_FILE: the ids' file, for readers)
+from core.store.trackers.run_view import STATE_FILE, scalars, tracker_of  # noqa: F401  (STATE_FILE: the ids' file, for readers)
 from core.store.trackers.tb import TB_DIR  # noqa: F401  (where the event files go)
 
 TRACKERS = ("tensorboard", "mlflow", "wandb")

@@ -120,7 +120,7 @@ def run_cell(payload: dict, cell: Cell, device: str, callbacks: Callbacks) -> di
 def _cfg_train_cell(ctx: _Context, spec: dict, device: str, cb: Callbacks) -> dict:
     try:
         import core.generators.cfg  # noqa: F401  (a CFG model is trained only if it can be sampled here)
-        from core.train.cfg import CFGTrainConfig, train_cfg
+        from core.train.cfg_unet import CFGTrainConfig, train_cfg
     except ImportError as exc:
         raise Unavailable(f"CFG generator not available ({type(exc).__name__}: {exc}).", "Install the lab's requirements (diffusers).")
     seed, run_dir = spec["seed"], cfg_run_dir(ctx.root, spec["seed"])

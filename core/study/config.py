@@ -194,7 +194,7 @@ class StudyConfig(JobConfig):  # its from_dict below is strict: a study file mus
         """Every nested table, key by key (core.settings.config_check): [classifier] and each per-classifier override
         (also as applied over [classifier]), [cfg_train], [cfg_sample], [method_params.*] and [gate]."""
         from core.study.gate import DEFAULTS as GATE
-        from core.train.cfg import CFGTrainConfig
+        from core.train.cfg_unet import CFGTrainConfig
         from core.train.classifier import ClassifierConfig
 
         clf = field_types(ClassifierConfig)

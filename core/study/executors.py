@@ -23,7 +23,7 @@ lanes at once: the executor waits until that many lanes are free, holds them, an
 cell in the first lane's worker with ``device`` set to all of them (``"cuda:0,cuda:1"``); the
 cell function then starts its own multi-process job on those devices, e.g. with
 ``accelerate_launch_command`` below (``accelerate launch`` / DDP; the CFG training loop in
-``core.train.cfg`` already runs unchanged under it).
+``core.train.cfg_unet`` already runs unchanged under it).
 
 ``RayExecutor``: each cell becomes a Ray task asking for ``num_cpus`` CPUs and, for cells with
 ``gpu=True`` when the cluster has GPUs, one GPU (Ray sets ``CUDA_VISIBLE_DEVICES`` for it). All

@@ -15,7 +15,7 @@ import time
 import warnings
 from pathlib import Path
 
-from core.store.trackers.common import artefacts, flat_config, git_commit, previews, save_ids, saved_ids, study_of, tracker_of
+from core.store.trackers.run_view import artefacts, flat_config, git_commit, previews, save_ids, saved_ids, study_of, tracker_of
 
 EXPERIMENT = "imbalance-lab"
 STATUS = {"done": "FINISHED", "failed": "FAILED", "cancelled": "KILLED", "interrupted": "KILLED"}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from core.store.trackers.common import flat_config, preview_step, previews
+from core.store.trackers.run_view import flat_config, preview_step, previews
 
 TB_DIR = "tensorboard"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from core.store.trackers.common import artefacts, previews, save_ids, saved_ids, study_of
+from core.store.trackers.run_view import artefacts, previews, save_ids, saved_ids, study_of
 
 PROJECT = "imbalance-lab"
 WANDB_DIR = "wandb"

@@ -9,7 +9,7 @@ from typing import Any
 from core.store.atomic import atomic_write_json, read_json
 
 STATE_FILE = "tracking.json"  # the trackers' run ids of a lab run (a resumed run logs on into the same ones)
-PREVIEWS = "images/preview_*.png"  # the CFG trainer's preview grids (core.train.cfg)
+PREVIEWS = "images/preview_*.png"  # the CFG trainer's preview grids (core.train.cfg_unet)
 ARTEFACTS = ("config.json", "results.json", "report.html")  # those a run has are uploaded when it ends
 # Keys that measure a model rather than its training; test_/val_/eval_ prefixes say so too.
 EVAL_KEYS = {"accuracy", "balanced_accuracy", "macro_f1", "minority_f1", "fid", "kid", "fd_judge", "precision", "recall",
