@@ -2,7 +2,7 @@
 same study at 4× the steps side by side.
 
     # the measurement (what a fresh clone runs; models/ and .cache/ empty, so the judge trains too)
-    flock /tmp/lab-heavy.lock .venv/bin/python bench/quick_answers.py run --name quick_answers --preset quick --out /tmp/q
+    flock /tmp/lab-heavy.lock .venv/bin/python bench/quick_answers.py run --name quick_answers --study quick --out /tmp/q
     flock /tmp/lab-heavy.lock .venv/bin/python bench/quick_answers.py run --name quick_4x --config studies/quick-4x.toml --out /tmp/q4
     # a finished folder, recorded with the wall time measured around it (no training)
     .venv/bin/python bench/quick_answers.py record --name quick_answers --out /tmp/q --wall 780 --command "..." [--extra how.json]
@@ -190,9 +190,9 @@ def record(name: str, out: Path, wall_s: float, command: str, extra: dict | None
                         markdown=markdown(lines) + f"\n\nBudget curves ({split} split), accuracy % / minority F1, mean over seeds:\n\n" + curve_table(lines), command=command)
 
 
-def run(name: str, out: Path, preset: str | None, config: str | None) -> Path:
+def run(name: str, out: Path, study: str | None, config: str | None) -> Path:
     fresh = Path(tempfile.mkdtemp(prefix="quick-fresh-"))  # empty models/ and .cache/: the judge trains as on a fresh clone
-    argv = [sys.executable, "-m", "core", "experiment", *(["--preset", preset] if preset else ["--config", config]), "--json", "--out", str(out)]
+    argv = [sys.executable, "-m", "core", "experiment", *(["--study", study] if study else ["--config", config]), "--json", "--out", str(out)]
     env = {**os.environ, "IMBALANCE_LAB_MODELS": str(fresh / "models"), "IMBALANCE_LAB_CACHE": str(fresh / "cache")}
     t0 = time.perf_counter()
     proc = subprocess.run(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
@@ -226,7 +226,7 @@ def main() -> None:
     r.add_argument("--name", required=True)
     r.add_argument("--out", required=True, type=Path)
     src = r.add_mutually_exclusive_group(required=True)
-    src.add_argument("--preset")
+    src.add_argument("--study", help="a built-in study (core.study.presets), as `core experiment --study`")
     src.add_argument("--config")
     c = sub.add_parser("record")
     c.add_argument("--name", required=True)
@@ -239,7 +239,7 @@ def main() -> None:
     m.add_argument("b")
     args = p.parse_args()
     if args.cmd == "run":
-        print(run(args.name, args.out, args.preset, args.config))
+        print(run(args.name, args.out, args.study, args.config))
     elif args.cmd == "record":
         print(record(args.name, args.out, args.wall, args.command, json.loads(args.extra.read_text()) if args.extra else None))
     else:

@@ -271,12 +271,7 @@ def run_speed(args, setup: Setup) -> dict:
     opt = torch.optim.AdamW(unet.parameters(), 1e-3)
     x, t, y = torch.randn(args.cfg_batch, 1, s, s), torch.randint(0, 1000, (args.cfg_batch,)), torch.randint(0, 11, (args.cfg_batch,))
 
-    def unet_step():
-        loss = (unet(x, t, class_labels=y).sample - x).pow(2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    out["cfg_train_steps_per_s"] = _rate(unet_step)
+    out["cfg_train_steps_per_s"] = _rate(train_step(opt, lambda: (unet(x, t, class_labels=y).sample - x).pow(2).mean()))
     unet.eval()
     xs, ts, ys = torch.randn(128, 1, s, s), torch.randint(0, 1000, (128,)), torch.randint(0, 11, (128,))
     with torch.no_grad():
@@ -285,14 +280,19 @@ def run_speed(args, setup: Setup) -> dict:
     o2 = torch.optim.SGD(net.parameters(), 0.05, momentum=0.9)
     xc, yc = torch.randn(args.clf_batch, 1, s, s), torch.randint(0, 10, (args.clf_batch,))
 
-    def clf_step():
-        loss = torch.nn.functional.cross_entropy(net(xc), yc)
-        o2.zero_grad()
-        loss.backward()
-        o2.step()
-    out["clf_steps_per_s"] = _rate(clf_step)
+    out["clf_steps_per_s"] = _rate(train_step(o2, lambda: torch.nn.functional.cross_entropy(net(xc), yc)))
     print(json.dumps(out), flush=True)
     return out
+
+
+def train_step(opt, loss_fn):
+    """One optimizer step of ``loss_fn()`` as a closure, for timing a bare network."""
+    def step():
+        loss = loss_fn()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return step
 
 
 def _rate(fn, warm: int = 5, secs: float = 6.0) -> float:

@@ -252,7 +252,7 @@ def test_toml_errors_and_presets(tmp_path):
     # issue 17 item 6: 5 seeds, native 8×8 digits, judge split, converged budgets, 2 CPU lanes, no Inception download
     assert q.data.dataset == "digits" and q.data.profile == "exponential" and q.data.ratio == 10 and q.seeds == [0, 1, 2, 3, 4]
     assert (q.data.image_size, q.data.judge_per_class, q.extractor, q.cpu_lanes) == (8, 30, "judge", 2)
-    assert (q.classifier["steps"], q.cfg_train["steps"], q.curve_points, q.converged_gain) == (500, 700, 4, 0.01)
+    assert (q.classifier["steps"], q.classifier["batch_size"], q.cfg_train["steps"], q.curve_points, q.converged_gain) == (500, 32, 700, 2, 0.01)
     q4 = StudyConfig.from_toml(os.path.join(os.path.dirname(__file__), "..", "studies", "quick-4x.toml"))
     assert (q4.classifier["steps"], q4.classifier["warmup_steps"], q4.cfg_train["steps"], q4.cfg_train["warmup_steps"]) == (2000, 200, 2800, 200)
     assert {**q4.identity(), "name": "quick", "classifier": q.classifier, "cfg_train": q.cfg_train} == q.identity()  # nothing else differs

@@ -18,11 +18,16 @@ PRESETS: dict[str, StudyConfig] = {
     # Digits at their native 8×8 (the 16×16 upscale costs 4× and adds nothing). 30 images per class are
     # reserved for the judge, 20 for validation; the exponential profile at ratio 10 keeps 9, 12, 15, ... 94 of the rest
     # (ratio 50 left 2-6 images in the tail, where no CFG recipe was both on-class and not copying).
-    # Measured per seed on one of two CPU lanes (bench/quick_recipe.py): the tiny CFG model, 700 steps
-    # ≈ 78 s (500 gave off-class tails, 1000 began to copy); 2 CFG fills ≈ 17 s; 10 classifier cells of
-    # 500 steps plus their budget curves (runs of 63, 125, 250 steps) ≈ 193 s. 5 seeds on 2 lanes ≈ 13 min.
+    # Measured per seed on one of two CPU lanes (bench/quick_recipe.py, 2026-12-02): the tiny CFG model, 700 steps
+    # ≈ 78 s (500 gave off-class tails, 1000 began to copy); 2 CFG fills ≈ 17 s.
     # Issue 25: a validation split (20 per class), `real` and compare_to real, the calibrated gate, both endpoints.
-    # Digits at this size cannot show a cost of imbalance (none's minority F1 is 0.985): the quick study shows the
+    # Resized 2026-12-07 (bench/results/quick_answers.json, cifar_recipe.json "quick-b32"): on that day's 2-core machine,
+    # 1.5-1.9x slower per thread than the one that sized it (bench/quick_recipe.py --part speed: classifier 29.5 steps/s
+    # against 56.0, CFG 6.5 against 9.8), the study above took 22.5 min. The classifier now trains at batch 32 (lr 0.025,
+    # the linear scaling of 0.05 at 64): a step costs 0.55x, and none, oversample and real still converge (validation,
+    # 250 -> 500 steps: +0.4, +0.0, +0.7 points); the budget curve keeps the point the rule reads, S/2 (curve_points 2,
+    # 0.5x the main run instead of 0.875x). A classifier cell then costs ~15.5 s per lane against ~34 s.
+    # Digits at this size cannot show a cost of imbalance (none's minority F1 is 0.98): the quick study shows the
     # instruments working, not an answer to the paper's question; its shares of the gap read n/a.
     "quick": StudyConfig(
         name="quick",
@@ -33,7 +38,8 @@ PRESETS: dict[str, StudyConfig] = {
         classifiers=["small"],
         seeds=[0, 1, 2, 3, 4],
         budget="steps",
-        classifier={"steps": 500, "batch_size": 64, "lr": 0.05, "weight_decay": 5e-4, "warmup_steps": 50, "eval_every": 0},
+        classifier={"steps": 500, "batch_size": 32, "lr": 0.025, "weight_decay": 5e-4, "warmup_steps": 50, "eval_every": 0},
+        curve_points=2,  # S/2 and S: what `converged` reads (issue 25's rule is the last doubling)
         method_params={"mixup": {"lam": 0.6}, "cutmix": {"lam": 0.6}},
         cfg_train={"preset": "tiny", "steps": 700, "batch_size": 64, "warmup_steps": 50,
                    # tail-aware training, off as in the paper: uniform_classes samples classes evenly, cbdm_tau > 0 adds CBDM (Qin et al. 2023)
