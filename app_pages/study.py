@@ -13,7 +13,7 @@ from core.study import progress as sp
 from core.serving import workspace
 from core.errors import LabError
 from core.study.config import KIND
-from core.study.presets import PRESETS, preset
+from core.study.presets import PRESET_INFO, PRESETS, preset, preset_label, preset_time
 from core.jobs import RESUMABLE
 from core.store.runs import ACTIVE, Run
 from core.study.start import BOUNDS, for_shared_server, from_study_file, from_upload, ready, study_files, with_seeds
@@ -48,8 +48,10 @@ with st.expander("Start a study", expanded=not runs_of(KIND, state=None)):
     cfg = None
     try:
         if source == SOURCES[0]:
-            cfg = preset(c[1].selectbox("Preset", list(PRESETS), key="study_preset",
-                                        help="quick: digits on a laptop CPU in about 12 minutes; paper: CIFAR-10, needs a GPU"))
+            name = c[1].selectbox("Preset", list(PRESETS), key="study_preset", format_func=preset_label,
+                                  help="; ".join(f"{k}: {v['about']}" for k, v in PRESET_INFO.items()))
+            c[1].caption(preset_time(name))
+            cfg = preset(name)
         elif source == SOURCES[1]:
             files = list(study_files())
             cfg = from_study_file(c[1].selectbox("Study file", files, key="study_file")) if files else None
@@ -87,7 +89,7 @@ with st.expander("Start a study", expanded=not runs_of(KIND, state=None)):
 # -- which study --------------------------------------------------------------------------
 studies = [r.id for r in runs_of(KIND, state=None)]
 if not studies:
-    st.info("No study yet. Start one above: the **quick** preset runs every method on digits in about 12 minutes on a laptop CPU. "
+    st.info(f"No study yet. Start one above: the **quick** preset runs every method on digits in about {PRESET_INFO['quick']['minutes']} minutes on 2 CPU cores. "
             "Its plan appears here as a grid of cells that fill in as they finish, with the verdict table growing below.")
     st.stop()
 if wanted in studies and st.session_state.get("_study_wanted") != wanted:

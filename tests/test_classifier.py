@@ -25,6 +25,14 @@ def test_resnets_cifar_stem_and_channels():
     plain = build_classifier("resnet50", 7, in_channels=3, cifar_stem=False)
     assert plain.conv1.kernel_size == (7, 7) and isinstance(plain.maxpool, torch.nn.MaxPool2d)
     assert build_classifier("small", 4, in_channels=3)(torch.randn(3, 3, 16, 16)).shape == (3, 4)
+    # tiny: the same network at half width. Parameters by hand for 10 classes, 3 channels: stem 3·16·9 + BN 32;
+    # stage 1 (16→16, no downsample) 2·(16·16·9 + 32); stage 2 (16→32) 16·32·9 + 32·32·9 + 2·64 + downsample 16·32 + 64;
+    # stage 3 (32→64) 32·64·9 + 64·64·9 + 2·128 + 32·64 + 128; fc 64·10 + 10
+    tiny = build_classifier("tiny", 10, in_channels=3)
+    by_hand = (3 * 16 * 9 + 32) + 2 * (16 * 16 * 9 + 32) + (16 * 32 * 9 + 32 * 32 * 9 + 2 * 64 + 16 * 32 + 64) \
+        + (32 * 64 * 9 + 64 * 64 * 9 + 2 * 128 + 32 * 64 + 128) + (64 * 10 + 10)
+    assert sum(p.numel() for p in tiny.parameters()) == by_hand == 78_042
+    assert tiny(torch.randn(2, 3, 8, 8)).shape == (2, 10)
     with pytest.raises(ConfigError, match="resnet18"):
         build_classifier("vgg", 10)
 

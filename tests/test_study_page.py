@@ -21,6 +21,7 @@ from core.study import start as study_start
 from core.store.atomic import atomic_write_json, read_json
 from core.errors import ConfigError, LabError
 from core.study.config import StudyConfig
+from core.study.presets import PRESET_INFO, PRESETS, preset_label
 from core.store.runs import Run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -182,6 +183,18 @@ def test_empty_state_says_what_to_do(app):
     assert [b.label for b in app.button] == ["Start study"]
     (seeds,) = [n for n in app.number_input if n.key.startswith("study_seeds_preset_")]
     assert seeds.max == 10 and "1 to 10" in seeds.help
+
+
+def test_presets_are_offered_with_their_expected_time(app):
+    """Issue 27: the Study page offers cifar-cpu beside quick, each labelled with its time on 2 CPU cores."""
+    (pick,) = [s for s in app.selectbox if s.key == "study_preset"]
+    assert pick.options == [preset_label(n) for n in PRESETS] and "cifar-cpu" in PRESETS
+    assert preset_label("quick") == f"quick (about {PRESET_INFO['quick']['minutes']} min on 2 CPU cores)"
+    assert preset_label("paper") == "paper (needs a GPU)"
+    pick.set_value("cifar-cpu").run()
+    captions = [c.value for c in app.caption]
+    assert any(c.startswith("CIFAR-10 at 8 px on 2 CPU cores") and "about 35 minutes" in c and "not yet timed" in c for c in captions)
+    assert any(c.startswith("**cifar-cpu**: methods none, oversample, mixup, cutmix, cfg") for c in captions)
 
 
 def test_start_watch_cancel_resume(app, runs_root, monkeypatch):

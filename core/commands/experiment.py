@@ -8,7 +8,7 @@ import sys
 from core.commands.data_flags import add_tracking_argument, log_with
 from core.commands.config_file import add_deprecated
 
-STUDIES = ["quick", "paper", "paper-smoke"]  # core.study.presets.PRESETS (not imported here: it pulls in torch)
+STUDIES = ["quick", "cifar-cpu", "paper", "paper-smoke"]  # core.study.presets.PRESETS (not imported here: it pulls in torch)
 
 HELP = "Run a study (methods × classifiers × seeds) from --study or --config and write results.csv/results.json."
 PRESET_MESSAGE = ("--preset is deprecated in experiment and will be removed in the next release: it names a network size in train-cfg. "
@@ -24,8 +24,9 @@ def _gpu_visible() -> bool:
 def add_arguments(p) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--study", dest="preset", choices=STUDIES,
-                     help="quick: digits on CPU (≤ 15 min on 2 cores, 5 seeds, 2 lanes); paper: CIFAR-10, ResNet18/50, for a GPU; "
-                          "paper-smoke: the paper's code path on CIFAR-10 with small numbers (~3 min on 2 cores)")
+                     help="quick: digits on CPU (≤ 15 min on 2 cores, 5 seeds, 2 lanes); cifar-cpu: CIFAR-10 at 8 px on 2 CPU cores, "
+                          "the paper's question between none and real (being sized; needs --data-dir or the torchvision copy); "
+                          "paper: CIFAR-10, ResNet18/50, for a GPU; paper-smoke: the paper's code path on CIFAR-10 with small numbers")
     add_deprecated(src, "--preset", "preset", PRESET_MESSAGE, choices=STUDIES)
     src.add_argument("--config", help="a study TOML file (see studies/quick.toml); the flags below override it")
     p.add_argument("--out", required=True, help="study folder; rerunning on the same folder resumes it (finished cells are skipped)")

@@ -16,7 +16,7 @@ HELP = "Train a classifier (small ResNet / ResNet18 / ResNet50) on an imbalanced
 def add_arguments(p) -> None:
     add_data_arguments(p)
     g = p.add_argument_group("classifier")
-    g.add_argument("--arch", default="small", choices=list(ARCHS), help="network: small (CPU), resnet18, resnet50")
+    g.add_argument("--arch", default="small", choices=list(ARCHS), help="network: tiny or small (CPU), resnet18, resnet50")
     g.add_argument("--no-cifar-stem", action="store_true", help="ResNet18/50: keep ImageNet's 7x7/stride-2 conv and max-pool (default: 3x3 stride-1 stem)")
     g.add_argument("--epochs", type=int, default=30, help="passes over the training set")
     g.add_argument("--steps", type=int, default=None, help="optimizer steps in all, instead of --epochs (the LR schedule spans them)")

@@ -79,7 +79,7 @@ class StudyConfig(JobConfig):  # its from_dict below is strict: a study file mus
     data: DataConfig = field(default_factory=DataConfig)
     methods: list[str] = field(default_factory=lambda: ["none", "oversample", "mixup", "cutmix", "cfg", "sd"])
     cfg_ws: list[float] = field(default_factory=lambda: [0.1, 7.5])  # paper's w: ε̃ = (1+w)·ε(x,c) − w·ε(x)
-    classifiers: list[str] = field(default_factory=lambda: ["small"])  # small | resnet18 | resnet50
+    classifiers: list[str] = field(default_factory=lambda: ["small"])  # tiny | small | resnet18 | resnet50
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # classifier + generator + subset seeds
     target: int | None = None  # images per class after filling (None = the largest class)
     budget: str = "steps"  # steps: every method gets the same optimizer steps | epochs: the same epochs (the paper's protocol)

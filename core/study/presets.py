@@ -10,6 +10,8 @@ from core.study.config import StudyConfig
 
 PAPER_COUNTS = [400 * (i + 1) for i in range(10)]  # the paper's Table 1 shape (500·(i+1)) at 400·(i+1): 500 per class go to the judge
 
+CPU_COUNTS = [20 * (i + 1) for i in range(10)]  # cifar-cpu: the paper's shape (500·(i+1)) at 1/25
+
 QUICK_METHODS = ["none", "oversample", "mixup", "cutmix", "cfg", "sd", "reweight", "logit-adjust", "posthoc-adjust", "cfg+logit-adjust"]
 
 PRESETS: dict[str, StudyConfig] = {
@@ -71,6 +73,38 @@ PRESETS: dict[str, StudyConfig] = {
         cfg_train={"preset": "ddpm", "steps": 100_000, "batch_size": 128, "uniform_classes": False, "cbdm_tau": 0.0},
         cfg_sample={"sampler": "dpm", "steps": 25},
     ),
+    # The paper's question on CIFAR-10 on 2 CPU cores (issue 27): the paper's profile shape (class i keeps ∝ i+1), every
+    # baseline the paper and the long-tail literature compare, `real` as the bound, 5 seeds, ≤ 60 minutes.
+    # Sized on the validation split (bench/cifar_recipe.py, bench/results/cifar_recipe.json, 2026-12-07):
+    # * 8 px: one CPU lane trains the small ResNet at batch 128 at 15.4 steps/s at 8 px and 5.0 at 16 px, the tiny CFG
+    #   UNet at 5.9 and 2.0; at 16 px the 40 classifier runs alone would take over 100 minutes.
+    # * The tiny ResNet (half width): 2.7x the small one's speed. Counts 50·(i+1) showed the gap (real − none ≈ 8
+    #   points, 0.19-0.20 minority F1) but did not converge in budget: the small ResNet's `real` gained +2.0 points from
+    #   1000 to 2000 steps, the tiny one's `none` +1.2 from 2000 to 4000 (tags b8, l8, t8).
+    # * Counts 20·(i+1) (1,100 images; `real` fills to 200 a class): with the tiny ResNet at 2000 steps of 128, none and
+    #   real converge (1000 → 2000: 0.0 and −0.9 points, +0.002 and −0.000 minority F1, 2 seeds) and the gap stays
+    #   (validation: 7.1 points, 0.21 minority F1; tag u8). A classifier cell (2000 + 1000 steps) is ≈ 85 s of a lane,
+    #   40 of them ≈ 28 min on 2 lanes; with the 5 CFG models (≈ 2 min each), the fills and the judge ≈ 35 min.
+    "cifar-cpu": StudyConfig(
+        name="cifar-cpu",
+        data=DataConfig(dataset="cifar10", image_size=8, profile="custom", counts=CPU_COUNTS, judge_per_class=500,
+                        validation_fraction=0.1, validation_min=20),
+        methods=["none", "oversample", "mixup", "cutmix", "cfg", "logit-adjust", "posthoc-adjust"],
+        cfg_ws=[0.1, 7.5],
+        classifiers=["tiny"],
+        seeds=[0, 1, 2, 3, 4],
+        budget="steps",
+        compare_to=["none", "oversample", "real"],
+        calibration_per_class=200,  # 100 + 100 dropped images per class calibrate novelty and the gate; `real` fills with the rest (≥ 3,800 a class)
+        classifier={"steps": 2000, "batch_size": 128, "lr": 0.1, "weight_decay": 5e-4, "warmup_steps": 50, "eval_every": 0,
+                    "checkpoint_every": 0},
+        curve_points=2,  # S/2 and S: the doubling `converged` reads
+        method_params={"mixup": {"lam": 0.6}, "cutmix": {"lam": 0.6}},
+        cfg_train={"preset": "tiny", "steps": 700, "batch_size": 64, "warmup_steps": 50, "uniform_classes": False, "cbdm_tau": 0.0},
+        cfg_sample={"sampler": "dpm", "steps": 8},
+        extractor="judge",  # FID's Inception at 299 px on a CPU would cost more than the study
+        cpu_lanes=2,
+    ),
     # The paper preset's code path on CIFAR-10 with small numbers, ~3 min on 2 CPU cores (issue #11):
     # counts 5·(i+1), the 3 smallest classes filled to 20 (30 generated images per w), 20 test images per
     # class, one seed, ResNet18 (CIFAR stem) for 4 steps of 32 (lr 0.0125: the paper preset's 0.1 at 256,
@@ -97,6 +131,34 @@ PRESETS: dict[str, StudyConfig] = {
         generation_metrics=False,
     ),
 }
+
+
+# What the Study page and the CLI say of each preset: what it is, and its expected wall time on 2 CPU cores
+# (minutes; None where a CPU is not what it is for). Each figure names the measurement behind it.
+PRESET_INFO: dict[str, dict] = {
+    "quick": {"about": "digits on 2 CPU cores: the instruments at work (no imbalance cost to close at this size)", "minutes": 14,
+              "measured": "823 s on 2 cores from a fresh start, 2026-12-07 (BENCHMARKS.md, quick study answers)"},
+    "cifar-cpu": {"about": "CIFAR-10 at 8 px on 2 CPU cores: the paper's question, every method between none and real", "minutes": 35,
+                  "measured": "estimated from its measured parts (bench/cifar_recipe.py); the whole study not yet timed"},
+    "paper": {"about": "CIFAR-10, ResNet18/50, the paper's protocol: needs a GPU", "minutes": None,
+              "measured": "a GPU estimate only (BENCHMARKS.md, paper estimate)"},
+    "paper-smoke": {"about": "the paper preset's code path with tiny numbers (a test, not a result)", "minutes": 6,
+                    "measured": "330-414 s in CI's test runs"},
+}
+
+
+def preset_label(name: str) -> str:
+    """The preset as a picker shows it: its name and expected time, e.g. "quick (about 14 min on 2 CPU cores)"."""
+    m = (PRESET_INFO.get(name) or {}).get("minutes")
+    return f"{name} (about {m} min on 2 CPU cores)" if m else f"{name} (needs a GPU)"
+
+
+def preset_time(name: str) -> str:
+    """One line on what the preset is, its expected time and where that figure comes from."""
+    info = PRESET_INFO.get(name) or {}
+    m = info.get("minutes")
+    when = f"about {m} minutes on 2 CPU cores" if m else "no CPU time given: run it on a GPU"
+    return f"{info.get('about', name)}. Expected: {when} ({info.get('measured', 'not measured')})."
 
 
 def preset(name: str) -> StudyConfig:

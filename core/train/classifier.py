@@ -47,7 +47,7 @@ class ClassifierConfig(JobConfig):
     TABLE = "classifier"  # its ranges: core.settings.bounds.CONFIG_BOUNDS["classifier"]
 
     data: DataConfig = field(default_factory=DataConfig)
-    arch: str = "small"  # small | resnet18 | resnet50
+    arch: str = "small"  # tiny | small | resnet18 | resnet50
     cifar_stem: bool = True  # ResNet18/50: 3x3 stride-1 first conv, no max-pool (for small images)
     epochs: int = 30  # passes over the (rebalanced) training set (when steps is None)
     steps: int | None = None  # optimizer steps in all (None = epochs × steps per epoch); the LR schedule spans them
