@@ -66,8 +66,29 @@ def speed(args) -> dict:
         print(s, json.dumps(out[str(s)]), flush=True)
     prev = _previous()
     prev.setdefault("speed", {})[f"threads{args.threads}"] = out
-    write_result(NAME, prev, command=" ".join(["python", *sys.argv]))
+    write_result(NAME, prev, markdown=table(prev), command=" ".join(["python", *sys.argv]))
     return out
+
+
+def table(results: dict) -> str:
+    """One line per candidate and row: the validation curve (accuracy % / minority F1 at each point), converged, and
+    real − none at the last point; then the speed probe."""
+    lines = ["| candidate | row | validation curve: steps → accuracy % / minority F1 | converged (last doubling: pts / F1) |",
+             "|---|---|---|---|"]
+    for tag, rec in (results.get("studies") or {}).items():
+        for r in rec["rows"]:
+            curve = ", ".join(f"{p['steps']} → {100 * p['accuracy']:.1f} / {p['minority_f1']:.3f}" for p in r.get("curve") or [])
+            gain = "" if r.get("last_gain") is None else f" ({100 * r['last_gain']:+.1f} / {r['last_gain_minority']:+.3f})"
+            lines.append(f"| {tag} | {r['method']} | {curve} | {'yes' if r['converged'] else 'no'}{gain} |")
+        g = rec.get("real_minus_none_validation")
+        if g:
+            lines.append(f"| {tag} | real − none | {100 * g['accuracy']:+.1f} points, {g['minority_f1']:+.3f} minority F1 (last point) | "
+                         f"{rec['wall_s']:.0f} s wall |")
+    speed = (results.get("speed") or {}).get("threads1") or {}
+    if speed:
+        lines += ["", "| size (px) | small ResNet steps/s (batch 128) | tiny CFG UNet steps/s (batch 64) |", "|---|---|---|"]
+        lines += [f"| {k} | {v['clf_steps_per_s']:.1f} | {v['cfg_steps_per_s']:.1f} |" for k, v in speed.items()]
+    return "\n".join(lines)
 
 
 def _cell_seconds(folder: Path) -> dict[str, float]:
@@ -116,7 +137,7 @@ def study(args) -> dict:
               f"val acc={last.get('accuracy')} val mF1={last.get('minority_f1')}")
     prev = _previous()
     prev.setdefault("studies", {})[args.tag] = rec
-    write_result(NAME, prev, command=" ".join(["python", *sys.argv]))
+    write_result(NAME, prev, markdown=table(prev), command=" ".join(["python", *sys.argv]))
     return rec
 
 

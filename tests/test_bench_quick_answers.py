@@ -91,3 +91,25 @@ def test_markdown_shows_the_gate_beside_reals_and_both_verdicts():
     assert "-1.00 pts, worse (p_holm = 0.01); -0.025, below gate" in md
     assert "| n/a (real − none not detected); n/a (real − none not detected) |" in md
     assert "vs real: accuracy; minority F1" in md
+
+
+def test_cifar_cpu_criteria_need_the_gap_its_verdict_a_small_mde_and_three_converged_rows():
+    """bench/cifar_cpu.py (issue 27): real − none ≥ 0.10 minority F1 *and* `better`; every minority MDE vs none ≤ 0.05."""
+    from bench.cifar_cpu import criteria as cifar_criteria
+
+    study = _study()
+    rows = {r["method"]: r for r in study["rows"]}
+    rows["real"]["vs"]["none"] = _vs(0.07, 0.001, "better", 0.12, 0.002, "better", mirrored=True)  # the study's mirrored entry
+    study["cells"] = {"ok": 4, "failed": 0, "unavailable": 0, "cancelled": 0}
+    c = cifar_criteria(study, 2000.0)
+    assert c["real_minus_none_minority_f1"] == 0.12 and c["gap_ok"] is True
+    # MDEs against none: the helper's 0.05 wherever a minority verdict against none has one (below gate has none)
+    assert c["minority_mde_vs_none"] == {"oversample": 0.05, "real": 0.05} and c["max_minority_mde_vs_none"] == 0.05
+    assert c["mde_ok"] is True and c["all_three_converged"] is True and c["within_60_min"] is True and c["all_met"] is True
+    rows["real"]["vs"]["none"]["minority_f1"]["verdict"] = "inconclusive"  # as large, but not detected: not shown
+    assert cifar_criteria(study, 2000.0)["gap_ok"] is False
+    rows["real"]["vs"]["none"] = _vs(0.07, 0.001, "better", 0.09, 0.002, "better")  # detected, but under 0.10
+    assert cifar_criteria(study, 2000.0)["gap_ok"] is False
+    rows["oversample"]["converged"] = False
+    c = cifar_criteria(study, 3601.0)
+    assert c["all_three_converged"] is False and c["within_60_min"] is False and c["all_met"] is False

@@ -62,3 +62,14 @@ def test_the_preset_in_miniature_runs_every_row(tmp_path):
         assert r["steps"] == 2 and r["curve_split"] == "validation" and [pt["steps"] for pt in r["curve"]] == [1, 2]
     assert res["test_size"] == 40  # 4 per class, read once at the end
     assert rows["cfg@w=0.1"]["gate"]["real_precision"] is not None  # the gate holds the fill to real images' figures
+
+
+def test_the_4x_check_differs_only_in_steps_and_rows():
+    """studies/cifar-cpu-4x.toml: none, oversample (and real) at 4× the classifier steps and warm-up, nothing else changed."""
+    from core.study.config import StudyConfig
+
+    p = preset("cifar-cpu")
+    q4 = StudyConfig.from_toml(ROOT / "studies" / "cifar-cpu-4x.toml")
+    assert q4.methods == ["none", "oversample"] and [v.name for v in q4.variants()] == ["none", "real", "oversample"]
+    assert (q4.classifier["steps"], q4.classifier["warmup_steps"]) == (4 * p.classifier["steps"], 4 * p.classifier["warmup_steps"])
+    assert {**q4.identity(), "name": p.name, "methods": p.methods, "classifier": p.classifier} == p.identity()

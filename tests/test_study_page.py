@@ -193,7 +193,7 @@ def test_presets_are_offered_with_their_expected_time(app):
     assert preset_label("paper") == "paper (needs a GPU)"
     pick.set_value("cifar-cpu").run()
     captions = [c.value for c in app.caption]
-    assert any(c.startswith("CIFAR-10 at 8 px on 2 CPU cores") and "about 35 minutes" in c and "not yet timed" in c for c in captions)
+    assert any(c.startswith("CIFAR-10 at 8 px on 2 CPU cores") and "about 37 minutes" in c and "2,186 s" in c for c in captions)
     assert any(c.startswith("**cifar-cpu**: methods none, oversample, mixup, cutmix, cfg") for c in captions)
 
 
