@@ -36,8 +36,8 @@ def criteria(res: dict, wall_s: float) -> dict:
     rows = {r["method"]: r for r in res["rows"]}
     none, real = rows["none"], rows.get("real") or {}
     gap = ((real.get("vs") or {}).get("none") or {}).get("minority_f1") or {}
-    mdes = {m: _r(((r.get("vs") or {}).get("none") or {}).get("minority_f1", {}).get("mde"))
-            for m, r in rows.items() if m != "none" and ((r.get("vs") or {}).get("none") or {}).get("minority_f1", {}).get("mde") is not None}
+    vs_none = {m: (((r.get("vs") or {}).get("none") or {}).get("minority_f1") or {}).get("mde") for m, r in rows.items() if m != "none"}
+    mdes = {m: _r(v) for m, v in vs_none.items() if v is not None}
     gates = {m: (r.get("gate") or {}).get("passed") for m, r in rows.items() if r.get("fill") in ("cfg", "real")}
     converged = {m: rows[m].get("converged") for m in ("none", "oversample", "real") if m in rows}
     out = {
