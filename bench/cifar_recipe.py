@@ -102,6 +102,34 @@ def _cell_seconds(folder: Path) -> dict[str, float]:
     return out
 
 
+def seed_spread(folder: Path, family: int = 30, seeds_for: tuple[int, ...] = (5, 6, 7, 8, 10)) -> dict:
+    """How far apart the seeds are, on the validation split: for each row, the sample sd over seeds of its
+    minority-F1 difference from `none` (seed by seed, as the paired verdicts take it), and the minority-F1 MDE that
+    sd would give at n seeds in a Holm family of ``family`` verdicts (core.study.stats.mde at df = n − 1, without the
+    test-set term: a projection to size the seed count, not a verdict). The cifar-cpu family is 30: 15 pairs × 2 endpoints."""
+    import statistics
+
+    from core.study.stats import mde
+
+    per: dict[str, dict[int, float]] = {}
+    for res in folder.glob("cells/clf__*__seed*/results.json"):
+        method = res.parent.name.split("__")[1]
+        seed = int(res.parent.name.rsplit("seed", 1)[1])
+        val = json.loads(res.read_text()).get("validation") or {}
+        if val.get("minority_f1") is not None:
+            per.setdefault(method, {})[seed] = val["minority_f1"]
+    out = {}
+    for method, vals in sorted(per.items()):
+        common = sorted(set(vals) & set(per.get("none", {})))
+        if method == "none" or len(common) < 2:
+            continue
+        d = [vals[s] - per["none"][s] for s in common]
+        sd = statistics.stdev(d)
+        out[method] = {"n": len(d), "diff_mean": round(statistics.mean(d), 4), "sd_diff": round(sd, 4),
+                       "mde_minority_f1_at": {str(n): round(mde(sd / n ** 0.5, family, df=n - 1), 4) for n in seeds_for}}
+    return out
+
+
 def study(args) -> dict:
     """Run the candidate with the lab's CLI, time it, keep only validation figures and timings."""
     out = Path(args.out)
@@ -129,7 +157,7 @@ def study(args) -> dict:
                "minority_f1": None if n.get("minority_f1") is None else re_["minority_f1"] - n["minority_f1"],
                "split": by["none"]["curve_split"]}
     rec = {"config": args.config, "flags": [a for a in (args.extra or []) if a != "--"], "rc": proc.returncode, "wall_s": round(wall, 1), "rows": rows,
-           "real_minus_none_validation": gap, "cell_seconds": _cell_seconds(out)}
+           "real_minus_none_validation": gap, "cell_seconds": _cell_seconds(out), "seed_spread": seed_spread(out)}
     print(json.dumps({k: rec[k] for k in ("rc", "wall_s", "real_minus_none_validation")}, indent=1))
     for r in rows:
         last = (r["curve"] or [{}])[-1]

@@ -113,3 +113,37 @@ def test_cifar_cpu_criteria_need_the_gap_its_verdict_a_small_mde_and_three_conve
     rows["oversample"]["converged"] = False
     c = cifar_criteria(study, 3601.0)
     assert c["all_three_converged"] is False and c["within_60_min"] is False and c["all_met"] is False
+
+
+def test_cifar_cpu_4x_moves_are_seed_by_seed_over_the_seeds_both_ran(tmp_path):
+    """bench/cifar_cpu.py compare (issue 27's 4× check): the move is mean(long − main) over the seeds both studies
+    ran; < 0.02 on both endpoints passes; a missing row fails; figures are read from the cells' results.json."""
+    import json
+
+    from bench.cifar_cpu import moves, moves_markdown, per_seed
+
+    def cell(folder, method, seed, acc, mf1, steps):
+        d = folder / "cells" / f"clf__{method}__tiny__seed{seed}"
+        d.mkdir(parents=True)
+        (d / "results.json").write_text(json.dumps({"accuracy": acc, "minority_f1": mf1, "steps": steps}))
+
+    main, long = tmp_path / "main", tmp_path / "long"
+    for s, (a, f) in enumerate([(0.40, 0.30), (0.42, 0.20), (0.44, 0.25)]):
+        for m in ("none", "oversample", "real"):
+            cell(main, m, s, a, f, 2000)
+    cell(main, "mixup", 0, 0.9, 0.9, 2000)  # not one of the three rows: ignored
+    # 4×: seeds 0 and 1 only (seed 2 is main's alone); none moves +0.01 and +0.04 accuracy (mean +0.025: not < 0.02)
+    cell(long, "none", 0, 0.41, 0.30, 8000); cell(long, "none", 1, 0.46, 0.20, 8000)
+    cell(long, "oversample", 0, 0.39, 0.31, 8000); cell(long, "oversample", 1, 0.42, 0.18, 8000)
+    got = per_seed(main)
+    assert set(got) == {"none", "oversample", "real"} and got["none"][1] == {"accuracy": 0.42, "minority_f1": 0.20, "steps": 2000}
+    res = moves(got, per_seed(long))
+    assert res["rows"]["none"]["seeds"] == [0, 1] and res["rows"]["none"]["steps"] == [2000, 8000]
+    assert res["rows"]["none"]["move_accuracy"] == 0.025 and res["rows"]["none"]["ok"] is False
+    # oversample: accuracy (−0.01 + 0.00)/2 = −0.005, minority F1 (+0.01 − 0.02)/2 = −0.005: inside both limits
+    assert res["rows"]["oversample"]["move_accuracy"] == -0.005 and res["rows"]["oversample"]["move_minority_f1"] == -0.005
+    assert res["rows"]["oversample"]["ok"] is True and res["rows"]["oversample"]["main"] == {"accuracy": 0.41, "minority_f1": 0.25}
+    assert res["missing"] == ["real"] and res["all_ok"] is False
+    md = moves_markdown(res)
+    assert "| oversample | 2 | 2000 → 8000 | 41.0 → 40.5 (-0.5) | 0.250 → 0.245 (-0.005) | yes |" in md
+    assert "| real | missing | | | | no |" in md

@@ -23,6 +23,8 @@ def test_the_preset_asks_the_papers_question_on_a_cpu():
     # issue 27: these methods, ≥ 5 seeds, compared with none, oversample and real; the paper's profile shape (∝ i+1)
     assert p.methods == ["none", "oversample", "mixup", "cutmix", "cfg", "logit-adjust", "posthoc-adjust"]
     assert p.cfg_ws == [0.1, 7.5] and len(p.seeds) >= 5 and p.compare_to == ["none", "oversample", "real"]
+    # one subset for every seed (the MDE lever, bench/results/cifar_recipe.json tag f8): 8 seeds, all on data.seed's draw
+    assert p.seeds == list(range(8)) and p.fixed_subset and {p.data_for_seed(s).subset_seed for s in p.seeds} == {None}
     assert [v.name for v in p.variants()] == ["none", "real", "oversample", "mixup", "cutmix", "cfg@w=0.1", "cfg@w=7.5",
                                               "logit-adjust", "posthoc-adjust"]
     counts = p.data.counts
@@ -65,11 +67,13 @@ def test_the_preset_in_miniature_runs_every_row(tmp_path):
 
 
 def test_the_4x_check_differs_only_in_steps_and_rows():
-    """studies/cifar-cpu-4x.toml: none, oversample (and real) at 4× the classifier steps and warm-up, nothing else changed."""
+    """studies/cifar-cpu-4x.toml: none, oversample (and real) at 4× the classifier steps and warm-up, on the main study's
+    first 5 seeds (compared seed by seed), nothing else changed."""
     from core.study.config import StudyConfig
 
     p = preset("cifar-cpu")
     q4 = StudyConfig.from_toml(ROOT / "studies" / "cifar-cpu-4x.toml")
     assert q4.methods == ["none", "oversample"] and [v.name for v in q4.variants()] == ["none", "real", "oversample"]
     assert (q4.classifier["steps"], q4.classifier["warmup_steps"]) == (4 * p.classifier["steps"], 4 * p.classifier["warmup_steps"])
-    assert {**q4.identity(), "name": p.name, "methods": p.methods, "classifier": p.classifier} == p.identity()
+    assert q4.seeds == p.seeds[:5] and q4.fixed_subset is True
+    assert {**q4.identity(), "name": p.name, "methods": p.methods, "classifier": p.classifier, "seeds": p.seeds} == p.identity()
