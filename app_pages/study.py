@@ -69,7 +69,9 @@ with st.expander("Start a study", expanded=not runs_of(KIND, state=None)):
                              help=f"instead of the study's own ({cfg.data.dataset}, profile {cfg.data.profile})")
         go = c[2].button("Start study", type="primary", key="study_go")
         st.caption(f"**{cfg.name}**: methods {', '.join(cfg.methods)}; classifiers {', '.join(cfg.classifiers)}; "
-                   f"w = {', '.join(f'{w:g}' for w in cfg.cfg_ws)}; budget {cfg.budget}. Bounds for a study started here: "
+                   f"w = {', '.join(f'{w:g}' for w in cfg.cfg_ws)}; budget {cfg.budget}; "
+                   + ("every seed on the same imbalanced subset" if cfg.fixed_subset else "each seed draws its own imbalanced subset")
+                   + ". Bounds for a study started here: "
                    + ", ".join(f"{k} ≤ {v:,}" for k, v in BOUNDS.items()) + ".")
         if go:
             try:

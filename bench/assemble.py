@@ -35,7 +35,7 @@ SUMMARY = "_summary"
 ORDER = [
     "dataset", "data_pipeline",
     "cfg_digits", "cfg_vs_peer", "cfg_flops", "classifier_flops", "tail_cfg", "judge_split", "real_gate", "gpu_cfg_cifar",
-    "quick_answers", "quick_4x_compare", "cifar_cpu", "cifar_recipe", "quick_recipe", "quick_study", "quick_study_2026_11_28",
+    "quick_answers", "quick_4x_compare", "cifar_cpu", "cifar_cpu_4x", "cifar_recipe", "cifar_cpu_2026_12_07", "quick_recipe", "quick_study", "quick_study_2026_11_28",
     "sd_tiny", "sd_not_measured",
     "app", "app_load", "input_sweep", "trajectory",
 ]

@@ -84,6 +84,13 @@ def table(results: dict) -> str:
         if g:
             lines.append(f"| {tag} | real − none | {100 * g['accuracy']:+.1f} points, {g['minority_f1']:+.3f} minority F1 (last point) | "
                          f"{rec['wall_s']:.0f} s wall |")
+    spread = [(tag, m, v) for tag, rec in (results.get("studies") or {}).items() for m, v in (rec.get("seed_spread") or {}).items()]
+    if spread:
+        lines += ["", "| candidate | row − none, minority F1 (validation) | seeds | mean | sd over seeds | projected MDE at 5 / 8 / 10 seeds (30 verdicts) |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {tag} | {m} | {v['n']} | {v['diff_mean']:+.3f} | {v['sd_diff']:.3f} | "
+                  f"{v['mde_minority_f1_at']['5']:.3f} / {v['mde_minority_f1_at']['8']:.3f} / {v['mde_minority_f1_at']['10']:.3f} |"
+                  for tag, m, v in spread]
     speed = (results.get("speed") or {}).get("threads1") or {}
     if speed:
         lines += ["", "| size (px) | small ResNet steps/s (batch 128) | tiny CFG UNet steps/s (batch 64) |", "|---|---|---|"]

@@ -193,8 +193,11 @@ def test_presets_are_offered_with_their_expected_time(app):
     assert preset_label("paper") == "paper (needs a GPU)"
     pick.set_value("cifar-cpu").run()
     captions = [c.value for c in app.caption]
-    assert any(c.startswith("CIFAR-10 at 8 px on 2 CPU cores") and "about 37 minutes" in c and "2,186 s" in c for c in captions)
-    assert any(c.startswith("**cifar-cpu**: methods none, oversample, mixup, cutmix, cfg") for c in captions)
+    assert any(c.startswith("CIFAR-10 at 8 px on 2 CPU cores") and "about 57 minutes" in c and "3,416 s" in c for c in captions)
+    assert any(c.startswith("**cifar-cpu**: methods none, oversample, mixup, cutmix, cfg") and "every seed on the same imbalanced subset" in c
+               for c in captions)
+    pick.set_value("quick").run()  # quick draws a subset per seed, and says so
+    assert any(c.startswith("**quick**: methods") and "each seed draws its own imbalanced subset" in c for c in (c.value for c in app.caption))
 
 
 def test_start_watch_cancel_resume(app, runs_root, monkeypatch):

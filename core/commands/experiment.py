@@ -25,7 +25,7 @@ def add_arguments(p) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--study", dest="preset", choices=STUDIES,
                      help="quick: digits on CPU (≤ 15 min on 2 cores, 5 seeds, 2 lanes); cifar-cpu: CIFAR-10 at 8 px on 2 CPU cores, "
-                          "the paper's question between none and real (≈ 37 min on 2 cores; needs --data-dir or the torchvision copy); "
+                          "the paper's question between none and real (≈ 57 min on 2 cores; needs --data-dir or the torchvision copy); "
                           "paper: CIFAR-10, ResNet18/50, for a GPU; paper-smoke: the paper's code path on CIFAR-10 with small numbers")
     add_deprecated(src, "--preset", "preset", PRESET_MESSAGE, choices=STUDIES)
     src.add_argument("--config", help="a study TOML file (see studies/quick.toml); the flags below override it")
