@@ -63,14 +63,18 @@ def criteria(res: dict, wall_s: float) -> dict:
     return out
 
 
-def per_seed(folder: Path, methods=FOUR_X_ROWS) -> dict[str, dict[int, dict]]:
-    """{method: {seed: {accuracy, minority_f1, steps}}}: the test figures of a study folder's main classifier runs."""
+def per_seed(folder: Path, methods=FOUR_X_ROWS, split: str = "test") -> dict[str, dict[int, dict]]:
+    """{method: {seed: {accuracy, minority_f1, steps}}}: a study folder's main classifier runs (cell ids
+    clf__<method>__<arch>__seed<k>, core.study.plan.cell_id), on the test split or, with split="validation", on the
+    validation split (runs without validation figures are left out). methods=None: every method."""
     out: dict[str, dict[int, dict]] = {}
     for res in sorted(folder.glob("cells/clf__*__seed*/results.json")):
         method, seed = res.parent.name.split("__")[1], int(res.parent.name.rsplit("seed", 1)[1])
-        if method in methods:
+        if methods is None or method in methods:
             r = json.loads(res.read_text())
-            out.setdefault(method, {})[seed] = {"accuracy": r["accuracy"], "minority_f1": r["minority_f1"], "steps": r["steps"]}
+            fig = r if split == "test" else (r.get("validation") or {})
+            if fig.get("minority_f1") is not None:
+                out.setdefault(method, {})[seed] = {"accuracy": fig["accuracy"], "minority_f1": fig["minority_f1"], "steps": r["steps"]}
     return out
 
 

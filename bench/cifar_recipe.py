@@ -116,15 +116,10 @@ def seed_spread(folder: Path, family: int = 30, seeds_for: tuple[int, ...] = (5,
     test-set term: a projection to size the seed count, not a verdict). The cifar-cpu family is 30: 15 pairs × 2 endpoints."""
     import statistics
 
+    from bench.cifar_cpu import per_seed
     from core.study.stats import mde
 
-    per: dict[str, dict[int, float]] = {}
-    for res in folder.glob("cells/clf__*__seed*/results.json"):
-        method = res.parent.name.split("__")[1]
-        seed = int(res.parent.name.rsplit("seed", 1)[1])
-        val = json.loads(res.read_text()).get("validation") or {}
-        if val.get("minority_f1") is not None:
-            per.setdefault(method, {})[seed] = val["minority_f1"]
+    per = {m: {s: f["minority_f1"] for s, f in seeds.items()} for m, seeds in per_seed(folder, None, "validation").items()}
     out = {}
     for method, vals in sorted(per.items()):
         common = sorted(set(vals) & set(per.get("none", {})))
